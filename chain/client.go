@@ -1,0 +1,365 @@
+package chain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pb "github.com/chainraft/chainraft/chain/chainpb"
+	"github.com/chainraft/chainraft/kv"
+	"github.com/chainraft/chainraft/zkrecipes"
+)
+
+// Sentinel errors a caller of the client may branch on; each is wrapped with
+// the node's explanation.
+var (
+	// ErrWrongEpoch: the node's configuration differs from the client's.
+	ErrWrongEpoch = errors.New("chain: wrong epoch")
+	// ErrNotHead: a write reached a node that is not the chain's head.
+	ErrNotHead = errors.New("chain: not the head")
+	// ErrNotTail: a read reached a node that is not the chain's tail.
+	ErrNotTail = errors.New("chain: not the tail")
+	// ErrUnavailable: the node refused before doing anything (no session,
+	// a tail not yet synced, no configuration yet).
+	ErrUnavailable = errors.New("chain: unavailable")
+	// ErrUnknown: the node accepted the write but cannot tell its outcome.
+	ErrUnknown = errors.New("chain: outcome unknown")
+)
+
+// attemptTimeout bounds one RPC of a request; the request's own deadline
+// bounds all its retries.
+const attemptTimeout = 2 * time.Second
+
+// Router is shared by a process's clients: one ZooKeeper session that
+// watches every chain's configuration, and one gRPC connection per node.
+type Router struct {
+	chains int
+	conn   *zk.Conn
+
+	mu      sync.Mutex
+	cfgs    []Config
+	conns   map[string]*grpc.ClientConn
+	changed chan struct{} // closed and replaced on every config change
+	// refreshc asks the refresher goroutine to re-read a chain's config:
+	// ZooKeeper calls have no deadline, so no request path makes one.
+	refreshc chan int
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// NewRouter connects to ZooKeeper and starts watching the chain configs.
+func NewRouter(ctx context.Context, zkServers []string, chains int, sessionTimeout time.Duration) (*Router, error) {
+	conn, _, err := zkrecipes.ConnectContext(ctx, zkServers, sessionTimeout)
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	r := &Router{chains: chains, conn: conn, cfgs: make([]Config, chains), conns: map[string]*grpc.ClientConn{},
+		changed: make(chan struct{}), refreshc: make(chan int, 64), cancel: cancel}
+	for i := 0; i < chains; i++ {
+		r.cfgs[i].Chain = i
+		r.wg.Add(1)
+		go func() { defer r.wg.Done(); r.watch(wctx, i) }()
+	}
+	r.wg.Add(2)
+	go func() { defer r.wg.Done(); <-wctx.Done(); conn.Close() }()
+	go func() { defer r.wg.Done(); r.refresher(wctx) }()
+	return r, nil
+}
+
+func (r *Router) watch(ctx context.Context, i int) {
+	path := ChainPath(i)
+	for ctx.Err() == nil {
+		b, _, ch, err := r.conn.GetW(path)
+		if errors.Is(err, zk.ErrNoNode) {
+			var ok bool
+			ok, _, ch, err = r.conn.ExistsW(path)
+			if err == nil && ok {
+				continue
+			}
+		} else if err == nil {
+			if cfg, derr := DecodeConfig(b); derr == nil {
+				r.update(cfg)
+			}
+		}
+		if err != nil {
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+	}
+}
+
+func (r *Router) update(cfg Config) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cfg.Chain < 0 || cfg.Chain >= len(r.cfgs) || cfg.Epoch <= r.cfgs[cfg.Chain].Epoch {
+		return
+	}
+	r.cfgs[cfg.Chain] = cfg
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// Refresh asks for chain i's configuration to be re-read directly (after an
+// epoch error: the watch may lag). It does not wait.
+func (r *Router) Refresh(i int) {
+	select {
+	case r.refreshc <- i:
+	default:
+	}
+}
+
+func (r *Router) refresher(ctx context.Context) {
+	for {
+		select {
+		case i := <-r.refreshc:
+			b, _, err := r.conn.Get(ChainPath(i))
+			if err != nil {
+				continue
+			}
+			if cfg, err := DecodeConfig(b); err == nil {
+				r.update(cfg)
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Config returns the cached configuration of chain i and a channel closed
+// when any configuration changes.
+func (r *Router) Config(i int) (Config, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cfgs[i], r.changed
+}
+
+func (r *Router) client(addr string) (pb.ChainServiceClient, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.conns[addr]; ok {
+		return pb.NewChainServiceClient(c), nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	r.conns[addr] = c
+	return pb.NewChainServiceClient(c), nil
+}
+
+// Close stops the watchers and closes every connection.
+func (r *Router) Close() error {
+	r.once.Do(func() {
+		r.cancel()
+		r.wg.Wait()
+		r.mu.Lock()
+		for _, c := range r.conns {
+			c.Close()
+		}
+		r.mu.Unlock()
+	})
+	return nil
+}
+
+// Client is one workload client: a kv.KV with its own request ids. Writes go
+// to the key's chain head, reads to its tail; a rejected request is retried
+// with the same id after a configuration refresh until the deadline.
+type Client struct {
+	r        *Router
+	seq      *kv.Sequencer
+	timeout  time.Duration
+	lastNode uint64
+}
+
+// LastNode is the node that answered the last request, for the history.
+func (c *Client) LastNode() string {
+	if c.lastNode == 0 {
+		return ""
+	}
+	return strconv.FormatUint(c.lastNode, 10)
+}
+
+// NewClient returns a client; timeout bounds a request when its context has
+// no deadline.
+func (r *Router) NewClient(timeout time.Duration) *Client {
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	return &Client{r: r, seq: kv.NewSequencer(), timeout: timeout}
+}
+
+var _ kv.KV = (*Client)(nil)
+
+func statusErr(st pb.Status, msg string) error {
+	switch st {
+	case pb.Status_STATUS_WRONG_EPOCH:
+		return fmt.Errorf("%w: %s", ErrWrongEpoch, msg)
+	case pb.Status_STATUS_NOT_HEAD:
+		return fmt.Errorf("%w: %s", ErrNotHead, msg)
+	case pb.Status_STATUS_NOT_TAIL:
+		return fmt.Errorf("%w: %s", ErrNotTail, msg)
+	case pb.Status_STATUS_UNAVAILABLE:
+		return fmt.Errorf("%w: %s", ErrUnavailable, msg)
+	default:
+		return fmt.Errorf("%w: %s", ErrUnknown, msg)
+	}
+}
+
+// wait pauses before a retry: until a configuration changes or a short
+// backoff passes.
+func (c *Client) wait(ctx context.Context, changed <-chan struct{}) {
+	t := time.NewTimer(20 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-changed:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func (c *Client) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, c.timeout)
+}
+
+func (c *Client) write(ctx context.Context, u *pb.Update) (bool, error) {
+	ctx, cancel := c.deadline(ctx)
+	defer cancel()
+	id := c.seq.Next()
+	u.Client, u.ClientSeq = id.Client, id.Seq
+	chain := ChainOf(u.Key, c.r.chains)
+	// maybe records whether any attempt may have reached a head that
+	// accepted it: then a final failure is indeterminate.
+	maybe := false
+	var last error
+	for attempt := 0; ; attempt++ {
+		if ctx.Err() != nil {
+			break
+		}
+		cfg, changed := c.r.Config(chain)
+		if cfg.Epoch == 0 || len(cfg.Members) == 0 {
+			last = fmt.Errorf("%w: chain %d has no configuration yet", ErrUnavailable, chain)
+			c.wait(ctx, changed)
+			continue
+		}
+		head := cfg.Head()
+		cl, err := c.r.client(head.Addr)
+		if err != nil {
+			last = err
+			c.wait(ctx, changed)
+			continue
+		}
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		resp, err := cl.Write(actx, &pb.WriteRequest{Chain: uint32(chain), Epoch: cfg.Epoch, Update: u})
+		acancel()
+		if err != nil {
+			// The request may have reached the head and been forwarded.
+			maybe = true
+			last = fmt.Errorf("write to node %d: %w", head.ID, err)
+			c.r.Refresh(chain)
+			c.wait(ctx, changed)
+			continue
+		}
+		c.lastNode = head.ID
+		if resp.Status == pb.Status_STATUS_OK {
+			return resp.Swapped, nil
+		}
+		last = fmt.Errorf("node %d: %w", head.ID, statusErr(resp.Status, resp.Error))
+		if resp.Status == pb.Status_STATUS_UNKNOWN {
+			maybe = true
+		}
+		if resp.Status == pb.Status_STATUS_WRONG_EPOCH || resp.Status == pb.Status_STATUS_NOT_HEAD {
+			c.r.Refresh(chain)
+		}
+		c.wait(ctx, changed)
+	}
+	if last == nil {
+		last = ctx.Err()
+	}
+	if !maybe {
+		return false, kv.Definite(last)
+	}
+	return false, fmt.Errorf("chain %d write %v: %w (%w)", chain, id, last, ctx.Err())
+}
+
+// Get implements kv.KV: a read at the key's chain tail. A read has no
+// effect, so every failure is definite.
+func (c *Client) Get(ctx context.Context, key string) (string, bool, error) {
+	ctx, cancel := c.deadline(ctx)
+	defer cancel()
+	chain := ChainOf(key, c.r.chains)
+	var last error
+	for ctx.Err() == nil {
+		cfg, changed := c.r.Config(chain)
+		if cfg.Epoch == 0 || len(cfg.Members) == 0 {
+			last = fmt.Errorf("%w: chain %d has no configuration yet", ErrUnavailable, chain)
+			c.wait(ctx, changed)
+			continue
+		}
+		tail := cfg.Tail()
+		cl, err := c.r.client(tail.Addr)
+		if err != nil {
+			last = err
+			c.wait(ctx, changed)
+			continue
+		}
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		resp, err := cl.Read(actx, &pb.ReadRequest{Chain: uint32(chain), Epoch: cfg.Epoch, Key: key})
+		acancel()
+		if err != nil {
+			last = fmt.Errorf("read from node %d: %w", tail.ID, err)
+			c.r.Refresh(chain)
+			c.wait(ctx, changed)
+			continue
+		}
+		c.lastNode = tail.ID
+		if resp.Status == pb.Status_STATUS_OK {
+			return resp.Value, resp.Found, nil
+		}
+		last = fmt.Errorf("node %d: %w", tail.ID, statusErr(resp.Status, resp.Error))
+		if resp.Status == pb.Status_STATUS_WRONG_EPOCH || resp.Status == pb.Status_STATUS_NOT_TAIL {
+			c.r.Refresh(chain)
+		}
+		c.wait(ctx, changed)
+	}
+	if last == nil {
+		last = ctx.Err()
+	}
+	return "", false, kv.Definite(fmt.Errorf("chain %d read %q: %w", chain, key, last))
+}
+
+// Put implements kv.KV.
+func (c *Client) Put(ctx context.Context, key, value string) error {
+	_, err := c.write(ctx, &pb.Update{Op: pb.Op_OP_PUT, Key: key, Value: value})
+	return err
+}
+
+// Append implements kv.KV.
+func (c *Client) Append(ctx context.Context, key, value string) error {
+	_, err := c.write(ctx, &pb.Update{Op: pb.Op_OP_APPEND, Key: key, Value: value})
+	return err
+}
+
+// CAS implements kv.KV.
+func (c *Client) CAS(ctx context.Context, key, expect, value string) (bool, error) {
+	return c.write(ctx, &pb.Update{Op: pb.Op_OP_CAS, Key: key, Expect: expect, Value: value})
+}

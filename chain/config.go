@@ -1,0 +1,106 @@
+package chain
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+)
+
+// Member is one node of a chain configuration: its id and the address its
+// gRPC server listens on (client requests and peer messages alike).
+type Member struct {
+	ID   uint64 `json:"id"`
+	Addr string `json:"addr"`
+}
+
+// Config is one chain's configuration as the master writes it to
+// /chainraft/chains/<chain>. Members are in chain order: head first, tail
+// last. Joining is a node being brought up to date behind the tail; it
+// serves nothing and the tail does not wait for it, until the master
+// appends it to Members. Epoch grows by one with every change, and every
+// message between nodes carries it.
+type Config struct {
+	Chain   int      `json:"chain"`
+	Epoch   uint64   `json:"epoch"`
+	Members []Member `json:"members"`
+	Joining *Member  `json:"joining,omitempty"`
+}
+
+// Head is the chain's first member, or zero when the chain has none.
+func (c Config) Head() Member {
+	if len(c.Members) == 0 {
+		return Member{}
+	}
+	return c.Members[0]
+}
+
+// Tail is the chain's last member, or zero when the chain has none.
+func (c Config) Tail() Member {
+	if len(c.Members) == 0 {
+		return Member{}
+	}
+	return c.Members[len(c.Members)-1]
+}
+
+// index returns the position of id in Members, or -1.
+func (c Config) index(id uint64) int {
+	for i, m := range c.Members {
+		if m.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// Encode is the JSON stored in ZooKeeper, readable with zkCli.sh.
+func (c Config) Encode() []byte {
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(fmt.Sprintf("chain: encoding config: %v", err))
+	}
+	return b
+}
+
+// DecodeConfig parses a configuration znode.
+func DecodeConfig(b []byte) (Config, error) {
+	var c Config
+	if err := json.Unmarshal(b, &c); err != nil {
+		return Config{}, fmt.Errorf("decode chain config: %w", err)
+	}
+	return c, nil
+}
+
+// Placement is the static shape of the store: chain i's preferred members
+// are nodes i+1, i+2, ..., i+Replicas (mod Nodes, ids starting at 1), so
+// with 3 nodes and 3 replicas the chains are 123, 231 and 312 and every node
+// heads one chain and is tail of another.
+type Placement struct {
+	Chains, Replicas, Nodes int
+}
+
+// Validate rejects shapes the rotation cannot build.
+func (p Placement) Validate() error {
+	if p.Chains < 1 || p.Replicas < 1 || p.Nodes < 1 {
+		return fmt.Errorf("chain: chains, replicas and nodes must be positive (got %d, %d, %d)", p.Chains, p.Replicas, p.Nodes)
+	}
+	if p.Replicas > p.Nodes {
+		return fmt.Errorf("chain: %d replicas need at least as many nodes (got %d)", p.Replicas, p.Nodes)
+	}
+	return nil
+}
+
+// Members returns chain i's preferred members in chain order.
+func (p Placement) Members(chain int) []uint64 {
+	out := make([]uint64, p.Replicas)
+	for j := range out {
+		out[j] = uint64((chain+j)%p.Nodes) + 1
+	}
+	return out
+}
+
+// ChainOf maps a key to its chain: FNV-1a of the key modulo the chain count.
+func ChainOf(key string, chains int) int {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(chains))
+}

@@ -1,0 +1,316 @@
+package chain
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/chainraft/chainraft/zkrecipes"
+)
+
+// Where the chain store keeps its configuration in ZooKeeper:
+//
+//	/chainraft/nodes/<id>     ephemeral, JSON LiveNode {"addr":..., "synced":{"<chain>":epoch}}
+//	/chainraft/chains/<i>     persistent, JSON Config {"chain":i,"epoch":E,"members":[{"id":..,"addr":..}],"joining":{..}}
+//	/chainraft/master/_c_<guid>-n_<seq>   ephemeral-sequential election znodes
+const (
+	RootPath   = "/chainraft"
+	NodesPath  = RootPath + "/nodes"
+	ChainsPath = RootPath + "/chains"
+	MasterPath = RootPath + "/master"
+)
+
+// ChainPath is chain i's configuration znode.
+func ChainPath(i int) string { return ChainsPath + "/" + strconv.Itoa(i) }
+
+// NodePath is node id's registration znode.
+func NodePath(id uint64) string { return NodesPath + "/" + strconv.FormatUint(id, 10) }
+
+// CoordinatorConfig is what a node's coordinator needs.
+type CoordinatorConfig struct {
+	ZK             []string
+	SessionTimeout time.Duration
+	ID             uint64
+	Addr           string
+	Placement      Placement
+	Logf           func(format string, args ...any)
+}
+
+type quiet struct{}
+
+func (quiet) Printf(string, ...any) {}
+
+// coordinator connects a Node to ZooKeeper: it registers the node, feeds it
+// configurations and session state, reports joiner progress, keeps the
+// node's lease fresh, and campaigns for master. RunCoordinator owns every
+// goroutine it starts and waits for them before returning.
+type coordinator struct {
+	cfg  CoordinatorConfig
+	node *Node
+	conn *zk.Conn
+	sess chan zk.State
+
+	mu     sync.Mutex
+	synced map[int]uint64
+}
+
+// RunCoordinator runs until ctx ends, then closes the session (deleting the
+// node's ephemeral znodes) and returns.
+func RunCoordinator(ctx context.Context, cfg CoordinatorConfig, node *Node) error {
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	c := &coordinator{cfg: cfg, node: node, sess: make(chan zk.State, 64), synced: map[int]uint64{}}
+	conn, _, err := zk.Connect(cfg.ZK, cfg.SessionTimeout, zk.WithLogger(quiet{}), zk.WithLogInfo(false),
+		zk.WithEventCallback(c.event))
+	if err != nil {
+		return fmt.Errorf("chain coordinator: connect %v: %w", cfg.ZK, err)
+	}
+	c.conn = conn
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		conn.Close() // fails any request still queued; ephemerals go with the session
+		wg.Wait()
+		node.SetSession(false)
+	}()
+	goFunc := func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	goFunc(func() { <-ctx.Done(); conn.Close() })
+
+	if err := c.waitSession(ctx); err != nil {
+		return err
+	}
+	for _, p := range []string{RootPath, NodesPath, ChainsPath, MasterPath} {
+		if _, err := conn.Create(p, nil, zk.FlagPersistent, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return fmt.Errorf("chain coordinator: create %s: %w", p, err)
+		}
+	}
+	if err := c.register(ctx); err != nil {
+		return err
+	}
+	c.lease()
+	c.readConfigs()
+	node.SetSession(true)
+	cfg.Logf("coordinator: registered %s as %s, session 0x%x", NodePath(cfg.ID), cfg.Addr, conn.SessionID())
+
+	goFunc(func() { c.leaseLoop(ctx) })
+	for i := 0; i < cfg.Placement.Chains; i++ {
+		goFunc(func() { c.watchConfig(ctx, i) })
+	}
+	goFunc(func() { c.campaign(ctx) })
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case st := <-c.sess:
+			if st != zk.StateHasSession {
+				continue
+			}
+			// A session again (the same one after a disconnect, or a new one
+			// after expiry): make sure we are registered, re-read every
+			// configuration, and only then serve.
+			if err := c.register(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				cfg.Logf("coordinator: re-register: %v", err)
+				continue
+			}
+			c.lease()
+			c.readConfigs()
+			node.SetSession(true)
+			cfg.Logf("coordinator: session 0x%x live again", conn.SessionID())
+		case ce := <-node.Synced():
+			c.mu.Lock()
+			c.synced[ce.Chain] = ce.Epoch
+			c.mu.Unlock()
+			if _, err := conn.Set(NodePath(cfg.ID), c.liveData(), -1); err != nil {
+				cfg.Logf("coordinator: report synced chain %d epoch %d: %v", ce.Chain, ce.Epoch, err)
+			} else {
+				cfg.Logf("coordinator: caught up on chain %d at epoch %d", ce.Chain, ce.Epoch)
+			}
+		}
+	}
+}
+
+// event runs on go-zookeeper's goroutine: it must not block or call the
+// connection. Losing the connection stops the node at once; regaining a
+// session is handled by the coordinator loop.
+func (c *coordinator) event(ev zk.Event) {
+	if ev.Type != zk.EventSession {
+		return
+	}
+	switch ev.State {
+	case zk.StateDisconnected, zk.StateExpired, zk.StateConnecting, zk.StateAuthFailed:
+		c.node.SetSession(false)
+	}
+	select {
+	case c.sess <- ev.State:
+	default:
+	}
+}
+
+func (c *coordinator) waitSession(ctx context.Context) error {
+	t := time.NewTimer(zkrecipes.ConnectTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case st := <-c.sess:
+			if st == zk.StateHasSession {
+				return nil
+			}
+		case <-t.C:
+			return fmt.Errorf("chain coordinator: %w with %v", zkrecipes.ErrNoSession, c.cfg.ZK)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (c *coordinator) liveData() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ln := LiveNode{Addr: c.cfg.Addr, Synced: map[int]uint64{}}
+	for k, v := range c.synced {
+		ln.Synced[k] = v
+	}
+	b, _ := json.Marshal(ln)
+	return b
+}
+
+// register creates the node's ephemeral znode. If a previous incarnation's
+// znode is still there (its session has not expired yet), it waits for it
+// to go, so the master sees the old incarnation die and splices it out
+// before the new one appears.
+func (c *coordinator) register(ctx context.Context) error {
+	path := NodePath(c.cfg.ID)
+	for ctx.Err() == nil {
+		_, st, err := c.conn.Get(path)
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			_, err := c.conn.Create(path, c.liveData(), zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
+			if err == nil || errors.Is(err, zk.ErrNodeExists) {
+				continue // check ownership on the next turn
+			}
+			c.cfg.Logf("coordinator: create %s: %v", path, err)
+		case err != nil:
+			c.cfg.Logf("coordinator: get %s: %v", path, err)
+		case st.EphemeralOwner == c.conn.SessionID():
+			return nil
+		default:
+			ok, _, ch, err := c.conn.ExistsW(path)
+			if err == nil && ok {
+				c.cfg.Logf("coordinator: %s held by an older session 0x%x; waiting for it to expire", path, st.EphemeralOwner)
+				select {
+				case <-ch:
+				case <-ctx.Done():
+				}
+			}
+			continue
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	return ctx.Err()
+}
+
+// lease proves the session is alive now: a request that started at t0 and
+// succeeded means the server heard from us after t0, so the session cannot
+// expire before t0 + timeout. The node serves until t0 + 2/3 of it.
+func (c *coordinator) lease() {
+	t0 := time.Now()
+	if _, _, err := c.conn.Exists(RootPath); err == nil {
+		c.node.ExtendLease(t0, c.cfg.SessionTimeout*2/3)
+	}
+}
+
+func (c *coordinator) leaseLoop(ctx context.Context) {
+	t := time.NewTicker(c.cfg.SessionTimeout / 6)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			c.lease()
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (c *coordinator) readConfigs() {
+	for i := 0; i < c.cfg.Placement.Chains; i++ {
+		b, _, err := c.conn.Get(ChainPath(i))
+		if err != nil {
+			continue
+		}
+		if cfg, err := DecodeConfig(b); err == nil {
+			c.node.SetConfig(cfg)
+		}
+	}
+}
+
+// watchConfig delivers chain i's configuration to the node whenever it
+// changes: a one-shot watch, re-armed after each event with a fresh read.
+func (c *coordinator) watchConfig(ctx context.Context, i int) {
+	path := ChainPath(i)
+	for ctx.Err() == nil {
+		b, _, ch, err := c.conn.GetW(path)
+		if errors.Is(err, zk.ErrNoNode) {
+			var ok bool
+			ok, _, ch, err = c.conn.ExistsW(path)
+			if err == nil && ok {
+				continue
+			}
+		} else if err == nil {
+			if cfg, derr := DecodeConfig(b); derr == nil {
+				c.node.SetConfig(cfg)
+			} else {
+				c.cfg.Logf("coordinator: %s: %v", path, derr)
+			}
+		}
+		if err != nil {
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// campaign runs for master while the node lives; when it wins it runs the
+// master until leadership is lost.
+func (c *coordinator) campaign(ctx context.Context) {
+	for ctx.Err() == nil {
+		el := zkrecipes.NewElection(c.conn, MasterPath, []byte(strconv.FormatUint(c.cfg.ID, 10)))
+		if err := el.Campaign(ctx); err != nil {
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		c.cfg.Logf("master: elected (%s)", el.Path())
+		m := &master{c: c, el: el}
+		m.run(ctx)
+		c.cfg.Logf("master: stepping down")
+		_ = el.Resign()
+	}
+}

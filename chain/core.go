@@ -1,0 +1,649 @@
+package chain
+
+import (
+	"fmt"
+	"sort"
+
+	pb "github.com/chainraft/chainraft/chain/chainpb"
+)
+
+// maxBatch bounds the entries of one append message, so a successor that
+// fell far behind is caught up in pieces instead of one huge message.
+const maxBatch = 512
+
+// retransmitTicks is how many ticks a predecessor waits without its
+// successor's progress before it resends from what the successor last
+// acknowledged (messages can be dropped by a full queue or a failed call).
+const retransmitTicks = 4
+
+// Reply answers one client request, matched by the token the Node gave it.
+type Reply struct {
+	Token   uint64
+	Status  pb.Status
+	Epoch   uint64 // the node's epoch for the chain, so a client can refresh
+	Swapped bool   // cas
+	Found   bool   // read
+	Value   string // read
+	Err     string
+}
+
+// Persist is one durable change of a chain's state: entries to append to
+// its log, a snapshot that replaces everything before it, or a wipe of a
+// chain the node no longer belongs to. The Node applies them in order.
+type Persist struct {
+	Chain    int
+	Entries  []*pb.Entry
+	Snapshot *pb.Snapshot
+	Wipe     bool
+}
+
+// ChainEpoch names a chain at an epoch.
+type ChainEpoch struct {
+	Chain int
+	Epoch uint64
+}
+
+// Ready is the Core's output. The Node handles it in order: persist (fsync)
+// everything in Persist, then send Messages, then give Replies and report
+// Synced, then call Advance.
+type Ready struct {
+	Persist  []Persist
+	Messages []*pb.Message
+	Replies  []Reply
+	// Synced lists chains where this node, joining behind the tail, has
+	// caught up: the coordinator tells the master, which makes it the tail.
+	Synced []ChainEpoch
+}
+
+func (rd Ready) empty() bool {
+	return len(rd.Persist) == 0 && len(rd.Messages) == 0 && len(rd.Replies) == 0 && len(rd.Synced) == 0
+}
+
+// Restored is a chain's durable state read back at start.
+type Restored struct {
+	Snapshot *pb.Snapshot
+	Entries  []*pb.Entry
+}
+
+// Core is one node's chain-replication state machine for every chain it may
+// belong to. It is deterministic: no goroutines, clock or I/O. Exactly one
+// goroutine drives it (Node.run, or a test's simulated network).
+type Core struct {
+	// bug is a planted bug (BugEarlyReply), for showing the checker catches it.
+	bug     string
+	id      uint64
+	session bool
+	chains  []*chainState
+	rd      Ready
+}
+
+type waiter struct {
+	token   uint64
+	swapped bool
+}
+
+// chainState is one chain at this node. Its Hist is the applied state plus
+// lastSeq; log holds the entries above committed, which this node may still
+// have to resend to its successor (the paper's Sent list).
+type chainState struct {
+	id  int
+	cfg Config
+
+	data    map[string]string
+	dedup   map[uint64]*pb.DedupRecord
+	lastSeq uint64
+	// committed is the highest sequence known to have reached the tail. Never
+	// above lastSeq.
+	committed uint64
+	log       []*pb.Entry // seq committed+1 .. lastSeq, ascending
+
+	// Position in the current configuration.
+	member, joiner bool
+	pred, succ     uint64 // 0 when none
+	succJoiner     bool
+	// synced latches, once per epoch, when this node has received from its
+	// predecessor everything the predecessor held when it sent a message in
+	// this epoch. A tail serves reads only once synced: whatever the old tail
+	// acknowledged before it learned the new epoch is then here.
+	synced       bool
+	syncReported bool
+
+	succKnown  bool   // heard the successor's ack in this epoch
+	succMatch  uint64 // successor's last sequence as it last reported
+	next       uint64 // next sequence to send to the successor
+	stallTicks int
+	needAck    bool
+	needSend   bool // send an append to the successor even if empty
+
+	waiting map[uint64][]waiter // head only: client writes by sequence
+}
+
+// BugEarlyReply makes the head answer a write as soon as it has ordered it,
+// before the tail applied it: the classic non-linearizable chain (a read at
+// the tail can miss an acknowledged write). Tests and `--bug` only.
+const BugEarlyReply = "early-reply"
+
+// PlantBug enables a named bug; unknown names are an error.
+func (c *Core) PlantBug(name string) error {
+	switch name {
+	case "", BugEarlyReply:
+		c.bug = name
+		return nil
+	}
+	return fmt.Errorf("chain: unknown bug %q (known: %s)", name, BugEarlyReply)
+}
+
+// NewCore returns the Core of node id over the given number of chains,
+// starting from restored durable state (nil entries for a fresh node).
+func NewCore(id uint64, chains int, restored []Restored) *Core {
+	if id == 0 {
+		panic("chain: node id 0 is reserved for 'no node'")
+	}
+	c := &Core{id: id, chains: make([]*chainState, chains)}
+	for i := range c.chains {
+		cs := &chainState{id: i}
+		cs.reset()
+		if i < len(restored) {
+			cs.restore(restored[i])
+		}
+		c.chains[i] = cs
+	}
+	return c
+}
+
+func (cs *chainState) reset() {
+	cs.data = map[string]string{}
+	cs.dedup = map[uint64]*pb.DedupRecord{}
+	cs.lastSeq, cs.committed, cs.log = 0, 0, nil
+	cs.waiting = map[uint64][]waiter{}
+}
+
+func (cs *chainState) restore(r Restored) {
+	if r.Snapshot != nil {
+		cs.install(r.Snapshot)
+	}
+	for _, e := range r.Entries {
+		if e.Seq <= cs.lastSeq {
+			continue
+		}
+		if e.Seq != cs.lastSeq+1 {
+			panic(fmt.Sprintf("chain %d: restored log jumps from %d to %d", cs.id, cs.lastSeq, e.Seq))
+		}
+		cs.apply(e)
+	}
+}
+
+func (cs *chainState) install(s *pb.Snapshot) {
+	cs.data = make(map[string]string, len(s.Data))
+	for k, v := range s.Data {
+		cs.data[k] = v
+	}
+	cs.dedup = make(map[uint64]*pb.DedupRecord, len(s.Dedup))
+	for _, d := range s.Dedup {
+		cs.dedup[d.Client] = d
+	}
+	cs.lastSeq = s.LastSeq
+	cs.log = nil
+	// The snapshot may hold entries the tail has not applied, so committed
+	// does not move up; nothing below the snapshot is resendable any more,
+	// and a successor that needs it gets this snapshot in turn.
+	if cs.committed > cs.lastSeq {
+		cs.committed = cs.lastSeq
+	}
+}
+
+func (cs *chainState) snapshot() *pb.Snapshot {
+	s := &pb.Snapshot{LastSeq: cs.lastSeq, Data: make(map[string]string, len(cs.data))}
+	for k, v := range cs.data {
+		s.Data[k] = v
+	}
+	clients := make([]uint64, 0, len(cs.dedup))
+	for c := range cs.dedup {
+		clients = append(clients, c)
+	}
+	sort.Slice(clients, func(i, j int) bool { return clients[i] < clients[j] })
+	for _, c := range clients {
+		d := cs.dedup[c]
+		s.Dedup = append(s.Dedup, &pb.DedupRecord{Client: d.Client, ClientSeq: d.ClientSeq, Seq: d.Seq, Swapped: d.Swapped})
+	}
+	return s
+}
+
+// apply adds the next entry to Hist: the state machine step, the dedup
+// record, and the Sent list.
+func (cs *chainState) apply(e *pb.Entry) bool {
+	if e.Seq != cs.lastSeq+1 {
+		panic(fmt.Sprintf("chain %d: applying seq %d after %d", cs.id, e.Seq, cs.lastSeq))
+	}
+	u := e.Update
+	swapped := false
+	switch u.Op {
+	case pb.Op_OP_PUT:
+		cs.data[u.Key] = u.Value
+		swapped = true
+	case pb.Op_OP_APPEND:
+		cs.data[u.Key] += u.Value
+		swapped = true
+	case pb.Op_OP_CAS:
+		if cur, ok := cs.data[u.Key]; ok && cur == u.Expect {
+			cs.data[u.Key] = u.Value
+			swapped = true
+		}
+	default:
+		panic(fmt.Sprintf("chain %d: entry %d has unknown op %v", cs.id, e.Seq, u.Op))
+	}
+	cs.dedup[u.Client] = &pb.DedupRecord{Client: u.Client, ClientSeq: u.ClientSeq, Seq: e.Seq, Swapped: swapped}
+	cs.lastSeq = e.Seq
+	cs.log = append(cs.log, e)
+	return swapped
+}
+
+// isTail reports whether this node is the chain's tail: the last member.
+func (cs *chainState) isTail() bool { return cs.member && cs.succ == 0 || cs.member && cs.succJoiner }
+
+func (cs *chainState) isHead() bool { return cs.member && cs.pred == 0 }
+
+// SetSession tells the Core whether the node holds a live ZooKeeper
+// session. Without one it serves nothing and drops every message: the master
+// may already have replaced it. Writes waiting at a head get an unknown
+// outcome, since they may still commit.
+func (c *Core) SetSession(ok bool) {
+	if c.session == ok {
+		return
+	}
+	c.session = ok
+	if !ok {
+		for _, cs := range c.chains {
+			c.failWaiters(cs, "node lost its ZooKeeper session")
+		}
+	}
+}
+
+// SetConfig moves a chain to a newer configuration. Older or equal epochs are
+// ignored: configurations only move forward.
+func (c *Core) SetConfig(cfg Config) {
+	if cfg.Chain < 0 || cfg.Chain >= len(c.chains) {
+		panic(fmt.Sprintf("chain: config for chain %d, node has %d chains", cfg.Chain, len(c.chains)))
+	}
+	cs := c.chains[cfg.Chain]
+	if cfg.Epoch <= cs.cfg.Epoch {
+		return
+	}
+	wasHead := cs.isHead()
+	cs.cfg = cfg
+	idx := cfg.index(c.id)
+	cs.member = idx >= 0
+	cs.joiner = !cs.member && cfg.Joining != nil && cfg.Joining.ID == c.id
+	cs.pred, cs.succ, cs.succJoiner = 0, 0, false
+	switch {
+	case cs.member:
+		if idx > 0 {
+			cs.pred = cfg.Members[idx-1].ID
+		}
+		if idx < len(cfg.Members)-1 {
+			cs.succ = cfg.Members[idx+1].ID
+		} else if cfg.Joining != nil {
+			cs.succ, cs.succJoiner = cfg.Joining.ID, true
+		}
+	case cs.joiner:
+		if len(cfg.Members) == 0 {
+			panic(fmt.Sprintf("chain %d epoch %d: joiner %d with no members", cfg.Chain, cfg.Epoch, c.id))
+		}
+		cs.pred = cfg.Tail().ID
+	}
+	cs.synced = cs.pred == 0
+	cs.syncReported = false
+	cs.succKnown, cs.succMatch, cs.next, cs.stallTicks = false, 0, 0, 0
+	cs.needAck, cs.needSend = cs.pred != 0, false
+
+	if wasHead && !cs.isHead() {
+		c.failWaiters(cs, "node is no longer the head")
+	}
+	if !cs.member && !cs.joiner {
+		// Outside the chain this node's history may fork from the chain's
+		// (an old head's unforwarded writes); it rejoins from a snapshot.
+		if cs.lastSeq != 0 || len(cs.data) != 0 {
+			cs.reset()
+			c.rd.Persist = append(c.rd.Persist, Persist{Chain: cs.id, Wipe: true})
+		}
+		return
+	}
+	if cs.isTail() && cs.lastSeq > cs.committed {
+		cs.commit(c, cs.lastSeq)
+	}
+}
+
+func (c *Core) failWaiters(cs *chainState, why string) {
+	seqs := make([]uint64, 0, len(cs.waiting))
+	for s := range cs.waiting {
+		seqs = append(seqs, s)
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	for _, s := range seqs {
+		for _, w := range cs.waiting[s] {
+			c.rd.Replies = append(c.rd.Replies, Reply{Token: w.token, Status: pb.Status_STATUS_UNKNOWN, Epoch: cs.cfg.Epoch, Err: why})
+		}
+	}
+	cs.waiting = map[uint64][]waiter{}
+}
+
+// commit raises committed, trims the Sent list and answers the head's
+// waiting writes.
+func (cs *chainState) commit(c *Core, upTo uint64) {
+	if upTo > cs.lastSeq {
+		upTo = cs.lastSeq
+	}
+	if upTo <= cs.committed {
+		return
+	}
+	cs.committed = upTo
+	i := 0
+	for i < len(cs.log) && cs.log[i].Seq <= upTo {
+		i++
+	}
+	cs.log = cs.log[i:]
+	for s, ws := range cs.waiting {
+		if s > upTo {
+			continue
+		}
+		for _, w := range ws {
+			c.rd.Replies = append(c.rd.Replies, Reply{Token: w.token, Status: pb.Status_STATUS_OK, Epoch: cs.cfg.Epoch, Swapped: w.swapped})
+		}
+		delete(cs.waiting, s)
+	}
+	cs.needAck = cs.pred != 0
+}
+
+func (c *Core) reject(token uint64, cs *chainState, st pb.Status, why string) {
+	c.rd.Replies = append(c.rd.Replies, Reply{Token: token, Status: st, Epoch: cs.cfg.Epoch, Err: why})
+}
+
+func (c *Core) chain(i uint32) *chainState {
+	if int(i) >= len(c.chains) {
+		return nil
+	}
+	return c.chains[i]
+}
+
+// Propose hands a client write to the head. The reply comes in a later
+// Ready: OK once the tail has applied it, or a status saying why not.
+func (c *Core) Propose(token uint64, chain uint32, epoch uint64, u *pb.Update) {
+	cs := c.chain(chain)
+	switch {
+	case cs == nil:
+		c.rd.Replies = append(c.rd.Replies, Reply{Token: token, Status: pb.Status_STATUS_UNAVAILABLE, Err: fmt.Sprintf("no chain %d", chain)})
+		return
+	case !c.session:
+		c.reject(token, cs, pb.Status_STATUS_UNAVAILABLE, "no ZooKeeper session")
+		return
+	case epoch != cs.cfg.Epoch:
+		c.reject(token, cs, pb.Status_STATUS_WRONG_EPOCH, fmt.Sprintf("request epoch %d, node epoch %d", epoch, cs.cfg.Epoch))
+		return
+	case !cs.isHead():
+		c.reject(token, cs, pb.Status_STATUS_NOT_HEAD, "not the head")
+		return
+	case u.Client == 0 || u.ClientSeq == 0 || u.Op == pb.Op_OP_UNSPECIFIED:
+		c.reject(token, cs, pb.Status_STATUS_UNAVAILABLE, "malformed update")
+		return
+	}
+	if d, ok := cs.dedup[u.Client]; ok && u.ClientSeq <= d.ClientSeq {
+		if u.ClientSeq < d.ClientSeq {
+			// The client moved on; this is a late copy of an old request whose
+			// outcome is no longer recorded.
+			c.reject(token, cs, pb.Status_STATUS_UNKNOWN, "request superseded by a later one of the same client")
+			return
+		}
+		if d.Seq <= cs.committed {
+			c.rd.Replies = append(c.rd.Replies, Reply{Token: token, Status: pb.Status_STATUS_OK, Epoch: cs.cfg.Epoch, Swapped: d.Swapped})
+		} else {
+			cs.waiting[d.Seq] = append(cs.waiting[d.Seq], waiter{token: token, swapped: d.Swapped})
+		}
+		return
+	}
+	e := &pb.Entry{Seq: cs.lastSeq + 1, Update: u}
+	swapped := cs.apply(e)
+	c.persistEntry(cs, e)
+	if c.bug == BugEarlyReply {
+		c.rd.Replies = append(c.rd.Replies, Reply{Token: token, Status: pb.Status_STATUS_OK, Epoch: cs.cfg.Epoch, Swapped: swapped})
+	} else {
+		cs.waiting[e.Seq] = append(cs.waiting[e.Seq], waiter{token: token, swapped: swapped})
+	}
+	if cs.isTail() {
+		cs.commit(c, cs.lastSeq)
+	}
+	cs.needSend = true
+}
+
+func (c *Core) persistEntry(cs *chainState, e *pb.Entry) {
+	if n := len(c.rd.Persist); n > 0 && c.rd.Persist[n-1].Chain == cs.id && c.rd.Persist[n-1].Snapshot == nil && !c.rd.Persist[n-1].Wipe {
+		c.rd.Persist[n-1].Entries = append(c.rd.Persist[n-1].Entries, e)
+		return
+	}
+	c.rd.Persist = append(c.rd.Persist, Persist{Chain: cs.id, Entries: []*pb.Entry{e}})
+}
+
+// Read answers a query at the tail from the tail's state, which is the
+// chain's committed history.
+func (c *Core) Read(token uint64, chain uint32, epoch uint64, key string) {
+	cs := c.chain(chain)
+	switch {
+	case cs == nil:
+		c.rd.Replies = append(c.rd.Replies, Reply{Token: token, Status: pb.Status_STATUS_UNAVAILABLE, Err: fmt.Sprintf("no chain %d", chain)})
+	case !c.session:
+		c.reject(token, cs, pb.Status_STATUS_UNAVAILABLE, "no ZooKeeper session")
+	case epoch != cs.cfg.Epoch:
+		c.reject(token, cs, pb.Status_STATUS_WRONG_EPOCH, fmt.Sprintf("request epoch %d, node epoch %d", epoch, cs.cfg.Epoch))
+	case !cs.isTail():
+		c.reject(token, cs, pb.Status_STATUS_NOT_TAIL, "not the tail")
+	case !cs.synced:
+		c.reject(token, cs, pb.Status_STATUS_UNAVAILABLE, "new tail not yet synced with its predecessor")
+	default:
+		v, ok := cs.data[key]
+		c.rd.Replies = append(c.rd.Replies, Reply{Token: token, Status: pb.Status_STATUS_OK, Epoch: cs.cfg.Epoch, Found: ok, Value: v})
+	}
+}
+
+// Step handles a message from another chain node. Messages of another epoch,
+// from a node that is not this node's neighbour, or arriving without a
+// session are dropped: the protocol recovers by retransmission.
+func (c *Core) Step(m *pb.Message) {
+	cs := c.chain(m.Chain)
+	if cs == nil || !c.session || m.Epoch != cs.cfg.Epoch || m.To != c.id {
+		return
+	}
+	switch m.Type {
+	case pb.MessageType_MSG_APPEND, pb.MessageType_MSG_SNAPSHOT:
+		if m.From != cs.pred || cs.pred == 0 {
+			return
+		}
+		c.stepFromPred(cs, m)
+	case pb.MessageType_MSG_ACK:
+		if m.From != cs.succ || cs.succ == 0 {
+			return
+		}
+		c.stepFromSucc(cs, m)
+	}
+}
+
+func (c *Core) stepFromPred(cs *chainState, m *pb.Message) {
+	if m.Type == pb.MessageType_MSG_SNAPSHOT {
+		s := m.Snapshot
+		if s == nil || s.LastSeq < cs.lastSeq {
+			return // stale or ahead-of-us predecessor state is never installed
+		}
+		cs.install(s)
+		c.rd.Persist = append(c.rd.Persist, Persist{Chain: cs.id, Snapshot: s})
+	}
+	for _, e := range m.Entries {
+		if e.Seq <= cs.lastSeq {
+			continue // a resend we already hold
+		}
+		if e.Seq != cs.lastSeq+1 {
+			break // a gap: the predecessor resends once our ack shows it
+		}
+		cs.apply(e)
+		c.persistEntry(cs, e)
+	}
+	cs.needAck = true
+	if !cs.synced && m.Received <= cs.lastSeq {
+		cs.synced = true
+	}
+	if cs.joiner && cs.synced && !cs.syncReported {
+		cs.syncReported = true
+		c.rd.Synced = append(c.rd.Synced, ChainEpoch{Chain: cs.id, Epoch: cs.cfg.Epoch})
+	}
+	switch {
+	case cs.isTail():
+		cs.commit(c, cs.lastSeq)
+	case !cs.joiner:
+		cs.commit(c, m.Committed)
+	}
+	cs.needSend = cs.needSend || cs.succKnown
+}
+
+func (c *Core) stepFromSucc(cs *chainState, m *pb.Message) {
+	if !cs.succKnown || m.Received != cs.succMatch {
+		cs.stallTicks = 0
+	}
+	if !cs.succKnown {
+		cs.succKnown = true
+		cs.next = m.Received + 1
+		cs.needSend = true
+	}
+	if m.Received > cs.lastSeq {
+		panic(fmt.Sprintf("chain %d epoch %d: successor %d holds seq %d beyond predecessor %d's %d",
+			cs.id, cs.cfg.Epoch, m.From, m.Received, c.id, cs.lastSeq))
+	}
+	cs.succMatch = m.Received
+	if !m.Synced {
+		cs.needSend = true
+	}
+	if !cs.succJoiner {
+		cs.commit(c, m.Committed)
+	}
+}
+
+// Tick is the Core's clock: acks double as heartbeats that let a new
+// predecessor find its successor's position, and a stalled successor gets a
+// resend.
+func (c *Core) Tick() {
+	if !c.session {
+		return
+	}
+	for _, cs := range c.chains {
+		if cs.cfg.Epoch == 0 {
+			continue
+		}
+		if cs.pred != 0 {
+			cs.needAck = true
+		}
+		if cs.succKnown && cs.succMatch < cs.lastSeq {
+			cs.stallTicks++
+			if cs.stallTicks >= retransmitTicks {
+				cs.stallTicks = 0
+				cs.next = cs.succMatch + 1
+				cs.needSend = true
+			}
+		}
+	}
+}
+
+// flush turns pending acks and sends into messages.
+func (c *Core) flush() {
+	if !c.session {
+		return
+	}
+	for _, cs := range c.chains {
+		if cs.needAck && cs.pred != 0 {
+			c.rd.Messages = append(c.rd.Messages, &pb.Message{
+				Type: pb.MessageType_MSG_ACK, Chain: uint32(cs.id), Epoch: cs.cfg.Epoch, From: c.id, To: cs.pred,
+				Received: cs.lastSeq, Committed: cs.committed, Synced: cs.synced,
+			})
+		}
+		cs.needAck = false
+		if cs.needSend && cs.succKnown && cs.succ != 0 {
+			c.sendToSucc(cs)
+		}
+		cs.needSend = false
+	}
+}
+
+func (c *Core) sendToSucc(cs *chainState) {
+	msg := func(t pb.MessageType) *pb.Message {
+		return &pb.Message{Type: t, Chain: uint32(cs.id), Epoch: cs.cfg.Epoch, From: c.id, To: cs.succ,
+			Received: cs.lastSeq, Committed: cs.committed}
+	}
+	if cs.next <= cs.lastSeq && (len(cs.log) == 0 || cs.next < cs.log[0].Seq) {
+		// The successor lacks entries already trimmed from the Sent list (a
+		// joining node): it gets the whole state instead.
+		m := msg(pb.MessageType_MSG_SNAPSHOT)
+		m.Snapshot = cs.snapshot()
+		cs.next = cs.lastSeq + 1
+		c.rd.Messages = append(c.rd.Messages, m)
+		return
+	}
+	if cs.next > cs.lastSeq {
+		// Nothing new: an empty append still tells the successor our last
+		// sequence, which is how a new successor learns it is synced.
+		c.rd.Messages = append(c.rd.Messages, msg(pb.MessageType_MSG_APPEND))
+		return
+	}
+	for cs.next <= cs.lastSeq {
+		start := int(cs.next - cs.log[0].Seq)
+		end := min(start+maxBatch, len(cs.log))
+		m := msg(pb.MessageType_MSG_APPEND)
+		m.Entries = cs.log[start:end:end]
+		c.rd.Messages = append(c.rd.Messages, m)
+		cs.next = cs.log[end-1].Seq + 1
+	}
+}
+
+// HasReady reports whether Ready would return anything.
+func (c *Core) HasReady() bool {
+	c.flush()
+	return !c.rd.empty()
+}
+
+// Ready returns the pending output. The caller must handle it and then call
+// Advance before calling Ready again.
+func (c *Core) Ready() Ready {
+	c.flush()
+	return c.rd
+}
+
+// Advance acknowledges that the last Ready was handled.
+func (c *Core) Advance() { c.rd = Ready{} }
+
+// Status is a read-only view of one chain at this node, for tests and the
+// harness's role targeting.
+type Status struct {
+	Chain     int
+	Epoch     uint64
+	Member    bool
+	Joiner    bool
+	Head      bool
+	Tail      bool
+	Synced    bool
+	LastSeq   uint64
+	Committed uint64
+	SentLen   int
+}
+
+// Status reports every chain at this node.
+func (c *Core) Status() []Status {
+	out := make([]Status, len(c.chains))
+	for i, cs := range c.chains {
+		out[i] = Status{Chain: i, Epoch: cs.cfg.Epoch, Member: cs.member, Joiner: cs.joiner, Head: cs.isHead(), Tail: cs.isTail(),
+			Synced: cs.synced, LastSeq: cs.lastSeq, Committed: cs.committed, SentLen: len(cs.log)}
+	}
+	return out
+}
+
+// Data returns a copy of a chain's applied state at this node (tests).
+func (c *Core) Data(chain int) map[string]string {
+	out := make(map[string]string, len(c.chains[chain].data))
+	for k, v := range c.chains[chain].data {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,504 @@
+package chain
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	pb "github.com/chainraft/chainraft/chain/chainpb"
+)
+
+// simDisk is a node's durable state in the simulation: what the Node would
+// have fsync'd from the Ready's Persist list.
+type simDisk struct {
+	snap    *pb.Snapshot
+	entries []*pb.Entry
+}
+
+// sim is an in-memory network of Cores plus an in-memory coordinator that
+// runs the master's Reconcile, standing in for ZooKeeper.
+type sim struct {
+	t        *testing.T
+	p        Placement
+	cores    map[uint64]*Core
+	disks    map[uint64][]simDisk
+	live     map[uint64]LiveNode
+	cfgs     []Config
+	inflight []*pb.Message
+	// drop filters messages on the wire (nil keeps all).
+	drop    func(m *pb.Message) bool
+	token   uint64
+	replies map[uint64]Reply
+}
+
+func newSim(t *testing.T, nodes, chains, replicas int) *sim {
+	s := &sim{t: t, p: Placement{Chains: chains, Replicas: replicas, Nodes: nodes},
+		cores: map[uint64]*Core{}, disks: map[uint64][]simDisk{}, live: map[uint64]LiveNode{},
+		cfgs: make([]Config, chains), replies: map[uint64]Reply{}}
+	for i := range s.cfgs {
+		s.cfgs[i].Chain = i
+	}
+	for id := uint64(1); id <= uint64(nodes); id++ {
+		s.start(id)
+	}
+	s.reconcile()
+	s.stabilize()
+	return s
+}
+
+func (s *sim) addr(id uint64) string { return fmt.Sprintf("n%d", id) }
+
+// start runs a node from its disk, with a session and a registration.
+func (s *sim) start(id uint64) {
+	disk := s.disks[id]
+	if disk == nil {
+		disk = make([]simDisk, s.p.Chains)
+		s.disks[id] = disk
+	}
+	restored := make([]Restored, s.p.Chains)
+	for i, d := range disk {
+		restored[i] = Restored{Snapshot: d.snap, Entries: d.entries}
+	}
+	c := NewCore(id, s.p.Chains, restored)
+	c.SetSession(true)
+	for _, cfg := range s.cfgs {
+		if cfg.Epoch > 0 {
+			c.SetConfig(cfg)
+		}
+	}
+	s.cores[id] = c
+	s.live[id] = LiveNode{Addr: s.addr(id), Synced: map[int]uint64{}}
+}
+
+// crash stops a node: its session ends (the ephemeral znode goes) and
+// whatever it had not persisted is lost.
+func (s *sim) crash(id uint64) {
+	delete(s.cores, id)
+	delete(s.live, id)
+}
+
+// reconcile is the master: one Reconcile per chain, pushed to every node.
+func (s *sim) reconcile() bool {
+	changed := false
+	for i := range s.cfgs {
+		next, ok := Reconcile(s.cfgs[i], s.p.Members(i), s.live)
+		if !ok {
+			continue
+		}
+		changed = true
+		s.cfgs[i] = next
+		for _, c := range s.cores {
+			if c.session {
+				c.SetConfig(next)
+			}
+		}
+	}
+	return changed
+}
+
+// handle runs every Ready: persist to the sim disk, queue messages, record
+// replies and synced reports.
+func (s *sim) handle() bool {
+	any := false
+	for id, c := range s.cores {
+		if !c.HasReady() {
+			continue
+		}
+		any = true
+		rd := c.Ready()
+		for _, p := range rd.Persist {
+			d := &s.disks[id][p.Chain]
+			switch {
+			case p.Wipe:
+				*d = simDisk{}
+			case p.Snapshot != nil:
+				*d = simDisk{snap: p.Snapshot}
+			default:
+				d.entries = append(d.entries, p.Entries...)
+			}
+		}
+		s.inflight = append(s.inflight, rd.Messages...)
+		for _, r := range rd.Replies {
+			_, dup := s.replies[r.Token]
+			require.False(s.t, dup, "token %d answered twice", r.Token)
+			s.replies[r.Token] = r
+		}
+		for _, ce := range rd.Synced {
+			s.live[id].Synced[ce.Chain] = ce.Epoch
+		}
+		c.Advance()
+	}
+	return any
+}
+
+// deliver hands every in-flight message to its receiver (if alive).
+func (s *sim) deliver() bool {
+	msgs := s.inflight
+	s.inflight = nil
+	for _, m := range msgs {
+		if s.drop != nil && s.drop(m) {
+			continue
+		}
+		if c, ok := s.cores[m.To]; ok {
+			c.Step(m)
+		}
+	}
+	return len(msgs) > 0
+}
+
+// stabilize runs the network, ticks and the master until nothing changes.
+func (s *sim) stabilize() {
+	for round := 0; round < 200; round++ {
+		busy := false
+		for i := 0; i < 50; i++ {
+			h := s.handle()
+			d := s.deliver()
+			if !h && !d {
+				break
+			}
+			busy = true
+		}
+		if s.reconcile() {
+			busy = true
+		}
+		for _, c := range s.cores {
+			c.Tick()
+		}
+		s.handle()
+		s.deliver()
+		if !busy && round > retransmitTicks+2 {
+			return
+		}
+	}
+}
+
+func (s *sim) nextToken() uint64 { s.token++; return s.token }
+
+func (s *sim) head(chain int) uint64 { return s.cfgs[chain].Head().ID }
+func (s *sim) tail(chain int) uint64 { return s.cfgs[chain].Tail().ID }
+
+// write proposes at the chain's current head and returns the token.
+func (s *sim) write(chain int, u *pb.Update) uint64 {
+	tok := s.nextToken()
+	s.cores[s.head(chain)].Propose(tok, uint32(chain), s.cfgs[chain].Epoch, u)
+	return tok
+}
+
+func (s *sim) read(chain int, key string) Reply {
+	tok := s.nextToken()
+	c, ok := s.cores[s.tail(chain)]
+	require.True(s.t, ok, "tail %d of chain %d is down", s.tail(chain), chain)
+	c.Read(tok, uint32(chain), s.cfgs[chain].Epoch, key)
+	s.handle()
+	r, ok := s.replies[tok]
+	require.True(s.t, ok, "read got no reply")
+	return r
+}
+
+func appendOf(client, seq uint64, key, value string) *pb.Update {
+	return &pb.Update{Client: client, ClientSeq: seq, Op: pb.Op_OP_APPEND, Key: key, Value: value}
+}
+
+// requireValue reads at the tail and checks every acknowledged append is
+// present exactly once.
+func (s *sim) requireAcked(chain int, key string, acked []string) string {
+	r := s.read(chain, key)
+	require.Equal(s.t, pb.Status_STATUS_OK, r.Status, r.Err)
+	for _, v := range acked {
+		require.Equal(s.t, 1, strings.Count(r.Value, "<"+v+">"), "acked %s in %q", v, r.Value)
+	}
+	return r.Value
+}
+
+// requireConsistent checks the Update Propagation Invariant: along the chain
+// each successor's history is a prefix of its predecessor's.
+func (s *sim) requireConsistent(chain int) {
+	cfg := s.cfgs[chain]
+	var prev uint64
+	for i, m := range cfg.Members {
+		c := s.cores[m.ID]
+		if c == nil {
+			continue
+		}
+		st := c.Status()[chain]
+		require.True(s.t, st.Member)
+		require.Equal(s.t, i == 0, st.Head)
+		require.Equal(s.t, i == len(cfg.Members)-1, st.Tail)
+		if i > 0 {
+			require.LessOrEqual(s.t, st.LastSeq, prev)
+		}
+		prev = st.LastSeq
+	}
+}
+
+func TestPlacementRotates(t *testing.T) {
+	p := Placement{Chains: 3, Replicas: 3, Nodes: 3}
+	require.Equal(t, []uint64{1, 2, 3}, p.Members(0))
+	require.Equal(t, []uint64{2, 3, 1}, p.Members(1))
+	require.Equal(t, []uint64{3, 1, 2}, p.Members(2))
+	require.Error(t, Placement{Chains: 1, Replicas: 4, Nodes: 3}.Validate())
+}
+
+func TestNormalCaseWritesReachEveryNode(t *testing.T) {
+	s := newSim(t, 3, 3, 3)
+	for ch := 0; ch < 3; ch++ {
+		require.Equal(t, uint64(1), s.cfgs[ch].Epoch)
+		require.Len(t, s.cfgs[ch].Members, 3)
+	}
+	var acked []string
+	var toks []uint64
+	for i := 1; i <= 20; i++ {
+		v := fmt.Sprintf("v%d", i)
+		toks = append(toks, s.write(0, appendOf(7, uint64(i), "k", "<"+v+">")))
+		acked = append(acked, v)
+	}
+	s.stabilize()
+	for _, tok := range toks {
+		require.Equal(t, pb.Status_STATUS_OK, s.replies[tok].Status)
+	}
+	s.requireAcked(0, "k", acked)
+	for id := uint64(1); id <= 3; id++ {
+		st := s.cores[id].Status()[0]
+		require.Equal(t, uint64(20), st.LastSeq)
+		require.Equal(t, uint64(20), st.Committed, "node %d", id)
+		require.Zero(t, st.SentLen, "acks trimmed node %d's Sent list", id)
+	}
+
+	// A retry of an applied request returns the first result without applying again.
+	tok := s.write(0, appendOf(7, 20, "k", "<v20>"))
+	s.stabilize()
+	require.Equal(t, pb.Status_STATUS_OK, s.replies[tok].Status)
+	s.requireAcked(0, "k", acked)
+
+	// CAS results are computed once, at the head, and replicated.
+	tok = s.write(0, &pb.Update{Client: 8, ClientSeq: 1, Op: pb.Op_OP_CAS, Key: "k", Expect: "nope", Value: "x"})
+	s.stabilize()
+	require.Equal(t, pb.Status_STATUS_OK, s.replies[tok].Status)
+	require.False(t, s.replies[tok].Swapped)
+}
+
+func TestReplyWaitsForTheTail(t *testing.T) {
+	s := newSim(t, 3, 1, 3)
+	// Hold everything addressed to the tail: the write must not be answered.
+	s.drop = func(m *pb.Message) bool { return m.To == s.tail(0) }
+	tok := s.write(0, appendOf(1, 1, "k", "<a>"))
+	for i := 0; i < 10; i++ {
+		s.handle()
+		s.deliver()
+	}
+	_, answered := s.replies[tok]
+	require.False(t, answered, "a write is answered before the tail applied it")
+	s.drop = nil
+	s.stabilize()
+	require.Equal(t, pb.Status_STATUS_OK, s.replies[tok].Status)
+}
+
+func TestHeadCrash(t *testing.T) {
+	s := newSim(t, 3, 1, 3)
+	var acked []string
+	for i := 1; i <= 5; i++ {
+		tok := s.write(0, appendOf(1, uint64(i), "k", fmt.Sprintf("<a%d>", i)))
+		s.stabilize()
+		require.Equal(t, pb.Status_STATUS_OK, s.replies[tok].Status)
+		acked = append(acked, fmt.Sprintf("a%d", i))
+	}
+	// Two writes reach the head; only the first is forwarded before it dies.
+	oldHead := s.head(0)
+	forwarded := s.write(0, appendOf(2, 1, "k", "<b1>"))
+	s.handle()
+	s.deliver() // b1 reaches the middle
+	s.drop = func(m *pb.Message) bool { return m.From == oldHead }
+	lost := s.write(0, appendOf(3, 1, "k", "<c1>"))
+	s.handle()
+	s.crash(oldHead)
+	s.drop = nil
+	s.stabilize()
+	require.NotEqual(t, oldHead, s.head(0))
+	require.Len(t, s.cfgs[0].Members, 2)
+	_, ok := s.replies[forwarded]
+	require.False(t, ok, "the dead head cannot answer")
+	_, ok = s.replies[lost]
+	require.False(t, ok)
+
+	// The clients retry at the new head with the same request ids: the
+	// forwarded write is deduplicated, the lost one applied now.
+	r1 := s.write(0, appendOf(2, 1, "k", "<b1>"))
+	r2 := s.write(0, appendOf(3, 1, "k", "<c1>"))
+	s.stabilize()
+	require.Equal(t, pb.Status_STATUS_OK, s.replies[r1].Status)
+	require.Equal(t, pb.Status_STATUS_OK, s.replies[r2].Status)
+	acked = append(acked, "b1", "c1")
+	s.requireAcked(0, "k", acked)
+	s.requireConsistent(0)
+
+	// The old head comes back with disk state holding c1 at a sequence the
+	// chain reused: it is wiped and rejoins as the tail from a snapshot.
+	s.start(oldHead)
+	s.stabilize()
+	require.Equal(t, oldHead, s.tail(0))
+	require.Len(t, s.cfgs[0].Members, 3)
+	s.requireAcked(0, "k", acked)
+	s.requireConsistent(0)
+	require.Equal(t, s.cores[s.head(0)].Data(0), s.cores[oldHead].Data(0))
+}
+
+func TestMiddleCrashResendsSentSuffix(t *testing.T) {
+	s := newSim(t, 3, 1, 3)
+	head, middle := s.head(0), s.cfgs[0].Members[1].ID
+	// The middle swallows writes: it receives them but never forwards or acks.
+	var toks []uint64
+	s.drop = func(m *pb.Message) bool { return m.From == middle }
+	for i := 1; i <= 10; i++ {
+		toks = append(toks, s.write(0, appendOf(1, uint64(i), "k", fmt.Sprintf("<m%d>", i))))
+		s.handle()
+		s.deliver()
+	}
+	require.Equal(t, 10, s.cores[head].Status()[0].SentLen, "head keeps all unacked writes in Sent")
+	s.crash(middle)
+	s.drop = nil
+	s.stabilize()
+	require.Equal(t, []Member{{ID: head, Addr: s.addr(head)}, s.cfgs[0].Members[1]}, s.cfgs[0].Members)
+	var acked []string
+	for i, tok := range toks {
+		require.Equal(t, pb.Status_STATUS_OK, s.replies[tok].Status, "write %d", i+1)
+		acked = append(acked, fmt.Sprintf("m%d", i+1))
+	}
+	s.requireAcked(0, "k", acked)
+	require.Zero(t, s.cores[head].Status()[0].SentLen)
+}
+
+func TestTailCrash(t *testing.T) {
+	s := newSim(t, 3, 1, 3)
+	tail := s.tail(0)
+	s.drop = func(m *pb.Message) bool { return m.From == tail }
+	tok := s.write(0, appendOf(1, 1, "k", "<t1>"))
+	for i := 0; i < 5; i++ {
+		s.handle()
+		s.deliver()
+	}
+	s.crash(tail)
+	s.drop = nil
+	s.stabilize()
+	require.NotEqual(t, tail, s.tail(0))
+	require.Equal(t, pb.Status_STATUS_OK, s.replies[tok].Status, "the new tail commits what the old tail had not acked")
+	s.requireAcked(0, "k", []string{"t1"})
+	s.requireConsistent(0)
+}
+
+func TestAddTailDuringWrites(t *testing.T) {
+	s := newSim(t, 3, 1, 3)
+	tail := s.tail(0)
+	var acked []string
+	seq := uint64(0)
+	writeOK := func() {
+		seq++
+		v := fmt.Sprintf("w%d", seq)
+		tok := s.write(0, appendOf(1, seq, "k", "<"+v+">"))
+		s.handle()
+		s.deliver()
+		s.handle()
+		s.deliver()
+		s.handle()
+		s.deliver()
+		if r, ok := s.replies[tok]; ok {
+			require.Equal(t, pb.Status_STATUS_OK, r.Status)
+		}
+		acked = append(acked, v)
+	}
+	for i := 0; i < 5; i++ {
+		writeOK()
+	}
+	s.crash(tail)
+	s.stabilize()
+	for i := 0; i < 5; i++ {
+		writeOK()
+	}
+	// The crashed tail restarts: it becomes the joiner behind the current
+	// tail, which keeps committing and answering reads while it copies.
+	s.start(tail)
+	s.reconcile()
+	require.Equal(t, tail, s.cfgs[0].Joining.ID)
+	joinEpoch := s.cfgs[0].Epoch
+	oldTail := s.tail(0)
+	for i := 0; i < 5; i++ {
+		writeOK()
+		s.reconcile()
+		if s.cfgs[0].Epoch == joinEpoch {
+			require.Equal(t, oldTail, s.tail(0), "while joining the old tail stays tail")
+			r := s.read(0, "k")
+			require.Equal(t, pb.Status_STATUS_OK, r.Status, "the chain keeps serving reads during the copy")
+			st := s.cores[tail].Status()[0]
+			require.True(t, st.Joiner)
+			require.False(t, st.Tail)
+		}
+	}
+	s.stabilize()
+	require.Equal(t, tail, s.tail(0))
+	require.Nil(t, s.cfgs[0].Joining)
+	s.requireAcked(0, "k", acked)
+	s.requireConsistent(0)
+	for id := uint64(1); id <= 3; id++ {
+		require.Equal(t, s.cores[s.head(0)].Data(0), s.cores[id].Data(0), "node %d", id)
+	}
+}
+
+func TestStaleEpochRejected(t *testing.T) {
+	s := newSim(t, 3, 1, 3)
+	head, middle := s.head(0), s.cfgs[0].Members[1].ID
+	oldEpoch := s.cfgs[0].Epoch
+	// The master splices the head out while the old head still runs (a false
+	// suspicion); the old head accepts a write at its old epoch and forwards it.
+	oldHeadCore := s.cores[head]
+	delete(s.live, head)
+	s.reconcile()
+	require.Equal(t, middle, s.head(0))
+	// The old head has not heard of the new epoch: it still believes it is head.
+	tok := s.nextToken()
+	oldHeadCore.Propose(tok, 0, oldEpoch, appendOf(9, 1, "k", "<fork>"))
+	s.handle()
+	s.deliver()
+	s.stabilize()
+	require.Equal(t, uint64(0), s.cores[middle].Status()[0].LastSeq, "a message from an old epoch never applies")
+
+	// A client with the old configuration is told to refresh.
+	tok = s.nextToken()
+	s.cores[middle].Propose(tok, 0, oldEpoch, appendOf(9, 1, "k", "<x>"))
+	s.handle()
+	require.Equal(t, pb.Status_STATUS_WRONG_EPOCH, s.replies[tok].Status)
+	require.Equal(t, s.cfgs[0].Epoch, s.replies[tok].Epoch)
+}
+
+func TestLostSessionServesNothing(t *testing.T) {
+	s := newSim(t, 3, 1, 3)
+	tail, head := s.tail(0), s.head(0)
+	s.drop = func(m *pb.Message) bool { return m.To == tail }
+	pending := s.write(0, appendOf(1, 1, "k", "<p>"))
+	s.handle()
+	s.deliver()
+	s.cores[tail].SetSession(false)
+	s.cores[head].SetSession(false)
+	s.handle()
+	require.Equal(t, pb.Status_STATUS_UNKNOWN, s.replies[pending].Status, "a head without session cannot say whether its write commits")
+
+	tok := s.nextToken()
+	s.cores[tail].Read(tok, 0, s.cfgs[0].Epoch, "k")
+	s.handle()
+	require.Equal(t, pb.Status_STATUS_UNAVAILABLE, s.replies[tok].Status, "a tail without session serves no read")
+	tok = s.nextToken()
+	s.cores[head].Propose(tok, 0, s.cfgs[0].Epoch, appendOf(1, 2, "k", "<q>"))
+	s.handle()
+	require.Equal(t, pb.Status_STATUS_UNAVAILABLE, s.replies[tok].Status)
+
+	// With the session back (and the config unchanged) the chain resumes;
+	// the client's retry of the pending write is deduplicated.
+	s.drop = nil
+	s.cores[tail].SetSession(true)
+	s.cores[head].SetSession(true)
+	s.stabilize()
+	retry := s.write(0, appendOf(1, 1, "k", "<p>"))
+	s.stabilize()
+	require.Equal(t, pb.Status_STATUS_OK, s.replies[retry].Status)
+	s.requireAcked(0, "k", []string{"p"})
+}

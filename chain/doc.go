@@ -1,0 +1,51 @@
+// Package chain is chainraft's chain-replication store (van Renesse &
+// Schneider, OSDI 2004) with ZooKeeper as its configuration center. See
+// design.md for the protocol; this comment is about the code's shape.
+//
+// # Pieces
+//
+//   - [Core] is deterministic: no goroutines, clock or I/O. It holds every
+//     chain a node may belong to and is driven by Step (peer messages),
+//     Propose and Read (client requests), Tick, SetConfig and SetSession;
+//     it emits a [Ready] of things to persist, messages and replies.
+//   - [Node] is the one goroutine (Run) that owns a Core. gRPC handlers, the
+//     transport and the coordinator reach it through bounded channels. It
+//     honours the Ready contract: persist (fsync) before anything is sent,
+//     send before replying, then Advance.
+//   - [Storage] is the node's durable state; [Transport] the per-peer FIFO
+//     senders; [RunCoordinator] the ZooKeeper side (registration, config
+//     watches, lease, master election and the master's [Reconcile]).
+//   - [Router] and [Client] are the client side: configs from ZooKeeper,
+//     writes to the head, reads to the tail, retries with the same request
+//     id, definite/indeterminate errors as package kv defines them.
+//
+// # Goroutines and owners
+//
+//   - Node.Run: started by Run (or a test), stopped by Node.Stop.
+//   - Transport: one sender per peer, stopped by Transport.Close (Node.Run
+//     closes it on exit) or when a peer's address changes.
+//   - RunCoordinator: config watchers (one per chain), the lease loop, the
+//     master campaign (and the master's watch forwarders), a closer; all end
+//     when its ctx ends and RunCoordinator waits for them.
+//   - Router: one config watcher per chain, a refresher, a closer; Router.Close.
+//
+// # Invariants (checked; a violation panics)
+//
+//   - A chain's entries apply in sequence order without gaps.
+//   - A successor never reports holding more than its predecessor in the same
+//     epoch (Update Propagation Invariant).
+//   - A restored log replays without gaps after its snapshot.
+//
+// Kept by construction (not checked at run time): committed ≤ lastSeq, and
+// the Sent list holds committed+1..lastSeq (less after a snapshot).
+//
+// # Why these choices
+//
+// The head replies (after the tail's ack reached it) rather than the tail,
+// because it holds the client's call; it is still linearizable, as the reply
+// follows the commit. Every node applies on receipt, so a new head after a
+// head failure already has the state, and a joiner's copy is one snapshot of
+// the tail. Safety beyond the paper's fail-stop model comes from epochs on
+// every message, the master's fenced Multi writes, no service without a
+// session, the lease against pauses, and the synced latch at a new tail.
+package chain

@@ -1,0 +1,318 @@
+package chain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+
+	pb "github.com/chainraft/chainraft/chain/chainpb"
+)
+
+// ErrStopped is returned to requests that arrive while the node stops.
+var ErrStopped = errors.New("chain: node stopped")
+
+// NodeConfig is what a Node needs to run.
+type NodeConfig struct {
+	ID      uint64
+	DataDir string
+	NoFsync bool
+	Chains  int
+	// Tick is the Core's clock period: acks/heartbeats and resend checks.
+	Tick time.Duration
+	// Bug plants a named bug in the Core (tests only).
+	Bug string
+}
+
+type request struct {
+	write  bool
+	chain  uint32
+	epoch  uint64
+	update *pb.Update
+	key    string
+	replyc chan Reply // buffered 1: the loop never blocks on a caller
+}
+
+// Node owns a Core and runs it: one goroutine (run) is the only one that
+// touches the Core; gRPC handlers, the transport and the coordinator talk to
+// it through bounded channels.
+type Node struct {
+	cfg       NodeConfig
+	core      *Core
+	storage   *Storage
+	transport *Transport
+
+	recvc   chan *pb.Message
+	reqc    chan request
+	cfgc    chan Config
+	sesskc  chan struct{} // kick: session state changed
+	statusc chan chan []Status
+	syncedc chan ChainEpoch // to the coordinator; dropped when full (re-reported next epoch change)
+
+	session atomic.Bool
+	// leaseUntil is the monotonic deadline (ns since start) until which the
+	// coordinator vouches that the ZooKeeper session is alive; requests are
+	// refused after it, so a node paused past its session never serves.
+	leaseUntil atomic.Int64
+	start      time.Time
+
+	waiters map[uint64]chan Reply
+	token   uint64
+
+	stopc chan struct{}
+	donec chan struct{}
+	once  sync.Once
+	err   error
+}
+
+// NewNode opens the node's storage and restores its Core. Run starts it.
+func NewNode(cfg NodeConfig) (*Node, error) {
+	if cfg.Tick == 0 {
+		cfg.Tick = 50 * time.Millisecond
+	}
+	st, restored, err := OpenStorage(cfg.DataDir, cfg.Chains, cfg.NoFsync)
+	if err != nil {
+		return nil, err
+	}
+	core := NewCore(cfg.ID, cfg.Chains, restored)
+	if err := core.PlantBug(cfg.Bug); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &Node{
+		cfg: cfg, core: core, storage: st, transport: NewTransport(),
+		recvc: make(chan *pb.Message, 8192), reqc: make(chan request, 4096), cfgc: make(chan Config, 256),
+		sesskc: make(chan struct{}, 1), statusc: make(chan chan []Status), syncedc: make(chan ChainEpoch, 64),
+		start: time.Now(), waiters: map[uint64]chan Reply{}, stopc: make(chan struct{}), donec: make(chan struct{}),
+	}, nil
+}
+
+// Run drives the Core until Stop; it returns the storage error that stopped
+// it, if any.
+func (n *Node) Run() error {
+	defer close(n.donec)
+	defer n.transport.Close()
+	defer n.storage.Close()
+	ticker := time.NewTicker(n.cfg.Tick)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-n.stopc:
+			n.failAll()
+			return nil
+		case <-ticker.C:
+			n.core.Tick()
+		case m := <-n.recvc:
+			n.core.Step(m)
+		case r := <-n.reqc:
+			n.request(r)
+		case c := <-n.cfgc:
+			n.setConfig(c)
+		case <-n.sesskc:
+			n.core.SetSession(n.session.Load())
+		case sc := <-n.statusc:
+			sc <- n.core.Status()
+		}
+		// Drain what else is waiting, so one Ready (one fsync) covers many
+		// requests and messages: group commit.
+	drain:
+		for i := 0; i < 1024; i++ {
+			select {
+			case m := <-n.recvc:
+				n.core.Step(m)
+			case r := <-n.reqc:
+				n.request(r)
+			default:
+				break drain
+			}
+		}
+		if n.core.HasReady() {
+			if err := n.handleReady(n.core.Ready()); err != nil {
+				n.err = err
+				n.failAll()
+				return err
+			}
+		}
+	}
+}
+
+func (n *Node) setConfig(c Config) {
+	for _, m := range c.Members {
+		if m.ID != n.cfg.ID {
+			n.transport.SetPeer(m.ID, m.Addr)
+		}
+	}
+	if c.Joining != nil && c.Joining.ID != n.cfg.ID {
+		n.transport.SetPeer(c.Joining.ID, c.Joining.Addr)
+	}
+	n.core.SetConfig(c)
+}
+
+func (n *Node) request(r request) {
+	n.token++
+	n.waiters[n.token] = r.replyc
+	if r.write {
+		n.core.Propose(n.token, r.chain, r.epoch, r.update)
+	} else {
+		n.core.Read(n.token, r.chain, r.epoch, r.key)
+	}
+}
+
+// handleReady follows the Ready contract: persist (fsync), then send, then
+// reply, then Advance.
+func (n *Node) handleReady(rd Ready) error {
+	if err := n.storage.Save(rd.Persist); err != nil {
+		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
+	}
+	for _, m := range rd.Messages {
+		n.transport.Send(m)
+	}
+	for _, r := range rd.Replies {
+		if c, ok := n.waiters[r.Token]; ok {
+			c <- r
+			delete(n.waiters, r.Token)
+		}
+	}
+	for _, s := range rd.Synced {
+		select {
+		case n.syncedc <- s:
+		default:
+		}
+	}
+	n.core.Advance()
+	return nil
+}
+
+func (n *Node) failAll() {
+	for tok, c := range n.waiters {
+		c <- Reply{Token: tok, Status: pb.Status_STATUS_UNKNOWN, Err: ErrStopped.Error()}
+		delete(n.waiters, tok)
+	}
+}
+
+// Stop stops the loop and waits for it.
+func (n *Node) Stop() {
+	n.once.Do(func() { close(n.stopc) })
+	<-n.donec
+}
+
+// SetConfig hands a configuration read from ZooKeeper to the loop.
+func (n *Node) SetConfig(c Config) {
+	select {
+	case n.cfgc <- c:
+	case <-n.stopc:
+	}
+}
+
+// SetSession records whether the ZooKeeper session is live. Losing it takes
+// effect for new requests at once (they check the flag) and in the Core on
+// the loop's next turn.
+func (n *Node) SetSession(ok bool) {
+	n.session.Store(ok)
+	select {
+	case n.sesskc <- struct{}{}:
+	default:
+	}
+}
+
+// ExtendLease is called by the coordinator after a ZooKeeper request that
+// started at started succeeded: the session cannot expire before started +
+// the session timeout, so the node may serve until a safe fraction of it.
+func (n *Node) ExtendLease(started time.Time, d time.Duration) {
+	until := int64(started.Sub(n.start) + d)
+	for {
+		cur := n.leaseUntil.Load()
+		if until <= cur || n.leaseUntil.CompareAndSwap(cur, until) {
+			return
+		}
+	}
+}
+
+func (n *Node) serving() bool {
+	return n.session.Load() && int64(time.Since(n.start)) < n.leaseUntil.Load()
+}
+
+// Synced delivers the chains where this node caught up as a joiner.
+func (n *Node) Synced() <-chan ChainEpoch { return n.syncedc }
+
+// Status asks the loop for every chain's status.
+func (n *Node) Status(ctx context.Context) ([]Status, error) {
+	sc := make(chan []Status, 1)
+	select {
+	case n.statusc <- sc:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-n.donec:
+		return nil, ErrStopped
+	}
+	select {
+	case s := <-sc:
+		return s, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (n *Node) do(ctx context.Context, r request) Reply {
+	if !n.serving() {
+		return Reply{Status: pb.Status_STATUS_UNAVAILABLE, Err: "node has no live ZooKeeper session"}
+	}
+	r.replyc = make(chan Reply, 1)
+	select {
+	case n.reqc <- r:
+	case <-ctx.Done():
+		return Reply{Status: pb.Status_STATUS_UNAVAILABLE, Err: "node busy: " + ctx.Err().Error()}
+	case <-n.donec:
+		return Reply{Status: pb.Status_STATUS_UNAVAILABLE, Err: ErrStopped.Error()}
+	}
+	select {
+	case rep := <-r.replyc:
+		return rep
+	case <-ctx.Done():
+		return Reply{Status: pb.Status_STATUS_UNKNOWN, Err: ctx.Err().Error()}
+	case <-n.donec:
+		return Reply{Status: pb.Status_STATUS_UNKNOWN, Err: ErrStopped.Error()}
+	}
+}
+
+// Server is the node's gRPC face: client writes and reads, peer messages.
+type server struct {
+	pb.UnimplementedChainServiceServer
+	n *Node
+}
+
+func (s server) Step(_ context.Context, b *pb.Batch) (*pb.StepResponse, error) {
+	for _, m := range b.Messages {
+		select {
+		case s.n.recvc <- m:
+		default:
+			// Full: drop; the sender resends what the acks show missing.
+		}
+	}
+	return &pb.StepResponse{}, nil
+}
+
+func (s server) Write(ctx context.Context, r *pb.WriteRequest) (*pb.WriteResponse, error) {
+	rep := s.n.do(ctx, request{write: true, chain: r.Chain, epoch: r.Epoch, update: r.Update})
+	return &pb.WriteResponse{Status: rep.Status, Swapped: rep.Swapped, Error: rep.Err, Epoch: rep.Epoch}, nil
+}
+
+func (s server) Read(ctx context.Context, r *pb.ReadRequest) (*pb.ReadResponse, error) {
+	rep := s.n.do(ctx, request{chain: r.Chain, epoch: r.Epoch, key: r.Key})
+	return &pb.ReadResponse{Status: rep.Status, Found: rep.Found, Value: rep.Value, Error: rep.Err, Epoch: rep.Epoch}, nil
+}
+
+// Serve registers the node's service on a new gRPC server listening on lis
+// and serves until the server is stopped. The caller owns the server.
+func (n *Node) Serve(lis net.Listener) (*grpc.Server, <-chan error) {
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize))
+	pb.RegisterChainServiceServer(gs, server{n: n})
+	errc := make(chan error, 1)
+	go func() { errc <- gs.Serve(lis) }()
+	return gs, errc
+}

@@ -1,0 +1,94 @@
+package chain
+
+import "slices"
+
+// LiveNode is what the master knows of a registered node: its address and,
+// per chain, the epoch in which it reported itself caught up as a joiner.
+type LiveNode struct {
+	Addr   string         `json:"addr"`
+	Synced map[int]uint64 `json:"synced,omitempty"`
+}
+
+// Reconcile is the master's decision for one chain, a pure function so the
+// Core tests' in-memory coordinator and the ZooKeeper master share it.
+//
+//   - Members whose node is gone (no ephemeral znode, or registered again at
+//     another address) are spliced out, keeping order: a dead head makes its
+//     successor head, a dead tail its predecessor tail, a dead middle joins
+//     its neighbours. The last member is never removed: whoever holds the
+//     chain's only copy must come back.
+//   - A live preferred node outside the chain becomes the joiner behind the
+//     tail; once it reports itself synced in the current epoch, and nothing
+//     else changes, it is appended as the new tail.
+//
+// It returns the next configuration and whether it differs from cur.
+func Reconcile(cur Config, preferred []uint64, live map[uint64]LiveNode) (Config, bool) {
+	isLive := func(m Member) bool {
+		n, ok := live[m.ID]
+		return ok && n.Addr == m.Addr
+	}
+	next := Config{Chain: cur.Chain, Epoch: cur.Epoch}
+	if cur.Epoch == 0 {
+		for _, id := range preferred {
+			if n, ok := live[id]; ok {
+				next.Members = append(next.Members, Member{ID: id, Addr: n.Addr})
+			}
+		}
+		if len(next.Members) == 0 {
+			return cur, false
+		}
+		next.Epoch = 1
+		return next, true
+	}
+	for _, m := range cur.Members {
+		if isLive(m) {
+			next.Members = append(next.Members, m)
+		}
+	}
+	if len(next.Members) == 0 {
+		// Every member is gone: nobody else holds the chain's state, so the
+		// configuration waits for one of them to come back.
+		next.Members = slices.Clone(cur.Members)
+		if cur.Joining != nil && isLive(*cur.Joining) {
+			next.Joining = cur.Joining
+		}
+		return next, !sameConfig(cur, next)
+	}
+	spliced := len(next.Members) != len(cur.Members)
+	if j := cur.Joining; j != nil && isLive(*j) {
+		if !spliced && live[j.ID].Synced[cur.Chain] == cur.Epoch {
+			next.Members = append(next.Members, *j)
+		} else {
+			next.Joining = j
+		}
+	}
+	if next.Joining == nil && len(next.Members) < len(preferred) {
+		for _, id := range preferred {
+			n, ok := live[id]
+			if !ok || next.index(id) >= 0 {
+				continue
+			}
+			next.Joining = &Member{ID: id, Addr: n.Addr}
+			break
+		}
+	}
+	if sameConfig(cur, next) {
+		return cur, false
+	}
+	next.Epoch = cur.Epoch + 1
+	return next, true
+}
+
+func sameConfig(a, b Config) bool {
+	if !slices.Equal(a.Members, b.Members) {
+		return false
+	}
+	switch {
+	case a.Joining == nil && b.Joining == nil:
+		return true
+	case a.Joining == nil || b.Joining == nil:
+		return false
+	default:
+		return *a.Joining == *b.Joining
+	}
+}

@@ -1,0 +1,89 @@
+package chain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"time"
+)
+
+// RunConfig is one chain node process's configuration (`chainraft node
+// --store chain`).
+type RunConfig struct {
+	ID             uint64
+	Listen         string
+	DataDir        string
+	NoFsync        bool
+	ZK             []string
+	SessionTimeout time.Duration
+	Placement      Placement
+	Bug            string
+	Logf           func(format string, args ...any)
+}
+
+// Run runs a chain node until ctx ends: it listens, restores the node from
+// its data directory, serves gRPC, and joins the configuration through
+// ZooKeeper. Everything it starts is stopped before it returns.
+func Run(ctx context.Context, cfg RunConfig) error {
+	if err := cfg.Placement.Validate(); err != nil {
+		return err
+	}
+	if cfg.ID == 0 || cfg.ID > uint64(cfg.Placement.Nodes) {
+		return fmt.Errorf("chain: node id %d outside 1..%d", cfg.ID, cfg.Placement.Nodes)
+	}
+	if len(cfg.ZK) == 0 {
+		return errors.New("chain: --zk is required")
+	}
+	if cfg.SessionTimeout == 0 {
+		cfg.SessionTimeout = 4 * time.Second
+	}
+	if cfg.Logf == nil {
+		l := log.New(os.Stderr, fmt.Sprintf("node %d: ", cfg.ID), log.LstdFlags|log.Lmicroseconds)
+		cfg.Logf = l.Printf
+	}
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("chain: listen: %w", err)
+	}
+	node, err := NewNode(NodeConfig{ID: cfg.ID, DataDir: cfg.DataDir, NoFsync: cfg.NoFsync, Chains: cfg.Placement.Chains, Bug: cfg.Bug})
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	gs, serveErr := node.Serve(lis)
+	runErr := make(chan error, 1)
+	go func() { runErr <- node.Run() }()
+	ctx, cancel := context.WithCancel(ctx)
+	coordErr := make(chan error, 1)
+	go func() {
+		coordErr <- RunCoordinator(ctx, CoordinatorConfig{ZK: cfg.ZK, SessionTimeout: cfg.SessionTimeout, ID: cfg.ID,
+			Addr: lis.Addr().String(), Placement: cfg.Placement, Logf: cfg.Logf}, node)
+	}()
+	cfg.Logf("serving on %s, data in %s", lis.Addr(), cfg.DataDir)
+
+	var first error
+	select {
+	case <-ctx.Done():
+	case err := <-runErr:
+		first = fmt.Errorf("chain node loop: %w", err)
+		runErr <- err
+	case err := <-serveErr:
+		first = fmt.Errorf("chain grpc: %w", err)
+	case err := <-coordErr:
+		first = err
+		coordErr <- err
+	}
+	cancel()
+	if err := <-coordErr; err != nil && first == nil && !errors.Is(err, context.Canceled) {
+		first = err
+	}
+	gs.Stop()
+	node.Stop()
+	if err := <-runErr; err != nil && first == nil {
+		first = err
+	}
+	return first
+}

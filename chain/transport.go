@@ -1,0 +1,143 @@
+package chain
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pb "github.com/chainraft/chainraft/chain/chainpb"
+)
+
+const (
+	// peerQueue bounds the messages waiting for one peer. When it is full new
+	// messages are dropped: the chain protocol resends (acks show the gap).
+	peerQueue = 4096
+	// stepTimeout bounds one peer call.
+	stepTimeout = 2 * time.Second
+	// maxMsgSize admits a snapshot of a chain's whole state in one message.
+	maxMsgSize = 256 << 20
+)
+
+// Transport carries chain messages to peers: one gRPC connection and one
+// sender goroutine per peer, which sends queued messages in order, batched,
+// one call at a time, so each link is FIFO as chain replication needs. A
+// failed call drops its batch; the protocol's acks and resends repair it.
+type Transport struct {
+	mu     sync.Mutex
+	peers  map[uint64]*peer
+	stopc  chan struct{}
+	wg     sync.WaitGroup
+	closed bool
+}
+
+type peer struct {
+	addr   string
+	conn   *grpc.ClientConn
+	client pb.ChainServiceClient
+	q      chan *pb.Message
+	stopc  chan struct{}
+}
+
+// NewTransport returns a transport with no peers.
+func NewTransport() *Transport {
+	return &Transport{peers: map[uint64]*peer{}, stopc: make(chan struct{})}
+}
+
+// SetPeer points id at addr, replacing the connection if the address
+// changed (a restarted node may listen elsewhere).
+func (t *Transport) SetPeer(id uint64, addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	if p, ok := t.peers[id]; ok {
+		if p.addr == addr {
+			return
+		}
+		close(p.stopc)
+		delete(t.peers, id)
+	}
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)))
+	if err != nil {
+		return // malformed address: messages to id are dropped
+	}
+	p := &peer{addr: addr, conn: conn, client: pb.NewChainServiceClient(conn), q: make(chan *pb.Message, peerQueue), stopc: make(chan struct{})}
+	t.peers[id] = p
+	t.wg.Add(1)
+	go t.sendLoop(p)
+}
+
+// Send queues m for its receiver without blocking; it reports false when the
+// message was dropped (unknown peer or full queue).
+func (t *Transport) Send(m *pb.Message) bool {
+	t.mu.Lock()
+	p, ok := t.peers[m.To]
+	t.mu.Unlock()
+	if !ok {
+		return false
+	}
+	select {
+	case p.q <- m:
+		return true
+	default:
+		return false
+	}
+}
+
+func (t *Transport) sendLoop(p *peer) {
+	defer t.wg.Done()
+	defer p.conn.Close()
+	for {
+		var batch pb.Batch
+		select {
+		case m := <-p.q:
+			batch.Messages = append(batch.Messages, m)
+		case <-p.stopc:
+			return
+		case <-t.stopc:
+			return
+		}
+	drain:
+		for len(batch.Messages) < 256 {
+			select {
+			case m := <-p.q:
+				batch.Messages = append(batch.Messages, m)
+			default:
+				break drain
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+		_, err := p.client.Step(ctx, &batch)
+		cancel()
+		if err != nil {
+			// The peer is down or slow: back off a little so a dead peer does
+			// not spin this goroutine, and let the protocol resend.
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-p.stopc:
+				return
+			case <-t.stopc:
+				return
+			}
+		}
+	}
+}
+
+// Close stops every sender and closes the connections.
+func (t *Transport) Close() {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.closed = true
+	close(t.stopc)
+	t.mu.Unlock()
+	t.wg.Wait()
+}

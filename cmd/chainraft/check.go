@@ -1,0 +1,120 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chainraft/chainraft/harness"
+	"github.com/chainraft/chainraft/histories"
+)
+
+func init() {
+	subcommands = append(subcommands, newCheckCmd)
+}
+
+func newCheckCmd() *cobra.Command {
+	var (
+		budget  time.Duration
+		out     string
+		workers int
+	)
+	cmd := &cobra.Command{
+		Use:   "check PATH",
+		Short: "Check a history (history.jsonl or a run directory) for linearizability",
+		Long: `Check reads a history in the JSON Lines format (see the README), checks it for
+linearizability key by key, prints one line per key that is not linearizable or
+could not be decided, and the overall verdict last.
+
+PATH is a history file or a run directory (its history.jsonl is checked).
+Visualizations of failing keys go to --out, or for a run directory to its
+porcupine/ directory.
+
+Exit codes: 0 linearizable, 1 not linearizable, 2 bad usage or malformed
+input, 3 unknown (the budget ran out).`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageErrorf("check: want exactly one PATH (a history.jsonl or a run directory), got %d arguments", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if budget <= 0 {
+				return usageErrorf("check: --budget must be positive, got %v", budget)
+			}
+			if workers < 0 {
+				return usageErrorf("check: --workers must not be negative, got %d", workers)
+			}
+			path, vizDir := args[0], out
+			st, err := os.Stat(path)
+			if err != nil {
+				return usageErrorf("check: %v", err)
+			}
+			if st.IsDir() {
+				if vizDir == "" {
+					vizDir = filepath.Join(path, "porcupine")
+				}
+				path = filepath.Join(path, "history.jsonl")
+			}
+			ops, err := histories.ReadFile(path)
+			if err != nil {
+				var ie *histories.InputError
+				if errors.As(err, &ie) {
+					return usageErrorf("check: %v", ie)
+				}
+				return usageErrorf("check: %v", err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			res, err := histories.Check(ctx, ops, histories.CheckOptions{
+				Budget:       budget,
+				Workers:      workers,
+				VisualizeDir: vizDir,
+				VisualizeAll: true, // the checker draws ok keys only in small histories
+			})
+			var ie *histories.InputError
+			switch {
+			case errors.As(err, &ie):
+				return usageErrorf("check: %s: %v", path, ie)
+			case err != nil && res.Verdict == "":
+				return withCode(exitRunFailed, fmt.Errorf("check: %w", err))
+			case err != nil:
+				// A visualization could not be written; the verdict stands.
+				fmt.Fprintf(cmd.ErrOrStderr(), "chainraft: warning: %v\n", err)
+			}
+			w := cmd.OutOrStdout()
+			for _, k := range res.Keys {
+				if k.Verdict == histories.VerdictOK {
+					continue
+				}
+				line := fmt.Sprintf("%s: %s (%d ops, %.2fs)", k.Key, k.Verdict, k.Ops, k.Elapsed.Seconds())
+				if k.Visualization != "" {
+					line += " " + k.Visualization
+				}
+				fmt.Fprintln(w, line)
+			}
+			fmt.Fprintf(w, "%d operations, %d keys, %.2fs, %d unknown writes pruned, %d bounded\n",
+				len(ops), len(res.Keys), res.Elapsed.Seconds(), res.Pruned, res.Bounded)
+			fmt.Fprintf(w, "verdict: %s\n", res.Verdict)
+			switch res.Verdict {
+			case histories.VerdictOK:
+				return nil
+			case histories.VerdictIllegal:
+				return withCode(exitIllegal, errors.New(""))
+			default:
+				return withCode(exitUnknown, errors.New(""))
+			}
+		},
+	}
+	fl := cmd.Flags()
+	fl.DurationVar(&budget, "budget", harness.DefaultCheckBudget, "time budget of the check; past it undecided keys are unknown")
+	fl.StringVar(&out, "out", "", "directory for visualizations (default: a run directory's porcupine/, none for a file)")
+	fl.IntVar(&workers, "workers", 0, "keys checked in parallel (0: one per CPU)")
+	return cmd
+}

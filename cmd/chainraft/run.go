@@ -1,0 +1,226 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chainraft/chainraft/harness"
+	"github.com/chainraft/chainraft/histories"
+)
+
+func init() {
+	subcommands = append(subcommands, newRunCmd)
+}
+
+// runFlags are the flags of `chainraft run`.
+type runFlags struct {
+	store          string
+	timeLimit      time.Duration
+	clients        int
+	keys           int
+	seed           int64
+	out            string
+	name           string
+	readFraction   float64
+	appendFraction float64
+	casFraction    float64
+	valueSize      int
+	checkBudget    time.Duration
+	nodes          int
+	noFsync        bool
+	readMode       string
+	zk             string
+	zkServers      int
+	chains         int
+	replicas       int
+	bug            string
+	requestTimeout time.Duration
+	quiet          bool
+}
+
+func newRunCmd() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run a workload against a store, record the history and check it",
+		Long: `Run starts a cluster of the store, drives it with concurrent clients for the
+time limit, records every operation to history.jsonl, checks the history for
+linearizability and writes summary.json, all in a new run directory under --out.
+
+Exit codes: 0 linearizable, 1 not linearizable, 2 bad usage,
+3 unknown (the check ran out of budget), 4 the run failed or was interrupted.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.config()
+			if err != nil {
+				return err
+			}
+			cfg.Command = append([]string{"chainraft"}, os.Args[1:]...)
+			if !f.quiet {
+				cfg.Progress = cmd.ErrOrStderr()
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			res, err := harness.Run(ctx, cfg)
+			if res != nil {
+				printSummary(cmd.OutOrStdout(), res)
+			}
+			return runExit(res, err)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.store, "store", "memory", "store under test: "+strings.Join(harness.Stores(), ", "))
+	fl.DurationVar(&f.timeLimit, "time-limit", 10*time.Second, "how long the workload runs")
+	fl.IntVar(&f.clients, "clients", 16, "concurrent clients, one operation in flight each")
+	fl.IntVar(&f.keys, "keys", 100, "number of keys")
+	fl.Int64Var(&f.seed, "seed", 1, "workload seed")
+	fl.StringVar(&f.out, "out", "runs", "directory for run directories")
+	fl.StringVar(&f.name, "name", "default", "run name (last part of the run directory)")
+	fl.Float64Var(&f.readFraction, "read-fraction", 0.5, "fraction of gets")
+	fl.Float64Var(&f.appendFraction, "append-fraction", -1, "fraction of appends (default: a quarter of the writes)")
+	fl.Float64Var(&f.casFraction, "cas-fraction", -1, "fraction of cas (default: a quarter of the writes)")
+	fl.IntVar(&f.valueSize, "value-size", 0, "pad written values to this many bytes")
+	fl.DurationVar(&f.checkBudget, "check-budget", harness.DefaultCheckBudget, "time budget of the linearizability check")
+	fl.IntVar(&f.nodes, "nodes", 3, "number of store nodes")
+	fl.BoolVar(&f.noFsync, "no-fsync", false, "nodes skip fsync (measurements only: unsafe)")
+	fl.StringVar(&f.readMode, "read-mode", "index", "raft reads: index (ReadIndex) or lease")
+	fl.StringVar(&f.zk, "zk", "", "chain: existing ZooKeeper ensemble host:port,... (empty: start one)")
+	fl.IntVar(&f.zkServers, "zk-servers", 1, "chain: ZooKeeper servers to start (1 or 3)")
+	fl.IntVar(&f.chains, "chains", 3, "chain: number of chains")
+	fl.IntVar(&f.replicas, "replicas", 3, "chain: nodes per chain")
+	fl.StringVar(&f.bug, "bug", "", "plant a named bug in the store (to see the checker catch it)")
+	fl.DurationVar(&f.requestTimeout, "request-timeout", harness.DefaultRequestTimeout, "deadline of one client operation; past it the outcome is unknown")
+	fl.BoolVar(&f.quiet, "quiet", false, "no progress lines on stderr")
+	return cmd
+}
+
+// config validates the flags and builds the run configuration. Every
+// message names the flag at fault.
+func (f *runFlags) config() (harness.RunConfig, error) {
+	stores := harness.Stores()
+	switch {
+	case !slices.Contains(stores, f.store):
+		return harness.RunConfig{}, usageErrorf("run: unknown --store %q (known: %s)", f.store, strings.Join(stores, ", "))
+	case f.timeLimit <= 0:
+		return harness.RunConfig{}, usageErrorf("run: --time-limit must be positive, got %v", f.timeLimit)
+	case f.clients <= 0:
+		return harness.RunConfig{}, usageErrorf("run: --clients must be positive, got %d", f.clients)
+	case f.keys <= 0:
+		return harness.RunConfig{}, usageErrorf("run: --keys must be positive, got %d", f.keys)
+	case f.readFraction < 0 || f.readFraction > 1:
+		return harness.RunConfig{}, usageErrorf("run: --read-fraction must be in [0,1], got %v", f.readFraction)
+	case f.appendFraction > 1:
+		return harness.RunConfig{}, usageErrorf("run: --append-fraction must be at most 1, got %v", f.appendFraction)
+	case f.casFraction > 1:
+		return harness.RunConfig{}, usageErrorf("run: --cas-fraction must be at most 1, got %v", f.casFraction)
+	case f.valueSize < 0:
+		return harness.RunConfig{}, usageErrorf("run: --value-size must not be negative, got %d", f.valueSize)
+	case f.checkBudget <= 0:
+		return harness.RunConfig{}, usageErrorf("run: --check-budget must be positive, got %v", f.checkBudget)
+	case f.requestTimeout <= 0:
+		return harness.RunConfig{}, usageErrorf("run: --request-timeout must be positive, got %v", f.requestTimeout)
+	case f.nodes <= 0:
+		return harness.RunConfig{}, usageErrorf("run: --nodes must be positive, got %d", f.nodes)
+	case f.readMode != "index" && f.readMode != "lease":
+		return harness.RunConfig{}, usageErrorf("run: --read-mode must be index or lease, got %q", f.readMode)
+	case f.zkServers != 1 && f.zkServers != 3:
+		return harness.RunConfig{}, usageErrorf("run: --zk-servers must be 1 or 3, got %d", f.zkServers)
+	case f.chains <= 0:
+		return harness.RunConfig{}, usageErrorf("run: --chains must be positive, got %d", f.chains)
+	case f.replicas <= 0:
+		return harness.RunConfig{}, usageErrorf("run: --replicas must be positive, got %d", f.replicas)
+	case f.out == "":
+		return harness.RunConfig{}, usageErrorf("run: --out must not be empty")
+	}
+	cfg := harness.RunConfig{
+		Store:     f.store,
+		Name:      f.name,
+		Out:       f.out,
+		TimeLimit: f.timeLimit,
+		Clients:   f.clients,
+		Workload: harness.WorkloadConfig{
+			Seed: f.seed, Keys: f.keys, ReadFraction: f.readFraction,
+			AppendFraction: f.appendFraction, CASFraction: f.casFraction, ValueSize: f.valueSize,
+		},
+		Cluster: harness.ClusterConfig{
+			Nodes: f.nodes, NoFsync: f.noFsync, ReadMode: f.readMode, ZK: f.zk, ZKServers: f.zkServers,
+			Chains: f.chains, Replicas: f.replicas, Bug: f.bug, RequestTimeout: f.requestTimeout,
+		},
+		CheckBudget: f.checkBudget,
+	}
+	if exe, err := os.Executable(); err == nil {
+		cfg.Cluster.Binary = exe
+	}
+	if err := cfg.Validate(); err != nil {
+		// What the flag checks above let through (the name, the fraction
+		// sum) is still bad usage.
+		return harness.RunConfig{}, usageErrorf("run: %v", err)
+	}
+	return cfg, nil
+}
+
+// runExit maps a run's outcome to the exit code.
+func runExit(res *harness.RunResult, err error) error {
+	switch {
+	case err != nil && errors.Is(err, harness.ErrInvalidConfig):
+		return withCode(exitUsage, err)
+	case err != nil:
+		return withCode(exitRunFailed, err)
+	case res == nil:
+		return withCode(exitRunFailed, errors.New("run produced no result"))
+	}
+	switch histories.Verdict(res.Summary.Verdict) {
+	case histories.VerdictOK:
+		return nil
+	case histories.VerdictIllegal:
+		return withCode(exitIllegal, fmt.Errorf("not linearizable: see %s", res.Dir))
+	default:
+		return withCode(exitUnknown, fmt.Errorf("verdict unknown (the check ran out of budget): see %s", res.Dir))
+	}
+}
+
+// printSummary prints the run's outcome for a person at a terminal.
+func printSummary(w io.Writer, res *harness.RunResult) {
+	s := res.Summary
+	fmt.Fprintf(w, "run:        %s\n", res.Dir)
+	fmt.Fprintf(w, "store:      %s, %d clients, %d keys, seed %d, %.1fs\n", s.Store, s.Clients, s.Keys, s.Seed, s.DurationS)
+	fmt.Fprintf(w, "operations: %d (ok %d, fail %d, info %d)\n", s.OpsTotal, s.OpsOK, s.OpsFail, s.OpsInfo)
+	fmt.Fprintf(w, "throughput: %.0f ok ops/s", s.Throughput)
+	kinds := make([]string, 0, len(s.ThroughputByOp))
+	for k := range s.ThroughputByOp {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		fmt.Fprintf(w, "  %s %.0f", k, s.ThroughputByOp[k])
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "latency ms: %-7s %10s %10s %10s %10s\n", "", "p50", "p99", "p99.9", "max")
+	for _, k := range []string{"get", "put", "append", "cas", "all"} {
+		if l, ok := s.Latency[k]; ok {
+			fmt.Fprintf(w, "            %-7s %10.4f %10.4f %10.4f %10.4f\n", k, l.P50MS, l.P99MS, l.P999MS, l.MaxMS)
+		}
+	}
+	fmt.Fprintf(w, "check:      %.2fs, %d unknown writes pruned, %d bounded\n", s.CheckSeconds, s.Pruned, s.Bounded)
+	for _, k := range s.KeyResults {
+		line := fmt.Sprintf("            %s %s (%d ops)", k.Key, k.Verdict, k.Ops)
+		if k.Visualization != "" {
+			line += " " + k.Visualization
+		}
+		fmt.Fprintln(w, line)
+	}
+	if s.Error != "" {
+		fmt.Fprintf(w, "error:      %s\n", s.Error)
+	}
+	fmt.Fprintf(w, "verdict:    %s\n", s.Verdict)
+}

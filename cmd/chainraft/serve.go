@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chainraft/chainraft/harness/report"
+)
+
+func init() {
+	subcommands = append(subcommands, newServeCmd)
+}
+
+// serveShutdownTimeout bounds how long in-flight requests may finish after
+// SIGINT before the server closes them.
+const serveShutdownTimeout = 5 * time.Second
+
+// newServeCmd serves the runs directory over HTTP: the index, each run's
+// report, Porcupine visualizations and logs, as static files. It binds to
+// loopback by default: run directories hold node logs, not for the world.
+func newServeCmd() *cobra.Command {
+	var dir, addr string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the runs directory (index, reports, visualizations, logs) over HTTP",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+				return usageErrorf("serve: --dir %s is not a directory", dir)
+			}
+			if err := report.WriteIndex(dir); err != nil {
+				return withCode(exitRunFailed, fmt.Errorf("serve: index: %w", err))
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return usageErrorf("serve: %v", err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			fmt.Fprintf(cmd.OutOrStdout(), "serving %s at http://%s/ (Ctrl-C to stop)\n", dir, ln.Addr())
+			return serveRuns(ctx, ln, dir)
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "runs", "the runs directory to serve")
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address")
+	return cmd
+}
+
+// serveRuns serves dir on ln until ctx ends, then shuts down gracefully:
+// no new connections, in-flight requests get serveShutdownTimeout.
+func serveRuns(ctx context.Context, ln net.Listener, dir string) error {
+	srv := &http.Server{
+		Handler:           runsHandler(dir),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }() // owned here: ends when Shutdown returns
+	select {
+	case err := <-errc:
+		return withCode(exitRunFailed, fmt.Errorf("serve: %w", err))
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), serveShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// runsHandler serves the directory's files. Reports are files, so the
+// browser sees exactly what opening them from disk shows; run directories
+// without a report.html get the file listing.
+func runsHandler(dir string) http.Handler {
+	files := http.FileServer(http.Dir(dir))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		// The pages are self-contained: forbid any fetch from elsewhere.
+		w.Header().Set("Content-Security-Policy", "default-src 'self' 'unsafe-inline'; img-src 'self' data:")
+		files.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,243 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chainraft/chainraft/chain"
+	"github.com/chainraft/chainraft/histories"
+	"github.com/chainraft/chainraft/internal/proc"
+	"github.com/chainraft/chainraft/kv"
+)
+
+func startChainCluster(t *testing.T, bug string) *ChainCluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c, err := StartChainCluster(ctx, ClusterConfig{Dir: t.TempDir(), Nodes: 3, Chains: 3, Replicas: 3,
+		Bug: bug, Binary: proc.BuildChainraft(t), RequestTimeout: 3 * time.Second, Log: testWriter{t}})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, c.Close()) })
+	return c
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func TestChainClusterServesRotatedChains(t *testing.T) {
+	c := startChainCluster(t, "")
+	heads, tails := map[uint64]bool{}, map[uint64]bool{}
+	for ch := 0; ch < c.Chains(); ch++ {
+		cfg := c.Config(ch)
+		require.Len(t, cfg.Members, 3)
+		heads[cfg.Head().ID] = true
+		tails[cfg.Tail().ID] = true
+	}
+	require.Len(t, heads, 3, "every node heads one chain")
+	require.Len(t, tails, 3, "every node is the tail of one chain")
+	m, err := c.Master()
+	require.NoError(t, err)
+	require.NotZero(t, m)
+
+	cl, err := c.NewClient()
+	require.NoError(t, err)
+	ctx := context.Background()
+	for i := 0; i < 30; i++ {
+		key := fmt.Sprintf("k%d", i%6)
+		require.NoError(t, cl.Append(ctx, key, fmt.Sprintf("<%d>", i)))
+	}
+	v, found, err := cl.Get(ctx, "k0")
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Equal(t, "<0><6><12><18><24>", v)
+	_, found, err = cl.Get(ctx, "absent")
+	require.NoError(t, err)
+	require.False(t, found)
+	ok, err := cl.CAS(ctx, "k1", "<1><7><13><19><25>", "x")
+	require.NoError(t, err)
+	require.True(t, ok)
+	ok, err = cl.CAS(ctx, "k1", "nope", "y")
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.NoError(t, c.Close())
+	require.NoError(t, c.Close(), "Close is idempotent")
+	for _, n := range c.Nodes() {
+		require.False(t, n.Proc.Running(), "node %d stopped", n.ID)
+	}
+}
+
+// chainWorkload runs clients doing appends (unique values), reads and cas
+// on a few keys until faults returns, then reads every key once more. It
+// returns the history and, per key, the values of acknowledged appends.
+func chainWorkload(t *testing.T, c *ChainCluster, clients int, faults func()) ([]histories.Operation, map[string][]string, map[string]string) {
+	rec := histories.NewRecorder()
+	keys := []string{"a", "b", "c", "d", "e", "f"}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var seq atomic.Int64
+	var mu sync.Mutex
+	var ops []histories.Operation
+	acked := map[string][]string{}
+	for w := 0; w < clients; w++ {
+		cl, err := c.NewClient()
+		require.NoError(t, err)
+		s := rec.Session()
+		rng := rand.New(rand.NewPCG(uint64(w), 7))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				op := histories.Operation{Key: keys[rng.IntN(len(keys))]}
+				switch r := rng.IntN(10); {
+				case r < 5:
+					op.Op = histories.Append
+					op.Value = fmt.Sprintf("<%d>", seq.Add(1))
+				case r < 9:
+					op.Op = histories.Get
+				default:
+					op.Op = histories.CAS
+					op.Expect = "nope"
+					op.Value = fmt.Sprintf("<%d>", seq.Add(1))
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				var err error
+				s.Begin(op)
+				switch op.Op {
+				case histories.Append:
+					err = cl.Append(ctx, op.Key, op.Value)
+				case histories.Get:
+					op.Output, op.Found, err = cl.Get(ctx, op.Key)
+				case histories.CAS:
+					op.Swapped, err = cl.CAS(ctx, op.Key, op.Expect, op.Value)
+				}
+				cancel()
+				switch {
+				case err == nil:
+					op.Outcome = histories.OK
+				case kv.IsDefinite(err):
+					op.Outcome = histories.Fail
+				default:
+					op.Outcome = histories.Info
+				}
+				if err != nil {
+					op.Output, op.Found, op.Swapped, op.Error = "", false, false, err.Error()
+				}
+				done := s.End(op)
+				mu.Lock()
+				ops = append(ops, done)
+				if done.Outcome == histories.OK && done.Op == histories.Append {
+					acked[done.Key] = append(acked[done.Key], done.Value)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	faults()
+	close(stop)
+	wg.Wait()
+
+	cl, err := c.NewClient()
+	require.NoError(t, err)
+	s := rec.Session()
+	final := map[string]string{}
+	for _, k := range keys {
+		op := histories.Operation{Op: histories.Get, Key: k}
+		s.Begin(op)
+		op.Output, op.Found, err = cl.Get(context.Background(), k)
+		require.NoError(t, err)
+		op.Outcome = histories.OK
+		ops = append(ops, s.End(op))
+		final[k] = op.Output
+	}
+	counts := map[histories.Outcome]int{}
+	for _, o := range ops {
+		counts[o.Outcome]++
+	}
+	t.Logf("history: %d operations %v", len(ops), counts)
+	return ops, acked, final
+}
+
+// TestChainKillHeadMiddleTail SIGKILLs the head of a chain, then a middle
+// node, then the tail, restarting each and waiting for it to rejoin as the
+// tail, while clients run; the history must be linearizable and every
+// acknowledged append must be in the final reads, exactly once.
+func TestChainKillHeadMiddleTail(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: real ZooKeeper and node processes")
+	}
+	c := startChainCluster(t, "")
+	ch := 0
+	victims := []struct {
+		role string
+		pick func() uint64
+	}{
+		{"head", func() uint64 { return c.Head(ch) }},
+		{"middle", func() uint64 { return c.Middle(ch) }},
+		{"tail", func() uint64 { return c.Tail(ch) }},
+	}
+	ops, acked, final := chainWorkload(t, c, 6, func() {
+		time.Sleep(time.Second)
+		for _, v := range victims {
+			id := v.pick()
+			require.NotZero(t, id, "chain %d has a %s", ch, v.role)
+			t.Logf("killing %s of chain %d: node %d", v.role, ch, id)
+			require.NoError(t, c.Kill(id))
+			// The master splices the node out of every chain once its session expires.
+			require.Eventually(t, func() bool {
+				for i := 0; i < c.Chains(); i++ {
+					for _, m := range c.Config(i).Members {
+						if m.ID == id {
+							return false
+						}
+					}
+				}
+				return true
+			}, 20*time.Second, 50*time.Millisecond, "node %d spliced out", id)
+			time.Sleep(500 * time.Millisecond)
+			require.NoError(t, c.Restart(id))
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			require.NoError(t, c.WaitServing(ctx), "node %d rejoined", id)
+			cancel()
+			require.Equal(t, id, c.Tail(ch), "a rejoined node is the new tail")
+			time.Sleep(time.Second)
+		}
+	})
+	for k, vs := range acked {
+		for _, v := range vs {
+			require.Equal(t, 1, strings.Count(final[k], v), "acknowledged append %s of %q in %q", v, k, final[k])
+		}
+	}
+	res, err := histories.Check(context.Background(), ops, histories.CheckOptions{Budget: 30 * time.Second})
+	require.NoError(t, err)
+	require.Equal(t, histories.VerdictOK, res.Verdict, "keys: %+v", res.Keys)
+}
+
+// TestChainPlantedEarlyReplyIsCaught runs the same workload against heads
+// that answer writes before the tail applied them: the checker must see it.
+func TestChainPlantedEarlyReplyIsCaught(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: real ZooKeeper and node processes")
+	}
+	c := startChainCluster(t, chain.BugEarlyReply)
+	ops, _, _ := chainWorkload(t, c, 8, func() { time.Sleep(4 * time.Second) })
+	res, err := histories.Check(context.Background(), ops, histories.CheckOptions{Budget: 30 * time.Second})
+	require.NoError(t, err)
+	require.Equal(t, histories.VerdictIllegal, res.Verdict)
+}

@@ -1,0 +1,57 @@
+// Package harness runs a store under a workload and judges the history:
+// the run loop behind `chainraft run`.
+//
+// # A run
+//
+// [Run] makes the run directory Out/<timestamp>-<store>-<name>/ (UTC
+// timestamp first, so the names sort by time), starts the cluster through the
+// store registry ([StartCluster]), drives the workload for the time limit,
+// closes the cluster, writes history.jsonl, checks it with
+// histories.Check (visualizations in porcupine/), writes summary.json
+// ([Summary]) and replaces Out/latest, a symlink, by renaming a new link over
+// it. harness.log in the run directory keeps the progress and log lines.
+//
+// # Goroutines and their owners
+//
+// Run owns everything it starts, and everything is stopped before it
+// returns:
+//   - one goroutine per workload client, each with exactly one operation in
+//     flight. They stop issuing operations at the time limit but let the one
+//     in flight finish under its own deadline (Cluster.RequestTimeout), so
+//     the history does not end in a burst of artificial timeouts. Cancelling
+//     Run's context (SIGINT) cuts those operations too.
+//   - one goroutine per [Sidecar] (the nemesis), stopped at the time limit.
+//   - one progress goroutine, stopped with the clients.
+//
+// A client stuck in a store call that ignores its deadline is waited for
+// RequestTimeout plus a grace period; then the cluster is closed under it,
+// which must unblock it, and its operation is recorded as info (it may yet
+// take effect). A panic in any of these goroutines is caught and fails the
+// run, so that it cannot kill the process with node processes still
+// running; the cluster is closed on every path out of Run.
+//
+// # Outcomes
+//
+// The mapping from a store's error to an outcome decides whether the check
+// means anything: nil is ok; an error wrapping kv.ErrDefinite is fail (the
+// checker drops it); every other error, a timeout included, is info (the
+// operation may have taken effect at any time after its call). A store that
+// knows which node answered implements [NodeReporter] on its client or its
+// errors, and the node shows in the visualization.
+//
+// # Workload
+//
+// Each client has its own generator seeded from (seed, client index):
+// uniform keys k000...; gets with the read fraction, the rest half puts, a
+// quarter appends, a quarter cas by default. Written values are unique in
+// the run ("w<client index>-<seq>", padded to the value size), which lets
+// the checker prune unknown writes that no read observed. A cas expects the
+// value its client last saw for the key, so that many of them swap.
+//
+// # Recording cost
+//
+// The recorder (histories.Recorder) has no shared lock on its hot path and
+// the progress counters are per client, so the harness records millions of
+// operations per second and never bounds the store it measures; latencies
+// and counts are computed from the history after the run, not during it.
+package harness

@@ -1,0 +1,361 @@
+package report
+
+import (
+	"bytes"
+	"fmt"
+	"image/color"
+	"math"
+	"regexp"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/text"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgsvg"
+
+	"github.com/chainraft/chainraft/histories"
+)
+
+// Chart geometry. The SVG is scaled to the page width by CSS; these fix
+// the aspect ratio and the size of text relative to the plot.
+const (
+	chartW    = 10 * vg.Inch
+	chartH    = 3.2 * vg.Inch
+	legendW   = 1.4 * vg.Inch
+	labelSize = 8 // points, fault labels
+)
+
+var (
+	kindColors = map[histories.Kind]color.Color{
+		histories.Get:    color.RGBA{31, 119, 180, 255},
+		histories.Put:    color.RGBA{44, 160, 44, 255},
+		histories.Append: color.RGBA{23, 190, 207, 255},
+		histories.CAS:    color.RGBA{140, 86, 75, 255},
+	}
+	otherColor = color.RGBA{90, 90, 90, 255}
+	errorColor = color.RGBA{214, 39, 40, 255}
+	readColor  = color.RGBA{31, 119, 180, 255}
+	writeColor = color.RGBA{44, 160, 44, 255}
+)
+
+// faultColor is the band colour of a fault kind: pale, so lines stay
+// readable over it; the same kind has the same colour on every chart and in
+// the fault table.
+func faultColor(kind string) color.RGBA {
+	switch {
+	case contains(kind, "kill", "crash"):
+		return color.RGBA{214, 39, 40, 255}
+	case contains(kind, "pause", "stop"):
+		return color.RGBA{255, 127, 14, 255}
+	case contains(kind, "partition", "blackhole", "isolate", "link"):
+		return color.RGBA{148, 103, 189, 255}
+	case contains(kind, "zk", "zookeeper"):
+		return color.RGBA{140, 86, 75, 255}
+	case contains(kind, "restart", "heal"):
+		return color.RGBA{44, 160, 44, 255}
+	}
+	return color.RGBA{127, 127, 127, 255}
+}
+
+func fade(c color.RGBA, alpha uint8) color.RGBA {
+	// Premultiplied, as image/color expects.
+	return color.RGBA{
+		R: uint8(uint16(c.R) * uint16(alpha) / 255),
+		G: uint8(uint16(c.G) * uint16(alpha) / 255),
+		B: uint8(uint16(c.B) * uint16(alpha) / 255),
+		A: alpha,
+	}
+}
+
+func cssColor(c color.RGBA) string { return fmt.Sprintf("#%02x%02x%02x", c.R, c.G, c.B) }
+
+// bandPlotter draws fault bands behind the data: a pale rectangle over the
+// whole height of the plot from inject to heal, a line for an instant, and
+// the fault's label at the top in its lane. It is a plot.Plotter so the
+// bands share the data's time transform exactly.
+type bandPlotter struct {
+	bands []Band
+}
+
+// sans is the charts' typeface: gonum/plot defaults to a serif, which
+// clashes with the page's sans-serif text.
+var sans = font.Font{Typeface: "Liberation", Variant: "Sans"}
+
+func labelStyle() (s text.Style) {
+	s = plot.New().Legend.TextStyle
+	s.Font = font.From(sans, labelSize)
+	s.Color = color.RGBA{40, 40, 40, 255}
+	return s
+}
+
+func (bp bandPlotter) Plot(c draw.Canvas, p *plot.Plot) {
+	trX, _ := p.Transforms(&c)
+	ts := labelStyle()
+	lineH := ts.Font.Size * 1.25
+	for _, b := range bp.bands {
+		x0, x1 := trX(b.Start), trX(b.End)
+		col := faultColor(b.Kind)
+		if x1-x0 < 1 {
+			c.StrokeLine2(draw.LineStyle{Color: fade(col, 200), Width: vg.Points(1.2), Dashes: []vg.Length{vg.Points(3), vg.Points(2)}},
+				x0, c.Min.Y, x0, c.Max.Y)
+		} else {
+			c.FillPolygon(fade(col, 48), c.ClipPolygonXY([]vg.Point{
+				{X: x0, Y: c.Min.Y}, {X: x1, Y: c.Min.Y}, {X: x1, Y: c.Max.Y}, {X: x0, Y: c.Max.Y},
+			}))
+		}
+		label := b.Label()
+		if b.Open {
+			label += " (not healed)"
+		}
+		ts.Color = color.RGBA{R: col.R / 2, G: col.G / 2, B: col.B / 2, A: 255}
+		y := c.Max.Y - lineH*vg.Length(b.lane+1)
+		c.FillText(ts, vg.Point{X: x0 + vg.Points(2), Y: y}, label)
+	}
+}
+
+// chart is one time plot with its legend entries drawn beside it.
+type chart struct {
+	p      *plot.Plot
+	legend plot.Legend
+	maxY   float64
+	minY   float64 // smallest positive value, for log scales
+	lanes  int
+}
+
+func newChart(ylabel string, endS float64, bands []Band) *chart {
+	p := plot.New()
+	for _, ts := range []*text.Style{&p.X.Label.TextStyle, &p.Y.Label.TextStyle, &p.X.Tick.Label, &p.Y.Tick.Label} {
+		ts.Font = font.From(sans, 10)
+	}
+	p.X.Label.Text = "seconds since start"
+	p.Y.Label.Text = ylabel
+	p.X.Min, p.X.Max = 0, math.Max(endS, 1)
+	p.Add(plotter.NewGrid())
+	ch := &chart{p: p, legend: plot.NewLegend(), minY: math.Inf(1)}
+	ch.legend.Top, ch.legend.Left = true, true
+	ch.legend.TextStyle.Font = font.From(sans, 9)
+	if len(bands) > 0 {
+		// Label widths in seconds, at the scale the chart will draw.
+		ts := labelStyle()
+		sPerPt := (p.X.Max - p.X.Min) / float64(chartW-legendW-0.8*vg.Inch)
+		ch.lanes = assignLanes(bands, func(b Band) float64 {
+			return float64(ts.Width(b.Label()+" (not healed)")) * sPerPt
+		})
+		p.Add(bandPlotter{bands: bands})
+	}
+	return ch
+}
+
+// series adds ys (one value per one-second bucket, NaN for none) as a step
+// line, broken where values are missing, so a gap reads as a gap.
+func (ch *chart) series(name string, ys []float64, col color.Color, dashed bool, width float64) error {
+	ls := draw.LineStyle{Color: col, Width: vg.Points(width)}
+	if dashed {
+		ls.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+	}
+	var seg plotter.XYs
+	legendDone := false
+	flush := func() error {
+		if len(seg) == 0 {
+			return nil
+		}
+		l, err := plotter.NewLine(seg)
+		if err != nil {
+			return err
+		}
+		l.LineStyle = ls
+		l.StepStyle = plotter.PostStep
+		ch.p.Add(l)
+		if !legendDone {
+			ch.legend.Add(name, l)
+			legendDone = true
+		}
+		seg = nil
+		return nil
+	}
+	for b, y := range ys {
+		if math.IsNaN(y) {
+			if err := flush(); err != nil {
+				return err
+			}
+			continue
+		}
+		ch.maxY = math.Max(ch.maxY, y)
+		if y > 0 {
+			ch.minY = math.Min(ch.minY, y)
+		}
+		// Each bucket is a horizontal step from its start to its end.
+		seg = append(seg, plotter.XY{X: float64(b), Y: y})
+		if b == len(ys)-1 || math.IsNaN(ys[b+1]) {
+			seg = append(seg, plotter.XY{X: math.Min(float64(b+1), ch.p.X.Max), Y: y})
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if !legendDone { // keep the legend honest: the series exists but is empty
+		l, _ := plotter.NewLine(plotter.XYs{{X: 0, Y: 0}})
+		l.LineStyle = ls
+		ch.legend.Add(name+" (none)", l)
+	}
+	return nil
+}
+
+var svgPrologue = regexp.MustCompile(`(?s)^.*?<svg width="[^"]*" height="[^"]*"`)
+
+// renderStack draws the charts one above the other in one SVG, aligned by
+// plot.Align so their time axes line up exactly whatever the width of
+// their tick labels, each with its legend on the right. It returns inline
+// SVG markup: no XML prologue and no fixed size, so it scales with the page.
+func renderStack(charts ...*chart) ([]byte, error) {
+	c := vgsvg.New(chartW, chartH*vg.Length(len(charts)))
+	dc := draw.New(c)
+	plotArea := dc
+	plotArea.Max.X -= legendW
+	grid := make([][]*plot.Plot, len(charts))
+	for i, ch := range charts {
+		grid[i] = []*plot.Plot{ch.p}
+	}
+	tiles := draw.Tiles{Rows: len(charts), Cols: 1, PadY: vg.Points(16), PadTop: vg.Points(4), PadBottom: vg.Points(4), PadLeft: vg.Points(4)}
+	canvases := plot.Align(grid, tiles, plotArea)
+	for i, ch := range charts {
+		ch.p.Draw(canvases[i][0])
+		legendArea := canvases[i][0]
+		legendArea.Min.X = dc.Max.X - legendW + vg.Points(8)
+		legendArea.Max.X = dc.Max.X
+		legendArea.Max.Y -= vg.Points(6)
+		ch.legend.Draw(legendArea)
+	}
+	var buf bytes.Buffer
+	if _, err := c.WriteTo(&buf); err != nil {
+		return nil, err
+	}
+	out := svgPrologue.ReplaceAll(buf.Bytes(), []byte(`<svg class="chart" role="img"`))
+	if bytes.Equal(out, buf.Bytes()) {
+		return nil, fmt.Errorf("report: unexpected SVG header from vgsvg")
+	}
+	return out, nil
+}
+
+// timeCharts draws throughput over latency on one time axis, with the
+// fault bands across both.
+func timeCharts(tl *Timeline, bands []Band, endS float64) ([]byte, error) {
+	tc, err := throughputChart(tl, bands, endS)
+	if err != nil {
+		return nil, fmt.Errorf("throughput chart: %w", err)
+	}
+	lc, err := latencyChart(tl, bands, endS)
+	if err != nil {
+		return nil, fmt.Errorf("latency chart: %w", err)
+	}
+	return renderStack(tc, lc)
+}
+
+// throughputChart plots ok operations per second per op kind, and failed
+// or unknown operations per second, over the fault bands.
+func throughputChart(tl *Timeline, bands []Band, endS float64) (*chart, error) {
+	ch := newChart("ok ops/s", endS, bands)
+	rate := func(counts []int64) []float64 {
+		ys := make([]float64, tl.Buckets)
+		for b := range ys {
+			// The last bucket may be partial: scale it to a rate, or drop
+			// it when it is too short to say anything (stragglers that
+			// returned just after the end).
+			width := math.Min(1, endS-float64(b))
+			switch {
+			case width < 0.25:
+				ys[b] = math.NaN()
+			case b < len(counts):
+				ys[b] = float64(counts[b]) / width
+			}
+		}
+		return ys
+	}
+	for _, k := range tl.Kinds() {
+		col, ok := kindColors[k]
+		if !ok {
+			col = otherColor
+		}
+		if err := ch.series(string(k), rate(tl.OK[k]), col, false, 1.4); err != nil {
+			return nil, err
+		}
+	}
+	if err := ch.series("fail+info", rate(tl.Errors), errorColor, true, 1.1); err != nil {
+		return nil, err
+	}
+	ch.p.Y.Min = 0
+	ch.p.Y.Max = math.Max(ch.maxY, 1) * (1.08 + 0.1*float64(ch.lanes))
+	return ch, nil
+}
+
+func nanTo(v, or float64) float64 {
+	if math.IsNaN(v) {
+		return or
+	}
+	return v
+}
+
+// latencyChart plots p50 and p99 latency per second for reads and writes,
+// and the slowest operation of each second (the ones a fault held up), on
+// a log scale: an outage's multi-second tail and the millisecond steady
+// state must both stay readable.
+func latencyChart(tl *Timeline, bands []Band, endS float64) (*chart, error) {
+	ch := newChart("latency (ms, log)", endS, bands)
+	for g := latencyGroup(0); g < numGroups; g++ {
+		col := readColor
+		if g == groupWrite {
+			col = writeColor
+		}
+		for _, q := range []struct {
+			name   string
+			q      float64
+			dashed bool
+		}{{"p50", 0.5, true}, {"p99", 0.99, false}} {
+			ys := make([]float64, tl.Buckets)
+			for b := range ys {
+				ys[b] = tl.Percentile(g, b, q.q)
+				if !math.IsNaN(ys[b]) {
+					ys[b] = math.Max(ys[b], 0.001) // a log scale has no zero
+				}
+			}
+			if err := ch.series(g.String()+" "+q.name, ys, col, q.dashed, 1.3); err != nil {
+				return nil, err
+			}
+		}
+	}
+	maxs := make([]float64, tl.Buckets)
+	for b := range maxs {
+		maxs[b] = math.NaN()
+		for g := latencyGroup(0); g < numGroups; g++ {
+			if v := tl.Percentile(g, b, 1); !math.IsNaN(v) {
+				maxs[b] = math.Max(math.Max(v, 0.001), nanTo(maxs[b], 0))
+			}
+		}
+	}
+	if err := ch.series("max", maxs, otherColor, true, 0.8); err != nil {
+		return nil, err
+	}
+	if ch.maxY <= 0 || math.IsInf(ch.minY, 1) {
+		ch.minY, ch.maxY = 0.1, 1
+	}
+	ch.p.Y.Scale = plot.LogScale{}
+	ch.p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	ch.p.Y.Min = math.Pow(10, math.Floor(math.Log10(ch.minY)))
+	// Headroom for the fault labels, in decades.
+	decades := math.Log10(ch.maxY/ch.p.Y.Min) * (0.08 + 0.1*float64(ch.lanes))
+	ch.p.Y.Max = ch.maxY * math.Pow(10, math.Max(decades, 0.1))
+	return ch, nil
+}
+
+func contains(s string, subs ...string) bool {
+	s = strings.ToLower(s)
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,133 @@
+package report
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+type indexRow struct {
+	Dir, Href, Store, Verdict, Pill, Error string
+	StartKey, StartText                    string
+	Throughput, Duration                   float64
+	P99                                    string // sort key; empty when unknown
+	P99Text                                string
+	Recovery, RecoveryText, RecoveryFault  string
+	Ops, Seed                              int64
+	Failing                                int
+}
+
+type indexPage struct {
+	CSS       template.CSS
+	Rows      []indexRow
+	Stores    []string
+	Counts    struct{ OK, Illegal, Unknown int }
+	Latest    bool
+	Generated string
+	Skipped   []string // run directories whose summary.json would not decode
+}
+
+// WriteIndex renders <runsDir>/index.html listing every run directory (a
+// subdirectory with a summary.json), newest first. Symbolic links such as
+// runs/latest are not listed twice; the page links latest when it exists.
+// A run whose summary cannot be read is listed as skipped, not fatal: one
+// broken run must not hide the others.
+func WriteIndex(runsDir string) error {
+	entries, err := os.ReadDir(runsDir)
+	if err != nil {
+		return err
+	}
+	page := indexPage{CSS: styleCSS, Generated: time.Now().UTC().Format("2006-01-02 15:04:05 UTC")}
+	stores := map[string]bool{}
+	for _, e := range entries {
+		if e.Type()&os.ModeSymlink != 0 {
+			if e.Name() == "latest" {
+				page.Latest = true
+			}
+			continue
+		}
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(runsDir, e.Name())
+		s, err := ReadSummary(dir)
+		if errors.Is(err, ErrNoSummary) {
+			continue
+		}
+		if err != nil {
+			page.Skipped = append(page.Skipped, fmt.Sprintf("%s: %v", e.Name(), err))
+			continue
+		}
+		row := rowOf(dir, e, s)
+		page.Rows = append(page.Rows, row)
+		switch row.Verdict {
+		case verdictOK:
+			page.Counts.OK++
+		case verdictIllegal:
+			page.Counts.Illegal++
+		default:
+			page.Counts.Unknown++
+		}
+		if row.Store != "" {
+			stores[row.Store] = true
+		}
+	}
+	sort.SliceStable(page.Rows, func(i, j int) bool {
+		if page.Rows[i].StartKey != page.Rows[j].StartKey {
+			return page.Rows[i].StartKey > page.Rows[j].StartKey
+		}
+		return page.Rows[i].Dir > page.Rows[j].Dir
+	})
+	for st := range stores {
+		page.Stores = append(page.Stores, st)
+	}
+	sort.Strings(page.Stores)
+	var buf bytes.Buffer
+	if err := indexTemplate.Execute(&buf, page); err != nil {
+		return fmt.Errorf("index %s: %w", runsDir, err)
+	}
+	return writeAtomic(filepath.Join(runsDir, "index.html"), buf.Bytes())
+}
+
+func rowOf(dir string, e os.DirEntry, s *Summary) indexRow {
+	r := indexRow{
+		Dir: e.Name(), Store: s.Store, Verdict: verdictClass(s.Verdict), Error: s.Error,
+		Throughput: s.Throughput, Duration: s.DurationS, Ops: s.OpsTotal, Seed: s.Seed, Failing: len(s.FailingKeys),
+	}
+	r.Pill = map[string]string{verdictOK: "pass", verdictIllegal: "fail"}[r.Verdict]
+	if r.Pill == "" {
+		r.Pill = "unknown"
+	}
+	r.Href = url.PathEscape(e.Name()) + "/"
+	if _, err := os.Stat(filepath.Join(dir, "report.html")); err == nil {
+		r.Href += "report.html"
+	}
+	start := s.Start
+	if start.IsZero() {
+		if fi, err := e.Info(); err == nil {
+			start = fi.ModTime()
+		}
+	}
+	r.StartKey = start.UTC().Format(time.RFC3339Nano)
+	r.StartText = start.UTC().Format("2006-01-02 15:04:05")
+	r.P99Text = "–"
+	if v, ok := s.worstP99(); ok {
+		r.P99, r.P99Text = fmt.Sprint(v), formatMS(v)
+	}
+	r.RecoveryText = "–"
+	if v, fault, never, ok := s.worstRecovery(); ok {
+		r.RecoveryFault = fault
+		if never {
+			r.Recovery, r.RecoveryText = "1e308", "never"
+		} else {
+			r.Recovery, r.RecoveryText = fmt.Sprint(v), formatMS(v)
+		}
+	}
+	return r
+}

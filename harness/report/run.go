@@ -1,0 +1,309 @@
+package report
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"math"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+//go:embed templates
+var templateFS embed.FS
+
+var funcs = template.FuncMap{
+	"join": func(s []string) string { return strings.Join(s, ", ") },
+	"ms":   formatMS,
+	"recov": func(v *float64) template.HTML {
+		if v == nil || *v < 0 {
+			return `<span class="never">never</span>`
+		}
+		return template.HTML(template.HTMLEscapeString(formatMS(*v)))
+	},
+}
+
+var (
+	runTemplate   = template.Must(template.New("run.html.tmpl").Funcs(funcs).ParseFS(templateFS, "templates/run.html.tmpl"))
+	indexTemplate = template.Must(template.New("index.html.tmpl").Funcs(funcs).ParseFS(templateFS, "templates/index.html.tmpl"))
+	styleCSS      = mustRead("templates/style.css")
+)
+
+func mustRead(name string) template.CSS {
+	b, err := templateFS.ReadFile(name)
+	if err != nil {
+		panic(fmt.Sprintf("report: embedded %s missing: %v", name, err))
+	}
+	return template.CSS(b)
+}
+
+func formatMS(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "–"
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+type link struct {
+	Name, Href, Size string
+}
+
+type bandRow struct {
+	B      Band
+	Color  template.CSS
+	Lasted float64
+}
+
+type latencyRow struct {
+	Kind string
+	L    Latency
+}
+
+type runPage struct {
+	Title, Verdict, VerdictPill string
+	S                           *Summary
+	EndS                        float64
+	CSS                         template.CSS
+	Warnings                    []string
+	WorstP99, WorstRecovery     string
+	Latency                     []latencyRow
+	ChartsSVG                   template.HTML
+	HistoryNote                 string
+	Bands                       []bandRow
+	HasNemesisLog               bool
+	FailingKeys, OtherViz       []link
+	Files                       []link
+	Generated                   string
+}
+
+// WriteRun renders <dir>/report.html from the run's files: summary.json
+// (required), history.jsonl streamed into one-second buckets, nemesis.jsonl
+// paired into fault bands, and whatever visualizations and logs are there.
+// The page is written to a temporary file and renamed, so a reader (or
+// `chainraft serve`) never sees half a report.
+func WriteRun(dir string) error {
+	s, err := ReadSummary(dir)
+	if err != nil {
+		return err
+	}
+	page := runPage{S: s, CSS: styleCSS, Generated: time.Now().UTC().Format(time.RFC3339)}
+	page.Title = s.Name
+	if page.Title == "" {
+		page.Title = filepath.Base(dir)
+	}
+	page.Verdict = verdictClass(s.Verdict)
+	page.VerdictPill = map[string]string{verdictOK: "pass", verdictIllegal: "fail"}[page.Verdict]
+	if page.VerdictPill == "" {
+		page.VerdictPill = "unknown"
+	}
+
+	var tl *Timeline
+	if t, err := ReadTimeline(filepath.Join(dir, "history.jsonl")); err == nil {
+		tl = t
+		if t.Malformed > 0 {
+			page.Warnings = append(page.Warnings, fmt.Sprintf("history.jsonl: %d malformed line(s) skipped", t.Malformed))
+		}
+	} else if errors.Is(err, os.ErrNotExist) {
+		page.HistoryNote = "history.jsonl is missing"
+	} else {
+		page.HistoryNote = err.Error()
+	}
+
+	page.EndS = s.DurationS
+	if tl != nil {
+		page.EndS = math.Max(page.EndS, float64(tl.EndNS)/1e9)
+	}
+	nemesisPath := filepath.Join(dir, "nemesis.jsonl")
+	_, statErr := os.Stat(nemesisPath)
+	page.HasNemesisLog = statErr == nil
+	bands, malformed, err := ReadBands(nemesisPath, page.EndS)
+	if err != nil {
+		page.Warnings = append(page.Warnings, err.Error())
+	}
+	if malformed > 0 {
+		page.Warnings = append(page.Warnings, fmt.Sprintf("nemesis.jsonl: %d malformed line(s) skipped", malformed))
+	}
+	for _, b := range bands {
+		page.EndS = math.Max(page.EndS, b.End)
+	}
+
+	if tl != nil && tl.Buckets > 0 {
+		svg, err := timeCharts(tl, applied(bands), page.EndS)
+		if err != nil {
+			return fmt.Errorf("report %s: %w", dir, err)
+		}
+		page.ChartsSVG = template.HTML(svg)
+	} else if tl != nil {
+		page.HistoryNote = "history.jsonl has no operations"
+	}
+	for _, b := range bands {
+		page.Bands = append(page.Bands, bandRow{B: b, Color: template.CSS(cssColor(faultColor(b.Kind))), Lasted: b.End - b.Start})
+	}
+
+	kinds := make([]string, 0, len(s.Latency))
+	for k := range s.Latency {
+		kinds = append(kinds, k)
+	}
+	sort.Slice(kinds, func(i, j int) bool { return kindOrder(kinds[i]) < kindOrder(kinds[j]) })
+	for _, k := range kinds {
+		page.Latency = append(page.Latency, latencyRow{Kind: k, L: s.Latency[k]})
+	}
+	page.WorstP99 = "–"
+	if v, ok := s.worstP99(); ok {
+		page.WorstP99 = formatMS(v) + " ms"
+	}
+	page.WorstRecovery = "–"
+	if v, fault, never, ok := s.worstRecovery(); ok {
+		if never {
+			page.WorstRecovery = "never (" + fault + ")"
+		} else {
+			page.WorstRecovery = formatMS(v) + " ms"
+		}
+	}
+	page.FailingKeys, page.OtherViz = vizLinks(dir, s)
+	page.Files = fileLinks(dir)
+
+	var buf bytes.Buffer
+	if err := runTemplate.Execute(&buf, page); err != nil {
+		return fmt.Errorf("report %s: %w", dir, err)
+	}
+	return writeAtomic(filepath.Join(dir, "report.html"), buf.Bytes())
+}
+
+func kindOrder(k string) int {
+	for i, o := range []string{"get", "put", "append", "cas"} {
+		if k == o {
+			return i
+		}
+	}
+	return 100
+}
+
+// vizLinks links each failing key to its visualization: the path the
+// checker recorded in key_results, else porcupine/<key>.html when that file
+// exists; and lists the other visualizations (small runs visualize every
+// key), from summary.json and from the porcupine directory.
+func vizLinks(dir string, s *Summary) (keys, others []link) {
+	recorded := map[string]string{}
+	for _, kr := range s.KeyResults {
+		if kr.Visualization != "" {
+			recorded[kr.Key] = kr.Visualization
+		}
+	}
+	exists := func(rel string) bool {
+		if !filepath.IsLocal(filepath.FromSlash(rel)) {
+			return false
+		}
+		fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(rel)))
+		return err == nil && !fi.IsDir()
+	}
+	used := map[string]bool{}
+	for _, k := range s.FailingKeys {
+		l := link{Name: k}
+		for _, rel := range []string{recorded[k], "porcupine/" + k + ".html"} {
+			if rel != "" && exists(rel) {
+				l.Href, used[filepath.ToSlash(rel)] = relHref(rel), true
+				break
+			}
+		}
+		keys = append(keys, l)
+	}
+	all := append([]string(nil), s.Visualizations...)
+	entries, _ := os.ReadDir(filepath.Join(dir, "porcupine"))
+	for _, e := range entries {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), ".html") {
+			all = append(all, "porcupine/"+e.Name())
+		}
+	}
+	for _, rel := range all {
+		rel = filepath.ToSlash(rel)
+		if used[rel] || !exists(rel) {
+			continue
+		}
+		used[rel] = true
+		others = append(others, link{Name: strings.TrimSuffix(path.Base(rel), ".html"), Href: relHref(rel)})
+	}
+	return keys, others
+}
+
+// relHref escapes each segment of a slash-separated relative path.
+func relHref(rel string) string {
+	parts := strings.Split(filepath.ToSlash(rel), "/")
+	for i := range parts {
+		parts[i] = url.PathEscape(parts[i])
+	}
+	return strings.Join(parts, "/")
+}
+
+// fileLinks lists the run's raw files: the logs, the history, the summary,
+// node logs and ZooKeeper logs, each with its size.
+func fileLinks(dir string) []link {
+	var out []link
+	add := func(rel string) {
+		fi, err := os.Stat(filepath.Join(dir, rel))
+		if err != nil || fi.IsDir() {
+			return
+		}
+		out = append(out, link{Name: filepath.ToSlash(rel), Href: relHref(rel), Size: humanSize(fi.Size())})
+	}
+	for _, f := range []string{"summary.json", "history.jsonl", "nemesis.jsonl"} {
+		add(f)
+	}
+	for _, sub := range []string{"nodes", "zk"} {
+		_ = filepath.WalkDir(filepath.Join(dir, sub), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			rel, _ := filepath.Rel(dir, path)
+			add(rel)
+			return nil
+		})
+	}
+	return out
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// writeAtomic writes through a temporary file in the same directory and
+// renames it over path.
+func writeAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // a no-op after the rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,540 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/chainraft/chainraft/histories"
+)
+
+// Errors Run returns for callers to branch on.
+var (
+	// ErrInvalidConfig: the run was refused before anything started.
+	ErrInvalidConfig = errors.New("invalid run configuration")
+	// ErrInterrupted: the context was cancelled (SIGINT, SIGTERM) before the
+	// run finished; what was recorded is written, unchecked.
+	ErrInterrupted = errors.New("interrupted")
+)
+
+// RunConfig is one run: a store, a workload against it, and the check.
+type RunConfig struct {
+	Store string
+	// Name is the last part of the run directory's name.
+	Name string
+	// Out is the directory holding run directories and the latest link.
+	Out string
+	// TimeLimit is how long the workload issues operations.
+	TimeLimit time.Duration
+	// Clients is the number of workload goroutines, each with one operation
+	// in flight.
+	Clients  int
+	Workload WorkloadConfig
+	// Cluster is passed to the store; Run sets Dir, Log and, if empty, Binary
+	// (this executable). Cluster.RequestTimeout is also the deadline of each
+	// workload operation.
+	Cluster ClusterConfig
+	// CheckBudget bounds the linearizability check; past it, keys not yet
+	// decided are unknown.
+	CheckBudget  time.Duration
+	CheckWorkers int
+	// Progress receives a progress line every ProgressEvery, and the
+	// harness's log lines; nil discards them (they still go to harness.log).
+	Progress      io.Writer
+	ProgressEvery time.Duration
+	// Command is recorded in the summary.
+	Command []string
+	// Sidecars run next to the workload (a nemesis, a sampler).
+	Sidecars []Sidecar
+}
+
+// Sidecar is work that runs alongside the workload against the same cluster
+// and clock, such as a nemesis. Run owns its lifetime.
+type Sidecar interface {
+	// Run runs until ctx is done (the workload's time limit, or an
+	// interrupt) and must return promptly then. An error fails the run.
+	Run(ctx context.Context, env SidecarEnv) error
+	// Finish is called once, after the workload stopped and the cluster was
+	// closed and before the check. It may add to the summary and returns
+	// annotations for the visualizations' timelines.
+	Finish(s *Summary) []histories.Annotation
+}
+
+// SidecarEnv is what a sidecar can reach.
+type SidecarEnv struct {
+	Cluster  Cluster
+	Recorder *histories.Recorder // its Now is the history's clock
+	Dir      string              // the run directory
+	Log      io.Writer
+}
+
+// RunResult is what Run produced. Summary is always set when Dir is.
+type RunResult struct {
+	Dir     string
+	Summary *Summary
+	Check   histories.Result
+}
+
+// Defaults for the fields a zero RunConfig leaves empty.
+const (
+	DefaultRequestTimeout = time.Second
+	DefaultCheckBudget    = 60 * time.Second
+	DefaultProgressEvery  = 2 * time.Second
+	// stopGrace is how long, past the request timeout, Run waits for a
+	// client stuck in a store call that ignores its deadline.
+	stopGrace = 5 * time.Second
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+func (c RunConfig) withDefaults() RunConfig {
+	if c.Name == "" {
+		c.Name = "default"
+	}
+	if c.Out == "" {
+		c.Out = "runs"
+	}
+	if c.Cluster.RequestTimeout == 0 {
+		c.Cluster.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.CheckBudget == 0 {
+		c.CheckBudget = DefaultCheckBudget
+	}
+	if c.ProgressEvery == 0 {
+		c.ProgressEvery = DefaultProgressEvery
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	return c
+}
+
+// Validate reports a configuration Run would refuse, naming the field.
+func (c RunConfig) Validate() error {
+	c = c.withDefaults()
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	if !slices.Contains(Stores(), c.Store) {
+		return bad("unknown store %q (known: %v)", c.Store, Stores())
+	}
+	if !nameRE.MatchString(c.Name) {
+		return bad("name %q: use letters, digits, '.', '_' and '-' only", c.Name)
+	}
+	if c.TimeLimit <= 0 {
+		return bad("time limit must be positive, got %v", c.TimeLimit)
+	}
+	if c.Clients <= 0 {
+		return bad("clients must be positive, got %d", c.Clients)
+	}
+	if c.Cluster.RequestTimeout < 0 {
+		return bad("request timeout must be positive, got %v", c.Cluster.RequestTimeout)
+	}
+	if c.CheckBudget < 0 {
+		return bad("check budget must be positive, got %v", c.CheckBudget)
+	}
+	if err := c.Workload.Validate(); err != nil {
+		return bad("%v", err)
+	}
+	return nil
+}
+
+// Run makes a run directory, starts the cluster, drives the workload for the
+// time limit, closes the cluster, writes history.jsonl, checks it, writes
+// summary.json and points Out/latest at the run.
+//
+// The cluster is closed on every path out of Run: errors, a cancelled ctx
+// (the caller cancels it on SIGINT/SIGTERM) and panics, including panics in
+// client goroutines, which are caught and turned into a failed run. Once the
+// run directory exists, Run returns a result with a written summary even
+// when it also returns an error; summary.error says what went wrong.
+func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	w := cfg.Workload.withDefaults()
+	start := time.Now()
+	dir, err := makeRunDir(cfg.Out, start, cfg.Store, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(filepath.Join(dir, "harness.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	log := &lockedWriter{w: io.MultiWriter(cfg.Progress, logFile)}
+	if cfg.Cluster.Binary == "" {
+		if exe, err := os.Executable(); err == nil {
+			cfg.Cluster.Binary = exe
+		}
+	}
+	cfg.Cluster.Dir = dir
+	cfg.Cluster.Log = log
+
+	s := &Summary{
+		Store: cfg.Store, Name: cfg.Name, Command: cfg.Command, Seed: w.Seed, Start: start.UTC(),
+		Clients: cfg.Clients, Keys: w.Keys,
+		ReadFraction: w.ReadFraction, AppendFraction: w.AppendFraction, CASFraction: w.CASFraction,
+		ValueSize: w.ValueSize, Nodes: cfg.Cluster.Nodes, NoFsync: cfg.Cluster.NoFsync,
+		ReadMode: cfg.Cluster.ReadMode, Bug: cfg.Cluster.Bug,
+		RequestTimeoutMS: ms(int64(cfg.Cluster.RequestTimeout)),
+		Verdict:          string(histories.VerdictUnknown), FailingKeys: []string{},
+		History: "history.jsonl",
+	}
+	res := &RunResult{Dir: dir, Summary: s}
+	fmt.Fprintf(log, "run %s: store %s, %d clients, %d keys, seed %d, %v\n",
+		dir, cfg.Store, cfg.Clients, w.Keys, w.Seed, cfg.TimeLimit)
+
+	r := &runner{cfg: cfg, w: w, dir: dir, log: log, s: s, rec: histories.NewRecorder()}
+	defer func() {
+		// A panic in Run itself: close what is open, leave a summary
+		// behind, and let the panic go on.
+		if p := recover(); p != nil {
+			r.closeCluster()
+			s.Error = fmt.Sprintf("panic: %v", p)
+			s.Verdict = string(histories.VerdictUnknown)
+			_ = WriteSummary(filepath.Join(dir, "summary.json"), s)
+			panic(p)
+		}
+	}()
+	defer r.closeCluster()
+
+	runErr := r.run(ctx)
+	if ctx.Err() != nil && runErr == nil {
+		runErr = ErrInterrupted
+	}
+	if closeErr := r.closeCluster(); closeErr != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("closing cluster: %w", closeErr))
+	}
+	if r.stuck != nil {
+		// Closing the cluster should have broken the stuck calls free.
+		select {
+		case <-r.stuck:
+		case <-time.After(stopGrace):
+			runErr = errors.Join(runErr, errors.New("workload clients did not stop within the request timeout"))
+		}
+	}
+
+	ops := r.rec.Operations()
+	// The recorder's copy is no longer needed; drop it before the check,
+	// the phase that needs the memory (a long run records millions of
+	// operations).
+	r.rec = nil
+	s.countOps(ops, r.duration)
+	if err := writeHistory(filepath.Join(dir, "history.jsonl"), ops); err != nil {
+		runErr = errors.Join(runErr, err)
+	}
+	var annotations []histories.Annotation
+	for _, sc := range cfg.Sidecars {
+		annotations = append(annotations, sc.Finish(s)...)
+	}
+
+	if runErr == nil {
+		fmt.Fprintf(log, "checking %d operations (budget %v)\n", len(ops), cfg.CheckBudget)
+		check, err := histories.Check(ctx, ops, histories.CheckOptions{
+			Budget:       cfg.CheckBudget,
+			Workers:      cfg.CheckWorkers,
+			VisualizeDir: filepath.Join(dir, "porcupine"),
+			VisualizeAll: true, // the checker draws ok keys only in small histories
+			Annotations:  annotations,
+		})
+		var inputErr *histories.InputError
+		switch {
+		case ctx.Err() != nil:
+			runErr = ErrInterrupted
+		case errors.As(err, &inputErr):
+			// The recorder made a history the checker refuses: a bug.
+			runErr = fmt.Errorf("checking: the recorded history is invalid: %w", err)
+		case err != nil && check.Verdict == "":
+			runErr = fmt.Errorf("checking: %w", err)
+		default:
+			if err != nil {
+				// A visualization could not be written; the verdict stands.
+				fmt.Fprintf(log, "warning: %v\n", err)
+			}
+			res.Check = check
+			s.applyCheck(check, dir)
+		}
+	}
+	if runErr != nil {
+		s.Verdict = string(histories.VerdictUnknown)
+		if errors.Is(runErr, ErrInterrupted) {
+			s.Error = ErrInterrupted.Error()
+		} else {
+			s.Error = runErr.Error()
+		}
+		fmt.Fprintf(log, "run failed: %v\n", runErr)
+	}
+	if err := WriteSummary(filepath.Join(dir, "summary.json"), s); err != nil {
+		return res, errors.Join(runErr, err)
+	}
+	if err := linkLatest(cfg.Out, dir); err != nil {
+		return res, errors.Join(runErr, err)
+	}
+	return res, runErr
+}
+
+// runner is the state of one Run between its phases.
+type runner struct {
+	cfg RunConfig
+	w   WorkloadConfig
+	dir string
+	log io.Writer
+	s   *Summary
+	rec *histories.Recorder
+
+	mu      sync.Mutex
+	cluster Cluster
+
+	duration time.Duration
+	// stuck is closed when the last client goroutine returns, set only when
+	// some had not returned by the end of the grace period.
+	stuck chan struct{}
+}
+
+// closeCluster closes the cluster once; later calls return nil.
+func (r *runner) closeCluster() error {
+	r.mu.Lock()
+	c := r.cluster
+	r.cluster = nil
+	r.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	fmt.Fprintln(r.log, "closing cluster")
+	return c.Close()
+}
+
+// run starts the cluster and drives the workload. The goroutines it starts
+// (clients, sidecars, progress) are all stopped before it returns, except
+// clients stuck in a store call past their deadline (see r.stuck).
+func (r *runner) run(ctx context.Context) error {
+	cluster, err := StartCluster(ctx, r.cfg.Store, r.cfg.Cluster)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ErrInterrupted
+		}
+		return fmt.Errorf("starting %s cluster: %w", r.cfg.Store, err)
+	}
+	r.mu.Lock()
+	r.cluster = cluster
+	r.mu.Unlock()
+
+	keys := KeyNames(r.w.Keys)
+	clients := make([]*client, r.cfg.Clients)
+	counts := make([]counters, r.cfg.Clients)
+	for i := range clients {
+		store, err := cluster.NewClient()
+		if err != nil {
+			closeClients(clients)
+			return fmt.Errorf("client %d: %w", i, err)
+		}
+		nr, _ := store.(NodeReporter)
+		clients[i] = &client{
+			store: store, node: nr, session: r.rec.Session(),
+			gen: newGenerator(r.w, keys, i), timeout: r.cfg.Cluster.RequestTimeout, count: &counts[i],
+		}
+	}
+	defer closeClients(clients)
+
+	stop := make(chan struct{})
+	hard, cancelHard := context.WithCancel(ctx)
+	defer cancelHard()
+	failures := make(chan error, len(clients)+len(r.cfg.Sidecars))
+	fail := func(err error) {
+		failures <- err // buffered for one error per goroutine: never blocks
+		cancelHard()
+	}
+	var clientsWG, othersWG sync.WaitGroup
+
+	fmt.Fprintf(r.log, "workload: %d clients for %v\n", len(clients), r.cfg.TimeLimit)
+	began := time.Now()
+	for i, c := range clients {
+		clientsWG.Add(1)
+		go func() {
+			defer clientsWG.Done()
+			defer catch(func(err error) { fail(fmt.Errorf("client %d: %w", i, err)) })
+			c.run(stop, hard)
+		}()
+	}
+	sideCtx, cancelSide := context.WithCancel(hard)
+	defer cancelSide()
+	env := SidecarEnv{Cluster: cluster, Recorder: r.rec, Dir: r.dir, Log: r.log}
+	for _, sc := range r.cfg.Sidecars {
+		othersWG.Add(1)
+		go func() {
+			defer othersWG.Done()
+			defer catch(fail)
+			if err := sc.Run(sideCtx, env); err != nil && sideCtx.Err() == nil {
+				fail(fmt.Errorf("sidecar: %w", err))
+			}
+		}()
+	}
+	progressDone := make(chan struct{})
+	othersWG.Add(1)
+	go func() {
+		defer othersWG.Done()
+		r.progress(began, counts, progressDone)
+	}()
+
+	select {
+	case <-time.After(r.cfg.TimeLimit):
+	case <-hard.Done():
+	}
+	close(stop)
+	cancelSide()
+
+	clientsDone := make(chan struct{})
+	go func() {
+		clientsWG.Wait()
+		close(clientsDone)
+	}()
+	select {
+	case <-clientsDone:
+	case <-time.After(r.cfg.Cluster.RequestTimeout + stopGrace):
+		fmt.Fprintln(r.log, "some clients are stuck past their deadline; closing the cluster under them")
+		r.stuck = clientsDone
+	}
+	r.duration = time.Since(began)
+	close(progressDone)
+	othersWG.Wait()
+
+	select {
+	case err := <-failures:
+		return err
+	default:
+	}
+	if ctx.Err() != nil {
+		return ErrInterrupted
+	}
+	return nil
+}
+
+// progress prints a line every ProgressEvery until done is closed.
+func (r *runner) progress(began time.Time, counts []counters, done <-chan struct{}) {
+	t := time.NewTicker(r.cfg.ProgressEvery)
+	defer t.Stop()
+	var lastTotal int64
+	last := began
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-t.C:
+			var ok, fail, info int64
+			for i := range counts {
+				ok += counts[i].ok.Load()
+				fail += counts[i].fail.Load()
+				info += counts[i].info.Load()
+			}
+			total := ok + fail + info
+			rate := float64(total-lastTotal) / now.Sub(last).Seconds()
+			lastTotal, last = total, now
+			fmt.Fprintf(r.log, "%6.1fs %10.0f ops/s  ok=%d fail=%d info=%d\n",
+				now.Sub(began).Seconds(), rate, ok, fail, info)
+		}
+	}
+}
+
+// catch turns a panic in the calling goroutine into an error for report,
+// so a bug in a client cannot kill the process with the cluster's node
+// processes still running.
+func catch(report func(error)) {
+	if p := recover(); p != nil {
+		report(fmt.Errorf("panic: %v\n%s", p, debug.Stack()))
+	}
+}
+
+func closeClients(clients []*client) {
+	for _, c := range clients {
+		if c == nil {
+			continue
+		}
+		if cl, ok := c.store.(io.Closer); ok {
+			_ = cl.Close()
+		}
+	}
+}
+
+// makeRunDir creates Out/<timestamp>-<store>-<name>, the timestamp in UTC so
+// that names sort by time; a second run in the same second gets a suffix.
+func makeRunDir(out string, start time.Time, store, name string) (string, error) {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return "", err
+	}
+	base := fmt.Sprintf("%s-%s-%s", start.UTC().Format("20060102T150405Z"), store, name)
+	for i := 1; ; i++ {
+		dir := filepath.Join(out, base)
+		if i > 1 {
+			dir = fmt.Sprintf("%s.%d", dir, i)
+		}
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			return dir, nil
+		}
+		if !errors.Is(err, os.ErrExist) || i >= 1000 {
+			return "", fmt.Errorf("creating run directory: %w", err)
+		}
+	}
+}
+
+// linkLatest points out/latest at dir: a new symlink renamed over the old
+// one, so that readers always see a complete link.
+func linkLatest(out, dir string) error {
+	target, err := filepath.Rel(out, dir)
+	if err != nil {
+		target = dir
+	}
+	tmp := filepath.Join(out, fmt.Sprintf(".latest.%d.%d", os.Getpid(), time.Now().UnixNano()))
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("linking latest run: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(out, "latest")); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("linking latest run: %w", err)
+	}
+	return nil
+}
+
+// writeHistory writes ops as JSON Lines.
+func writeHistory(path string, ops []histories.Operation) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	hw := histories.NewWriter(f)
+	for _, op := range ops {
+		if err := hw.Write(op); err != nil {
+			f.Close()
+			return fmt.Errorf("writing %s: %w", path, err)
+		}
+	}
+	if err := hw.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// lockedWriter serialises writes from the run's goroutines and the
+// cluster's, so log lines do not interleave.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

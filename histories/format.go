@@ -1,0 +1,459 @@
+package histories
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+)
+
+// InputError is a history that cannot be checked: a malformed or
+// inconsistent line. It names the place so a person can open the file there.
+type InputError struct {
+	File string // the file name given to the reader; "" for operations in memory
+	Line int    // 1-based line (for operations in memory: 1-based index)
+	Msg  string
+}
+
+func (e *InputError) Error() string {
+	if e.File == "" {
+		return fmt.Sprintf("operation %d: %s", e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+}
+
+// maxLine bounds one history line so that a corrupt file (a missing newline
+// in gigabytes of garbage) fails with a line number instead of eating memory.
+const maxLine = 1 << 20
+
+// Writer writes operations as JSON Lines. It encodes by hand: the history
+// of a long run is hundreds of thousands of lines and encoding/json's
+// reflection made writing a noticeable part of recording; the encoding is
+// checked against encoding/json by the tests.
+type Writer struct {
+	w   *bufio.Writer
+	buf []byte
+	err error
+}
+
+// NewWriter buffers w; call Flush when done.
+func NewWriter(w io.Writer) *Writer {
+	return &Writer{w: bufio.NewWriterSize(w, 64<<10), buf: make([]byte, 0, 256)}
+}
+
+// Write appends one line. An info operation's Return is written only when
+// it is non-zero (in memory, Return 0 on an info operation means "none"); every
+// other operation always gets its return, even 0.
+func (w *Writer) Write(op Operation) error {
+	if w.err != nil {
+		return w.err
+	}
+	b := w.buf[:0]
+	b = append(b, `{"client":`...)
+	b = strconv.AppendInt(b, int64(op.Client), 10)
+	b = append(b, `,"op":`...)
+	b = appendJSONString(b, string(op.Op))
+	b = append(b, `,"key":`...)
+	b = appendJSONString(b, op.Key)
+	if op.Value != "" {
+		b = append(b, `,"value":`...)
+		b = appendJSONString(b, op.Value)
+	}
+	if op.Expect != "" {
+		b = append(b, `,"expect":`...)
+		b = appendJSONString(b, op.Expect)
+	}
+	b = append(b, `,"call":`...)
+	b = strconv.AppendInt(b, op.Call, 10)
+	if op.Outcome != Info || op.Return != 0 {
+		b = append(b, `,"return":`...)
+		b = strconv.AppendInt(b, op.Return, 10)
+	}
+	b = append(b, `,"outcome":`...)
+	b = appendJSONString(b, string(op.Outcome))
+	if op.Found {
+		b = append(b, `,"found":true`...)
+	}
+	if op.Output != "" {
+		b = append(b, `,"output":`...)
+		b = appendJSONString(b, op.Output)
+	}
+	if op.Swapped {
+		b = append(b, `,"swapped":true`...)
+	}
+	if op.Node != "" {
+		b = append(b, `,"node":`...)
+		b = appendJSONString(b, op.Node)
+	}
+	if op.Error != "" {
+		b = append(b, `,"error":`...)
+		b = appendJSONString(b, op.Error)
+	}
+	b = append(b, '}', '\n')
+	w.buf = b
+	if _, err := w.w.Write(b); err != nil {
+		w.err = fmt.Errorf("histories: write: %w", err)
+	}
+	return w.err
+}
+
+// Flush writes buffered lines through.
+func (w *Writer) Flush() error {
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.w.Flush(); err != nil {
+		w.err = fmt.Errorf("histories: flush: %w", err)
+	}
+	return w.err
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
+// as encoding/json does, so every line the Writer emits parses.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// line is one history line as decoded: pointers tell a missing field from a
+// zero value, which the format needs (a missing return is an error unless the
+// outcome is info; a missing value is the empty string).
+type line struct {
+	Client  *int     `json:"client"`
+	Op      *string  `json:"op"`
+	Key     *string  `json:"key"`
+	Value   *string  `json:"value"`
+	Expect  *string  `json:"expect"`
+	Call    *int64   `json:"call"`
+	Return  *int64   `json:"return"`
+	Outcome *string  `json:"outcome"`
+	Found   *bool    `json:"found"`
+	Output  *string  `json:"output"`
+	Swapped *bool    `json:"swapped"`
+	Node    *string  `json:"node"`
+	Error   *string  `json:"error"`
+	_       struct{} // keyed literals only
+}
+
+// Reader reads a history line by line, validating as it goes: every line
+// on its own, and across lines that no client has two operations at once.
+type Reader struct {
+	r      *bufio.Reader
+	name   string
+	lineNo int
+	check  clientCheck
+	err    error // sticky: after an error Next keeps returning it
+}
+
+// NewReader reads JSON Lines from r; name is used in errors (a file path).
+func NewReader(r io.Reader, name string) *Reader {
+	return &Reader{r: bufio.NewReaderSize(r, 64<<10), name: name, check: clientCheck{byClient: map[int][]span{}}}
+}
+
+// Next returns the next operation, io.EOF after the last one, or an
+// *InputError. Blank lines are skipped.
+func (r *Reader) Next() (Operation, error) {
+	if r.err != nil {
+		return Operation{}, r.err
+	}
+	for {
+		raw, err := r.readLine()
+		if err != nil {
+			r.err = err
+			return Operation{}, err
+		}
+		raw = bytes.TrimSpace(raw)
+		if len(raw) == 0 {
+			continue
+		}
+		op, msg := decodeLine(raw)
+		if msg == "" {
+			msg = validate(op, op.Outcome != Info || op.Return != 0)
+		}
+		if msg == "" {
+			msg = r.check.add(op, r.lineNo)
+		}
+		if msg != "" {
+			r.err = &InputError{File: r.name, Line: r.lineNo, Msg: msg}
+			return Operation{}, r.err
+		}
+		return op, nil
+	}
+}
+
+func (r *Reader) readLine() ([]byte, error) {
+	var acc []byte
+	for {
+		chunk, err := r.r.ReadSlice('\n')
+		if len(acc)+len(chunk) > maxLine {
+			return nil, &InputError{File: r.name, Line: r.lineNo + 1, Msg: fmt.Sprintf("line longer than %d bytes", maxLine)}
+		}
+		switch {
+		case err == nil:
+			r.lineNo++
+			if acc == nil {
+				return chunk, nil
+			}
+			return append(acc, chunk...), nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			acc = append(acc, chunk...)
+		case err == io.EOF:
+			if len(acc)+len(chunk) == 0 {
+				return nil, io.EOF
+			}
+			r.lineNo++
+			return append(acc, chunk...), nil
+		default:
+			return nil, fmt.Errorf("histories: reading %s: %w", r.name, err)
+		}
+	}
+}
+
+// decodeLine parses one line; a non-empty message is the reason it is not an
+// operation. Unknown fields are ignored, deliberately: a newer recorder may
+// add fields (a request sequence, a retry count) that an older checker need
+// not understand. Fields the checker does use are validated strictly.
+func decodeLine(raw []byte) (Operation, string) {
+	var l line
+	if err := json.Unmarshal(raw, &l); err != nil {
+		return Operation{}, "malformed JSON: " + err.Error()
+	}
+	switch {
+	case l.Client == nil:
+		return Operation{}, `missing required field "client"`
+	case l.Op == nil:
+		return Operation{}, `missing required field "op"`
+	case l.Key == nil:
+		return Operation{}, `missing required field "key"`
+	case l.Call == nil:
+		return Operation{}, `missing required field "call"`
+	case l.Outcome == nil:
+		return Operation{}, `missing required field "outcome"`
+	}
+	op := Operation{
+		Client:  *l.Client,
+		Op:      Kind(*l.Op),
+		Key:     *l.Key,
+		Call:    *l.Call,
+		Outcome: Outcome(*l.Outcome),
+	}
+	if l.Return == nil && op.Outcome != Info {
+		return Operation{}, fmt.Sprintf(`missing required field "return" (outcome %q)`, op.Outcome)
+	}
+	if l.Return != nil {
+		op.Return = *l.Return
+		if op.Outcome == Info && op.Return == 0 && op.Call != 0 {
+			return Operation{}, fmt.Sprintf("return %d before call %d", op.Return, op.Call)
+		}
+	}
+	str := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	}
+	op.Value, op.Expect, op.Output, op.Node, op.Error = str(l.Value), str(l.Expect), str(l.Output), str(l.Node), str(l.Error)
+	op.Found = l.Found != nil && *l.Found
+	op.Swapped = l.Swapped != nil && *l.Swapped
+	// Fields that belong to another kind of operation point at a recorder
+	// bug; accepting them silently would check something other than what
+	// happened.
+	if l.Value != nil && op.Op == Get {
+		return Operation{}, `"value" on a get`
+	}
+	if l.Expect != nil && op.Op != CAS {
+		return Operation{}, fmt.Sprintf(`"expect" on a %s`, op.Op)
+	}
+	if l.Swapped != nil && op.Op != CAS {
+		return Operation{}, fmt.Sprintf(`"swapped" on a %s`, op.Op)
+	}
+	if (l.Found != nil || l.Output != nil) && op.Op != Get {
+		return Operation{}, fmt.Sprintf(`"found"/"output" on a %s`, op.Op)
+	}
+	return op, ""
+}
+
+// validate checks one operation on its own; "" means valid. hasRet tells
+// whether an info operation carries a return time.
+func validate(op Operation, hasRet bool) string {
+	switch op.Op {
+	case Get, Put, Append, CAS:
+	default:
+		return fmt.Sprintf("unknown op %q", op.Op)
+	}
+	switch op.Outcome {
+	case OK, Fail, Info:
+	default:
+		return fmt.Sprintf("unknown outcome %q", op.Outcome)
+	}
+	if op.Client < 0 {
+		return fmt.Sprintf("negative client %d", op.Client)
+	}
+	if op.Call < 0 {
+		return fmt.Sprintf("negative call %d", op.Call)
+	}
+	if hasRet && op.Return < op.Call {
+		return fmt.Sprintf("return %d before call %d", op.Return, op.Call)
+	}
+	if op.Op == Get && op.Value != "" {
+		return `"value" on a get`
+	}
+	if op.Op != CAS && op.Expect != "" {
+		return fmt.Sprintf(`"expect" on a %s`, op.Op)
+	}
+	if op.Op != CAS && op.Swapped {
+		return fmt.Sprintf(`"swapped" on a %s`, op.Op)
+	}
+	if op.Op != Get && (op.Found || op.Output != "") {
+		return fmt.Sprintf(`"found"/"output" on a %s`, op.Op)
+	}
+	if op.Outcome != OK && (op.Found || op.Output != "" || op.Swapped) {
+		return fmt.Sprintf("result fields on an operation with outcome %q", op.Outcome)
+	}
+	if op.Op == Get && !op.Found && op.Output != "" {
+		return `"output" on a get that did not find the key`
+	}
+	return ""
+}
+
+// span is the time a client was busy with one operation.
+type span struct {
+	call, ret int64 // ret = maxInt64 when the operation never returned
+	line      int
+}
+
+const forever = int64(^uint64(0) >> 1)
+
+// clientCheck enforces "one operation in flight per client" across a whole
+// history. It keeps each client's spans sorted by call, so a history written
+// in any order is judged exactly; the common case (a client's operations
+// arrive in order) is an append.
+type clientCheck struct {
+	byClient map[int][]span
+}
+
+func (c *clientCheck) add(op Operation, lineNo int) string {
+	s := span{call: op.Call, ret: op.Return, line: lineNo}
+	if op.Outcome == Info && op.Return == 0 {
+		// Unknown and never returned: the client is occupied for good,
+		// which is why a recorder moves on under a new client id.
+		s.ret = forever
+	}
+	spans := c.byClient[op.Client]
+	i, _ := slices.BinarySearchFunc(spans, s, func(a, b span) int {
+		if a.call != b.call {
+			if a.call < b.call {
+				return -1
+			}
+			return 1
+		}
+		if a.ret < b.ret {
+			return -1
+		}
+		if a.ret > b.ret {
+			return 1
+		}
+		return 0
+	})
+	if i > 0 {
+		if p := spans[i-1]; p.ret > s.call {
+			return overlapMsg(op.Client, p)
+		}
+	}
+	if i < len(spans) {
+		if n := spans[i]; s.ret > n.call {
+			return overlapMsg(op.Client, n)
+		}
+	}
+	c.byClient[op.Client] = slices.Insert(spans, i, s)
+	return ""
+}
+
+func overlapMsg(client int, other span) string {
+	if other.ret == forever {
+		return fmt.Sprintf("client %d already has an operation that never returned (line %d): a client with an unknown outcome must continue under a new id", client, other.line)
+	}
+	return fmt.Sprintf("client %d overlaps its own operation at line %d (call %d, return %d)", client, other.line, other.call, other.ret)
+}
+
+// ReadFile reads and validates a whole history file.
+func ReadFile(path string) ([]Operation, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("histories: %w", err)
+	}
+	defer f.Close()
+	r := NewReader(f, path)
+	var ops []Operation
+	for {
+		op, err := r.Next()
+		if err == io.EOF {
+			return ops, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, op)
+	}
+}
+
+// ValidateAll applies the reader's checks to operations held in memory (a
+// history straight from the recorder). Errors are *InputError with File ""
+// and Line the 1-based index. Return 0 on an info operation means "none".
+func ValidateAll(ops []Operation) error {
+	c := clientCheck{byClient: map[int][]span{}}
+	for i, op := range ops {
+		msg := validate(op, op.Outcome != Info || op.Return != 0)
+		if msg == "" {
+			msg = c.add(op, i+1)
+		}
+		if msg != "" {
+			return &InputError{Line: i + 1, Msg: msg}
+		}
+	}
+	return nil
+}

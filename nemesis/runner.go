@@ -1,0 +1,222 @@
+package nemesis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Runner executes a schedule against a Target. Run and HealAll are meant to
+// be called from one goroutine (the harness's nemesis goroutine, then its
+// teardown); the Runner starts no goroutine of its own.
+type Runner struct {
+	Target Target
+	// Clock returns ns since the run's start: the recorder's clock, so that
+	// events and history share one time axis.
+	Clock func() int64
+	// Events receives every event (may be nil).
+	Events *EventWriter
+	// Log receives one line per injection and per heal (may be nil).
+	Log io.Writer
+	// OpTimeout bounds each inject and each heal (default 30s).
+	OpTimeout time.Duration
+
+	mu     sync.Mutex
+	active []active // injection order
+}
+
+type active struct {
+	step Step
+	inj  Injection
+	at   int64
+}
+
+// Run injects and heals steps at their offsets (on Clock) until the schedule
+// is done or ctx ends. Heals that fall due at the same time as an injection
+// go first. A step the target cannot do is recorded as skipped; a failed
+// injection is recorded and the run goes on (the history still tells what
+// happened). Faults still active when ctx ends stay active: call HealAll.
+func (r *Runner) Run(ctx context.Context, steps []Step) error {
+	type action struct {
+		at   time.Duration
+		heal bool
+		step Step
+	}
+	var acts []action
+	for _, s := range steps {
+		acts = append(acts, action{at: s.At, step: s}, action{at: s.At + s.Duration, heal: true, step: s})
+	}
+	sort.SliceStable(acts, func(i, j int) bool {
+		if acts[i].at != acts[j].at {
+			return acts[i].at < acts[j].at
+		}
+		return acts[i].heal && !acts[j].heal
+	})
+	for _, a := range acts {
+		if err := r.sleepUntil(ctx, a.at); err != nil {
+			return err
+		}
+		if a.heal {
+			r.heal(ctx, a.step.ID)
+		} else {
+			r.inject(ctx, a.step)
+		}
+	}
+	return nil
+}
+
+// HealAll heals every fault still active, latest first, and returns the
+// heal errors. It keeps going past failures: a fault left injected would
+// poison the end-of-run checks and leak processes.
+func (r *Runner) HealAll(ctx context.Context) error {
+	var errs []error
+	for {
+		r.mu.Lock()
+		if len(r.active) == 0 {
+			r.mu.Unlock()
+			break
+		}
+		id := r.active[len(r.active)-1].step.ID
+		r.mu.Unlock()
+		if err := r.heal(ctx, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Active lists the step ids currently injected, in injection order.
+func (r *Runner) Active() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := make([]int, len(r.active))
+	for i, a := range r.active {
+		ids[i] = a.step.ID
+	}
+	return ids
+}
+
+func (r *Runner) opTimeout() time.Duration {
+	if r.OpTimeout > 0 {
+		return r.OpTimeout
+	}
+	return 30 * time.Second
+}
+
+func (r *Runner) sleepUntil(ctx context.Context, at time.Duration) error {
+	for {
+		wait := time.Duration(int64(at) - r.Clock())
+		if wait <= 0 {
+			return ctx.Err()
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Runner) inject(ctx context.Context, s Step) {
+	octx, cancel := context.WithTimeout(ctx, r.opTimeout())
+	inj, err := Inject(octx, r.Target, s.Fault)
+	cancel()
+	now := r.Clock()
+	spec := s.Fault
+	e := Event{
+		Time: now, Step: s.ID, Fault: s.Fault.Kind, Event: PhaseInject, Role: s.Fault.role(),
+		Targets: inj.Targets, Spec: &spec, At: s.At, Duration: s.Duration,
+		Grudge: inj.Grudge, Cuts: inj.Cuts,
+	}
+	status := "injected"
+	if err != nil {
+		e.Error = err.Error()
+		if Skippable(err) {
+			e.Skipped = true
+			status = "skipped"
+		} else {
+			status = "failed"
+		}
+	} else {
+		r.mu.Lock()
+		r.active = append(r.active, active{step: s, inj: inj, at: now})
+		r.mu.Unlock()
+	}
+	r.record(e)
+	r.logf("nemesis %8.3fs step %d %s: %s%s", secs(now), s.ID, status, e.Description(), errSuffix(e.Error))
+}
+
+// heal heals step id if it is active; a step that was skipped or failed has
+// nothing to heal.
+func (r *Runner) heal(ctx context.Context, id int) error {
+	r.mu.Lock()
+	idx := -1
+	for i, a := range r.active {
+		if a.step.ID == id {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		r.mu.Unlock()
+		return nil
+	}
+	a := r.active[idx]
+	r.active = append(r.active[:idx], r.active[idx+1:]...)
+	r.mu.Unlock()
+
+	// A heal runs even after the run's ctx ended (HealAll passes a fresh
+	// one), bounded by its own timeout.
+	octx, cancel := context.WithTimeout(ctx, r.opTimeout())
+	err := Heal(octx, r.Target, a.inj)
+	cancel()
+	now := r.Clock()
+	e := Event{
+		Time: now, Step: id, Fault: a.step.Fault.Kind, Event: PhaseHeal,
+		Role: a.step.Fault.role(), Targets: a.inj.Targets,
+	}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	r.record(e)
+	r.logf("nemesis %8.3fs step %d healed: %s, active %.3fs–%.3fs (%.3fs)%s",
+		secs(now), id, eventWithSpec(e, a.step.Fault).Description(), secs(a.at), secs(now), secs(now-a.at), errSuffix(e.Error))
+	if err != nil {
+		return fmt.Errorf("heal step %d (%s): %w", id, a.step.Fault.Describe(), err)
+	}
+	return nil
+}
+
+func (r *Runner) record(e Event) {
+	if r.Events == nil {
+		return
+	}
+	if err := r.Events.Write(e); err != nil {
+		r.logf("nemesis: %v", err)
+	}
+}
+
+func (r *Runner) logf(format string, args ...any) {
+	if r.Log != nil {
+		fmt.Fprintf(r.Log, format+"\n", args...)
+	}
+}
+
+func eventWithSpec(e Event, f Fault) Event {
+	e.Spec = &f
+	return e
+}
+
+func secs(ns int64) float64 { return float64(ns) / 1e9 }
+
+func errSuffix(s string) string {
+	if s == "" {
+		return ""
+	}
+	return ": " + s
+}

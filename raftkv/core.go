@@ -1,0 +1,725 @@
+package raftkv
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log"
+	"sort"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/chainraft/chainraft/kv"
+	pb "github.com/chainraft/chainraft/raftkv/raftkvpb"
+)
+
+// CoreConfig configures a Core. Times are in ticks: the Core has no clock.
+type CoreConfig struct {
+	ID uint64
+	// ElectionTick and HeartbeatTick are raft's; defaults 10 and 1.
+	ElectionTick, HeartbeatTick int
+	// Lease serves reads from the leader's lease (ReadOnlyLeaseBased)
+	// instead of a heartbeat round per batch (ReadOnlySafe, the default).
+	Lease bool
+	// SnapshotEvery is the number of applied entries between snapshots
+	// (default 10,000); SnapshotKeep the entries kept behind a snapshot for
+	// followers that lag a little (default SnapshotEvery/2).
+	SnapshotEvery, SnapshotKeep uint64
+	// ReadTimeoutTicks fails a ReadIndex round that got no answer (raft
+	// drops read requests silently); default 2*ElectionTick.
+	ReadTimeoutTicks int
+	// Logger receives raft's log lines; nil discards them.
+	Logger raft.Logger
+}
+
+func (c *CoreConfig) setDefaults() {
+	if c.ElectionTick == 0 {
+		c.ElectionTick = 10
+	}
+	if c.HeartbeatTick == 0 {
+		c.HeartbeatTick = 1
+	}
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = 10000
+	}
+	if c.SnapshotKeep == 0 {
+		c.SnapshotKeep = c.SnapshotEvery / 2
+	}
+	if c.ReadTimeoutTicks == 0 {
+		c.ReadTimeoutTicks = 2 * c.ElectionTick
+	}
+	if c.Logger == nil {
+		c.Logger = &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)}
+	}
+}
+
+// Recovered is the durable state a Core restarts from (see Storage.Open).
+type Recovered struct {
+	Snapshot  *raftpb.Snapshot
+	HardState *raftpb.HardState
+	Entries   []*raftpb.Entry
+}
+
+func (r *Recovered) empty() bool {
+	return r == nil || (raft.IsEmptySnap(r.Snapshot) && raft.IsEmptyHardState(r.HardState) && len(r.Entries) == 0)
+}
+
+// Member is a voter and its address.
+type Member struct {
+	ID   uint64
+	Addr string
+}
+
+// Reply answers one local request: a write (Req), a read (Read) or a
+// membership change (Conf). Exactly one of Result and Err is set (a
+// membership change reply has neither on success).
+type Reply struct {
+	Req    kv.RequestID
+	Read   uint64
+	Conf   uint64
+	Result *pb.Result
+	Err    error
+}
+
+// Ready is one batch of Core output, handled in order: Persist (HardState,
+// Entries, Snapshot; fsync when MustSync), send Messages, then Apply, then
+// Advance.
+type Ready struct {
+	HardState *raftpb.HardState
+	Entries   []*raftpb.Entry
+	Snapshot  *raftpb.Snapshot
+	MustSync  bool
+	Messages  []*raftpb.Message
+
+	raft    raft.Ready
+	hasRaft bool
+}
+
+// Core is the deterministic part of a raft node: raft's RawNode, the log
+// mirror raft reads from (MemoryStorage), the KV state machine and the
+// bookkeeping of local requests. It has no goroutines, clock or I/O, so the
+// same Core runs in a Node and in the in-memory network of the tests.
+type Core struct {
+	cfg CoreConfig
+	rn  *raft.RawNode
+	ms  *raft.MemoryStorage
+	fsm *fsm
+
+	applied   uint64
+	snapIndex uint64
+	confState *raftpb.ConfState
+	soft      raft.SoftState
+
+	// pending counts the local proposals of each request id still awaiting
+	// apply; pendingConf the local membership changes.
+	pending     map[kv.RequestID]int
+	pendingConf map[uint64]bool
+
+	// Reads: queued reads wait for the next ReadIndex round; a round covers
+	// every read queued when it started; confirmed reads wait for
+	// applied >= their index.
+	readQueue []readReq
+	round     *readRound
+	confirmed []confirmedReads
+	readSeq   uint64
+
+	replies        []Reply
+	membersChanged bool
+	installed      int // snapshots received from a leader, for tests and logs
+}
+
+type readReq struct {
+	id  uint64
+	key string
+}
+
+type readRound struct {
+	rctx  []byte
+	reads []readReq
+	age   int
+}
+
+type confirmedReads struct {
+	index uint64
+	reads []readReq
+}
+
+// NewCore builds a Core from recovered state. A node with no state
+// bootstraps the initial members (all initial members must be given the same
+// list); a joining node passes none and waits to be added by a conf change.
+func NewCore(cfg CoreConfig, rec *Recovered, bootstrap []Member) (*Core, error) {
+	cfg.setDefaults()
+	if cfg.ID == 0 {
+		return nil, fmt.Errorf("raftkv: node id 0 is reserved")
+	}
+	c := &Core{
+		cfg:         cfg,
+		ms:          raft.NewMemoryStorage(),
+		fsm:         newFSM(),
+		confState:   &raftpb.ConfState{},
+		pending:     map[kv.RequestID]int{},
+		pendingConf: map[uint64]bool{},
+	}
+	if rec != nil {
+		if err := c.restore(rec); err != nil {
+			return nil, err
+		}
+	}
+	rc := &raft.Config{
+		ID:                        cfg.ID,
+		ElectionTick:              cfg.ElectionTick,
+		HeartbeatTick:             cfg.HeartbeatTick,
+		Storage:                   c.ms,
+		Applied:                   c.applied,
+		MaxSizePerMsg:             1 << 20,
+		MaxCommittedSizePerReady:  4 << 20,
+		MaxUncommittedEntriesSize: 64 << 20,
+		MaxInflightMsgs:           256,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		DisableProposalForwarding: true,
+		StepDownOnRemoval:         true,
+		Logger:                    cfg.Logger,
+	}
+	if cfg.Lease {
+		rc.ReadOnlyOption = raft.ReadOnlyLeaseBased
+	}
+	rn, err := raft.NewRawNode(rc)
+	if err != nil {
+		return nil, fmt.Errorf("raftkv: new raw node: %w", err)
+	}
+	c.rn = rn
+	if rec.empty() && len(bootstrap) > 0 {
+		peers := make([]raft.Peer, len(bootstrap))
+		for i, m := range bootstrap {
+			ctx, err := proto.Marshal(&pb.ConfContext{Members: []*pb.Member{{Id: m.ID, Addr: m.Addr}}})
+			if err != nil {
+				return nil, fmt.Errorf("raftkv: marshal bootstrap context: %w", err)
+			}
+			peers[i] = raft.Peer{ID: m.ID, Context: ctx}
+		}
+		if err := rn.Bootstrap(peers); err != nil {
+			return nil, fmt.Errorf("raftkv: bootstrap: %w", err)
+		}
+	}
+	c.soft = rn.BasicStatus().SoftState
+	return c, nil
+}
+
+func (c *Core) restore(rec *Recovered) error {
+	if snap := rec.Snapshot; !raft.IsEmptySnap(snap) {
+		if err := c.ms.ApplySnapshot(snap); err != nil {
+			return fmt.Errorf("raftkv: restore snapshot: %w", err)
+		}
+		if err := c.fsm.restore(snap.GetData()); err != nil {
+			return fmt.Errorf("raftkv: restore snapshot %d: %w", snap.GetMetadata().GetIndex(), err)
+		}
+		c.applied = snap.GetMetadata().GetIndex()
+		c.snapIndex = c.applied
+		c.confState = proto.Clone(snap.GetMetadata().GetConfState()).(*raftpb.ConfState)
+		c.membersChanged = true
+	}
+	if ents := rec.Entries; len(ents) > 0 {
+		if first := ents[0].GetIndex(); first > c.applied+1 && c.applied > 0 {
+			return fmt.Errorf("raftkv: log starts at %d but snapshot ends at %d", first, c.applied)
+		}
+		if err := c.ms.Append(ents); err != nil {
+			return fmt.Errorf("raftkv: restore entries: %w", err)
+		}
+	}
+	if hs := rec.HardState; !raft.IsEmptyHardState(hs) {
+		hs = proto.Clone(hs).(*raftpb.HardState)
+		// The snapshot is fsynced on its own; the commit index in the log
+		// may be older. Everything in a snapshot is committed.
+		if hs.GetCommit() < c.applied {
+			hs.Commit = proto.Uint64(c.applied)
+		}
+		last, _ := c.ms.LastIndex()
+		if hs.GetCommit() > last {
+			return fmt.Errorf("raftkv: hard state commit %d beyond last log index %d", hs.GetCommit(), last)
+		}
+		if err := c.ms.SetHardState(hs); err != nil {
+			return fmt.Errorf("raftkv: restore hard state: %w", err)
+		}
+	}
+	return nil
+}
+
+// Tick advances raft's logical clock and ages the ReadIndex round.
+func (c *Core) Tick() {
+	c.rn.Tick()
+	if c.round != nil {
+		c.round.age++
+		if c.round.age > c.cfg.ReadTimeoutTicks {
+			c.failReads(c.round.reads, ErrReadLost)
+			c.round = nil
+			c.startRound()
+		}
+	}
+}
+
+// Step feeds a message from a peer.
+func (c *Core) Step(m *raftpb.Message) error { return c.rn.Step(m) }
+
+// ReportUnreachable and ReportSnapshot feed the transport's observations
+// back to raft: a peer whose messages could not be sent is probed again, and
+// a follower waiting for a snapshot is unpaused.
+func (c *Core) ReportUnreachable(id uint64) { c.rn.ReportUnreachable(id) }
+
+// ReportSnapshot reports whether a snapshot message reached the peer.
+func (c *Core) ReportSnapshot(id uint64, ok bool) {
+	st := raft.SnapshotFinish
+	if !ok {
+		st = raft.SnapshotFailure
+	}
+	c.rn.ReportSnapshot(id, st)
+}
+
+// Campaign makes this node start an election (tests, and leadership
+// transfer by hand).
+func (c *Core) Campaign() error { return c.rn.Campaign() }
+
+// isLeader asks raft itself rather than the last Ready's SoftState: a Step
+// since then may have deposed us.
+func (c *Core) isLeader() bool {
+	return c.rn.BasicStatus().RaftState == raft.StateLeader
+}
+
+func (c *Core) notLeader() error {
+	lead := c.rn.BasicStatus().Lead
+	if lead == c.cfg.ID {
+		lead = 0
+	}
+	return &NotLeaderError{Leader: lead, Addr: c.fsm.members[lead]}
+}
+
+// Propose proposes a write. An error means it was not proposed (definite);
+// after nil, the reply comes through Ready when it applies, or as
+// ErrLeadershipLost (indeterminate) when leadership is lost first.
+func (c *Core) Propose(cmd *pb.Command) error {
+	switch cmd.GetOp() {
+	case pb.Op_OP_PUT, pb.Op_OP_APPEND, pb.Op_OP_CAS:
+	default:
+		return fmt.Errorf("%w: op %v is not a write", ErrBadRequest, cmd.GetOp())
+	}
+	if cmd.GetClient() == 0 || cmd.GetSeq() == 0 {
+		return fmt.Errorf("%w: request id %x/%d", ErrBadRequest, cmd.GetClient(), cmd.GetSeq())
+	}
+	if !c.isLeader() {
+		return c.notLeader()
+	}
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return fmt.Errorf("%w: marshal: %w", ErrBadRequest, err)
+	}
+	if err := c.rn.Propose(data); err != nil {
+		return fmt.Errorf("%w: %w", ErrProposalDropped, err)
+	}
+	c.pending[kv.RequestID{Client: cmd.GetClient(), Seq: cmd.GetSeq()}]++
+	return nil
+}
+
+// Read queues a linearizable read of key under the caller's read id. Reads
+// queued together share one ReadIndex round.
+func (c *Core) Read(id uint64, key string) error {
+	if !c.isLeader() {
+		return c.notLeader()
+	}
+	c.readQueue = append(c.readQueue, readReq{id: id, key: key})
+	if c.round == nil {
+		c.startRound()
+	}
+	return nil
+}
+
+func (c *Core) startRound() {
+	if len(c.readQueue) == 0 {
+		return
+	}
+	c.readSeq++
+	rctx := make([]byte, 8)
+	binary.BigEndian.PutUint64(rctx, c.readSeq)
+	c.round = &readRound{rctx: rctx, reads: c.readQueue}
+	c.readQueue = nil
+	c.rn.ReadIndex(rctx)
+}
+
+func (c *Core) failReads(reads []readReq, err error) {
+	for _, r := range reads {
+		c.replies = append(c.replies, Reply{Read: r.id, Err: err})
+	}
+}
+
+// AddNode proposes adding a voter; RemoveNode removing one. Ids are never
+// reused: an id once removed is refused for good.
+func (c *Core) AddNode(req uint64, m Member) error {
+	if m.ID == 0 || m.Addr == "" {
+		return fmt.Errorf("%w: add node needs an id and an address", ErrRejected)
+	}
+	if _, ok := c.fsm.members[m.ID]; ok {
+		return fmt.Errorf("%w: node %d is already a member", ErrRejected, m.ID)
+	}
+	if c.fsm.removed[m.ID] {
+		return fmt.Errorf("%w: node id %d was removed and is never reused", ErrRejected, m.ID)
+	}
+	return c.proposeConf(req, raftpb.ConfChangeAddNode, m)
+}
+
+// RemoveNode proposes removing a voter.
+func (c *Core) RemoveNode(req uint64, id uint64) error {
+	if _, ok := c.fsm.members[id]; !ok {
+		return fmt.Errorf("%w: node %d is not a member", ErrRejected, id)
+	}
+	if len(c.fsm.members) <= 1 {
+		return fmt.Errorf("%w: cannot remove the last member", ErrRejected)
+	}
+	return c.proposeConf(req, raftpb.ConfChangeRemoveNode, Member{ID: id})
+}
+
+func (c *Core) proposeConf(req uint64, typ raftpb.ConfChangeType, m Member) error {
+	if !c.isLeader() {
+		return c.notLeader()
+	}
+	if len(c.pendingConf) > 0 {
+		// raft would turn a second change into an empty entry silently.
+		return fmt.Errorf("%w: another membership change is in flight", ErrRejected)
+	}
+	ctx, err := proto.Marshal(&pb.ConfContext{Request: req, Members: []*pb.Member{{Id: m.ID, Addr: m.Addr}}})
+	if err != nil {
+		return fmt.Errorf("%w: marshal conf context: %w", ErrBadRequest, err)
+	}
+	cc := &raftpb.ConfChangeV2{
+		Changes: []*raftpb.ConfChangeSingle{{Type: typ.Enum(), NodeId: proto.Uint64(m.ID)}},
+		Context: ctx,
+	}
+	if err := c.rn.ProposeConfChange(cc); err != nil {
+		return fmt.Errorf("%w: %w", ErrProposalDropped, err)
+	}
+	c.pendingConf[req] = true
+	return nil
+}
+
+// HasReady says whether Ready would return anything to handle.
+func (c *Core) HasReady() bool { return len(c.replies) > 0 || c.rn.HasReady() }
+
+// Ready returns the next batch of output. The caller persists and sends,
+// then calls Apply and Advance with the same Ready before asking again.
+func (c *Core) Ready() Ready {
+	if !c.rn.HasReady() {
+		return Ready{}
+	}
+	r := c.rn.Ready()
+	return Ready{
+		HardState: r.HardState,
+		Entries:   r.Entries,
+		Snapshot:  r.Snapshot,
+		MustSync:  r.MustSync,
+		Messages:  r.Messages,
+		raft:      r,
+		hasRaft:   true,
+	}
+}
+
+// Apply runs after rd's state is durable and its messages are sent: it
+// mirrors the persisted state into raft's MemoryStorage, installs a
+// snapshot, applies committed entries and returns the replies they produce
+// (plus those pending since the last call).
+func (c *Core) Apply(rd Ready) []Reply {
+	if rd.hasRaft {
+		r := rd.raft
+		if snap := r.Snapshot; !raft.IsEmptySnap(snap) {
+			c.installSnapshot(snap)
+		}
+		if err := c.ms.Append(r.Entries); err != nil {
+			panic(fmt.Sprintf("raftkv: node %d: mirror %d entries: %v", c.cfg.ID, len(r.Entries), err))
+		}
+		if !raft.IsEmptyHardState(r.HardState) {
+			if err := c.ms.SetHardState(r.HardState); err != nil {
+				panic(fmt.Sprintf("raftkv: node %d: mirror hard state: %v", c.cfg.ID, err))
+			}
+		}
+		for _, e := range r.CommittedEntries {
+			c.applyEntry(e)
+		}
+		for _, rs := range r.ReadStates {
+			c.readConfirmed(rs)
+		}
+		if r.SoftState != nil {
+			c.softChanged(*r.SoftState)
+		}
+		c.serveReads()
+	}
+	out := c.replies
+	c.replies = nil
+	return out
+}
+
+// Advance tells raft that rd is fully handled.
+func (c *Core) Advance(rd Ready) {
+	if rd.hasRaft {
+		c.rn.Advance(rd.raft)
+	}
+}
+
+func (c *Core) installSnapshot(snap *raftpb.Snapshot) {
+	idx := snap.GetMetadata().GetIndex()
+	if idx <= c.applied {
+		panic(fmt.Sprintf("raftkv: node %d: snapshot at %d does not move applied %d forward", c.cfg.ID, idx, c.applied))
+	}
+	if err := c.ms.ApplySnapshot(snap); err != nil {
+		panic(fmt.Sprintf("raftkv: node %d: apply snapshot %d: %v", c.cfg.ID, idx, err))
+	}
+	if err := c.fsm.restore(snap.GetData()); err != nil {
+		panic(fmt.Sprintf("raftkv: node %d: restore snapshot %d: %v", c.cfg.ID, idx, err))
+	}
+	c.applied = idx
+	c.snapIndex = idx
+	c.confState = proto.Clone(snap.GetMetadata().GetConfState()).(*raftpb.ConfState)
+	c.membersChanged = true
+	c.installed++
+}
+
+func (c *Core) applyEntry(e *raftpb.Entry) {
+	idx := e.GetIndex()
+	if idx <= c.applied {
+		return // replayed below a snapshot just installed
+	}
+	if idx != c.applied+1 {
+		panic(fmt.Sprintf("raftkv: node %d: applying entry %d after %d (gap)", c.cfg.ID, idx, c.applied))
+	}
+	c.applied = idx
+	switch e.GetType() {
+	case raftpb.EntryNormal:
+		if len(e.GetData()) == 0 {
+			return // a new leader's empty entry
+		}
+		var cmd pb.Command
+		if err := proto.Unmarshal(e.GetData(), &cmd); err != nil {
+			panic(fmt.Sprintf("raftkv: node %d: committed entry %d does not decode: %v", c.cfg.ID, idx, err))
+		}
+		res, err := c.fsm.apply(&cmd)
+		id := kv.RequestID{Client: cmd.GetClient(), Seq: cmd.GetSeq()}
+		if c.pending[id] > 0 {
+			delete(c.pending, id)
+			if err != nil {
+				c.replies = append(c.replies, Reply{Req: id, Err: unknown(err)})
+			} else {
+				c.replies = append(c.replies, Reply{Req: id, Result: res})
+			}
+		}
+	case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+		c.applyConfChange(e)
+	default:
+		panic(fmt.Sprintf("raftkv: node %d: entry %d has type %v", c.cfg.ID, idx, e.GetType()))
+	}
+}
+
+// applyConfChange applies a membership change, deciding only from the
+// replicated state (so every node decides alike): a change that re-adds a
+// removed id or removes a non-member gets NodeId 0, which raft ignores, and
+// is still handed to ApplyConfChange as raft requires.
+func (c *Core) applyConfChange(e *raftpb.Entry) {
+	var cc *raftpb.ConfChangeV2
+	if e.GetType() == raftpb.EntryConfChange {
+		var v1 raftpb.ConfChange
+		if err := proto.Unmarshal(e.GetData(), &v1); err != nil {
+			panic(fmt.Sprintf("raftkv: node %d: conf change %d does not decode: %v", c.cfg.ID, e.GetIndex(), err))
+		}
+		cc = v1.AsV2()
+	} else {
+		cc = &raftpb.ConfChangeV2{}
+		if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+			panic(fmt.Sprintf("raftkv: node %d: conf change %d does not decode: %v", c.cfg.ID, e.GetIndex(), err))
+		}
+	}
+	var cctx pb.ConfContext
+	if err := proto.Unmarshal(cc.GetContext(), &cctx); err != nil {
+		panic(fmt.Sprintf("raftkv: node %d: conf change %d context does not decode: %v", c.cfg.ID, e.GetIndex(), err))
+	}
+	addrs := map[uint64]string{}
+	for _, m := range cctx.GetMembers() {
+		addrs[m.GetId()] = m.GetAddr()
+	}
+	var rejected error
+	for _, ch := range cc.GetChanges() {
+		id := ch.GetNodeId()
+		switch ch.GetType() {
+		case raftpb.ConfChangeAddNode:
+			if c.fsm.removed[id] {
+				rejected = fmt.Errorf("%w: node id %d was removed", ErrRejected, id)
+				ch.NodeId = proto.Uint64(0)
+				continue
+			}
+			c.fsm.members[id] = addrs[id]
+		case raftpb.ConfChangeRemoveNode:
+			if _, ok := c.fsm.members[id]; !ok {
+				rejected = fmt.Errorf("%w: node %d is not a member", ErrRejected, id)
+				ch.NodeId = proto.Uint64(0)
+				continue
+			}
+			delete(c.fsm.members, id)
+			c.fsm.removed[id] = true
+		default:
+			rejected = fmt.Errorf("%w: change type %v unsupported", ErrRejected, ch.GetType())
+			ch.NodeId = proto.Uint64(0)
+		}
+	}
+	c.confState = c.rn.ApplyConfChange(cc)
+	c.membersChanged = true
+	if req := cctx.GetRequest(); req != 0 && c.pendingConf[req] {
+		delete(c.pendingConf, req)
+		c.replies = append(c.replies, Reply{Conf: req, Err: rejected})
+	}
+}
+
+func (c *Core) readConfirmed(rs raft.ReadState) {
+	if c.round == nil || string(rs.RequestCtx) != string(c.round.rctx) {
+		return // a round we already gave up on
+	}
+	c.confirmed = append(c.confirmed, confirmedReads{index: rs.Index, reads: c.round.reads})
+	c.round = nil
+	c.startRound()
+}
+
+func (c *Core) serveReads() {
+	n := 0
+	for _, cr := range c.confirmed {
+		if cr.index > c.applied {
+			break
+		}
+		for _, r := range cr.reads {
+			c.replies = append(c.replies, Reply{Read: r.id, Result: c.fsm.get(r.key)})
+		}
+		n++
+	}
+	c.confirmed = c.confirmed[n:]
+}
+
+// softChanged fails what a deposed leader can no longer finish: its
+// proposals may still commit under the next leader (indeterminate), and its
+// unconfirmed reads are simply lost (reads have no effect).
+func (c *Core) softChanged(s raft.SoftState) {
+	wasLeader := c.soft.RaftState == raft.StateLeader
+	c.soft = s
+	if !wasLeader || s.RaftState == raft.StateLeader {
+		return
+	}
+	ids := make([]kv.RequestID, 0, len(c.pending))
+	for id := range c.pending {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		if ids[i].Client != ids[j].Client {
+			return ids[i].Client < ids[j].Client
+		}
+		return ids[i].Seq < ids[j].Seq
+	})
+	for _, id := range ids {
+		c.replies = append(c.replies, Reply{Req: id, Err: unknown(ErrLeadershipLost)})
+	}
+	clear(c.pending)
+	for _, req := range sortedKeys(c.pendingConf) {
+		c.replies = append(c.replies, Reply{Conf: req, Err: unknown(ErrLeadershipLost)})
+	}
+	clear(c.pendingConf)
+	if c.round != nil {
+		c.failReads(c.round.reads, ErrLeadershipLost)
+		c.round = nil
+	}
+	c.failReads(c.readQueue, ErrLeadershipLost)
+	c.readQueue = nil
+}
+
+// MaybeSnapshot takes a snapshot when SnapshotEvery entries were applied
+// since the last one, compacts the in-memory log behind it (keeping
+// SnapshotKeep entries for lagging followers) and returns what the caller
+// must make durable: the snapshot, then a log rewritten to hold only the
+// returned HardState and entries. It returns nil when no snapshot is due.
+// Call it only after Advance, when every entry raft knows is mirrored.
+func (c *Core) MaybeSnapshot() *Compaction {
+	if c.applied-c.snapIndex < c.cfg.SnapshotEvery {
+		return nil
+	}
+	snap, err := c.ms.CreateSnapshot(c.applied, c.confState, c.fsm.marshal())
+	if err != nil {
+		panic(fmt.Sprintf("raftkv: node %d: create snapshot at %d: %v", c.cfg.ID, c.applied, err))
+	}
+	c.snapIndex = c.applied
+	if c.applied > c.cfg.SnapshotKeep {
+		if err := c.ms.Compact(c.applied - c.cfg.SnapshotKeep); err != nil && err != raft.ErrCompacted {
+			panic(fmt.Sprintf("raftkv: node %d: compact to %d: %v", c.cfg.ID, c.applied-c.cfg.SnapshotKeep, err))
+		}
+	}
+	return &Compaction{Snapshot: snap, HardState: c.hardState(), Entries: c.entries()}
+}
+
+// Compaction is a snapshot and the log that remains behind it.
+type Compaction struct {
+	Snapshot  *raftpb.Snapshot
+	HardState *raftpb.HardState
+	Entries   []*raftpb.Entry
+}
+
+func (c *Core) hardState() *raftpb.HardState {
+	hs, _, err := c.ms.InitialState()
+	if err != nil {
+		panic(fmt.Sprintf("raftkv: node %d: hard state: %v", c.cfg.ID, err))
+	}
+	return hs
+}
+
+func (c *Core) entries() []*raftpb.Entry {
+	first, _ := c.ms.FirstIndex()
+	last, _ := c.ms.LastIndex()
+	if last < first {
+		return nil
+	}
+	ents, err := c.ms.Entries(first, last+1, ^uint64(0))
+	if err != nil {
+		panic(fmt.Sprintf("raftkv: node %d: entries [%d,%d]: %v", c.cfg.ID, first, last, err))
+	}
+	return ents
+}
+
+// Status is a snapshot of the Core's view, for operators and the harness.
+type Status struct {
+	ID, Leader, Term, Commit, Applied uint64
+	Role                              string
+	Members                           []Member
+}
+
+// Status reports the Core's view.
+func (c *Core) Status() Status {
+	bs := c.rn.BasicStatus()
+	return Status{
+		ID: c.cfg.ID, Leader: bs.Lead, Term: bs.HardState.GetTerm(), Commit: bs.HardState.GetCommit(),
+		Applied: c.applied, Role: bs.RaftState.String(), Members: c.Members(),
+	}
+}
+
+// Members lists the voters with their addresses, by id.
+func (c *Core) Members() []Member {
+	out := make([]Member, 0, len(c.fsm.members))
+	for _, id := range sortedKeys(c.fsm.members) {
+		out = append(out, Member{ID: id, Addr: c.fsm.members[id]})
+	}
+	return out
+}
+
+// TakeMembersChanged reports (once) whether membership changed since the
+// last call, so the node can update its transport.
+func (c *Core) TakeMembersChanged() bool {
+	ch := c.membersChanged
+	c.membersChanged = false
+	return ch
+}
+
+// Get reads the local state machine without any linearizability guarantee
+// (tests and the "stale read" bug only).
+func (c *Core) Get(key string) *pb.Result { return c.fsm.get(key) }
+
+// Applied is the index of the last applied entry.
+func (c *Core) Applied() uint64 { return c.applied }

@@ -1,0 +1,88 @@
+// Package raftkv is the raft side of chainraft: a linearizable key-value
+// store on go.etcd.io/raft/v3 (v3.7, the pointer API), run as real node
+// processes by the harness. It mirrors package chain noun for noun — Core,
+// Node, Storage, Transport, Client — so the two can be read side by side;
+// design.md walks through roles, the write and read paths, persistence,
+// reconfiguration and crash recovery.
+//
+// # Core and Node
+//
+// [Core] wraps raft.RawNode, the raft log mirror raft reads from
+// (raft.MemoryStorage), the state machine (fsm.go: data, dedup table,
+// membership with addresses) and the bookkeeping of local requests. It has
+// no goroutines, clock or I/O: the tests drive several Cores over an
+// in-memory network with chosen message loss, crashes and restarts.
+//
+// [Node] owns one Core from one goroutine (run). It selects over the ticker,
+// inbound peer messages, proposals, reads, membership requests, transport
+// reports, status requests and stop, folds whatever else is queued into the
+// same turn (so one Ready, one fdatasync and one round of messages serve
+// many requests), and handles each Ready in etcd raft's order: persist
+// (entries, hard state, snapshot; fdatasync when MustSync), send, apply and
+// reply, Advance. Every queue is bounded: a full request queue answers
+// ErrOverloaded (definite: nothing was proposed), a full peer queue drops
+// the message (raft retransmits) and reports the peer unreachable.
+//
+// # Error classes
+//
+// A request the node refuses before proposing (not the leader, raft dropped
+// it, queue full, malformed) is definite. Once proposed, a lost leadership,
+// a timeout or a stop is indeterminate (wraps [ErrUnknown]): the entry may
+// still commit under the next leader. [Client] retries under the same
+// request id until a definite answer or its deadline; the dedup table in
+// the replicated state (last sequence and its result per client id, also in
+// snapshots) makes a retried write apply at most once and return its first
+// result. Reads have no effect, so their failures are definite.
+//
+// # Reads
+//
+// Reads go to the leader and use ReadIndex (ReadOnlySafe): a heartbeat round
+// confirms leadership, then the read waits until applied >= the read index.
+// All reads queued while a round is in flight share the next round, so a
+// round costs one heartbeat for hundreds of reads. Every round has a fresh
+// request context and a timeout in ticks (raft drops read requests
+// silently). Lease mode (ReadOnlyLeaseBased, which requires CheckQuorum)
+// skips the round and trusts the leader's lease: faster, and unsafe under
+// process pauses or clock skew — a deliberate negative control.
+//
+// # Storage: a write-ahead log of our own
+//
+// [Storage] is a data directory with two files: "snap", the newest
+// snapshot, replaced atomically (temporary file, fsync, rename, directory
+// fsync); and "wal", an append-only sequence of records [u32 length][u32
+// CRC-32C][type][protobuf] holding raft entries and hard states after the
+// snapshot. One Ready is one write(2) and at most one fdatasync. We chose
+// this over bbolt because the raft log is append-only and truncated only at
+// its tail: bbolt's copy-on-write B+tree would cost page writes, a meta page
+// and two fsyncs per transaction for what is a sequential append, and
+// its durability knobs would hide the one thing the harness wants to
+// measure — the fsync on the commit path. A torn tail (a short record, a
+// bad checksum on the last record, zeros past the end) is truncated on
+// open; a bad checksum with valid data after it is lost durable state and
+// the node refuses to start ([ErrCorrupt]). Every SnapshotEvery applied
+// entries the node snapshots the state machine and rewrites the log to the
+// entries after the compaction point (SnapshotKeep entries stay for
+// followers that lag a little; further behind, they get the snapshot). The
+// applied index is the snapshot's index: the state machine is rebuilt from
+// the snapshot plus the committed entries raft redelivers (Config.Applied
+// = snapshot index), and deduplication makes that replay exact.
+//
+// # Goroutines
+//
+//   - Node.run: owns the Core, the Storage and the waiters; ends on Stop or
+//     on a storage error (then Node.Err says why and the process exits).
+//   - Transport: one sender per peer, owning that peer's gRPC client stream
+//     and queue; stopped by SetPeers (peer removed) or Transport.Stop (from
+//     run's exit).
+//   - gRPC server goroutines (owned by the grpc.Server that Serve returns,
+//     stopped by its Stop): client requests block on a reply channel or
+//     their deadline; peer streams decode messages and hand them to run
+//     without blocking.
+//
+// # Invariants (violations panic)
+//
+//   - entries apply in index order with no gap, each exactly once;
+//   - a committed entry decodes as a command or a conf change;
+//   - a received snapshot moves the applied index forward;
+//   - the hard state's commit never exceeds the last recovered entry.
+package raftkv

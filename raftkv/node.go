@@ -1,0 +1,466 @@
+package raftkv
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"sync"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/chainraft/chainraft/kv"
+	pb "github.com/chainraft/chainraft/raftkv/raftkvpb"
+)
+
+const (
+	requestQueue = 8192 // proposals or reads waiting for the loop
+	recvQueue    = 8192 // inbound peer messages
+	drainMax     = 512  // events folded into one Ready
+)
+
+// NodeConfig configures a Node.
+type NodeConfig struct {
+	ID uint64
+	// Peers are the initial members (self included) of a new cluster, or,
+	// with Join, the members a joining node can reach before it learns the
+	// membership from the log.
+	Peers   []Member
+	Join    bool
+	DataDir string
+	NoFsync bool
+	Lease   bool
+	// SnapshotEvery is the number of entries between snapshots (default
+	// 10,000).
+	SnapshotEvery uint64
+	// TickInterval is raft's tick (default 100ms); ElectionTick (default 10)
+	// and HeartbeatTick (default 1) are in ticks.
+	TickInterval                time.Duration
+	ElectionTick, HeartbeatTick int
+	// Logger gets node and raft log lines; nil discards them.
+	Logger *log.Logger
+	// Bug plants a known bug, for tests of the checker: BugStaleRead serves
+	// reads from the local state on any node, without ReadIndex (what
+	// etcd's raftexample does).
+	Bug string
+}
+
+// BugStaleRead is the planted bug NodeConfig.Bug accepts.
+const BugStaleRead = "stale-read"
+
+// Node runs one Core: a single goroutine (run) owns the Core, the storage
+// and the waiters; everything else talks to it through bounded channels.
+type Node struct {
+	cfg       NodeConfig
+	logger    *log.Logger
+	core      *Core
+	storage   *Storage
+	transport *Transport
+
+	propc   chan proposal
+	readc   chan readRequest
+	adminc  chan adminRequest
+	statusc chan chan Status
+	recvc   chan *raftpb.Message
+	reportc chan report
+	stopc   chan struct{}
+	donec   chan struct{}
+	stopped sync.Once
+	err     error // why run ended; written before donec closes
+
+	waiters     map[kv.RequestID][]chan Reply
+	readWaiters map[uint64]chan Reply
+	confWaiters map[uint64]chan Reply
+	nextRead    uint64
+	nextConf    uint64
+}
+
+type proposal struct {
+	cmd   *pb.Command
+	reply chan Reply
+}
+
+type readRequest struct {
+	key   string
+	reply chan Reply
+}
+
+type adminRequest struct {
+	add    *Member
+	remove uint64
+	reply  chan Reply
+}
+
+// StartNode opens the node's storage, restores its Core and starts its loop.
+func StartNode(cfg NodeConfig) (*Node, error) {
+	if cfg.TickInterval == 0 {
+		cfg.TickInterval = 100 * time.Millisecond
+	}
+	if cfg.Bug != "" && cfg.Bug != BugStaleRead {
+		return nil, fmt.Errorf("raftkv: unknown bug %q (known: %s)", cfg.Bug, BugStaleRead)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = log.New(io.Discard, "", 0)
+	}
+	st, rec, err := OpenStorage(cfg.DataDir, cfg.NoFsync)
+	if err != nil {
+		return nil, err
+	}
+	var boot []Member
+	if !cfg.Join {
+		boot = cfg.Peers
+	}
+	core, err := NewCore(CoreConfig{
+		ID:            cfg.ID,
+		ElectionTick:  cfg.ElectionTick,
+		HeartbeatTick: cfg.HeartbeatTick,
+		Lease:         cfg.Lease,
+		SnapshotEvery: cfg.SnapshotEvery,
+		Logger:        &raft.DefaultLogger{Logger: logger},
+	}, rec, boot)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	n := &Node{
+		cfg:         cfg,
+		logger:      logger,
+		core:        core,
+		storage:     st,
+		propc:       make(chan proposal, requestQueue),
+		readc:       make(chan readRequest, requestQueue),
+		adminc:      make(chan adminRequest, 16),
+		statusc:     make(chan chan Status),
+		recvc:       make(chan *raftpb.Message, recvQueue),
+		reportc:     make(chan report, 1024),
+		stopc:       make(chan struct{}),
+		donec:       make(chan struct{}),
+		waiters:     map[kv.RequestID][]chan Reply{},
+		readWaiters: map[uint64]chan Reply{},
+		confWaiters: map[uint64]chan Reply{},
+	}
+	n.transport = newTransport(cfg.ID, logger, func(r report) {
+		select {
+		case n.reportc <- r:
+		default: // raft learns the same from the next failure
+		}
+	})
+	n.transport.SetPeers(cfg.Peers)
+	core.TakeMembersChanged()
+	n.transport.SetPeers(mergeMembers(cfg.Peers, core.Members()))
+	go n.run()
+	return n, nil
+}
+
+func mergeMembers(a, b []Member) []Member {
+	seen := map[uint64]bool{}
+	var out []Member
+	for _, m := range append(append([]Member{}, b...), a...) {
+		if !seen[m.ID] {
+			seen[m.ID] = true
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Stop stops the loop and the transport and closes the storage. Pending
+// requests get ErrStopped (indeterminate for those already proposed).
+func (n *Node) Stop() error {
+	n.stopped.Do(func() { close(n.stopc) })
+	<-n.donec
+	return n.err
+}
+
+// Done is closed when the node's loop has ended (Stop, or a storage error:
+// see Err).
+func (n *Node) Done() <-chan struct{} { return n.donec }
+
+// Err says why the loop ended; valid after Done is closed.
+func (n *Node) Err() error { return n.err }
+
+// deliver hands a peer message to the loop, dropping it when the loop is
+// behind: raft retransmits.
+func (n *Node) deliver(m *raftpb.Message) {
+	select {
+	case n.recvc <- m:
+	default:
+	}
+}
+
+// Write proposes a put, append or cas and waits for it to apply. Errors
+// that do not wrap ErrUnknown mean the write was not proposed.
+func (n *Node) Write(ctx context.Context, cmd *pb.Command) (*pb.Result, error) {
+	reply := make(chan Reply, 1)
+	select {
+	case n.propc <- proposal{cmd: cmd, reply: reply}:
+	case <-n.donec:
+		return nil, ErrStopped
+	default:
+		return nil, ErrOverloaded
+	}
+	return n.wait(ctx, reply, true)
+}
+
+// Read performs a linearizable read (ReadIndex, or the lease).
+func (n *Node) Read(ctx context.Context, key string) (*pb.Result, error) {
+	reply := make(chan Reply, 1)
+	select {
+	case n.readc <- readRequest{key: key, reply: reply}:
+	case <-n.donec:
+		return nil, ErrStopped
+	default:
+		return nil, ErrOverloaded
+	}
+	return n.wait(ctx, reply, false)
+}
+
+// AddNode adds a voter at addr; RemoveNode removes one. They return once
+// the change is applied here.
+func (n *Node) AddNode(ctx context.Context, id uint64, addr string) error {
+	_, err := n.admin(ctx, adminRequest{add: &Member{ID: id, Addr: addr}})
+	return err
+}
+
+// RemoveNode removes a voter; its id is never reused.
+func (n *Node) RemoveNode(ctx context.Context, id uint64) error {
+	_, err := n.admin(ctx, adminRequest{remove: id})
+	return err
+}
+
+func (n *Node) admin(ctx context.Context, req adminRequest) (*pb.Result, error) {
+	req.reply = make(chan Reply, 1)
+	select {
+	case n.adminc <- req:
+	case <-n.donec:
+		return nil, ErrStopped
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return n.wait(ctx, req.reply, true)
+}
+
+func (n *Node) wait(ctx context.Context, reply chan Reply, write bool) (*pb.Result, error) {
+	select {
+	case r := <-reply:
+		return r.Result, r.Err
+	case <-ctx.Done():
+		if write {
+			return nil, unknown(ctx.Err())
+		}
+		return nil, ctx.Err()
+	case <-n.donec:
+		if write {
+			return nil, unknown(ErrStopped)
+		}
+		return nil, ErrStopped
+	}
+}
+
+// Status returns the node's view of the cluster.
+func (n *Node) Status(ctx context.Context) (Status, error) {
+	c := make(chan Status, 1)
+	select {
+	case n.statusc <- c:
+	case <-ctx.Done():
+		return Status{}, ctx.Err()
+	case <-n.donec:
+		return Status{}, ErrStopped
+	}
+	select {
+	case s := <-c:
+		return s, nil
+	case <-ctx.Done():
+		return Status{}, ctx.Err()
+	}
+}
+
+// run is the node's only goroutine touching the Core. Each turn takes one
+// event, folds in whatever else is already queued (so one Ready, one fsync
+// and one round of messages serve many requests), then handles Ready in
+// raft's order: persist, send, apply and reply, advance.
+func (n *Node) run() {
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer func() {
+		ticker.Stop()
+		n.failAll()
+		n.transport.Stop()
+		if err := n.storage.Close(); err != nil && n.err == nil {
+			n.err = err
+		}
+		close(n.donec)
+	}()
+	for {
+		select {
+		case <-ticker.C:
+			n.core.Tick()
+		case m := <-n.recvc:
+			n.step(m)
+		case p := <-n.propc:
+			n.propose(p)
+		case r := <-n.readc:
+			n.read(r)
+		case a := <-n.adminc:
+			n.adminReq(a)
+		case r := <-n.reportc:
+			n.applyReport(r)
+		case c := <-n.statusc:
+			c <- n.core.Status()
+		case <-n.stopc:
+			return
+		}
+		n.drain()
+		for n.core.HasReady() {
+			if err := n.handleReady(); err != nil {
+				n.err = err
+				n.logger.Printf("node %d: stopping: %v", n.cfg.ID, err)
+				return
+			}
+		}
+	}
+}
+
+func (n *Node) drain() {
+	for i := 0; i < drainMax; i++ {
+		select {
+		case m := <-n.recvc:
+			n.step(m)
+		case p := <-n.propc:
+			n.propose(p)
+		case r := <-n.readc:
+			n.read(r)
+		case r := <-n.reportc:
+			n.applyReport(r)
+		default:
+			return
+		}
+	}
+}
+
+func (n *Node) step(m *raftpb.Message) {
+	if err := n.core.Step(m); err != nil && err != raft.ErrStepPeerNotFound {
+		n.logger.Printf("node %d: step %v from %d: %v", n.cfg.ID, m.GetType(), m.GetFrom(), err)
+	}
+}
+
+func (n *Node) propose(p proposal) {
+	if err := n.core.Propose(p.cmd); err != nil {
+		p.reply <- Reply{Err: err}
+		return
+	}
+	id := kv.RequestID{Client: p.cmd.GetClient(), Seq: p.cmd.GetSeq()}
+	n.waiters[id] = append(n.waiters[id], p.reply)
+}
+
+func (n *Node) read(r readRequest) {
+	if n.cfg.Bug == BugStaleRead {
+		r.reply <- Reply{Result: n.core.Get(r.key)}
+		return
+	}
+	n.nextRead++
+	if err := n.core.Read(n.nextRead, r.key); err != nil {
+		r.reply <- Reply{Err: err}
+		return
+	}
+	n.readWaiters[n.nextRead] = r.reply
+}
+
+func (n *Node) adminReq(a adminRequest) {
+	n.nextConf++
+	// Request ids of membership changes must differ across nodes and
+	// restarts: the id rides in the replicated conf change.
+	req := uint64(time.Now().UnixNano())&^0xffff | n.nextConf&0xffff
+	var err error
+	if a.add != nil {
+		err = n.core.AddNode(req, *a.add)
+	} else {
+		err = n.core.RemoveNode(req, a.remove)
+	}
+	if err != nil {
+		a.reply <- Reply{Err: err}
+		return
+	}
+	n.confWaiters[req] = a.reply
+}
+
+func (n *Node) applyReport(r report) {
+	if r.snapshot {
+		n.core.ReportSnapshot(r.to, r.ok)
+		return
+	}
+	n.core.ReportUnreachable(r.to)
+}
+
+func (n *Node) handleReady() error {
+	rd := n.core.Ready()
+	if err := n.storage.Persist(rd.HardState, rd.Entries, rd.Snapshot, rd.MustSync); err != nil {
+		return fmt.Errorf("persist: %w", err)
+	}
+	for _, m := range rd.Messages {
+		if err := n.transport.Send(m); err != nil {
+			n.core.ReportUnreachable(m.GetTo())
+			if m.GetType() == raftpb.MsgSnap {
+				n.core.ReportSnapshot(m.GetTo(), false)
+			}
+		}
+	}
+	for _, r := range n.core.Apply(rd) {
+		n.reply(r)
+	}
+	n.core.Advance(rd)
+	if c := n.core.MaybeSnapshot(); c != nil {
+		if err := n.storage.SaveSnapshot(c.Snapshot); err != nil {
+			return fmt.Errorf("save snapshot: %w", err)
+		}
+		if err := n.storage.Rewrite(c.HardState, c.Entries); err != nil {
+			return fmt.Errorf("compact log: %w", err)
+		}
+		n.logger.Printf("node %d: snapshot at %d, log keeps %d entries", n.cfg.ID, c.Snapshot.GetMetadata().GetIndex(), len(c.Entries))
+	}
+	if n.core.TakeMembersChanged() {
+		n.transport.SetPeers(mergeMembers(n.cfg.Peers, n.core.Members()))
+	}
+	return nil
+}
+
+func (n *Node) reply(r Reply) {
+	switch {
+	case r.Read != 0:
+		if c, ok := n.readWaiters[r.Read]; ok {
+			delete(n.readWaiters, r.Read)
+			c <- r
+		}
+	case r.Conf != 0:
+		if c, ok := n.confWaiters[r.Conf]; ok {
+			delete(n.confWaiters, r.Conf)
+			c <- r
+		}
+	default:
+		for _, c := range n.waiters[r.Req] {
+			c <- r
+		}
+		delete(n.waiters, r.Req)
+	}
+}
+
+// failAll answers every waiter when the loop ends: proposed writes and
+// membership changes are indeterminate.
+func (n *Node) failAll() {
+	for id, cs := range n.waiters {
+		for _, c := range cs {
+			c <- Reply{Err: unknown(ErrStopped)}
+		}
+		delete(n.waiters, id)
+	}
+	for id, c := range n.readWaiters {
+		c <- Reply{Err: ErrStopped}
+		delete(n.readWaiters, id)
+	}
+	for id, c := range n.confWaiters {
+		c <- Reply{Err: unknown(ErrStopped)}
+		delete(n.confWaiters, id)
+	}
+}

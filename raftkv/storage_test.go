@@ -1,0 +1,155 @@
+package raftkv
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+func testEntries(lo, hi, term uint64) []*raftpb.Entry {
+	var out []*raftpb.Entry
+	for i := lo; i <= hi; i++ {
+		out = append(out, &raftpb.Entry{Index: proto.Uint64(i), Term: proto.Uint64(term), Data: []byte{byte(i)}})
+	}
+	return out
+}
+
+func hardState(term, vote, commit uint64) *raftpb.HardState {
+	return &raftpb.HardState{Term: proto.Uint64(term), Vote: proto.Uint64(vote), Commit: proto.Uint64(commit)}
+}
+
+// writeLog saves two batches and returns the WAL's path and the offset
+// where the second batch starts.
+func writeLog(t *testing.T, dir string) (string, int64) {
+	s, rec, err := OpenStorage(dir, false)
+	require.NoError(t, err)
+	require.True(t, rec.empty())
+	require.NoError(t, s.Save(hardState(1, 1, 0), testEntries(1, 3, 1), true))
+	path := filepath.Join(dir, walName)
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	require.NoError(t, s.Save(hardState(1, 1, 3), testEntries(4, 5, 1), true))
+	require.NoError(t, s.Close())
+	return path, fi.Size()
+}
+
+func TestStorageReplaysAndOverwritesSuffix(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir)
+	s, rec, err := OpenStorage(dir, false)
+	require.NoError(t, err)
+	require.Len(t, rec.Entries, 5)
+	require.Equal(t, uint64(3), rec.HardState.GetCommit())
+	// A new leader overwrote entries from 4 on.
+	require.NoError(t, s.Save(hardState(2, 2, 3), testEntries(4, 4, 2), true))
+	require.NoError(t, s.Close())
+	_, rec, err = OpenStorage(dir, false)
+	require.NoError(t, err)
+	require.Len(t, rec.Entries, 4, "an entry at index i drops the old entries from i on")
+	require.Equal(t, uint64(2), rec.Entries[3].GetTerm())
+}
+
+func TestStorageTornTailTruncated(t *testing.T) {
+	dir := t.TempDir()
+	path, mid := writeLog(t, dir)
+	full, err := os.ReadFile(path)
+	require.NoError(t, err)
+	// A crash mid-write: the second batch only partly on disk.
+	require.NoError(t, os.WriteFile(path, full[:mid+11], 0o644))
+	s, rec, err := OpenStorage(dir, false)
+	require.NoError(t, err)
+	require.Len(t, rec.Entries, 3, "the torn record and everything after it are gone")
+	require.Equal(t, uint64(0), rec.HardState.GetCommit())
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, mid, fi.Size(), "the torn tail was truncated on disk")
+	// The log continues cleanly after the truncation.
+	require.NoError(t, s.Save(nil, testEntries(4, 4, 1), true))
+	require.NoError(t, s.Close())
+	_, rec, err = OpenStorage(dir, false)
+	require.NoError(t, err)
+	require.Len(t, rec.Entries, 4)
+}
+
+func TestStorageZeroFilledTailTruncated(t *testing.T) {
+	dir := t.TempDir()
+	path, mid := writeLog(t, dir)
+	full, err := os.ReadFile(path)
+	require.NoError(t, err)
+	// The file grew but the data never reached the disk: zeros.
+	for i := mid; i < int64(len(full)); i++ {
+		full[i] = 0
+	}
+	require.NoError(t, os.WriteFile(path, full, 0o644))
+	_, rec, err := OpenStorage(dir, false)
+	require.NoError(t, err)
+	require.Len(t, rec.Entries, 3)
+}
+
+func TestStorageCorruptLastRecordTruncated(t *testing.T) {
+	dir := t.TempDir()
+	path, _ := writeLog(t, dir)
+	full, err := os.ReadFile(path)
+	require.NoError(t, err)
+	full[len(full)-1] ^= 0xff // inside the last record (the hard state)
+	require.NoError(t, os.WriteFile(path, full, 0o644))
+	_, rec, err := OpenStorage(dir, false)
+	require.NoError(t, err)
+	require.Len(t, rec.Entries, 5)
+	require.Equal(t, uint64(0), rec.HardState.GetCommit(), "the corrupt hard state is not applied; the older one stands")
+}
+
+func TestStorageCorruptMiddleRefused(t *testing.T) {
+	dir := t.TempDir()
+	path, _ := writeLog(t, dir)
+	full, err := os.ReadFile(path)
+	require.NoError(t, err)
+	full[recordHeader+2] ^= 0xff // inside the first record, valid ones follow
+	require.NoError(t, os.WriteFile(path, full, 0o644))
+	_, _, err = OpenStorage(dir, false)
+	require.ErrorIs(t, err, ErrCorrupt)
+}
+
+func TestStorageSnapshotAndRewrite(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir)
+	s, _, err := OpenStorage(dir, false)
+	require.NoError(t, err)
+	snap := &raftpb.Snapshot{Data: []byte("state"), Metadata: &raftpb.SnapshotMetadata{
+		Index: proto.Uint64(4), Term: proto.Uint64(1), ConfState: &raftpb.ConfState{Voters: []uint64{1, 2, 3}}}}
+	require.NoError(t, s.SaveSnapshot(snap))
+	require.NoError(t, s.Rewrite(hardState(1, 1, 4), testEntries(3, 5, 1)))
+	require.NoError(t, s.Save(nil, testEntries(6, 6, 1), true))
+	require.NoError(t, s.Close())
+
+	s, rec, err := OpenStorage(dir, false)
+	require.NoError(t, err)
+	require.True(t, proto.Equal(snap, rec.Snapshot))
+	require.Equal(t, uint64(3), rec.Entries[0].GetIndex())
+	require.Equal(t, uint64(6), rec.Entries[len(rec.Entries)-1].GetIndex())
+	require.Equal(t, uint64(4), rec.HardState.GetCommit())
+
+	// A snapshot from a leader replaces the log, keeping the hard state.
+	snap2 := proto.Clone(snap).(*raftpb.Snapshot)
+	snap2.Metadata.Index = proto.Uint64(10)
+	require.NoError(t, s.Persist(nil, nil, snap2, true))
+	require.NoError(t, s.Close())
+	_, rec, err = OpenStorage(dir, false)
+	require.NoError(t, err)
+	require.Equal(t, uint64(10), rec.Snapshot.GetMetadata().GetIndex())
+	require.Empty(t, rec.Entries)
+	require.Equal(t, uint64(1), rec.HardState.GetVote(), "the vote survives the log rewrite")
+
+	// A damaged snapshot file is refused, not ignored.
+	sp := filepath.Join(dir, snapName)
+	b, err := os.ReadFile(sp)
+	require.NoError(t, err)
+	b[len(b)-1] ^= 1
+	require.NoError(t, os.WriteFile(sp, b, 0o644))
+	_, _, err = OpenStorage(dir, false)
+	require.ErrorIs(t, err, ErrCorrupt)
+}

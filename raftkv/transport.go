@@ -1,0 +1,219 @@
+package raftkv
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"sync"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/chainraft/chainraft/raftkv/raftkvpb"
+)
+
+const (
+	peerQueue      = 4096        // messages queued per peer before dropping
+	streamLifetime = time.Minute // every stream has a deadline; a new one follows
+	batchMax       = 256         // messages per stream Send
+	batchBytes     = 4 << 20     // bytes per stream Send
+	maxMsgSize     = 256 << 20   // snapshots travel as one message
+	redialBackoff  = 50 * time.Millisecond
+)
+
+// report is what a peer sender tells the node about delivery, so raft can
+// probe an unreachable follower again and unpause one waiting for a snapshot.
+type report struct {
+	to       uint64
+	snapshot bool // a MsgSnap; ok says whether it was sent
+	ok       bool
+}
+
+// Transport sends raft messages to peers: one sender goroutine and one
+// gRPC client stream per peer, fed by a bounded queue. Raft tolerates lost
+// messages (it retransmits on heartbeats and probes), so a full queue or a
+// broken stream drops messages and reports the peer unreachable rather than
+// blocking the node's loop.
+type Transport struct {
+	id     uint64
+	logger *log.Logger
+	report func(report)
+
+	mu      sync.Mutex // guards peers and stopped; held briefly, never across I/O
+	peers   map[uint64]*peer
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+type peer struct {
+	id   uint64
+	addr string
+	conn *grpc.ClientConn
+	q    chan outMsg
+	// ctx ends when the peer is removed or the transport stops; every
+	// stream's context derives from it.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+type outMsg struct {
+	data []byte
+	snap bool
+}
+
+func newTransport(id uint64, logger *log.Logger, report func(report)) *Transport {
+	return &Transport{id: id, logger: logger, report: report, peers: map[uint64]*peer{}}
+}
+
+// SetPeers starts senders for new members, restarts those whose address
+// changed and stops those no longer listed.
+func (t *Transport) SetPeers(ms []Member) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return
+	}
+	want := map[uint64]string{}
+	for _, m := range ms {
+		if m.ID != t.id && m.Addr != "" {
+			want[m.ID] = m.Addr
+		}
+	}
+	for id, p := range t.peers {
+		if addr, ok := want[id]; !ok || addr != p.addr {
+			p.cancel()
+			delete(t.peers, id)
+		}
+	}
+	for id, addr := range want {
+		if _, ok := t.peers[id]; ok {
+			continue
+		}
+		conn, err := grpc.NewClient(addr, dialOptions(
+			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(maxMsgSize), grpc.MaxCallRecvMsgSize(maxMsgSize)))...)
+		if err != nil {
+			t.logger.Printf("transport: peer %d at %s: %v", id, addr, err)
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		p := &peer{id: id, addr: addr, conn: conn, q: make(chan outMsg, peerQueue), ctx: ctx, cancel: cancel}
+		t.peers[id] = p
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			defer conn.Close()
+			t.run(p)
+		}()
+	}
+}
+
+// dialOptions are shared by peer and client connections. gRPC's default
+// reconnect backoff grows to two minutes: a node restarted after a long
+// kill would then stay unreachable long after it is back, which would
+// measure gRPC rather than raft. Loopback peers are retried at most every
+// second.
+func dialOptions(extra ...grpc.DialOption) []grpc.DialOption {
+	return append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second,
+		}),
+	}, extra...)
+}
+
+// Send marshals m (raft's messages point into its state, so they are
+// marshalled here, on the node's goroutine) and queues it. An error means
+// the message was dropped; the node reports it to raft.
+func (t *Transport) Send(m *raftpb.Message) error {
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("marshal %v to %d: %w", m.GetType(), m.GetTo(), err)
+	}
+	t.mu.Lock()
+	p := t.peers[m.GetTo()]
+	t.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("no address for node %d", m.GetTo())
+	}
+	select {
+	case p.q <- outMsg{data: data, snap: m.GetType() == raftpb.MsgSnap}:
+		return nil
+	default:
+		return fmt.Errorf("queue to node %d full", m.GetTo())
+	}
+}
+
+// Stop stops every sender and waits for them.
+func (t *Transport) Stop() {
+	t.mu.Lock()
+	t.stopped = true
+	for id, p := range t.peers {
+		p.cancel()
+		delete(t.peers, id)
+	}
+	t.mu.Unlock()
+	t.wg.Wait()
+}
+
+// run owns one peer's stream: it opens it, sends batches drained from the
+// queue, and on any error reports and reopens after a short pause.
+func (t *Transport) run(p *peer) {
+	client := pb.NewRaftClient(p.conn)
+	for p.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(p.ctx, streamLifetime)
+		stream, err := client.Stream(ctx)
+		if err == nil {
+			err = t.pump(ctx, p, stream)
+		}
+		cancel()
+		if err != nil && p.ctx.Err() == nil {
+			t.report(report{to: p.id})
+		}
+		select {
+		case <-p.ctx.Done():
+		case <-time.After(redialBackoff):
+		}
+	}
+}
+
+func (t *Transport) pump(ctx context.Context, p *peer, stream grpc.ClientStreamingClient[pb.MessageBatch, pb.Empty]) error {
+	for {
+		var first outMsg
+		select {
+		case first = <-p.q:
+		case <-ctx.Done():
+			return nil // stream lifetime over (or stopping): open a new one
+		}
+		batch := &pb.MessageBatch{From: t.id, Messages: [][]byte{first.data}}
+		snaps := 0
+		if first.snap {
+			snaps++
+		}
+		size := len(first.data)
+	drain:
+		for len(batch.Messages) < batchMax && size < batchBytes {
+			select {
+			case m := <-p.q:
+				batch.Messages = append(batch.Messages, m.data)
+				size += len(m.data)
+				if m.snap {
+					snaps++
+				}
+			default:
+				break drain
+			}
+		}
+		err := stream.Send(batch)
+		for range snaps {
+			t.report(report{to: p.id, snapshot: true, ok: err == nil})
+		}
+		if err != nil {
+			return fmt.Errorf("send to node %d: %w", p.id, err)
+		}
+	}
+}

@@ -25,6 +25,11 @@ type Reply struct {
 	Found   bool   // read
 	Value   string // read
 	Err     string
+	// Durable says the reply depends on this node's own pending Persist: a
+	// chain of one, where the head is also the tail that commits. Other
+	// replies report a commit at the tail (durable there) or a refusal, and
+	// may be given before this node's fsync completes.
+	Durable bool
 }
 
 // Persist is one durable change of a chain's state: entries to append to
@@ -243,6 +248,12 @@ func (cs *chainState) isTail() bool { return cs.member && cs.succ == 0 || cs.mem
 
 func (cs *chainState) isHead() bool { return cs.member && cs.pred == 0 }
 
+// IsTail reports whether this node is the tail of chain i.
+func (c *Core) IsTail(i uint32) bool {
+	cs := c.chain(i)
+	return cs != nil && cs.isTail()
+}
+
 // SetSession tells the Core whether the node holds a live ZooKeeper
 // session. Without one it serves nothing and drops every message: the master
 // may already have replaced it. Writes waiting at a head get an unknown
@@ -269,7 +280,7 @@ func (c *Core) SetConfig(cfg Config) {
 	if cfg.Epoch <= cs.cfg.Epoch {
 		return
 	}
-	wasHead := cs.isHead()
+	wasHead, wasJoiner := cs.isHead(), cs.joiner
 	cs.cfg = cfg
 	idx := cfg.index(c.id)
 	cs.member = idx >= 0
@@ -299,14 +310,20 @@ func (c *Core) SetConfig(cfg Config) {
 	if wasHead && !cs.isHead() {
 		c.failWaiters(cs, "node is no longer the head")
 	}
-	if !cs.member && !cs.joiner {
-		// Outside the chain this node's history may fork from the chain's
-		// (an old head's unforwarded writes); it rejoins from a snapshot.
+	if !cs.member && (!cs.joiner || !wasJoiner) {
+		// Outside the chain, or joining it afresh (perhaps straight from an
+		// old membership it never saw end), this node's history may fork
+		// from the chain's (an old head's unforwarded writes): it drops it
+		// and copies the tail. A joiner that stays joiner across epochs
+		// keeps what it copied: it came from tails, a prefix of any later
+		// tail's history.
 		if cs.lastSeq != 0 || len(cs.data) != 0 {
 			cs.reset()
 			c.rd.Persist = append(c.rd.Persist, Persist{Chain: cs.id, Wipe: true})
 		}
-		return
+		if !cs.joiner {
+			return
+		}
 	}
 	if cs.isTail() && cs.lastSeq > cs.committed {
 		cs.commit(c, cs.lastSeq)
@@ -347,7 +364,7 @@ func (cs *chainState) commit(c *Core, upTo uint64) {
 			continue
 		}
 		for _, w := range ws {
-			c.rd.Replies = append(c.rd.Replies, Reply{Token: w.token, Status: pb.Status_STATUS_OK, Epoch: cs.cfg.Epoch, Swapped: w.swapped})
+			c.rd.Replies = append(c.rd.Replies, Reply{Token: w.token, Status: pb.Status_STATUS_OK, Epoch: cs.cfg.Epoch, Swapped: w.swapped, Durable: cs.isTail()})
 		}
 		delete(cs.waiting, s)
 	}
@@ -394,7 +411,7 @@ func (c *Core) Propose(token uint64, chain uint32, epoch uint64, u *pb.Update) {
 			return
 		}
 		if d.Seq <= cs.committed {
-			c.rd.Replies = append(c.rd.Replies, Reply{Token: token, Status: pb.Status_STATUS_OK, Epoch: cs.cfg.Epoch, Swapped: d.Swapped})
+			c.rd.Replies = append(c.rd.Replies, Reply{Token: token, Status: pb.Status_STATUS_OK, Epoch: cs.cfg.Epoch, Swapped: d.Swapped, Durable: cs.isTail()})
 		} else {
 			cs.waiting[d.Seq] = append(cs.waiting[d.Seq], waiter{token: token, swapped: d.Swapped})
 		}

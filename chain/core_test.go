@@ -502,3 +502,42 @@ func TestLostSessionServesNothing(t *testing.T) {
 	require.Equal(t, pb.Status_STATUS_OK, s.replies[retry].Status)
 	s.requireAcked(0, "k", []string{"p"})
 }
+
+func TestDeposedHeadRejoinsWithoutItsFork(t *testing.T) {
+	s := newSim(t, 3, 1, 3)
+	head := s.head(0)
+	for i := 1; i <= 3; i++ {
+		tok := s.write(0, appendOf(1, uint64(i), "k", fmt.Sprintf("<a%d>", i)))
+		s.stabilize()
+		require.Equal(t, pb.Status_STATUS_OK, s.replies[tok].Status)
+	}
+	// The head is cut off (paused, partitioned) with a write nobody else got;
+	// the master splices it out and the chain reuses the sequence number.
+	s.drop = func(m *pb.Message) bool { return m.From == head || m.To == head }
+	old := s.cores[head]
+	forked := s.write(0, appendOf(2, 1, "k", "<fork>"))
+	old.HasReady()
+	old.Ready()
+	old.Advance()
+	delete(s.cores, head)
+	delete(s.live, head)
+	s.stabilize()
+	tok := s.write(0, appendOf(3, 1, "k", "<after>"))
+	s.stabilize()
+	require.Equal(t, pb.Status_STATUS_OK, s.replies[tok].Status)
+	_, answered := s.replies[forked]
+	require.False(t, answered)
+
+	// It comes back with its session and sees only the newest config, in
+	// which it is already the joiner: its fork must not survive.
+	s.cores[head] = old
+	s.live[head] = LiveNode{Addr: s.addr(head), Synced: map[int]uint64{}}
+	s.reconcile()
+	require.Equal(t, head, s.cfgs[0].Joining.ID)
+	s.drop = nil
+	s.stabilize()
+	require.Equal(t, head, s.tail(0))
+	v := s.requireAcked(0, "k", []string{"a1", "a2", "a3", "after"})
+	require.NotContains(t, v, "<fork>")
+	s.requireConsistent(0)
+}

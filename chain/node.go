@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,24 @@ type NodeConfig struct {
 	Tick time.Duration
 	// Bug plants a named bug in the Core (tests only).
 	Bug string
+}
+
+type waiterChan struct {
+	c    chan Reply
+	read bool
+}
+
+// batchOut is one Ready's output with reply channels resolved by the loop.
+type batchOut struct {
+	persist  []Persist
+	messages []*pb.Message
+	replies  []delivery
+	synced   []ChainEpoch
+}
+
+type delivery struct {
+	c chan Reply
+	r Reply
 }
 
 type request struct {
@@ -61,8 +80,14 @@ type Node struct {
 	leaseUntil atomic.Int64
 	start      time.Time
 
-	waiters map[uint64]chan Reply
+	waiters map[uint64]waiterChan
 	token   uint64
+
+	// persistc carries handled-in-order output to the persister goroutine,
+	// which persists, then sends, then replies: the Ready contract, off the
+	// loop, so the loop keeps stepping (and serving reads) during an fsync.
+	persistc   chan *batchOut
+	persistErr chan error
 
 	stopc chan struct{}
 	donec chan struct{}
@@ -88,7 +113,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		cfg: cfg, core: core, storage: st, transport: NewTransport(),
 		recvc: make(chan *pb.Message, 8192), reqc: make(chan request, 4096), cfgc: make(chan Config, 256),
 		sesskc: make(chan struct{}, 1), statusc: make(chan chan []Status), syncedc: make(chan ChainEpoch, 64),
-		start: time.Now(), waiters: map[uint64]chan Reply{}, stopc: make(chan struct{}), donec: make(chan struct{}),
+		start: time.Now(), waiters: map[uint64]waiterChan{},
+		persistc: make(chan *batchOut, 256), persistErr: make(chan error, 1), stopc: make(chan struct{}), donec: make(chan struct{}),
 	}, nil
 }
 
@@ -98,6 +124,9 @@ func (n *Node) Run() error {
 	defer close(n.donec)
 	defer n.transport.Close()
 	defer n.storage.Close()
+	persisterDone := make(chan struct{})
+	go func() { defer close(persisterDone); n.persister() }()
+	defer func() { close(n.persistc); <-persisterDone }()
 	ticker := time.NewTicker(n.cfg.Tick)
 	defer ticker.Stop()
 	for {
@@ -105,6 +134,10 @@ func (n *Node) Run() error {
 		case <-n.stopc:
 			n.failAll()
 			return nil
+		case err := <-n.persistErr:
+			n.err = err
+			n.failAll()
+			return err
 		case <-ticker.C:
 			n.core.Tick()
 		case m := <-n.recvc:
@@ -155,7 +188,7 @@ func (n *Node) setConfig(c Config) {
 
 func (n *Node) request(r request) {
 	n.token++
-	n.waiters[n.token] = r.replyc
+	n.waiters[n.token] = waiterChan{c: r.replyc, read: !r.write}
 	if r.write {
 		n.core.Propose(n.token, r.chain, r.epoch, r.update)
 	} else {
@@ -163,34 +196,101 @@ func (n *Node) request(r request) {
 	}
 }
 
-// handleReady follows the Ready contract: persist (fsync), then send, then
-// reply, then Advance.
+// handleReady passes the Ready to the persister, which follows the Ready
+// contract: persist (fsync), then send, then reply. What does not depend on
+// this node's pending writes goes out at once, so it does not queue behind an
+// fsync:
+//   - read replies: until the tail has persisted and acknowledged an entry,
+//     its predecessor keeps it, durable, in its Sent list, and becomes the
+//     tail with it if this one dies;
+//   - write replies not marked Durable: they report a commit, which the tail
+//     made durable before acknowledging, or a refusal;
+//   - acks from a node that is not the chain's tail: their committed part
+//     comes from the tail, and their received part only positions resends.
+//
+// Appends, snapshots and a tail's acks (the commit point) wait for the fsync.
 func (n *Node) handleReady(rd Ready) error {
-	if err := n.storage.Save(rd.Persist); err != nil {
-		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
-	}
+	out := &batchOut{persist: rd.Persist, synced: rd.Synced}
 	for _, m := range rd.Messages {
-		n.transport.Send(m)
-	}
-	for _, r := range rd.Replies {
-		if c, ok := n.waiters[r.Token]; ok {
-			c <- r
-			delete(n.waiters, r.Token)
+		if m.Type == pb.MessageType_MSG_ACK && !n.core.IsTail(m.Chain) {
+			n.transport.Send(m)
+		} else {
+			out.messages = append(out.messages, m)
 		}
 	}
-	for _, s := range rd.Synced {
-		select {
-		case n.syncedc <- s:
-		default:
+	for _, r := range rd.Replies {
+		w, ok := n.waiters[r.Token]
+		if !ok {
+			continue
+		}
+		delete(n.waiters, r.Token)
+		if w.read || !r.Durable {
+			w.c <- r
+		} else {
+			out.replies = append(out.replies, delivery{c: w.c, r: r})
 		}
 	}
 	n.core.Advance()
-	return nil
+	if len(out.persist) == 0 && len(out.messages) == 0 && len(out.replies) == 0 && len(out.synced) == 0 {
+		return nil
+	}
+	select {
+	case n.persistc <- out:
+		return nil
+	case err := <-n.persistErr:
+		return err
+	}
+}
+
+// persister owns Storage writes: it merges whatever output is queued into
+// one Save (one fsync per chain), then sends and replies in order.
+func (n *Node) persister() {
+	for out := range n.persistc {
+		batch := []*batchOut{out}
+	more:
+		for len(batch) < 64 {
+			select {
+			case o, ok := <-n.persistc:
+				if !ok {
+					break more
+				}
+				batch = append(batch, o)
+			default:
+				break more
+			}
+		}
+		var ps []Persist
+		for _, o := range batch {
+			ps = append(ps, o.persist...)
+		}
+		if err := n.storage.Save(ps); err != nil {
+			n.persistErr <- fmt.Errorf("node %d: %w", n.cfg.ID, err)
+			for range n.persistc {
+			}
+			return
+		}
+		for _, o := range batch {
+			for _, m := range o.messages {
+				n.transport.Send(m)
+			}
+		}
+		for _, o := range batch {
+			for _, d := range o.replies {
+				d.c <- d.r
+			}
+			for _, s := range o.synced {
+				select {
+				case n.syncedc <- s:
+				default:
+				}
+			}
+		}
+	}
 }
 
 func (n *Node) failAll() {
-	for tok, c := range n.waiters {
-		c <- Reply{Token: tok, Status: pb.Status_STATUS_UNKNOWN, Err: ErrStopped.Error()}
+	for tok, w := range n.waiters {
+		w.c <- Reply{Token: tok, Status: pb.Status_STATUS_UNKNOWN, Err: ErrStopped.Error()}
 		delete(n.waiters, tok)
 	}
 }
@@ -295,6 +395,21 @@ func (s server) Step(_ context.Context, b *pb.Batch) (*pb.StepResponse, error) {
 		}
 	}
 	return &pb.StepResponse{}, nil
+}
+
+func (s server) Stream(st pb.ChainService_StreamServer) error {
+	for {
+		b, err := st.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return st.SendAndClose(&pb.StepResponse{})
+			}
+			return err
+		}
+		if _, err := s.Step(st.Context(), b); err != nil {
+			return err
+		}
+	}
 }
 
 func (s server) Write(ctx context.Context, r *pb.WriteRequest) (*pb.WriteResponse, error) {

@@ -23,8 +23,10 @@ const (
 
 // Transport carries chain messages to peers: one gRPC connection and one
 // sender goroutine per peer, which sends queued messages in order, batched,
-// one call at a time, so each link is FIFO as chain replication needs. A
-// failed call drops its batch; the protocol's acks and resends repair it.
+// over one client stream, so each link is FIFO as chain replication needs
+// and a batch does not wait for the previous one's round trip. A failed send
+// drops its batch and reopens the stream; the protocol's acks and resends
+// repair the gap.
 type Transport struct {
 	mu     sync.Mutex
 	peers  map[uint64]*peer
@@ -93,6 +95,9 @@ func (t *Transport) Send(m *pb.Message) bool {
 func (t *Transport) sendLoop(p *peer) {
 	defer t.wg.Done()
 	defer p.conn.Close()
+	var stream pb.ChainService_StreamClient
+	var cancel context.CancelFunc = func() {}
+	defer func() { cancel() }()
 	for {
 		var batch pb.Batch
 		select {
@@ -112,20 +117,45 @@ func (t *Transport) sendLoop(p *peer) {
 				break drain
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
-		_, err := p.client.Step(ctx, &batch)
-		cancel()
+		if stream == nil {
+			var ctx context.Context
+			ctx, cancel = context.WithCancel(context.Background())
+			s, err := p.client.Stream(ctx)
+			if err != nil {
+				cancel()
+				if !t.pause(p) {
+					return
+				}
+				continue // this batch is dropped; the protocol resends
+			}
+			stream = s
+		}
+		// A Send blocks only on flow control, i.e. when the peer stopped
+		// reading (a paused process): the watchdog cancels the stream then,
+		// which bounds every send by stepTimeout.
+		watchdog := time.AfterFunc(stepTimeout, cancel)
+		err := stream.Send(&batch)
+		watchdog.Stop()
 		if err != nil {
-			// The peer is down or slow: back off a little so a dead peer does
-			// not spin this goroutine, and let the protocol resend.
-			select {
-			case <-time.After(50 * time.Millisecond):
-			case <-p.stopc:
-				return
-			case <-t.stopc:
+			cancel()
+			stream = nil
+			if !t.pause(p) {
 				return
 			}
 		}
+	}
+}
+
+// pause backs off after a failed call so a dead peer does not spin the
+// sender; it reports false when the transport or peer is stopping.
+func (t *Transport) pause(p *peer) bool {
+	select {
+	case <-time.After(50 * time.Millisecond):
+		return true
+	case <-p.stopc:
+		return false
+	case <-t.stopc:
+		return false
 	}
 }
 

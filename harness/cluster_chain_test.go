@@ -241,3 +241,35 @@ func TestChainPlantedEarlyReplyIsCaught(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, histories.VerdictIllegal, res.Verdict)
 }
+
+// TestChainPausedTailServesNoStaleRead SIGSTOPs a chain's tail past its
+// ZooKeeper session, so the master replaces it while it cannot know, then
+// resumes it: it must refuse requests on waking (its lease ran out) and
+// rejoin, and the history must stay linearizable.
+func TestChainPausedTailServesNoStaleRead(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: real ZooKeeper and node processes")
+	}
+	c := startChainCluster(t, "")
+	ops, acked, final := chainWorkload(t, c, 6, func() {
+		time.Sleep(time.Second)
+		tail := c.Tail(0)
+		t.Logf("pausing tail %d of chain 0", tail)
+		require.NoError(t, c.Pause(tail))
+		require.Eventually(t, func() bool { return c.Tail(0) != tail }, 20*time.Second, 50*time.Millisecond)
+		time.Sleep(time.Second)
+		require.NoError(t, c.Resume(tail))
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		require.NoError(t, c.WaitServing(ctx), "node %d rejoined", tail)
+		time.Sleep(time.Second)
+	})
+	for k, vs := range acked {
+		for _, v := range vs {
+			require.Equal(t, 1, strings.Count(final[k], v), "acknowledged append %s of %q in %q", v, k, final[k])
+		}
+	}
+	res, err := histories.Check(context.Background(), ops, histories.CheckOptions{Budget: 30 * time.Second})
+	require.NoError(t, err)
+	require.Equal(t, histories.VerdictOK, res.Verdict, "keys: %+v", res.Keys)
+}

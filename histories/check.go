@@ -76,10 +76,13 @@ var visualizeMaxOps = 5_000
 
 // keyHistory is one key's operations as searched.
 type keyHistory struct {
-	key     string
-	ops     []porcupine.Operation // sorted by call, clients dense from 0
-	pruned  int
-	bounded int
+	key      string
+	ops      []porcupine.Operation // sorted by call, clients dense from 0
+	segs     []segment             // ops split where the state is forced; see segmentKey
+	verdicts []Verdict             // per segment
+	elapsed  []time.Duration       // per segment
+	pruned   int
+	bounded  int
 }
 
 // Check decides whether ops is linearizable, key by key. A search that runs
@@ -109,16 +112,7 @@ func Check(ctx context.Context, ops []Operation, opts CheckOptions) (Result, err
 		res.Bounded += kh.bounded
 	}
 
-	// Search: biggest keys first, so a long key does not start last and
-	// hold up the end of the check.
-	order := make([]int, len(keys))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(len(keys[b].ops), len(keys[a].ops)) })
-	runPool(ctx, opts.Budget, opts.Workers, order, func(ctx context.Context, i int, stop *atomic.Bool, deadline time.Time) {
-		res.Keys[i].Verdict, res.Keys[i].Elapsed = searchKey(ctx, keys[i], stop, deadline)
-	})
+	searchKeys(ctx, keys, res.Keys, time.Now().Add(opts.Budget), opts.Budget, opts.Workers)
 
 	// Visualize: illegal keys always, ok keys of small histories on request.
 	var vizErr error
@@ -169,24 +163,91 @@ func verdictRank(v Verdict) int {
 	return 3
 }
 
-// runPool runs job over the items with a fixed number of workers, all of
-// which it waits for. stop flips when ctx ends or the budget runs out (and
-// the ctx given to job ends), and each job must give up promptly then; a job
-// started after that sees stop already set.
-func runPool(ctx context.Context, budget time.Duration, workers int, items []int, job func(ctx context.Context, i int, stop *atomic.Bool, deadline time.Time)) {
-	deadline := time.Now().Add(budget)
+// searchKeys decides every segment of every key in rounds of growing
+// slices, so one hard segment cannot starve the others: round r gives each
+// undecided segment budget/64·4^r (at least firstSlice), restarting its
+// search from scratch, which wastes at most a third of the time spent on
+// it. The last round gets whatever budget is left. Once a segment is
+// illegal the history's verdict is settled, and segments still undecided
+// after that round stay Unknown rather than spend the rest of the budget.
+// Each key's verdict and elapsed time are then filled into results.
+func searchKeys(ctx context.Context, keys []*keyHistory, results []KeyResult, deadline time.Time, budget time.Duration, workers int) {
+	type unit struct{ key, seg int }
+	var units []unit
+	for k, kh := range keys {
+		kh.verdicts = make([]Verdict, len(kh.segs))
+		kh.elapsed = make([]time.Duration, len(kh.segs))
+		for s := range kh.segs {
+			kh.verdicts[s] = VerdictUnknown
+			units = append(units, unit{k, s})
+		}
+	}
+	size := func(u unit) int { sg := keys[u.key].segs[u.seg]; return sg.hi - sg.lo }
+	// Biggest first, so a long segment does not start last in its round.
+	slices.SortStableFunc(units, func(a, b unit) int { return cmp.Compare(size(b), size(a)) })
+	todo := make([]int, len(units))
+	for i := range todo {
+		todo[i] = i
+	}
+	slice := max(budget/64, firstSlice)
+	for len(todo) > 0 && ctx.Err() == nil && time.Now().Before(deadline) {
+		if time.Until(deadline) < 2*slice {
+			slice = time.Until(deadline) // last round: all that is left
+		}
+		runPool(ctx, deadline, workers, todo, func(ctx context.Context, i int) {
+			kh, s := keys[units[i].key], units[i].seg
+			v, d := searchSegment(ctx, kh.ops[kh.segs[s].lo:kh.segs[s].hi], kh.segs[s].init, slice)
+			kh.verdicts[s] = v
+			kh.elapsed[s] += d
+		})
+		next := todo[:0]
+		illegal := false
+		for _, i := range todo {
+			switch keys[units[i].key].verdicts[units[i].seg] {
+			case VerdictUnknown:
+				next = append(next, i)
+			case VerdictIllegal:
+				illegal = true
+			}
+		}
+		if illegal {
+			break
+		}
+		todo = next
+		slice *= 4
+	}
+	for k, kh := range keys {
+		v := VerdictOK
+		for s := range kh.segs {
+			results[k].Elapsed += kh.elapsed[s]
+			switch kh.verdicts[s] {
+			case VerdictIllegal:
+				v = VerdictIllegal
+			case VerdictUnknown:
+				if v == VerdictOK {
+					v = VerdictUnknown
+				}
+			}
+		}
+		results[k].Verdict = v
+	}
+}
+
+// firstSlice is the least a key gets in the first round: enough for the
+// typical key of a generated history (milliseconds) to finish at once.
+const firstSlice = 50 * time.Millisecond
+
+// runPool runs job over the items with a fixed number of workers and waits
+// for all of them. The ctx given to job ends at deadline or when ctx ends.
+func runPool(ctx context.Context, deadline time.Time, workers int, items []int, job func(ctx context.Context, i int)) {
 	cctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	var stop atomic.Bool
-	unregister := context.AfterFunc(cctx, func() { stop.Store(true) })
-	defer unregister()
-
 	work := make(chan int) // unbuffered: the feeder is the only queue
 	var wg sync.WaitGroup
 	for range min(workers, len(items)) {
 		wg.Go(func() {
 			for i := range work {
-				job(cctx, i, &stop, deadline)
+				job(cctx, i)
 			}
 		})
 	}
@@ -197,25 +258,38 @@ func runPool(ctx context.Context, budget time.Duration, workers int, items []int
 	wg.Wait()
 }
 
-// searchKey runs porcupine on one key until it decides or stop is set.
-func searchKey(ctx context.Context, kh *keyHistory, stop *atomic.Bool, deadline time.Time) (Verdict, time.Duration) {
-	t0 := time.Now()
-	if ctx.Err() != nil { // stop is set asynchronously; ctx is the authority
+// stopFlag is set when ctx ends. The model reads it on every step, which a
+// ctx.Err() call (a mutex) would make noticeably slower.
+func stopFlag(ctx context.Context) (*atomic.Bool, func() bool) {
+	var stop atomic.Bool
+	if ctx.Err() != nil {
+		stop.Store(true)
+	}
+	return &stop, context.AfterFunc(ctx, func() { stop.Store(true) })
+}
+
+// searchSegment runs porcupine on one segment for at most slice, or until
+// ctx ends.
+func searchSegment(ctx context.Context, ops []porcupine.Operation, init kvState, slice time.Duration) (Verdict, time.Duration) {
+	if ctx.Err() != nil {
 		return VerdictUnknown, 0
 	}
-	if stop.Load() {
-		return VerdictUnknown, 0
-	}
-	if len(kh.ops) == 0 {
+	if len(ops) == 0 {
 		return VerdictOK, 0
 	}
+	t0 := time.Now()
+	kctx, cancel := context.WithTimeout(ctx, slice)
+	defer cancel()
+	stop, unregister := stopFlag(kctx)
+	defer unregister()
 	// porcupine's own timer is only a backstop: stop ends the search first.
-	res := porcupine.CheckOperationsTimeout(newModel(kvState{}, stop), kh.ops, time.Until(deadline)+porcupineBackstop)
+	res := porcupine.CheckOperationsTimeout(newModel(init, stop), ops, slice+porcupineBackstop)
 	return verdictOf(res, stop), time.Since(t0)
 }
 
 // verdictOf maps porcupine's answer. An Illegal reached after stop was set
-// may come from steps refused to stop the search, so it is Unknown.
+// may come from steps refused to stop the search, so it is Unknown; an Ok is
+// a complete linearization found with genuine steps, so it stands.
 func verdictOf(res porcupine.CheckResult, stop *atomic.Bool) Verdict {
 	switch res {
 	case porcupine.Ok:
@@ -268,16 +342,18 @@ func prepareKey(key string, ops []Operation) *keyHistory {
 	}
 	inf := afterAll(maxTime)
 
-	// ret[i] is the return given to the search; drop[i] removes the op.
+	// call[i], ret[i] are the interval given to the search; drop[i]
+	// removes the op.
+	call := make([]int64, len(ops))
 	ret := make([]int64, len(ops))
 	notes := make([]string, len(ops))
 	for i, op := range ops {
-		ret[i] = op.Return
+		call[i], ret[i] = op.Call, op.Return
 		if op.Outcome == Info {
 			ret[i] = inf
 		}
 	}
-	drop := pruneUnknownWrites(ops, ret, notes, kh)
+	drop := useUniqueValues(ops, call, ret, notes, kh)
 
 	clients := map[int]int{}
 	kh.ops = make([]porcupine.Operation, 0, len(ops)-kh.pruned)
@@ -290,33 +366,34 @@ func prepareKey(key string, ops []Operation) *keyHistory {
 			c = len(clients)
 			clients[op.Client] = c
 		}
-		kh.ops = append(kh.ops, toPorcupine(op, c, ret[i], notes[i]))
+		pop := toPorcupine(op, c, ret[i], notes[i])
+		pop.Call = call[i]
+		kh.ops = append(kh.ops, pop)
 	}
+	slices.SortStableFunc(kh.ops, func(a, b porcupine.Operation) int { return cmp.Compare(a.Call, b.Call) })
+	kh.segs = segmentKey(kh.ops)
 	return kh
 }
 
-// pruneUnknownWrites applies the unique-value pruning of doc.go. It only
-// acts on keys without appends whose written values are all distinct; it
-// sets ret for bounded writes and returns which ops to drop (nil: none).
-func pruneUnknownWrites(ops []Operation, ret []int64, notes []string, kh *keyHistory) []bool {
-	written := make(map[string]struct{}, len(ops)/2)
-	unknownWrites := 0
-	for _, op := range ops {
+// useUniqueValues applies the unique-value rules of doc.go to a key without
+// appends whose written values are all distinct (otherwise it does
+// nothing): it prunes unobserved unknown writes (returned as drop; nil when
+// none), bounds observed ones, and tightens intervals by what values
+// reveal: a write of v precedes every operation that saw v, so the write's
+// return is at most the first observer's return, and an observer's call is
+// at least the write's call.
+func useUniqueValues(ops []Operation, call, ret []int64, notes []string, kh *keyHistory) []bool {
+	writer := make(map[string]int, len(ops)/2) // value -> index of the op that wrote it
+	for i, op := range ops {
 		switch op.Op {
 		case Append:
 			return nil // an append's value is not the state: no unique observation
 		case Put, CAS:
-			if _, dup := written[op.Value]; dup {
+			if _, dup := writer[op.Value]; dup {
 				return nil
 			}
-			written[op.Value] = struct{}{}
-			if op.Outcome == Info {
-				unknownWrites++
-			}
+			writer[op.Value] = i
 		}
-	}
-	if unknownWrites == 0 {
-		return nil
 	}
 	// firstSeen[v]: earliest return of an ok operation that saw the state
 	// equal to v (a read of v, a cas that swapped from v).
@@ -337,22 +414,27 @@ func pruneUnknownWrites(ops []Operation, ret []int64, notes []string, kh *keyHis
 			if op.Outcome == OK && op.Swapped {
 				see(op.Expect, op.Return)
 			}
-			if _, could := written[op.Expect]; op.Outcome == OK && !op.Swapped && could {
+			if _, could := writer[op.Expect]; op.Outcome == OK && !op.Swapped && could {
 				lastNonSwap = max(lastNonSwap, op.Return)
 			}
 		}
 	}
 	var drop []bool
 	for i, op := range ops {
-		if op.Outcome != Info || op.Op == Get {
-			continue
+		if op.Op == Get || op.Op == CAS && op.Outcome == OK && !op.Swapped {
+			continue // never puts its value in the state
 		}
 		if t, seen := firstSeen[op.Value]; seen {
-			if t >= op.Call { // else the read precedes the write: leave it to the search to refute
+			if t >= op.Call && t < ret[i] { // else the observer precedes the write: the search refutes it
 				ret[i] = t
-				notes[i] = "return bounded by the first operation that observed its value"
-				kh.bounded++
+				if op.Outcome == Info {
+					notes[i] = "return bounded by the first operation that observed its value"
+					kh.bounded++
+				}
 			}
+			continue
+		}
+		if op.Outcome != Info {
 			continue
 		}
 		if _, compared := casExpects[op.Value]; compared {
@@ -366,6 +448,25 @@ func pruneUnknownWrites(ops []Operation, ret []int64, notes []string, kh *keyHis
 		}
 		drop[i] = true
 		kh.pruned++
+	}
+	// Observers start no earlier than the write they saw.
+	for i, op := range ops {
+		var v string
+		switch {
+		case op.Op == Get && op.Outcome == OK && op.Found:
+			v = op.Output
+		case op.Op == CAS && op.Outcome == OK && op.Swapped:
+			v = op.Expect
+		default:
+			continue
+		}
+		w, ok := writer[v]
+		if !ok || (ops[w].Op == CAS && ops[w].Outcome == OK && !ops[w].Swapped) {
+			continue
+		}
+		if wc := ops[w].Call; wc > call[i] && wc <= ret[i] {
+			call[i] = wc
+		}
 	}
 	return drop
 }

@@ -140,8 +140,14 @@ func TestPruningAgreesWithPlainPorcupine(t *testing.T) {
 		n = 100
 	}
 	verdicts := map[Verdict]int{}
-	pruned, bounded, skipped := 0, 0, 0
+	pruned, bounded, skipped, segments := 0, 0, 0, 0
+	old := minSegmentOps
+	t.Cleanup(func() { minSegmentOps = old })
 	for seed := range uint64(n) {
+		minSegmentOps = old
+		if seed%2 == 1 {
+			minSegmentOps = 2 // cut wherever the rules allow
+		}
 		rng := rand.New(rand.NewPCG(seed, 1))
 		cfg := genConfig{ops: 20 + rng.IntN(40), clients: 3 + rng.IntN(4), keys: 1 + rng.IntN(3), unknown: 0.15, put: 0.3, cas: 0.25, seed: seed}
 		if seed%5 == 0 {
@@ -163,10 +169,14 @@ func TestPruningAgreesWithPlainPorcupine(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, strings.ToLower(string(want)), string(res.Verdict), "seed %d", seed)
 		verdicts[res.Verdict]++
+		for _, kh := range partition(ops) {
+			segments += len(kh.segs) - 1
+		}
 		pruned += res.Pruned
 		bounded += res.Bounded
 	}
-	t.Logf("verdicts %v, pruned %d, bounded %d, too hard for the reference %d", verdicts, pruned, bounded, skipped)
+	t.Logf("verdicts %v, pruned %d, bounded %d, cuts %d, too hard for the reference %d", verdicts, pruned, bounded, segments, skipped)
+	require.Positive(t, segments)
 	require.Less(t, skipped, n/10)
 	require.Positive(t, verdicts[VerdictOK])
 	require.Positive(t, verdicts[VerdictIllegal])

@@ -142,7 +142,7 @@ func plainCheck(ops []Operation, timeout time.Duration) porcupine.CheckResult {
 	m.Partition = func(h []porcupine.Operation) [][]porcupine.Operation {
 		byKey := map[string][]porcupine.Operation{}
 		for _, op := range h {
-			k := op.Input.(kvInput).key
+			k := op.Input.(*kvInput).key
 			byKey[k] = append(byKey[k], op)
 		}
 		out := make([][]porcupine.Operation, 0, len(byKey))

@@ -39,18 +39,15 @@ func visualizeKeys(ctx context.Context, keys []*keyHistory, results []KeyResult,
 	bytesLeft.Store(opts.MaxVisualizationBytes)
 	var mu sync.Mutex
 	var errs []error
-	runPool(ctx, opts.Budget, opts.Workers, todo, func(ctx context.Context, i int, _ *atomic.Bool, deadline time.Time) {
-		if d := time.Now().Add(visualizeKeyBudget); d.Before(deadline) {
-			deadline = d
-		}
-		kctx, cancel := context.WithDeadline(ctx, deadline)
-		defer cancel()
-		var stop atomic.Bool
-		defer context.AfterFunc(kctx, func() { stop.Store(true) })()
-		if kctx.Err() != nil {
+	runPool(ctx, time.Now().Add(opts.Budget), opts.Workers, todo, func(ctx context.Context, i int) {
+		if ctx.Err() != nil {
 			return // the phase's budget is spent: no file rather than an empty one
 		}
-		ok, err := visualizeKey(keys[i], results[i].Verdict, paths[i], opts.Annotations, &stop, &bytesLeft)
+		kctx, cancel := context.WithTimeout(ctx, visualizeKeyBudget)
+		defer cancel()
+		stop, unregister := stopFlag(kctx)
+		defer unregister()
+		ok, err := visualizeKey(keys[i], results[i].Verdict, paths[i], opts.Annotations, stop, &bytesLeft)
 		if err != nil {
 			mu.Lock()
 			errs = append(errs, err)
@@ -63,16 +60,30 @@ func visualizeKeys(ctx context.Context, keys []*keyHistory, results []KeyResult,
 	return errors.Join(errs...)
 }
 
-// visualizeKey writes one key's page. A key longer than visualizeMaxOps is
-// cut: the search's longest linearizable prefix is replayed to get the state
-// at a cut point, and the page shows the operations from there on, checked
-// from that state. That keeps the violation: a porcupine linearization prefix
-// respects real time, so had the rest been linearizable from that state, the
-// whole key would have been too.
+// visualizeKey writes one key's page. An illegal key split into segments
+// (see segmentKey) is drawn from its first illegal segment, which holds the
+// violation on its own. What is still longer than visualizeMaxOps is cut:
+// the search's longest linearizable prefix is replayed to get the state at
+// a cut point, and the page shows the operations from there on, checked
+// from that state. That keeps the violation: a porcupine linearization
+// prefix respects real time, so had the rest been linearizable from that
+// state, the whole would have been too.
 func visualizeKey(kh *keyHistory, verdict Verdict, path string, anns []Annotation, stop *atomic.Bool, bytesLeft *atomic.Int64) (bool, error) {
 	ops := kh.ops
 	init := kvState{}
+	from, to := 0, len(ops)-1 // positions in kh.ops of the first and last op drawn
+	var why []string
 	var notes []porcupine.Annotation
+	if verdict == VerdictIllegal && len(kh.segs) > 1 {
+		for s, v := range kh.verdicts {
+			if v == VerdictIllegal {
+				sg := kh.segs[s]
+				ops, init, from, to = remapClients(kh.ops[sg.lo:sg.hi]), sg.init, sg.lo, sg.hi-1
+				why = append(why, fmt.Sprintf("Operations %d..%d form a segment: all before it returned before any of it began, and every linearization of them ends in state %s.", from+1, to+1, describeStatePlain(init)))
+				break
+			}
+		}
+	}
 	if len(ops) > visualizeMaxOps {
 		_, info := porcupine.CheckOperationsVerbose(newModel(init, stop), ops, 0)
 		var longest []int
@@ -108,12 +119,15 @@ func visualizeKey(kh *keyHistory, verdict Verdict, path string, anns []Annotatio
 			window = append(window, op)
 		}
 		ops = remapClients(window)
+		from, to = from+first, from+last
+		why = append(why, fmt.Sprintf("The search's longest linearization of them was cut after %d operations, in state %s; the page shows the next %d operations in call order from that state.", k, describeStatePlain(init), len(ops)))
+	}
+	if len(ops) < len(kh.ops) {
 		notes = append(notes, porcupine.Annotation{
-			Tag:         "checker",
-			Start:       ops[0].Call,
-			Description: fmt.Sprintf("cut: showing ops %d..%d of %d", first+1, last+1, len(kh.ops)),
-			Details: fmt.Sprintf("This key has %d operations; the page shows %d of them, starting from state %s reached by the first %d operations of the longest linearization found.",
-				len(kh.ops), len(ops), describeStatePlain(init), k),
+			Tag:             "checker",
+			Start:           ops[0].Call,
+			Description:     fmt.Sprintf("cut: showing ops %d..%d of %d", from+1, to+1, len(kh.ops)),
+			Details:         fmt.Sprintf("This key has %d operations, in call order. %s", len(kh.ops), strings.Join(why, " ")),
 			BackgroundColor: "#ffe08a",
 		})
 	}

@@ -46,15 +46,28 @@ func (r *Runner) Run(ctx context.Context, steps []Step) error {
 		heal bool
 		step Step
 	}
+	// rank orders actions due at the same time: heals of earlier faults
+	// first (a fault due to end frees its targets before the next begins),
+	// then injections, then the heals of zero-length faults, which must
+	// follow their own injection.
+	rank := func(a action) int {
+		switch {
+		case !a.heal:
+			return 1
+		case a.step.Duration <= 0:
+			return 2
+		}
+		return 0
+	}
 	var acts []action
 	for _, s := range steps {
-		acts = append(acts, action{at: s.At, step: s}, action{at: s.At + s.Duration, heal: true, step: s})
+		acts = append(acts, action{at: s.At, step: s}, action{at: s.At + max(s.Duration, 0), heal: true, step: s})
 	}
 	sort.SliceStable(acts, func(i, j int) bool {
 		if acts[i].at != acts[j].at {
 			return acts[i].at < acts[j].at
 		}
-		return acts[i].heal && !acts[j].heal
+		return rank(acts[i]) < rank(acts[j])
 	})
 	for _, a := range acts {
 		if err := r.sleepUntil(ctx, a.at); err != nil {

@@ -293,7 +293,9 @@ func (c *Client) do(ctx context.Context, cmd *pb.Command) (*pb.Result, error) {
 		case resp.GetCode() == pb.Code_CODE_NOT_LEADER:
 			lastErr = fmt.Errorf("node %d: %s", id, resp.GetError())
 			if l := resp.GetLeaderId(); l != 0 {
-				if resp.GetLeaderAddr() != "" {
+				if resp.GetLeaderAddr() != "" && c.conns.client(l) == nil {
+					// Only for a node we have never heard of: our own
+					// address for a node (perhaps through a proxy) wins.
 					_ = c.conns.SetMember(l, resp.GetLeaderAddr())
 				}
 				c.conns.leader.Store(l)

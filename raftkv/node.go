@@ -148,17 +148,21 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		default: // raft learns the same from the next failure
 		}
 	})
-	n.transport.SetPeers(cfg.Peers)
 	core.TakeMembersChanged()
 	n.transport.SetPeers(mergeMembers(cfg.Peers, core.Members()))
 	go n.run()
 	return n, nil
 }
 
+// mergeMembers lists the peers the transport reaches: the addresses given
+// locally (a) win over the replicated ones (b), so that a harness can route
+// each node's peer traffic through its own proxies (to cut links) while the
+// membership itself stays replicated state; members known only from the log
+// (nodes added later) use their replicated address.
 func mergeMembers(a, b []Member) []Member {
 	seen := map[uint64]bool{}
 	var out []Member
-	for _, m := range append(append([]Member{}, b...), a...) {
+	for _, m := range append(append([]Member{}, a...), b...) {
 		if !seen[m.ID] {
 			seen[m.ID] = true
 			out = append(out, m)
@@ -396,15 +400,25 @@ func (n *Node) applyReport(r report) {
 
 func (n *Node) handleReady() error {
 	rd := n.core.Ready()
+	// The leader's appends and heartbeats may leave while its own disk
+	// write of the same Ready is in progress (raft thesis §10.2.1; etcd raft
+	// doc.go), provided the term and vote are already durable: followers
+	// then fsync in parallel with the leader. Everything else — append
+	// acknowledgements, votes — waits for the fsync.
+	early := raft.IsEmptySnap(rd.Snapshot) && sameTermVote(rd.HardState, n.storage.hs)
+	if early {
+		for _, m := range rd.Messages {
+			if t := m.GetType(); t == raftpb.MsgApp || t == raftpb.MsgHeartbeat {
+				n.send(m)
+			}
+		}
+	}
 	if err := n.storage.Persist(rd.HardState, rd.Entries, rd.Snapshot, rd.MustSync); err != nil {
 		return fmt.Errorf("persist: %w", err)
 	}
 	for _, m := range rd.Messages {
-		if err := n.transport.Send(m); err != nil {
-			n.core.ReportUnreachable(m.GetTo())
-			if m.GetType() == raftpb.MsgSnap {
-				n.core.ReportSnapshot(m.GetTo(), false)
-			}
+		if t := m.GetType(); !early || (t != raftpb.MsgApp && t != raftpb.MsgHeartbeat) {
+			n.send(m)
 		}
 	}
 	for _, r := range n.core.Apply(rd) {
@@ -424,6 +438,21 @@ func (n *Node) handleReady() error {
 		n.transport.SetPeers(mergeMembers(n.cfg.Peers, n.core.Members()))
 	}
 	return nil
+}
+
+func (n *Node) send(m *raftpb.Message) {
+	if err := n.transport.Send(m); err != nil {
+		n.core.ReportUnreachable(m.GetTo())
+		if m.GetType() == raftpb.MsgSnap {
+			n.core.ReportSnapshot(m.GetTo(), false)
+		}
+	}
+}
+
+// sameTermVote says whether hs (nil: unchanged) keeps the durable term and
+// vote.
+func sameTermVote(hs, durable *raftpb.HardState) bool {
+	return hs == nil || (hs.GetTerm() == durable.GetTerm() && hs.GetVote() == durable.GetVote())
 }
 
 func (n *Node) reply(r Reply) {

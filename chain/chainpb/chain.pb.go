@@ -1008,9 +1008,10 @@ const file_chain_proto_rawDesc = "" +
 	"\x0fSTATUS_NOT_HEAD\x10\x02\x12\x13\n" +
 	"\x0fSTATUS_NOT_TAIL\x10\x03\x12\x16\n" +
 	"\x12STATUS_UNAVAILABLE\x10\x04\x12\x12\n" +
-	"\x0eSTATUS_UNKNOWN\x10\x052\xda\x01\n" +
+	"\x0eSTATUS_UNKNOWN\x10\x052\x9d\x02\n" +
 	"\fChainService\x12=\n" +
-	"\x04Step\x12\x16.chainraft.chain.Batch\x1a\x1d.chainraft.chain.StepResponse\x12F\n" +
+	"\x04Step\x12\x16.chainraft.chain.Batch\x1a\x1d.chainraft.chain.StepResponse\x12A\n" +
+	"\x06Stream\x12\x16.chainraft.chain.Batch\x1a\x1d.chainraft.chain.StepResponse(\x01\x12F\n" +
 	"\x05Write\x12\x1d.chainraft.chain.WriteRequest\x1a\x1e.chainraft.chain.WriteResponse\x12C\n" +
 	"\x04Read\x12\x1c.chainraft.chain.ReadRequest\x1a\x1d.chainraft.chain.ReadResponseB.Z,github.com/chainraft/chainraft/chain/chainpbb\x06proto3"
 
@@ -1058,13 +1059,15 @@ var file_chain_proto_depIdxs = []int32{
 	2,  // 9: chainraft.chain.WriteResponse.status:type_name -> chainraft.chain.Status
 	2,  // 10: chainraft.chain.ReadResponse.status:type_name -> chainraft.chain.Status
 	8,  // 11: chainraft.chain.ChainService.Step:input_type -> chainraft.chain.Batch
-	10, // 12: chainraft.chain.ChainService.Write:input_type -> chainraft.chain.WriteRequest
-	12, // 13: chainraft.chain.ChainService.Read:input_type -> chainraft.chain.ReadRequest
-	9,  // 14: chainraft.chain.ChainService.Step:output_type -> chainraft.chain.StepResponse
-	11, // 15: chainraft.chain.ChainService.Write:output_type -> chainraft.chain.WriteResponse
-	13, // 16: chainraft.chain.ChainService.Read:output_type -> chainraft.chain.ReadResponse
-	14, // [14:17] is the sub-list for method output_type
-	11, // [11:14] is the sub-list for method input_type
+	8,  // 12: chainraft.chain.ChainService.Stream:input_type -> chainraft.chain.Batch
+	10, // 13: chainraft.chain.ChainService.Write:input_type -> chainraft.chain.WriteRequest
+	12, // 14: chainraft.chain.ChainService.Read:input_type -> chainraft.chain.ReadRequest
+	9,  // 15: chainraft.chain.ChainService.Step:output_type -> chainraft.chain.StepResponse
+	9,  // 16: chainraft.chain.ChainService.Stream:output_type -> chainraft.chain.StepResponse
+	11, // 17: chainraft.chain.ChainService.Write:output_type -> chainraft.chain.WriteResponse
+	13, // 18: chainraft.chain.ChainService.Read:output_type -> chainraft.chain.ReadResponse
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name

@@ -22,16 +22,21 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ChainService_Step_FullMethodName  = "/chainraft.chain.ChainService/Step"
-	ChainService_Write_FullMethodName = "/chainraft.chain.ChainService/Write"
-	ChainService_Read_FullMethodName  = "/chainraft.chain.ChainService/Read"
+	ChainService_Step_FullMethodName   = "/chainraft.chain.ChainService/Step"
+	ChainService_Stream_FullMethodName = "/chainraft.chain.ChainService/Stream"
+	ChainService_Write_FullMethodName  = "/chainraft.chain.ChainService/Write"
+	ChainService_Read_FullMethodName   = "/chainraft.chain.ChainService/Read"
 )
 
 // ChainServiceClient is the client API for ChainService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type ChainServiceClient interface {
+	// Step delivers one batch of peer messages.
 	Step(ctx context.Context, in *Batch, opts ...grpc.CallOption) (*StepResponse, error)
+	// Stream delivers a peer's batches in order over one long-lived stream, so
+	// a sender need not wait a round trip between batches.
+	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Batch, StepResponse], error)
 	Write(ctx context.Context, in *WriteRequest, opts ...grpc.CallOption) (*WriteResponse, error)
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
 }
@@ -53,6 +58,19 @@ func (c *chainServiceClient) Step(ctx context.Context, in *Batch, opts ...grpc.C
 	}
 	return out, nil
 }
+
+func (c *chainServiceClient) Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Batch, StepResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ChainService_ServiceDesc.Streams[0], ChainService_Stream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[Batch, StepResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ChainService_StreamClient = grpc.ClientStreamingClient[Batch, StepResponse]
 
 func (c *chainServiceClient) Write(ctx context.Context, in *WriteRequest, opts ...grpc.CallOption) (*WriteResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -78,7 +96,11 @@ func (c *chainServiceClient) Read(ctx context.Context, in *ReadRequest, opts ...
 // All implementations must embed UnimplementedChainServiceServer
 // for forward compatibility.
 type ChainServiceServer interface {
+	// Step delivers one batch of peer messages.
 	Step(context.Context, *Batch) (*StepResponse, error)
+	// Stream delivers a peer's batches in order over one long-lived stream, so
+	// a sender need not wait a round trip between batches.
+	Stream(grpc.ClientStreamingServer[Batch, StepResponse]) error
 	Write(context.Context, *WriteRequest) (*WriteResponse, error)
 	Read(context.Context, *ReadRequest) (*ReadResponse, error)
 	mustEmbedUnimplementedChainServiceServer()
@@ -93,6 +115,9 @@ type UnimplementedChainServiceServer struct{}
 
 func (UnimplementedChainServiceServer) Step(context.Context, *Batch) (*StepResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Step not implemented")
+}
+func (UnimplementedChainServiceServer) Stream(grpc.ClientStreamingServer[Batch, StepResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method Stream not implemented")
 }
 func (UnimplementedChainServiceServer) Write(context.Context, *WriteRequest) (*WriteResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Write not implemented")
@@ -138,6 +163,13 @@ func _ChainService_Step_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _ChainService_Stream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ChainServiceServer).Stream(&grpc.GenericServerStream[Batch, StepResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ChainService_StreamServer = grpc.ClientStreamingServer[Batch, StepResponse]
 
 func _ChainService_Write_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(WriteRequest)
@@ -195,6 +227,12 @@ var ChainService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _ChainService_Read_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Stream",
+			Handler:       _ChainService_Stream_Handler,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "chain.proto",
 }

@@ -19,12 +19,16 @@ func TestLockbenchShowsHerdEffect(t *testing.T) {
 		t.Skip("starts ZooKeeper")
 	}
 	csvPath := filepath.Join(t.TempDir(), "lb.csv")
+	svgPath := filepath.Join(t.TempDir(), "lb.svg")
 	var out bytes.Buffer
 	err := runLockbench(context.Background(), &out, lockbenchFlags{
 		recipes: "naive,recipe", contenders: "2,8", rounds: 4, hold: 2 * time.Millisecond,
-		zkServers: 1, csv: csvPath,
+		zkServers: 1, csv: csvPath, svg: svgPath,
 	})
 	require.NoError(t, err, out.String())
+	svg, err := os.ReadFile(svgPath)
+	require.NoError(t, err)
+	require.Equal(t, 6, strings.Count(string(svg), "<polyline"), "three panels, two recipes each")
 	require.Contains(t, out.String(), "watches/acq")
 	b, err := os.ReadFile(csvPath)
 	require.NoError(t, err)

@@ -117,6 +117,9 @@ func TestPagesRenderOffline(t *testing.T) {
 	dom, _ = browse(t, bin, "file://"+pages["index"]+"#sort=5&dir=desc&store=raft", "--dump-dom")
 	require.Less(t, strings.Index(dom, "chain-pause-tail"), strings.Index(dom, "raft-kill-leader"))
 	require.Contains(t, dom, `<span class="mut" id="shown">1 of 2 shown</span>`)
+	dom, _ = browse(t, bin, "file://"+pages["index"]+"#q=PAUSE-tail", "--dump-dom")
+	require.Contains(t, dom, `<span class="mut" id="shown">1 of 2 shown</span>`)
+	require.Regexp(t, `<tr data-verdict="illegal"[^>]*style="display: none;"`, dom)
 
 	for name, page := range pages {
 		url := "file://" + page

@@ -6,6 +6,7 @@ import (
 	"image/color"
 	"math"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -116,6 +117,20 @@ func (bp bandPlotter) Plot(c draw.Canvas, p *plot.Plot) {
 	}
 }
 
+// plainTicks are gonum's default tick positions with labels a person
+// writes: "2500", "0.5", not "2500.00".
+type plainTicks struct{}
+
+func (plainTicks) Ticks(min, max float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(min, max)
+	for i := range ticks {
+		if ticks[i].Label != "" {
+			ticks[i].Label = strconv.FormatFloat(ticks[i].Value, 'f', -1, 64)
+		}
+	}
+	return ticks
+}
+
 // chart is one time plot with its legend entries drawn beside it.
 type chart struct {
 	p      *plot.Plot
@@ -133,6 +148,7 @@ func newChart(ylabel string, endS float64, bands []Band) *chart {
 	p.X.Label.Text = "seconds since start"
 	p.Y.Label.Text = ylabel
 	p.X.Min, p.X.Max = 0, math.Max(endS, 1)
+	p.X.Tick.Marker = plainTicks{}
 	p.Add(plotter.NewGrid())
 	ch := &chart{p: p, legend: plot.NewLegend(), minY: math.Inf(1)}
 	ch.legend.Top, ch.legend.Left = true, true
@@ -286,6 +302,7 @@ func throughputChart(tl *Timeline, bands []Band, endS float64) (*chart, error) {
 	if err := ch.series("fail+info", rate(tl.Errors), errorColor, true, 1.1); err != nil {
 		return nil, err
 	}
+	ch.p.Y.Tick.Marker = plainTicks{}
 	ch.p.Y.Min = 0
 	ch.p.Y.Max = math.Max(ch.maxY, 1) * (1.08 + 0.1*float64(ch.lanes))
 	return ch, nil

@@ -56,13 +56,13 @@ func (g latencyGroup) String() string {
 // call time since it has none), and every ok latency kept per bucket as a
 // float32 so percentiles are exact (4 bytes per operation).
 type Timeline struct {
-	Buckets   int                         // number of one-second buckets
-	EndNS     int64                       // the latest time seen
+	Buckets   int                        // number of one-second buckets
+	EndNS     int64                      // the latest time seen
 	OK        map[histories.Kind][]int64 // ok completions per bucket, by kind
-	Errors    []int64                     // fail and info per bucket
-	Ops       int64                       // lines decoded
-	Malformed int64                       // lines skipped (a run cut short leaves a torn last line)
-	latency   [numGroups][][]float32      // ms, per bucket
+	Errors    []int64                    // fail and info per bucket
+	Ops       int64                      // lines decoded
+	Malformed int64                      // lines skipped (a run cut short leaves a torn last line)
+	latency   [numGroups][][]float32     // ms, per bucket
 }
 
 func newTimeline() *Timeline {

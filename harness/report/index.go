@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -20,6 +21,7 @@ type indexRow struct {
 	P99Text                                string
 	Recovery, RecoveryText, RecoveryFault  string
 	Ops, Seed                              int64
+	FaultKinds                             string // faults applied, "kill×2, pause": to read and to filter on
 	Failing                                int
 }
 
@@ -104,6 +106,9 @@ func rowOf(dir string, e os.DirEntry, s *Summary) indexRow {
 	if r.Pill == "" {
 		r.Pill = "unknown"
 	}
+	if bands, _, err := ReadBands(filepath.Join(dir, "nemesis.jsonl"), s.DurationS); err == nil {
+		r.FaultKinds = faultKinds(applied(bands))
+	}
 	r.Href = url.PathEscape(e.Name()) + "/"
 	if _, err := os.Stat(filepath.Join(dir, "report.html")); err == nil {
 		r.Href += "report.html"
@@ -130,4 +135,24 @@ func rowOf(dir string, e os.DirEntry, s *Summary) indexRow {
 		}
 	}
 	return r
+}
+
+// faultKinds counts faults by kind, in order of first appearance.
+func faultKinds(bands []Band) string {
+	counts := map[string]int{}
+	var order []string
+	for _, b := range bands {
+		if counts[b.Kind] == 0 {
+			order = append(order, b.Kind)
+		}
+		counts[b.Kind]++
+	}
+	parts := make([]string, len(order))
+	for i, k := range order {
+		parts[i] = k
+		if counts[k] > 1 {
+			parts[i] = fmt.Sprintf("%s×%d", k, counts[k])
+		}
+	}
+	return strings.Join(parts, ", ")
 }

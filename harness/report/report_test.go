@@ -48,9 +48,12 @@ func TestWriteRunShowsEverything(t *testing.T) {
 	// Links: visualizations of failing keys, logs, raw files.
 	require.Regexp(t, `<li><a href="porcupine/key0~00000000.html">k3</a></li>\s*<li><a href="porcupine/key1~00001eef.html">a/b c</a></li>`, html)
 	require.Contains(t, html, `<li><a href="porcupine/k0.html">k0</a></li>`) // other visualizations
-	for _, f := range []string{"summary.json", "history.jsonl", "nemesis.jsonl", "nodes/n1.log", "zk/zk1.log", "../index.html"} {
+	for _, f := range []string{"summary.json", "history.jsonl", "nemesis.jsonl", "harness.log", "nodes/n1.log", "zk/zk1.log", "../index.html"} {
 		require.Contains(t, html, `href="`+f+`"`)
 	}
+	require.Contains(t, html, `<a href="nodes/1/">nodes/1/</a> <span class="mut">2.9 KiB of data</span>`)
+	require.NotContains(t, html, "wal/0.log")
+	require.NotContains(t, html, `href="report.html"`)
 }
 
 // externalRef matches a reference that would make the browser fetch
@@ -237,4 +240,6 @@ func TestWriteIndexListsEveryRun(t *testing.T) {
 	require.Contains(t, html, `data-v="369">369</td>`) // p99 over all ops
 	require.Contains(t, html, `<option>chain</option><option>raft</option>`)
 	require.Contains(t, html, "1 ok · 1 illegal · 1 unknown")
+	require.Contains(t, html, `<td data-v="kill×2, partition, pause">kill×2, partition, pause</td>`) // member was skipped
+	require.Contains(t, html, `<td data-v=""><span class="mut">none</span></td>`)
 }

@@ -83,6 +83,7 @@ type runPage struct {
 	HistoryNote                 string
 	Bands                       []bandRow
 	HasNemesisLog               bool
+	Injected                    int // faults that were applied
 	FailingKeys, OtherViz       []link
 	Files                       []link
 	Generated                   string
@@ -148,6 +149,7 @@ func WriteRun(dir string) error {
 	} else if tl != nil {
 		page.HistoryNote = "history.jsonl has no operations"
 	}
+	page.Injected = len(applied(bands))
 	for _, b := range bands {
 		page.Bands = append(page.Bands, bandRow{B: b, Color: template.CSS(cssColor(faultColor(b.Kind))), Lasted: b.End - b.Start})
 	}
@@ -247,31 +249,62 @@ func relHref(rel string) string {
 	return strings.Join(parts, "/")
 }
 
-// fileLinks lists the run's raw files: the logs, the history, the summary,
-// node logs and ZooKeeper logs, each with its size.
+// fileLinks lists the run's raw files: every file at the top of the run
+// directory (summary, history, nemesis log, harness log), the files at the
+// top of nodes/ and zk/ (process logs), and each data directory below them
+// as one link with its total size: the data itself is for digging, not for
+// a list.
 func fileLinks(dir string) []link {
 	var out []link
-	add := func(rel string) {
-		fi, err := os.Stat(filepath.Join(dir, rel))
-		if err != nil || fi.IsDir() {
-			return
+	first := map[string]int{"summary.json": 0, "history.jsonl": 1, "nemesis.jsonl": 2, "harness.log": 3}
+	top, _ := os.ReadDir(dir)
+	sort.SliceStable(top, func(i, j int) bool {
+		ri, oki := first[top[i].Name()]
+		rj, okj := first[top[j].Name()]
+		switch {
+		case oki && okj:
+			return ri < rj
+		case oki != okj:
+			return oki
 		}
-		out = append(out, link{Name: filepath.ToSlash(rel), Href: relHref(rel), Size: humanSize(fi.Size())})
-	}
-	for _, f := range []string{"summary.json", "history.jsonl", "nemesis.jsonl"} {
-		add(f)
+		return top[i].Name() < top[j].Name()
+	})
+	for _, e := range top {
+		name := e.Name()
+		if e.IsDir() || strings.HasPrefix(name, ".") || name == "report.html" {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			out = append(out, link{Name: name, Href: relHref(name), Size: humanSize(fi.Size())})
+		}
 	}
 	for _, sub := range []string{"nodes", "zk"} {
-		_ = filepath.WalkDir(filepath.Join(dir, sub), func(path string, d os.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return nil
+		entries, _ := os.ReadDir(filepath.Join(dir, sub))
+		for _, e := range entries {
+			rel := sub + "/" + e.Name()
+			if e.IsDir() {
+				out = append(out, link{Name: rel + "/", Href: relHref(rel) + "/", Size: humanSize(dirSize(filepath.Join(dir, sub, e.Name()))) + " of data"})
+				continue
 			}
-			rel, _ := filepath.Rel(dir, path)
-			add(rel)
-			return nil
-		})
+			if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+				out = append(out, link{Name: rel, Href: relHref(rel), Size: humanSize(fi.Size())})
+			}
+		}
 	}
 	return out
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 func humanSize(n int64) string {

@@ -33,10 +33,10 @@ type Recovery struct {
 	Fault        string     `json:"fault"`
 	Event        string     `json:"event"`
 	Targets      targetList `json:"targets"`
-	Role         string   `json:"role"`
-	FirstReadMS  *float64 `json:"first_read_ms"`
-	FirstWriteMS *float64 `json:"first_write_ms"`
-	ThroughputMS *float64 `json:"throughput_ms"`
+	Role         string     `json:"role"`
+	FirstReadMS  *float64   `json:"first_read_ms"`
+	FirstWriteMS *float64   `json:"first_write_ms"`
+	ThroughputMS *float64   `json:"throughput_ms"`
 }
 
 // KeyResult is one failing key's verdict and its visualization, a path
@@ -127,9 +127,9 @@ type Summary struct {
 	Recovery     []Recovery         `json:"recovery"`
 	KeyResults   []KeyResult        `json:"key_results"`
 	// Visualizations are Porcupine pages relative to the run directory.
-	Visualizations []string `json:"visualizations"`
-	Checks       []Check            `json:"-"`
-	ChecksRaw    json.RawMessage    `json:"-"` // "checks" when it is not a list of checks
+	Visualizations []string        `json:"visualizations"`
+	Checks         []Check         `json:"-"`
+	ChecksRaw      json.RawMessage `json:"-"` // "checks" when it is not a list of checks
 }
 
 // Verdict classes; anything else is shown as unknown, never as ok.

@@ -110,6 +110,9 @@ func (r synthRun) write(t testing.TB, parent string) string {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "porcupine", "k0.html"), []byte("<html>viz</html>"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "nodes", "n1.log"), []byte("node n1 started\n"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "zk", "zk1.log"), []byte("zk up\n"), 0o644))
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "nodes", "1", "wal"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "nodes", "1", "wal", "0.log"), make([]byte, 3000), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "harness.log"), []byte("run started\n"), 0o644))
 
 	first := func(v float64) *float64 { return &v }
 	summary := map[string]any{
@@ -118,7 +121,7 @@ func (r synthRun) write(t testing.TB, parent string) string {
 		"verdict": r.verdict, "ops_total": ok + fail + info, "ops_ok": ok, "ops_fail": fail, "ops_info": info,
 		"throughput": r.throughput, "check_seconds": 0.42, "failing_keys": r.failingKeys, "key_results": keyResults,
 		"visualizations": []string{"porcupine/k0.html"},
-		"command": []string{"chainraft", "run", "--store", r.store, "--seed", fmt.Sprint(r.seed), "--name", r.name + " x"},
+		"command":        []string{"chainraft", "run", "--store", r.store, "--seed", fmt.Sprint(r.seed), "--name", r.name + " x"},
 		"latency": map[string]any{
 			"get": map[string]float64{"p50_ms": 3.1, "p99_ms": r.p99 / 2, "p999_ms": 900, "max_ms": 1200},
 			"put": map[string]float64{"p50_ms": 4.2, "p99_ms": r.p99, "p999_ms": 1500, "max_ms": 3100},

@@ -1,0 +1,54 @@
+# chainraft: `make run` is the main job, `make test` what CI runs (.ci/run).
+
+# Go from the usual install places even when the shell's PATH lacks them;
+# protoc plugins live in $(HOME)/go/bin.
+export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
+
+GO       ?= go
+BIN      := bin/chainraft
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+# One explicit limit for the whole suite, far above what it needs, so that a
+# hung test fails the build with every goroutine's stack instead of hanging CI.
+TEST_TIMEOUT ?= 20m
+# `make run` arguments. The memory store is fast enough to record a few
+# million operations in 10 s; checking them takes about a minute on two
+# cores, so the check budget is raised above the 60 s default.
+RUN_ARGS ?= --store memory --time-limit 10s --clients 16 --check-budget 5m
+# `make bench`: which benchmarks, where.
+BENCH    ?= .
+BENCH_PKGS ?= ./...
+
+.PHONY: all deps build test lint run proto bench clean
+
+all: build
+
+# deps installs what the project needs (scripts/deps.sh: Java and the
+# ZooKeeper jars, idempotent) and the Go modules.
+deps:
+	@if [ -x scripts/deps.sh ]; then scripts/deps.sh; fi
+	$(GO) mod download
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/chainraft
+
+test: deps
+	GOTRACEBACK=all $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+lint:
+	@out="$$(find . -name '*.go' -not -path './.git/*' -not -path './.cache/*' -not -path './runs/*' -exec gofmt -l {} +)"; if [ -n "$$out" ]; then echo "gofmt -l reports:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+run: build
+	$(BIN) run $(RUN_ARGS)
+
+# proto regenerates the stores' protobuf code from their //go:generate lines.
+proto:
+	@pkgs=""; for d in raftkv chain; do [ -d $$d ] && pkgs="$$pkgs ./$$d/..."; done; \
+	if [ -n "$$pkgs" ]; then echo "$(GO) generate$$pkgs"; $(GO) generate $$pkgs; fi
+
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -timeout 60m $(BENCH_PKGS)
+
+clean:
+	rm -rf bin

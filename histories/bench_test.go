@@ -1,0 +1,73 @@
+package histories
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// The benchmark history: 100,000 operations by 64 clients on a simulated
+// linearizable store, half gets and half puts of unique values, 1% of all
+// operations unknown writes (half of which took effect).
+var benchHistories sync.Map // keys -> []Operation
+
+func benchHistory(keys int) []Operation {
+	if h, ok := benchHistories.Load(keys); ok {
+		return h.([]Operation)
+	}
+	h := genHistory(genConfig{ops: 100_000, clients: 64, keys: keys, unknown: 0.01, put: 0.5, seed: 42})
+	benchHistories.Store(keys, h)
+	return h
+}
+
+func BenchmarkCheck(b *testing.B) {
+	for _, keys := range []int{1000, 10} {
+		b.Run(fmt.Sprintf("keys=%d", keys), func(b *testing.B) {
+			ops := benchHistory(keys)
+			var res Result
+			cpu := cpuTime()
+			for b.Loop() {
+				var err error
+				res, err = Check(context.Background(), ops, CheckOptions{Budget: 5 * time.Minute})
+				if err != nil || res.Verdict != VerdictOK {
+					b.Fatalf("verdict %s, err %v", res.Verdict, err)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N)/1e6, "cpu-ms/op")
+			b.ReportMetric(float64(res.Pruned), "pruned")
+			b.ReportMetric(float64(res.Bounded), "bounded")
+		})
+	}
+}
+
+// cpuTime is the process's user+system CPU time: on a shared machine it
+// varies much less than wall time, so the README reports both.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkPlainPorcupine is the baseline: the same history through
+// porcupine's own partitioning, unknown writes open to the end, no pruning.
+func BenchmarkPlainPorcupine(b *testing.B) {
+	for _, keys := range []int{1000, 10} {
+		b.Run(fmt.Sprintf("keys=%d", keys), func(b *testing.B) {
+			ops := benchHistory(keys)
+			cpu := cpuTime()
+			for b.Loop() {
+				if res := plainCheck(ops, 5*time.Minute); res != porcupine.Ok {
+					b.Fatalf("verdict %s", res)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N)/1e6, "cpu-ms/op")
+		})
+	}
+}

@@ -1,0 +1,155 @@
+package raftkv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+
+	"github.com/chainraft/chainraft/kv"
+)
+
+// inProcess runs Nodes with their gRPC servers in the test process, so the
+// race detector sees the node loop, the transport and the client together.
+type inProcess struct {
+	t       *testing.T
+	members []Member
+	dirs    map[uint64]string
+	nodes   map[uint64]*Node
+	servers map[uint64]*grpc.Server
+}
+
+func startInProcess(t *testing.T, n int) *inProcess {
+	c := &inProcess{t: t, dirs: map[uint64]string{}, nodes: map[uint64]*Node{}, servers: map[uint64]*grpc.Server{}}
+	for i := 1; i <= n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addr := l.Addr().String()
+		l.Close()
+		c.members = append(c.members, Member{ID: uint64(i), Addr: addr})
+		c.dirs[uint64(i)] = t.TempDir()
+	}
+	for _, m := range c.members {
+		c.start(m.ID)
+	}
+	t.Cleanup(func() {
+		for id := range c.nodes {
+			c.stop(id)
+		}
+	})
+	return c
+}
+
+func (c *inProcess) start(id uint64) {
+	var addr string
+	for _, m := range c.members {
+		if m.ID == id {
+			addr = m.Addr
+		}
+	}
+	n, err := StartNode(NodeConfig{ID: id, Peers: c.members, DataDir: c.dirs[id], TickInterval: 20 * time.Millisecond})
+	require.NoError(c.t, err)
+	var lis net.Listener
+	require.Eventually(c.t, func() bool {
+		lis, err = net.Listen("tcp", addr)
+		return err == nil
+	}, 5*time.Second, 20*time.Millisecond, "listen on %s", addr)
+	c.nodes[id], c.servers[id] = n, Serve(n, lis)
+}
+
+func (c *inProcess) stop(id uint64) {
+	c.servers[id].Stop()
+	require.NoError(c.t, c.nodes[id].Stop())
+	delete(c.nodes, id)
+	delete(c.servers, id)
+}
+
+func (c *inProcess) leader() uint64 {
+	var lead uint64
+	require.Eventually(c.t, func() bool {
+		for id, n := range c.nodes {
+			st, err := n.Status(context.Background())
+			if err == nil && st.Role == "StateLeader" {
+				lead = id
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 20*time.Millisecond, "a leader is elected")
+	return lead
+}
+
+func TestNodesOverGRPC(t *testing.T) {
+	c := startInProcess(t, 3)
+	conns, err := Dial(c.members, ClientOptions{RequestTimeout: 5 * time.Second, AttemptTimeout: 500 * time.Millisecond})
+	require.NoError(t, err)
+	defer conns.Close()
+	ctx := context.Background()
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked, failed := map[string]bool{}, map[string]bool{}
+	stop := make(chan struct{})
+	for i := range 4 {
+		cl := conns.NewClient()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				v := fmt.Sprintf("%d-%d;", i, n)
+				err := cl.Append(ctx, "k", v)
+				mu.Lock()
+				if err == nil {
+					acked[v] = true
+				} else if kv.IsDefinite(err) {
+					failed[v] = true
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	old := c.leader()
+	c.stop(old) // the leader goes away mid-workload
+	time.Sleep(500 * time.Millisecond)
+	c.start(old) // and comes back from its data directory
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	cl := conns.NewClient()
+	v, found, err := cl.Get(ctx, "k")
+	require.NoError(t, err)
+	require.True(t, found)
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, acked)
+	for a := range acked {
+		require.Equal(t, 1, strings.Count(v, a), "acknowledged append %q lost or applied twice", a)
+	}
+	for a := range failed {
+		require.NotContains(t, v, a, "an append reported as certainly failed took effect")
+	}
+	// The restarted node converges on the leader's state.
+	lead := c.leader()
+	ls, err := c.nodes[lead].Status(ctx)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, err := c.nodes[old].Status(ctx)
+		return err == nil && st.Applied >= ls.Commit
+	}, 5*time.Second, 20*time.Millisecond)
+	swapped, err := cl.CAS(ctx, "k", v, "x")
+	require.NoError(t, err)
+	require.True(t, swapped)
+}

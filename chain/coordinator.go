@@ -2,7 +2,6 @@ package chain
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -109,10 +108,28 @@ func RunCoordinator(ctx context.Context, cfg CoordinatorConfig, node *Node) erro
 	}
 	goFunc(func() { c.campaign(ctx) })
 
+	// reportDirty: a synced report not yet written (ZooKeeper was
+	// unreachable); retried every second, since the Core reports once per
+	// epoch and the master promotes the joiner only when it reads it.
+	reportDirty := false
+	report := func() {
+		if _, err := conn.Set(NodePath(cfg.ID), c.liveData(), -1); err != nil {
+			reportDirty = true
+			cfg.Logf("coordinator: report synced chains: %v", err)
+			return
+		}
+		reportDirty = false
+	}
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-retry.C:
+			if reportDirty {
+				report()
+			}
 		case st := <-c.sess:
 			if st != zk.StateHasSession {
 				continue
@@ -135,11 +152,8 @@ func RunCoordinator(ctx context.Context, cfg CoordinatorConfig, node *Node) erro
 			c.mu.Lock()
 			c.synced[ce.Chain] = ce.Epoch
 			c.mu.Unlock()
-			if _, err := conn.Set(NodePath(cfg.ID), c.liveData(), -1); err != nil {
-				cfg.Logf("coordinator: report synced chain %d epoch %d: %v", ce.Chain, ce.Epoch, err)
-			} else {
-				cfg.Logf("coordinator: caught up on chain %d at epoch %d", ce.Chain, ce.Epoch)
-			}
+			cfg.Logf("coordinator: caught up on chain %d at epoch %d", ce.Chain, ce.Epoch)
+			report()
 		}
 	}
 }
@@ -185,8 +199,7 @@ func (c *coordinator) liveData() []byte {
 	for k, v := range c.synced {
 		ln.Synced[k] = v
 	}
-	b, _ := json.Marshal(ln)
-	return b
+	return ln.encode()
 }
 
 // register creates the node's ephemeral znode. If a previous incarnation's
@@ -308,7 +321,7 @@ func (c *coordinator) campaign(ctx context.Context) {
 			continue
 		}
 		c.cfg.Logf("master: elected (%s)", el.Path())
-		m := &master{c: c, el: el}
+		m := newMaster(c, el)
 		m.run(ctx)
 		c.cfg.Logf("master: stepping down")
 		_ = el.Resign()

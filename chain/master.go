@@ -32,14 +32,18 @@ type master struct {
 	wg     sync.WaitGroup
 }
 
+func newMaster(c *coordinator, el *zkrecipes.Election) *master {
+	return &master{c: c, el: el, armed: map[string]bool{}, firedc: make(chan string, 64), stopc: make(chan struct{})}
+}
+
+// close stops the watch forwarders.
+func (m *master) close() {
+	close(m.stopc)
+	m.wg.Wait()
+}
+
 func (m *master) run(ctx context.Context) {
-	m.armed = map[string]bool{}
-	m.firedc = make(chan string, 64)
-	m.stopc = make(chan struct{})
-	defer func() {
-		close(m.stopc)
-		m.wg.Wait()
-	}()
+	defer m.close()
 	t := time.NewTicker(masterPoll)
 	defer t.Stop()
 	for {

@@ -1,12 +1,24 @@
 package chain
 
-import "slices"
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+)
 
 // LiveNode is what the master knows of a registered node: its address and,
 // per chain, the epoch in which it reported itself caught up as a joiner.
 type LiveNode struct {
 	Addr   string         `json:"addr"`
 	Synced map[int]uint64 `json:"synced,omitempty"`
+}
+
+func (n LiveNode) encode() []byte {
+	b, err := json.Marshal(n)
+	if err != nil {
+		panic(fmt.Sprintf("chain: encoding live node: %v", err))
+	}
+	return b
 }
 
 // Reconcile is the master's decision for one chain, a pure function so the

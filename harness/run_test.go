@@ -194,7 +194,7 @@ func baseConfig(t *testing.T, store string) RunConfig {
 
 func TestRunMemoryIsLinearizable(t *testing.T) {
 	cfg := baseConfig(t, "memory")
-	cfg.TimeLimit = 1500 * time.Millisecond
+	cfg.TimeLimit = time.Second
 	if testing.Short() {
 		cfg.TimeLimit = 300 * time.Millisecond
 	}
@@ -207,6 +207,7 @@ func TestRunMemoryIsLinearizable(t *testing.T) {
 	res, err := Run(context.Background(), cfg)
 	require.NoError(t, err)
 	s := res.Summary
+	t.Logf("%d operations, %.0f ok ops/s, check %.1fs", s.OpsTotal, s.Throughput, s.CheckSeconds)
 	require.Equal(t, "ok", s.Verdict, "the memory store is linearizable")
 	require.Empty(t, s.Error)
 	require.Empty(t, s.FailingKeys)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,4 +155,26 @@ func TestLatencyPercentiles(t *testing.T) {
 	require.InDelta(t, 999, l.P999MS, 1e-9)
 	require.InDelta(t, 1000, l.MaxMS, 1e-9)
 	require.InDelta(t, 500.5, l.MeanMS, 1e-9)
+}
+
+// BenchmarkClientMemory is the harness's whole per-operation cost (generate,
+// deadline, call, classify, record) against kv.Memory from parallel
+// clients: the ceiling on what a run can measure.
+func BenchmarkClientMemory(b *testing.B) {
+	rec := histories.NewRecorder()
+	m := kv.NewMemory()
+	w := WorkloadConfig{Seed: 1, Keys: 100, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1}
+	keys := KeyNames(w.Keys)
+	var worker atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		c := &client{
+			store: m, session: rec.Session(), gen: newGenerator(w, keys, int(worker.Add(1))),
+			timeout: time.Second, count: &counters{},
+		}
+		ctx := context.Background()
+		for pb.Next() {
+			c.gen.observe(c.do(ctx, c.gen.next()))
+		}
+	})
 }

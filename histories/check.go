@@ -5,6 +5,7 @@ import (
 	"context"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,14 +113,14 @@ func Check(ctx context.Context, ops []Operation, opts CheckOptions) (Result, err
 		res.Bounded += kh.bounded
 	}
 
-	searchKeys(ctx, keys, res.Keys, time.Now().Add(opts.Budget), opts.Budget, opts.Workers)
+	searchKeys(ctx, keys, res.Keys, start.Add(opts.Budget), opts.Budget, opts.Workers)
 
 	// Visualize: illegal keys always, ok keys of small histories on request.
 	var vizErr error
 	if opts.VisualizeDir != "" {
 		var todo []int
 		for i, kr := range res.Keys {
-			if kr.Verdict == VerdictIllegal || (opts.VisualizeAll && len(ops) <= VisualizeAllMaxOps && kr.Verdict == VerdictOK) {
+			if kr.Ops > 0 && (kr.Verdict == VerdictIllegal || (opts.VisualizeAll && len(ops) <= VisualizeAllMaxOps && kr.Verdict == VerdictOK)) {
 				todo = append(todo, i)
 			}
 		}
@@ -427,8 +428,8 @@ func useUniqueValues(ops []Operation, call, ret []int64, notes []string, kh *key
 		if t, seen := firstSeen[op.Value]; seen {
 			if t >= op.Call && t < ret[i] { // else the observer precedes the write: the search refutes it
 				ret[i] = t
+				notes[i] = "return lowered to that of the first operation that observed its value"
 				if op.Outcome == Info {
-					notes[i] = "return bounded by the first operation that observed its value"
 					kh.bounded++
 				}
 			}
@@ -466,6 +467,7 @@ func useUniqueValues(ops []Operation, call, ret []int64, notes []string, kh *key
 		}
 		if wc := ops[w].Call; wc > call[i] && wc <= ret[i] {
 			call[i] = wc
+			notes[i] = strings.TrimPrefix(notes[i]+"; call raised to that of the write it observed", "; ")
 		}
 	}
 	return drop

@@ -24,7 +24,7 @@ func mustRead(t *testing.T, name string) []Operation {
 
 func TestPruneAndBoundCounts(t *testing.T) {
 	for _, tc := range []struct {
-		file             string
+		file            string
 		pruned, bounded int
 	}{
 		{"ok-unknown-write-unobserved.jsonl", 1, 0},
@@ -249,7 +249,7 @@ func TestVisualizeCutsLongKeys(t *testing.T) {
 	old := visualizeMaxOps
 	visualizeMaxOps = 400
 	t.Cleanup(func() { visualizeMaxOps = old })
-	ops := genHistory(genConfig{ops: 3 * visualizeMaxOps, clients: 6, keys: 1, unknown: 0.01, put: 0.5, seed: 3})
+	ops := genHistory(genConfig{ops: 3 * visualizeMaxOps, clients: 8, keys: 1, unknown: 0.01, put: 0.5, seed: 3})
 	for i := len(ops) * 2 / 3; i < len(ops); i++ {
 		if ops[i].Op == Get && ops[i].Outcome == OK {
 			ops[i].Found, ops[i].Output = true, "never written"
@@ -265,6 +265,7 @@ func TestVisualizeCutsLongKeys(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(page), "cut: showing ops ")
 	require.Contains(t, string(page), fmt.Sprintf(" of %d", res.Keys[0].Ops))
+	require.Contains(t, string(page), "longest linearization of them was cut")
 	require.NotContains(t, string(page), "linearizable on its own", "the window must keep the violation")
 	require.Less(t, len(page), 4<<20)
 }
@@ -282,4 +283,27 @@ func TestFileName(t *testing.T) {
 		require.False(t, dup, "%q and %q share %q", prev, k, n)
 		seen[n] = k
 	}
+}
+
+func TestVisualizeShowsTheIllegalSegment(t *testing.T) {
+	ops := genHistory(genConfig{ops: 2000, clients: 2, keys: 1, put: 0.5, seed: 5})
+	for i := len(ops) / 2; i < len(ops); i++ {
+		if ops[i].Op == Get && ops[i].Outcome == OK {
+			ops[i].Found, ops[i].Output = true, "never written"
+			break
+		}
+	}
+	kh := partition(ops)[0]
+	require.Greater(t, len(kh.segs), 2, "two clients on one key should leave quiescent points")
+	dir := t.TempDir()
+	res, err := Check(context.Background(), ops, CheckOptions{VisualizeDir: dir})
+	require.NoError(t, err)
+	require.Equal(t, VerdictIllegal, res.Verdict)
+	require.Len(t, res.Visualizations, 1)
+	page, err := os.ReadFile(res.Visualizations[0])
+	require.NoError(t, err)
+	require.Contains(t, string(page), "cut: showing ops ")
+	require.Contains(t, string(page), "form a segment")
+	require.Contains(t, string(page), "never written")
+	require.NotContains(t, string(page), "linearizable on its own")
 }

@@ -56,13 +56,16 @@ type kvOutput struct {
 	swapped bool   // cas
 }
 
-// opMeta is shown in the visualization tooltip.
+// opMeta is shown in the visualization tooltip. The drawn interval is the
+// one searched, which the unique-value rules may have narrowed, so the
+// recorded one is shown too.
 type opMeta struct {
-	client  int
-	outcome Outcome
-	node    string
-	err     string
-	note    string // e.g. "return bounded by an observing read"
+	client    int
+	outcome   Outcome
+	call, ret int64 // as recorded; ret < 0: none
+	node      string
+	err       string
+	note      string // e.g. "return bounded by an observing read"
 }
 
 func kvStep(s, i, o interface{}) (bool, interface{}) {
@@ -177,7 +180,10 @@ func describeMetadata(m interface{}) string {
 		return ""
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "client %d, outcome %s", md.client, md.outcome)
+	fmt.Fprintf(&b, "client %d, outcome %s<br>recorded call %d", md.client, md.outcome, md.call)
+	if md.ret >= 0 {
+		fmt.Fprintf(&b, ", return %d", md.ret)
+	}
 	if md.node != "" {
 		b.WriteString("<br>node " + html.EscapeString(md.node))
 	}
@@ -242,8 +248,15 @@ func toPorcupine(op Operation, client int, ret int64, note string) porcupine.Ope
 		Output:   out,
 		Call:     op.Call,
 		Return:   ret,
-		Metadata: &opMeta{client: op.Client, outcome: op.Outcome, node: op.Node, err: op.Error, note: note},
+		Metadata: &opMeta{client: op.Client, outcome: op.Outcome, call: op.Call, ret: recordedReturn(op), node: op.Node, err: op.Error, note: note},
 	}
+}
+
+func recordedReturn(op Operation) int64 {
+	if op.Outcome == Info && op.Return == 0 {
+		return -1
+	}
+	return op.Return
 }
 
 // afterAll is the return given to unknown writes: later than every real

@@ -87,8 +87,10 @@ func TestModelDescriptions(t *testing.T) {
 	long := describeState(kvState{present: true, value: strings.Repeat("x", 1000)})
 	require.Less(t, len(long), 120)
 	require.Contains(t, long, "(1000 bytes)")
-	md := describeMetadata(&opMeta{client: 3, outcome: Info, node: "n<1>", err: "a&b"})
-	require.Equal(t, "client 3, outcome info<br>node n&lt;1&gt;<br>error: a&amp;b", md)
+	md := describeMetadata(&opMeta{client: 3, outcome: Info, call: 7, ret: -1, node: "n<1>", err: "a&b"})
+	require.Equal(t, "client 3, outcome info<br>recorded call 7<br>node n&lt;1&gt;<br>error: a&amp;b", md)
+	md = describeMetadata(&opMeta{client: 3, outcome: OK, call: 7, ret: 9, note: "x"})
+	require.Equal(t, "client 3, outcome ok<br>recorded call 7, return 9<br>x", md)
 }
 
 func TestModelStopRefusesSteps(t *testing.T) {

@@ -54,7 +54,7 @@ func segmentKey(ops []porcupine.Operation) []segment {
 			}
 			last = i
 		}
-		if i+1 == len(ops) || i+1-lo < minSegmentOps || maxRet > ops[i+1].Call {
+		if i+1 == len(ops) || i+1-lo < minSegmentOps || maxRet >= ops[i+1].Call {
 			continue
 		}
 		next := init

@@ -160,6 +160,33 @@
 // injection to heal, "kill n2 (leader)", a colour per kind) for the
 // Porcupine visualizations; skipped and failed steps are instants.
 //
+// # Plugging in a cluster
+//
+// The harness, which may import everything, does the wiring; the stores
+// never see this package:
+//
+//  1. Start a [Network] before the nodes and call [Network.Wire] with the
+//     real listen addresses (node peer ports, ZooKeeper client ports, and
+//     client ports if separate). Hand node a the addresses in
+//     Wiring.Peers[a] (or Wiring.PeerList) for its peers,
+//     Wiring.ZKConnect(a) as its ZooKeeper connection string, and give the
+//     workload's clients Wiring.Clients. A node must then name its peers by
+//     what they say, not by the remote address of a connection: every
+//     inbound connection comes from the proxy.
+//  2. Implement [Target] over the cluster's processes: Kill is SIGKILL,
+//     Restart starts the node on its data directory (same ports, so the
+//     proxies need no change), Pause/Resume SIGSTOP/SIGCONT, Resolve asks
+//     the store who holds a role right now (and returns ErrUnsupported for
+//     roles it does not have), RemoveMember/AddMember go through the store's
+//     reconfiguration. Faults overlap only with the Overlap option; a Target
+//     should make Restart of a running node and Resume of a running one
+//     harmless.
+//  3. Per run: steps from [Generate] (or [Replay] of a nemesis.jsonl), a
+//     [Runner] with Clock set to the recorder's Now, Events writing
+//     nemesis.jsonl, Log the console; [Runner.RunAndHeal] in the nemesis
+//     goroutine. After the workload, [Analyze] (history, events) goes into
+//     summary.json and [Annotations] onto the timelines.
+//
 // # Goroutines and owners
 //
 //   - Proxy: one accept loop, and per connection one goroutine that waits for

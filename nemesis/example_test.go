@@ -40,8 +40,10 @@ func fixedClock() int64 { return int64(1500 * time.Millisecond) }
 
 func ExampleRunner() {
 	steps := []nemesis.Step{
-		{ID: 1, At: 0, Duration: time.Second, Fault: nemesis.Fault{Kind: nemesis.KindKill, Role: nemesis.RoleLeader, Seed: 1}},
-		{ID: 2, At: time.Second, Duration: time.Second, Fault: nemesis.Fault{Kind: nemesis.KindMember, Role: nemesis.RoleAny, Seed: 2}},
+		// Zero offsets and durations, so that the fixed clock finds every
+		// action already due; a real schedule spaces them by seconds.
+		{ID: 1, Fault: nemesis.Fault{Kind: nemesis.KindKill, Role: nemesis.RoleLeader, Seed: 1}},
+		{ID: 2, Fault: nemesis.Fault{Kind: nemesis.KindMember, Role: nemesis.RoleAny, Seed: 2}},
 	}
 	r := &nemesis.Runner{
 		Target: nodeTarget{},
@@ -52,8 +54,8 @@ func ExampleRunner() {
 	_ = r.HealAll(context.Background())
 	// Output:
 	// SIGKILL node 2
-	// {"time":1500000000,"step":1,"fault":"kill","event":"inject","role":"leader","targets":[2],"spec":{"kind":"kill","role":"leader","seed":1},"duration":1000000000}
+	// {"time":1500000000,"step":1,"fault":"kill","event":"inject","role":"leader","targets":[2],"spec":{"kind":"kill","role":"leader","seed":1}}
+	// {"time":1500000000,"step":2,"fault":"member","event":"inject","role":"any","targets":[2],"error":"member node 2: membership: nemesis: unsupported","skipped":true,"spec":{"kind":"member","role":"any","seed":2}}
 	// restart node 2
 	// {"time":1500000000,"step":1,"fault":"kill","event":"heal","role":"leader","targets":[2]}
-	// {"time":1500000000,"step":2,"fault":"member","event":"inject","role":"any","targets":[2],"error":"member node 2: membership: nemesis: unsupported","skipped":true,"spec":{"kind":"member","role":"any","seed":2},"at":1000000000,"duration":1000000000}
 }

@@ -241,3 +241,19 @@ func stat(vs []float64, n int) Stat {
 	s.Median, s.Max = &med, &mx
 	return s
 }
+
+// Analysis is what a run's summary gets from the nemesis: summary.json's
+// "recovery" list and its per-kind statistics.
+type Analysis struct {
+	Recovery []Recovery     `json:"recovery"`
+	ByKind   []KindRecovery `json:"recovery_by_kind"`
+}
+
+// Analyze measures recoveries and summarizes them by kind.
+func Analyze(ops []histories.Operation, events []Event) Analysis {
+	rs := Recoveries(ops, events)
+	if rs == nil {
+		rs = []Recovery{}
+	}
+	return Analysis{Recovery: rs, ByKind: SummarizeRecoveries(rs)}
+}

@@ -181,3 +181,13 @@ func TestAnnotations(t *testing.T) {
 	require.Contains(t, as[2].Details, "[[1] [2 3]]")
 	require.NotEqual(t, as[0].Color, as[2].Color)
 }
+
+func TestAnalyze(t *testing.T) {
+	a := Analyze(steadyHistory(0, 100), nil)
+	require.NotNil(t, a.Recovery, "an empty list, not null, in summary.json")
+	require.Empty(t, a.ByKind)
+	a = Analyze(steadyHistory(0, 100), []Event{{Time: 0, Step: 1, Fault: KindKill, Event: PhaseInject}})
+	require.Len(t, a.Recovery, 1)
+	require.Len(t, a.ByKind, 1)
+	require.Equal(t, 1, a.ByKind[0].Count)
+}

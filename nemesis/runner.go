@@ -233,3 +233,19 @@ func errSuffix(s string) string {
 	}
 	return ": " + s
 }
+
+// RunAndHeal runs steps until they are done or ctx ends, then heals whatever
+// is still active under a fresh context bounded by healTimeout (ctx may be
+// over by then: that is when healing matters most). It returns the heal
+// errors; a cancelled run is not an error, it is how a run's time limit ends
+// the nemesis.
+func (r *Runner) RunAndHeal(ctx context.Context, steps []Step, healTimeout time.Duration) error {
+	runErr := r.Run(ctx, steps)
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healTimeout)
+	defer cancel()
+	healErr := r.HealAll(hctx)
+	if runErr != nil && !errors.Is(runErr, context.Canceled) && !errors.Is(runErr, context.DeadlineExceeded) {
+		return errors.Join(runErr, healErr)
+	}
+	return healErr
+}

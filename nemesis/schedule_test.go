@@ -244,3 +244,26 @@ func TestRunnerPartitionsRealNetwork(t *testing.T) {
 		require.Equal(t, Direction(0), n.Proxy(l).Blackholed(), "%s still cut", l)
 	}
 }
+
+func TestRunnerZeroLengthFaultHealsAfterItsInjection(t *testing.T) {
+	tg := newFakeTarget(1, 2)
+	r := &Runner{Target: tg, Clock: testClock()}
+	require.NoError(t, r.Run(context.Background(), []Step{
+		{ID: 1, Fault: Fault{Kind: KindKill, Role: "node:1"}},
+		{ID: 2, At: time.Millisecond, Duration: time.Millisecond, Fault: Fault{Kind: KindPause, Role: "node:2"}},
+		{ID: 3, At: 2 * time.Millisecond, Fault: Fault{Kind: KindKill, Role: "node:2"}},
+	}))
+	require.Empty(t, r.Active(), "Run healed everything itself")
+	require.Equal(t, []string{"kill 1", "restart 1", "pause 2", "resume 2", "kill 2", "restart 2"}, tg.Calls())
+}
+
+func TestRunnerRunAndHealAfterTimeLimit(t *testing.T) {
+	tg := newFakeTarget(1, 2)
+	r := &Runner{Target: tg, Clock: testClock()}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	err := r.RunAndHeal(ctx, []Step{{ID: 1, Duration: time.Hour, Fault: Fault{Kind: KindKill, Role: "node:2"}}}, time.Second)
+	require.NoError(t, err, "the time limit ending the run is not an error")
+	require.Equal(t, []string{"kill 2", "restart 2"}, tg.Calls())
+	require.Empty(t, r.Active())
+}

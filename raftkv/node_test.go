@@ -153,3 +153,45 @@ func TestNodesOverGRPC(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, swapped)
 }
+
+// TestClientClassifiesHonestly: a write proposed by a leader that then
+// cannot reach a quorum is indeterminate, and indeed commits once the quorum
+// is back; a read that cannot be served is definite (it has no effect).
+func TestClientClassifiesHonestly(t *testing.T) {
+	c := startInProcess(t, 3)
+	conns, err := Dial(c.members, ClientOptions{AttemptTimeout: 300 * time.Millisecond})
+	require.NoError(t, err)
+	defer conns.Close()
+	ctx := context.Background()
+	cl := conns.NewClient()
+	require.NoError(t, cl.Put(ctx, "k", "1"))
+
+	lead := c.leader()
+	var others []uint64
+	for _, m := range c.members {
+		if m.ID != lead {
+			others = append(others, m.ID)
+		}
+	}
+	for _, id := range others {
+		c.stop(id)
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	err = cl.Put(wctx, "k", "2")
+	cancel()
+	require.Error(t, err)
+	require.False(t, kv.IsDefinite(err), "a proposed write without a quorum is indeterminate: %v", err)
+	require.ErrorIs(t, err, ErrUnknown)
+
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	_, _, err = cl.Get(rctx, "k")
+	cancel()
+	require.True(t, kv.IsDefinite(err), "a failed read had no effect: %v", err)
+
+	// With one follower back, only the old leader has an up-to-date enough
+	// log to win; its entry then commits.
+	c.start(others[0])
+	v, _, err := conns.NewClient().Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, "2", v, "the indeterminate write did take effect once a quorum was back")
+}

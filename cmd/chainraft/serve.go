@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,6 +38,11 @@ func newServeCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 				return usageErrorf("serve: --dir %s is not a directory", dir)
+			}
+			if n, err := writeMissingReports(dir); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "chainraft: serve: %v\n", err)
+			} else if n > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "wrote report.html for %d run(s) that had none\n", n)
 			}
 			if err := report.WriteIndex(dir); err != nil {
 				return withCode(exitRunFailed, fmt.Errorf("serve: index: %w", err))
@@ -79,12 +86,53 @@ func serveRuns(ctx context.Context, ln net.Listener, dir string) error {
 	return err
 }
 
+// writeMissingReports writes report.html for each run under dir that has a
+// summary.json but no report (runs made before reports existed, or cut
+// short); it returns how many it wrote and the last error.
+func writeMissingReports(dir string) (int, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var last error
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		run := filepath.Join(dir, e.Name())
+		if _, err := os.Stat(filepath.Join(run, "report.html")); err == nil {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(run, "summary.json")); err != nil {
+			continue
+		}
+		if err := report.WriteRun(run); err != nil {
+			last = err
+			continue
+		}
+		n++
+	}
+	return n, last
+}
+
 // runsHandler serves the directory's files. Reports are files, so the
 // browser sees exactly what opening them from disk shows; run directories
-// without a report.html get the file listing.
+// without a report.html get the file listing. The index is rewritten on
+// each request for it, so runs finished while serving appear on reload.
 func runsHandler(dir string) http.Handler {
 	files := http.FileServer(http.Dir(dir))
+	var indexMu sync.Mutex // one index write at a time
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" || r.URL.Path == "/index.html" {
+			indexMu.Lock()
+			err := report.WriteIndex(dir)
+			indexMu.Unlock()
+			if err != nil {
+				http.Error(w, "index: "+err.Error(), http.StatusInternalServerError)
+				return
+			}
+		}
 		w.Header().Set("Cache-Control", "no-cache")
 		// The pages are self-contained: forbid any fetch from elsewhere.
 		w.Header().Set("Content-Security-Policy", "default-src 'self' 'unsafe-inline'; img-src 'self' data:")

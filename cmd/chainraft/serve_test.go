@@ -75,8 +75,13 @@ func TestServeServesRunsAndStops(t *testing.T) {
 		require.NoError(t, err)
 		return resp.StatusCode, string(b)
 	}
-	// serveRuns serves what is there; the command writes the index first.
-	_, _ = get("/")
+	// The index is written when asked for, and lists runs made since.
+	code, body := get("/")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "20261126T100000-raft-a/report.html")
+	fakeRun(t, runs, "20261126T120000-raft-new", "ok")
+	_, body = get("/")
+	require.Contains(t, body, "20261126T120000-raft-new/")
 	cancel()
 	require.NoError(t, <-done)
 	_, err = client.Get("http://" + ln.Addr().String() + "/")
@@ -89,8 +94,6 @@ func TestServeServesRunsAndStops(t *testing.T) {
 	require.NoError(t, ln.Close())
 	cmdDone := make(chan int, 1)
 	go func() { cmdDone <- execute([]string{"serve", "--dir", runs, "--addr", addr}) }()
-	var code int
-	var body string
 	require.Eventually(t, func() bool {
 		resp, err := client.Get("http://" + addr + "/")
 		if err != nil {
@@ -103,6 +106,7 @@ func TestServeServesRunsAndStops(t *testing.T) {
 	}, 10*time.Second, 50*time.Millisecond)
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "20261126T100000-raft-a/report.html")
+	require.Contains(t, body, "20261126T120000-raft-new/report.html") // serve wrote its missing report
 	code, body = get2(t, client, "http://"+addr+"/20261126T100000-raft-a/report.html")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, `<span class="badge illegal" id="verdict">illegal</span>`)

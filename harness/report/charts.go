@@ -88,7 +88,6 @@ var sans = font.Font{Typeface: "Liberation", Variant: "Sans"}
 func labelStyle() (s text.Style) {
 	s = plot.New().Legend.TextStyle
 	s.Font = font.From(sans, labelSize)
-	s.Color = color.RGBA{40, 40, 40, 255}
 	return s
 }
 
@@ -113,7 +112,9 @@ func (bp bandPlotter) Plot(c draw.Canvas, p *plot.Plot) {
 		}
 		ts.Color = color.RGBA{R: col.R / 2, G: col.G / 2, B: col.B / 2, A: 255}
 		y := c.Max.Y - lineH*vg.Length(b.lane+1)
-		c.FillText(ts, vg.Point{X: x0 + vg.Points(2), Y: y}, label)
+		// A fault near the end keeps its label inside the plot.
+		x := min(x0+vg.Points(2), c.Max.X-ts.Width(label)-vg.Points(2))
+		c.FillText(ts, vg.Point{X: max(x, c.Min.X), Y: y}, label)
 	}
 }
 
@@ -126,6 +127,42 @@ func (plainTicks) Ticks(min, max float64) []plot.Tick {
 	for i := range ticks {
 		if ticks[i].Label != "" {
 			ticks[i].Label = strconv.FormatFloat(ticks[i].Value, 'f', -1, 64)
+		}
+	}
+	return ticks
+}
+
+// logTicks marks a log axis at 1, 2 and 5 times each power of ten when it
+// spans few decades (plot.LogTicks labels powers of ten only, which leaves
+// a one-decade latency axis with a single label), and at powers of ten with
+// the rest as minor ticks when it spans many.
+type logTicks struct{}
+
+func (logTicks) Ticks(min, max float64) []plot.Tick {
+	if min <= 0 || max <= min {
+		return nil
+	}
+	lo, hi := math.Floor(math.Log10(min)), math.Ceil(math.Log10(max))
+	labelled := map[int]bool{1: true, 2: true, 5: true}
+	if hi-lo > 3 {
+		labelled = map[int]bool{1: true}
+	}
+	var ticks []plot.Tick
+	for d := lo; d <= hi; d++ {
+		for m := 1; m <= 9; m++ {
+			v := float64(m) * math.Pow(10, d)
+			if v < min || v > max {
+				continue
+			}
+			t := plot.Tick{Value: v}
+			switch {
+			case !labelled[m]:
+			case v >= 1:
+				t.Label = strconv.FormatFloat(v, 'f', 0, 64)
+			default:
+				t.Label = strconv.FormatFloat(v, 'g', 3, 64)
+			}
+			ticks = append(ticks, t)
 		}
 	}
 	return ticks
@@ -157,8 +194,10 @@ func newChart(ylabel string, endS float64, bands []Band) *chart {
 		// Label widths in seconds, at the scale the chart will draw.
 		ts := labelStyle()
 		sPerPt := (p.X.Max - p.X.Min) / float64(chartW-legendW-0.8*vg.Inch)
-		ch.lanes = assignLanes(bands, func(b Band) float64 {
-			return float64(ts.Width(b.Label()+" (not healed)")) * sPerPt
+		ch.lanes = assignLanes(bands, func(b Band) (float64, float64) {
+			w := float64(ts.Width(b.Label()+" (not healed)")) * sPerPt
+			from := min(b.Start, p.X.Max-w) // as bandPlotter keeps labels inside
+			return from, from + w
 		})
 		p.Add(bandPlotter{bands: bands})
 	}
@@ -359,7 +398,7 @@ func latencyChart(tl *Timeline, bands []Band, endS float64) (*chart, error) {
 		ch.minY, ch.maxY = 0.1, 1
 	}
 	ch.p.Y.Scale = plot.LogScale{}
-	ch.p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	ch.p.Y.Tick.Marker = logTicks{}
 	ch.p.Y.Min = math.Pow(10, math.Floor(math.Log10(ch.minY)))
 	// Headroom for the fault labels, in decades.
 	decades := math.Log10(ch.maxY/ch.p.Y.Min) * (0.08 + 0.1*float64(ch.lanes))

@@ -262,17 +262,19 @@ func applied(bands []Band) []Band {
 	return out
 }
 
-// assignLanes gives overlapping bands (or labels wider than their band,
-// labelS seconds wide on the chart) different label rows, so labels of
-// concurrent faults do not print over each other. It returns the number of
-// lanes.
-func assignLanes(bands []Band, labelS func(Band) float64) int {
+// assignLanes gives overlapping bands (or labels wider than their band;
+// labelSpan says where a band's label lies on the time axis) different
+// label rows, so labels of concurrent faults do not print over each other.
+// It returns the number of lanes.
+func assignLanes(bands []Band, labelSpan func(Band) (from, to float64)) int {
 	var laneEnd []float64
 	for i := range bands {
+		from, to := labelSpan(bands[i])
+		from = min(from, bands[i].Start)
+		reach := max(bands[i].End, to)
 		placed := false
-		reach := max(bands[i].End, bands[i].Start+labelS(bands[i]))
 		for l, end := range laneEnd {
-			if bands[i].Start > end {
+			if from > end {
 				bands[i].lane, laneEnd[l], placed = l, reach, true
 				break
 			}

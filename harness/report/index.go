@@ -15,6 +15,7 @@ import (
 
 type indexRow struct {
 	Dir, Href, Store, Verdict, Pill, Error string
+	Bug                                    string
 	StartKey, StartText                    string
 	Throughput, Duration                   float64
 	P99                                    string // sort key; empty when unknown
@@ -99,7 +100,7 @@ func WriteIndex(runsDir string) error {
 
 func rowOf(dir string, e os.DirEntry, s *Summary) indexRow {
 	r := indexRow{
-		Dir: e.Name(), Store: s.Store, Verdict: verdictClass(s.Verdict), Error: s.Error,
+		Dir: e.Name(), Store: s.Store, Verdict: verdictClass(s.Verdict), Error: s.Error, Bug: s.Bug,
 		Throughput: s.Throughput, Duration: s.DurationS, Ops: s.OpsTotal, Seed: s.Seed, Failing: len(s.FailingKeys),
 	}
 	r.Pill = map[string]string{verdictOK: "pass", verdictIllegal: "fail"}[r.Verdict]

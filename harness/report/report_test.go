@@ -105,7 +105,14 @@ func TestWriteRunWithoutSummaryOrHistory(t *testing.T) {
 	require.NoError(t, WriteRun(dir))
 	html := readFile(t, filepath.Join(dir, "report.html"))
 	require.Contains(t, html, "No history to chart: history.jsonl is missing")
+	require.NotContains(t, html, "Planted bug")
 	require.Contains(t, html, "(no nemesis.jsonl)")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "summary.json"), []byte(`{"store":"raft","verdict":"illegal","bug":"stale-read","nodes":3,"read_mode":"lease"}`), 0o644))
+	require.NoError(t, WriteRun(dir))
+	html = readFile(t, filepath.Join(dir, "report.html"))
+	require.Contains(t, html, "<b>Planted bug:</b> stale-read")
+	require.Contains(t, html, "· 3 nodes · read mode lease")
 
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "summary.json"), []byte(`{"store":`), 0o644))
 	require.Error(t, WriteRun(dir))
@@ -181,9 +188,13 @@ func TestBandsPairInjectAndHeal(t *testing.T) {
 	require.Equal(t, 3.0, bands[1].End)
 
 	// Overlapping bands get distinct label lanes.
-	n := assignLanes(bands, func(Band) float64 { return 0.1 })
+	n := assignLanes(bands, func(b Band) (float64, float64) { return b.Start, b.Start + 0.1 })
 	require.Equal(t, 2, n)
 	require.NotEqual(t, bands[0].lane, bands[1].lane)
+	// Labels wider than the gap between bands take another lane too.
+	seq := []Band{{Start: 1, End: 2}, {Start: 2.5, End: 3}, {Start: 9, End: 9.5}}
+	require.Equal(t, 2, assignLanes(seq, func(b Band) (float64, float64) { return b.Start, b.Start + 3 }))
+	require.Equal(t, []int{0, 1, 0}, []int{seq[0].lane, seq[1].lane, seq[2].lane})
 
 	none, _, err := ReadBands(filepath.Join(dir, "absent.jsonl"), 30)
 	require.NoError(t, err)
@@ -242,4 +253,48 @@ func TestWriteIndexListsEveryRun(t *testing.T) {
 	require.Contains(t, html, "1 ok · 1 illegal · 1 unknown")
 	require.Contains(t, html, `<td data-v="kill×2, partition, pause">kill×2, partition, pause</td>`) // member was skipped
 	require.Contains(t, html, `<td data-v=""><span class="mut">none</span></td>`)
+}
+
+func TestWriteRunEdgeHistories(t *testing.T) {
+	for name, history := range map[string]string{
+		"empty":     "",
+		"all-info":  `{"client":0,"op":"put","key":"a","value":"1","call":5,"outcome":"info"}` + "\n",
+		"one-op":    `{"client":0,"op":"get","key":"a","call":0,"return":0,"outcome":"ok"}` + "\n",
+		"far-times": `{"client":0,"op":"get","key":"a","call":1,"return":900000000000000000,"outcome":"ok"}` + "\n",
+		"garbage":   "\x00\x01 not json\n[1,2]\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "summary.json"), []byte(`{"store":"raft","verdict":"ok","duration_s":1}`), 0o644))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "history.jsonl"), []byte(history), 0o644))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "nemesis.jsonl"), []byte(`{"time":0,"fault":"kill","event":"inject","targets":[1]}`+"\n"), 0o644))
+			require.NoError(t, WriteRun(dir))
+			html := readFile(t, filepath.Join(dir, "report.html"))
+			switch name {
+			case "empty", "garbage":
+				require.Contains(t, html, "No history to chart: history.jsonl has no operations")
+				if name == "garbage" {
+					require.Contains(t, html, "history.jsonl: 2 malformed line(s) skipped")
+				}
+			default:
+				require.Contains(t, html, `<svg class="chart"`)
+				require.Contains(t, html, ">kill n1 (not healed)</text>")
+			}
+		})
+	}
+}
+
+func TestLogTicksLabelSmallAndLargeRanges(t *testing.T) {
+	labels := func(min, max float64) []string {
+		var out []string
+		for _, tk := range (logTicks{}).Ticks(min, max) {
+			if tk.Label != "" {
+				out = append(out, tk.Label)
+			}
+		}
+		return out
+	}
+	require.Equal(t, []string{"0.1", "0.2", "0.5", "1", "2", "5"}, labels(0.1, 6))
+	require.Equal(t, []string{"0.01", "0.1", "1", "10", "100", "1000", "10000"}, labels(0.01, 50000))
+	require.Empty(t, (logTicks{}).Ticks(0, 10))
 }

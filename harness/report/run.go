@@ -139,6 +139,11 @@ func WriteRun(dir string) error {
 	for _, b := range bands {
 		page.EndS = math.Max(page.EndS, b.End)
 	}
+	for i := range bands {
+		if bands[i].Open { // unhealed faults last to the end of the charts
+			bands[i].End = page.EndS
+		}
+	}
 
 	if tl != nil && tl.Buckets > 0 {
 		svg, err := timeCharts(tl, applied(bands), page.EndS)
@@ -158,7 +163,12 @@ func WriteRun(dir string) error {
 	for k := range s.Latency {
 		kinds = append(kinds, k)
 	}
-	sort.Slice(kinds, func(i, j int) bool { return kindOrder(kinds[i]) < kindOrder(kinds[j]) })
+	sort.Slice(kinds, func(i, j int) bool {
+		if oi, oj := kindOrder(kinds[i]), kindOrder(kinds[j]); oi != oj {
+			return oi < oj
+		}
+		return kinds[i] < kinds[j]
+	})
 	for _, k := range kinds {
 		page.Latency = append(page.Latency, latencyRow{Kind: k, L: s.Latency[k]})
 	}
@@ -184,11 +194,16 @@ func WriteRun(dir string) error {
 	return writeAtomic(filepath.Join(dir, "report.html"), buf.Bytes())
 }
 
+// kindOrder lists op kinds in the KV interface's order, then any others,
+// then "all" (the summary row) last.
 func kindOrder(k string) int {
 	for i, o := range []string{"get", "put", "append", "cas"} {
 		if k == o {
 			return i
 		}
+	}
+	if k == "all" {
+		return 101
 	}
 	return 100
 }

@@ -16,10 +16,12 @@ var ErrNoSummary = errors.New("report: no summary.json")
 
 // Latency is one op kind's latency distribution in milliseconds.
 type Latency struct {
-	P50  float64 `json:"p50_ms"`
-	P99  float64 `json:"p99_ms"`
-	P999 float64 `json:"p999_ms"`
-	Max  float64 `json:"max_ms"`
+	Count int     `json:"count"`
+	Mean  float64 `json:"mean_ms"`
+	P50   float64 `json:"p50_ms"`
+	P99   float64 `json:"p99_ms"`
+	P999  float64 `json:"p999_ms"`
+	Max   float64 `json:"max_ms"`
 }
 
 // Recovery is how long one fault took to stop hurting: from its event
@@ -105,14 +107,25 @@ type Check struct {
 // any run directory on disk (old ones included) without depending on the
 // harness; unknown fields are ignored and missing ones stay zero.
 type Summary struct {
-	Store        string             `json:"store"`
-	Name         string             `json:"name"`
-	Seed         int64              `json:"seed"`
-	Start        time.Time          `json:"start"`
-	DurationS    float64            `json:"duration_s"`
-	Clients      int                `json:"clients"`
-	Keys         int                `json:"keys"`
-	ReadFraction float64            `json:"read_fraction"`
+	Store        string    `json:"store"`
+	Name         string    `json:"name"`
+	Seed         int64     `json:"seed"`
+	Start        time.Time `json:"start"`
+	DurationS    float64   `json:"duration_s"`
+	Clients      int       `json:"clients"`
+	Keys         int       `json:"keys"`
+	ReadFraction float64   `json:"read_fraction"`
+	// Workload and cluster details, shown when present.
+	AppendFraction   float64 `json:"append_fraction"`
+	CASFraction      float64 `json:"cas_fraction"`
+	ValueSize        int     `json:"value_size"`
+	Nodes            int     `json:"nodes"`
+	ReadMode         string  `json:"read_mode"`
+	NoFsync          bool    `json:"no_fsync"`
+	RequestTimeoutMS float64 `json:"request_timeout_ms"`
+	// Bug names a bug planted in the store on purpose: the page says so
+	// loudly, so nobody reads the run as the store's real behaviour.
+	Bug          string             `json:"bug"`
 	Verdict      string             `json:"verdict"`
 	OpsTotal     int64              `json:"ops_total"`
 	OpsOK        int64              `json:"ops_ok"`

@@ -1,0 +1,156 @@
+// Package histories holds what the harness records and how it is judged:
+// the operation record, the JSON Lines history format, the recorder (see
+// recorder.go), the Porcupine model of the KV interface, the per-key
+// budgeted three-valued checker and its HTML visualizations.
+//
+// # Format
+//
+// history.jsonl has one operation per line:
+//
+//	field    type     required            meaning
+//	client   int ≥ 0  yes                 client id; one operation in flight per client
+//	op       string   yes                 "get", "put", "append", "cas"
+//	key      string   yes                 may be ""
+//	value    string   no (default "")     put/append value, cas new value; not on a get
+//	expect   string   no (default "")     cas only; "" is the empty string, which an absent key never matches
+//	call     int64≥0  yes                 ns since the run's start (monotonic clock)
+//	return   int64    unless outcome info ns since the run's start, ≥ call
+//	outcome  string   yes                 "ok", "fail" (certainly no effect), "info" (unknown)
+//	found    bool     no (default false)  get with outcome ok: the key existed
+//	output   string   no (default "")     get with outcome ok and found: the value read
+//	swapped  bool     no (default false)  cas with outcome ok: it swapped
+//	node     string   no                  the node that answered
+//	error    string   no                  the error text
+//
+// The reader validates each line and reports the first problem as an
+// *InputError naming file and line: malformed JSON, a missing required
+// field, an unknown op or outcome, a negative client or call, a return
+// before the call, fields that belong to another kind of operation (output
+// on a put, swapped on a get, result fields on a failed or unknown
+// operation, output on a get that did not find the key), and a client
+// whose operations overlap in time, checked across the whole file whatever
+// the line order. An info operation without a return occupies its client for
+// good (the recorder moves on under a new id); one with a return (the client
+// gave up then) frees it. Intervals that only touch do not overlap.
+//
+// Unknown fields are ignored on purpose: a newer recorder may add fields (a
+// request sequence, a retry count) that an older checker need not read.
+// Strictness is kept for the fields the checker interprets, since a typo
+// there changes the verdict. Blank lines are skipped; a line over 1 MiB is
+// an error rather than an unbounded allocation. In memory, Return 0 on an
+// info operation means "no return"; the Writer writes every other return,
+// even 0, and encodes by hand (checked against encoding/json by the tests)
+// because reflection was a visible part of recording cost.
+//
+// # Checking rules, and why they are sound
+//
+// Check answers ok, illegal or unknown for every key and for the history.
+// Each rule below either keeps exactly the set of linearizations or is
+// argued to preserve the verdict both ways, so an ok is never wrong and an
+// illegal is never invented.
+//
+//   - Keys are checked apart (locality, Herlihy & Wing): every operation
+//     touches one key, so the history is linearizable iff each key's is.
+//     The model's state is then one register: present flag and value, so an
+//     absent key and an empty value differ.
+//   - Fail operations are dropped: they certainly had no effect. Unknown
+//     reads are dropped: no effect, and nothing known about what they saw.
+//   - An unknown write returns "after everything" (one past the last time in
+//     the key's history), accepts any output and applies its effect (a cas
+//     only if its precondition holds): it may have taken effect at any time
+//     after its call or never, and "never" is the same as "last".
+//
+// On a key without appends whose written values (put values, cas new
+// values) are all distinct, a value read identifies its one writer:
+//
+//   - Bounding: an unknown write whose value some completed operation saw (a
+//     read of it, a cas that swapped from it) gets as return the earliest
+//     such observer's return; ok writes are tightened the same way, and each
+//     observer's call is raised to its writer's call. This is exact: only
+//     that write can put its value in the state, so in every linearization
+//     it comes before each observer, which comes before its own return.
+//   - Pruning: an unknown write nobody observed is dropped unless some cas
+//     compares against its value or some completed cas that did not swap (on
+//     an expected value that some write produces) returned after the
+//     write's call. Dropping it is sound: in any linearization, the
+//     operations between it and the next state change would see its value,
+//     so none of them is a read or a swapping cas and any other cas there is
+//     an unknown one, which can move to the end (its return is after
+//     everything); removing the write leaves a linearization of the pruned
+//     history, and conversely a linearization of the pruned history with the
+//     write appended last is one of the original. The non-swapping cas
+//     clause is needed: "put a; unknown put v; cas(a→b) did not swap" is
+//     linearizable only if v landed before the cas.
+//
+// Keys with appends or repeated values get neither rule (an appended value
+// is not the state, and a repeated value does not name its writer); the
+// Jepsen etcd histories in the tests repeat values and exercise that path.
+// Result.Pruned and Result.Bounded count the unknown writes each rule took.
+//
+//   - Segments: a key is cut where every operation before the cut returned
+//     before any after it began, and the state there is forced (see
+//     segmentKey: the latest state change is a put or swapped cas that began
+//     after all other state changes of the segment returned). The key is
+//     linearizable iff every segment is, from its forced start state. Search
+//     cost grows much faster than the length searched, so this is what
+//     makes long keys cheap.
+//
+// # Budget
+//
+// porcupine's search is exponential in the worst case; Check never lets
+// that turn into a false Ok. The budget (60 s unless set) covers the search
+// of all keys. Segments are searched by a fixed pool of workers in rounds of
+// growing per-segment slices (budget/64, then ×4 per round, the last round
+// getting what is left), so one hard segment cannot starve the rest; a
+// restarted search wastes at most a third of its time. An exhausted budget
+// or a cancelled ctx makes the undecided segments, their keys and the
+// history Unknown. Once any segment is illegal the history's verdict is
+// settled and undecided segments stay Unknown rather than use the rest of
+// the budget. Stopping a search: porcupine only watches its own timer, so
+// the model refuses every step once a stop flag is set, porcupine unwinds
+// within a few steps and answers illegal, and that answer is discarded as
+// Unknown. An Ok reached while stopping is a complete linearization built
+// from genuine steps, so it stands.
+//
+// # Visualizations
+//
+// With VisualizeDir set, each illegal key (and, with VisualizeAll, each ok
+// key of a history of at most VisualizeAllMaxOps operations) is searched
+// again verbosely and written with porcupine's visualizer to
+// <dir>/<key>.html; the key is sanitized, with a hash of the real key added
+// whenever the name had to change, so keys never share a file. Unknown keys
+// are not drawn: the partial linearizations of an interrupted search are
+// short and misleading. Each drawing has its own budget (30 s, within a
+// phase budget equal to Budget); a drawing whose search was stopped says so
+// on the page. The pages of one check together stay under
+// MaxVisualizationBytes (256 MiB unless set): a page that would exceed it is
+// not written. Browsers struggle past about 10–20 thousand operations, so an
+// illegal key is drawn from its first illegal segment, and what is still
+// longer than 5,000 operations is cut to a window: the longest linearization
+// the search found is replayed to a point, and the page shows the following
+// operations checked from the state reached there, which keeps the
+// violation (a porcupine linearization prefix respects real time, so had the
+// rest been linearizable from that state, the whole would have been). A cut
+// page carries a "checker" annotation "cut: showing ops X..Y of Z" with the
+// reason in its tooltip. Client rows are renumbered densely per page (the
+// tooltip gives the real client id, node and error, HTML-escaped, as are
+// state descriptions: the tooltip is innerHTML). Annotations are drawn when
+// they overlap the page's operations; untagged ones go on a "notes" row.
+//
+// # Goroutines
+//
+// Check owns all of them and returns after they end. runPool starts
+// Workers goroutines per round (and per visualization phase) that take
+// items from an unbuffered channel and exit when Check closes it. Each
+// porcupine call starts one goroutine for its single partition and waits for
+// it, except after porcupine's own backstop timer, when that goroutine stops
+// at its next step; context.AfterFunc runs a short goroutine to set a stop
+// flag. Nothing is shared between searches but the read-only operations.
+//
+// # Invariants
+//
+// The model is deterministic and pure (porcupine's visualizer replays it);
+// replaying the search's own linearization through it must succeed, and a
+// refusal panics with the key and step, since it would mean the model and
+// the search disagree.
+package histories

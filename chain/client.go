@@ -251,10 +251,7 @@ func (c *Client) write(ctx context.Context, u *pb.Update) (bool, error) {
 	// accepted it: then a final failure is indeterminate.
 	maybe := false
 	var last error
-	for attempt := 0; ; attempt++ {
-		if ctx.Err() != nil {
-			break
-		}
+	for ctx.Err() == nil {
 		cfg, changed := c.r.Config(chain)
 		if cfg.Epoch == 0 || len(cfg.Members) == 0 {
 			last = fmt.Errorf("%w: chain %d has no configuration yet", ErrUnavailable, chain)

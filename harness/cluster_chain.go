@@ -224,9 +224,24 @@ func (c *ChainCluster) Restart(id uint64) error {
 	return n.Proc.Restart()
 }
 
-// Pause SIGSTOPs node id; Resume SIGCONTs it.
-func (c *ChainCluster) Pause(id uint64) error  { return c.Node(id).Proc.Pause() }
-func (c *ChainCluster) Resume(id uint64) error { return c.Node(id).Proc.Resume() }
+// Pause SIGSTOPs node id: it keeps its sockets and its ZooKeeper session
+// until the session times out, as in a long GC pause.
+func (c *ChainCluster) Pause(id uint64) error {
+	n := c.Node(id)
+	if n == nil {
+		return fmt.Errorf("chain cluster: no node %d", id)
+	}
+	return n.Proc.Pause()
+}
+
+// Resume SIGCONTs node id.
+func (c *ChainCluster) Resume(id uint64) error {
+	n := c.Node(id)
+	if n == nil {
+		return fmt.Errorf("chain cluster: no node %d", id)
+	}
+	return n.Proc.Resume()
+}
 
 // Chains is the number of chains.
 func (c *ChainCluster) Chains() int { return c.placement.Chains }

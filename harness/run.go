@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chainraft/chainraft/harness/report"
 	"github.com/chainraft/chainraft/histories"
 )
 
@@ -172,7 +173,8 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 		return nil, err
 	}
 	defer logFile.Close()
-	log := &lockedWriter{w: io.MultiWriter(cfg.Progress, logFile)}
+	status := newStatusWriter(cfg.Progress, logFile, IsTerminal(cfg.Progress))
+	log := status
 	if cfg.Cluster.Binary == "" {
 		if exe, err := os.Executable(); err == nil {
 			cfg.Cluster.Binary = exe
@@ -195,7 +197,7 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 	fmt.Fprintf(log, "run %s: store %s, %d clients, %d keys, seed %d, %v\n",
 		dir, cfg.Store, cfg.Clients, w.Keys, w.Seed, cfg.TimeLimit)
 
-	r := &runner{cfg: cfg, w: w, dir: dir, log: log, s: s, rec: histories.NewRecorder()}
+	r := &runner{cfg: cfg, w: w, dir: dir, log: log, status: status, s: s, rec: histories.NewRecorder()}
 	defer func() {
 		// A panic in Run itself: close what is open, leave a summary
 		// behind, and let the panic go on.
@@ -281,17 +283,34 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 	if err := linkLatest(cfg.Out, dir); err != nil {
 		return res, errors.Join(runErr, err)
 	}
+	writeReports(log, cfg.Out, dir)
 	return res, runErr
+}
+
+// writeReports renders the run's report.html and refreshes the index of
+// Out. A report that cannot be drawn is logged, never fatal: the verdict
+// and the files it rests on are already written, and `chainraft report`
+// can draw it again.
+func writeReports(log io.Writer, out, dir string) {
+	if err := report.WriteRun(dir); err != nil {
+		fmt.Fprintf(log, "warning: report.html: %v\n", err)
+	} else {
+		fmt.Fprintf(log, "report: %s\n", filepath.Join(dir, "report.html"))
+	}
+	if err := report.WriteIndex(out); err != nil {
+		fmt.Fprintf(log, "warning: %s: %v\n", filepath.Join(out, "index.html"), err)
+	}
 }
 
 // runner is the state of one Run between its phases.
 type runner struct {
-	cfg RunConfig
-	w   WorkloadConfig
-	dir string
-	log io.Writer
-	s   *Summary
-	rec *histories.Recorder
+	cfg    RunConfig
+	w      WorkloadConfig
+	dir    string
+	log    io.Writer
+	status *statusWriter
+	s      *Summary
+	rec    *histories.Recorder
 
 	mu      sync.Mutex
 	cluster Cluster
@@ -408,6 +427,7 @@ func (r *runner) run(ctx context.Context) error {
 	r.duration = time.Since(began)
 	close(progressDone)
 	othersWG.Wait()
+	r.status.Done()
 
 	select {
 	case err := <-failures:
@@ -420,7 +440,8 @@ func (r *runner) run(ctx context.Context) error {
 	return nil
 }
 
-// progress prints a line every ProgressEvery until done is closed.
+// progress shows the run's status every ProgressEvery until done is
+// closed (see statusWriter for where it goes).
 func (r *runner) progress(began time.Time, counts []counters, done <-chan struct{}) {
 	t := time.NewTicker(r.cfg.ProgressEvery)
 	defer t.Stop()
@@ -431,17 +452,17 @@ func (r *runner) progress(began time.Time, counts []counters, done <-chan struct
 		case <-done:
 			return
 		case now := <-t.C:
-			var ok, fail, info int64
+			p := progressStatus{Store: r.cfg.Store, Elapsed: now.Sub(began), Total: r.cfg.TimeLimit}
 			for i := range counts {
-				ok += counts[i].ok.Load()
-				fail += counts[i].fail.Load()
-				info += counts[i].info.Load()
+				p.OK += counts[i].ok.Load()
+				p.Fail += counts[i].fail.Load()
+				p.Info += counts[i].info.Load()
 			}
-			total := ok + fail + info
-			rate := float64(total-lastTotal) / now.Sub(last).Seconds()
+			total := p.OK + p.Fail + p.Info
+			p.Rate = float64(total-lastTotal) / now.Sub(last).Seconds()
 			lastTotal, last = total, now
-			fmt.Fprintf(r.log, "%6.1fs %10.0f ops/s  ok=%d fail=%d info=%d\n",
-				now.Sub(began).Seconds(), rate, ok, fail, info)
+			p.Faults, p.faultsKnown = activeFaults(r.cfg.Sidecars)
+			r.status.Status(p.String())
 		}
 	}
 }
@@ -524,17 +545,4 @@ func writeHistory(path string, ops []histories.Operation) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return f.Close()
-}
-
-// lockedWriter serialises writes from the run's goroutines and the
-// cluster's, so log lines do not interleave.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

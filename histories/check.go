@@ -84,6 +84,7 @@ type keyHistory struct {
 	elapsed  []time.Duration       // per segment
 	pruned   int
 	bounded  int
+	unique   bool // no appends, all written values distinct: the unique-value rules applied
 }
 
 // Check decides whether ops is linearizable, key by key. A search that runs
@@ -355,6 +356,9 @@ func prepareKey(key string, ops []Operation) *keyHistory {
 		}
 	}
 	drop := useUniqueValues(ops, call, ret, notes, kh)
+	if kh.unique {
+		tightenClusters(ops, call, ret, drop, notes)
+	}
 
 	clients := map[int]int{}
 	kh.ops = make([]porcupine.Operation, 0, len(ops)-kh.pruned)
@@ -396,6 +400,7 @@ func useUniqueValues(ops []Operation, call, ret []int64, notes []string, kh *key
 			writer[op.Value] = i
 		}
 	}
+	kh.unique = true
 	// firstSeen[v]: earliest return of an ok operation that saw the state
 	// equal to v (a read of v, a cas that swapped from v).
 	firstSeen := map[string]int64{}

@@ -150,8 +150,11 @@ func TestPruningAgreesWithPlainPorcupine(t *testing.T) {
 		}
 		rng := rand.New(rand.NewPCG(seed, 1))
 		cfg := genConfig{ops: 20 + rng.IntN(40), clients: 3 + rng.IntN(4), keys: 1 + rng.IntN(3), unknown: 0.15, put: 0.3, cas: 0.25, seed: seed}
-		if seed%5 == 0 {
+		switch seed % 5 {
+		case 0:
 			cfg.append, cfg.cas = 0.15, 0.1
+		case 1, 2:
+			cfg.put, cfg.cas = 0.5, 0 // put/get only: value clusters apply
 		}
 		if seed%7 == 0 {
 			cfg.valueDomain = 4
@@ -306,4 +309,43 @@ func TestVisualizeShowsTheIllegalSegment(t *testing.T) {
 	require.Contains(t, string(page), "form a segment")
 	require.Contains(t, string(page), "never written")
 	require.NotContains(t, string(page), "linearizable on its own")
+}
+
+// TestValueClustersAgreeWithPlainPorcupine aims at the cluster bounds of
+// put/get keys: one busy key, and corruptions that are near misses (a read
+// returning a value written close by, or absent), where a wrong bound would
+// flip the verdict.
+func TestValueClustersAgreeWithPlainPorcupine(t *testing.T) {
+	n := 1500
+	if testing.Short() {
+		n = 300
+	}
+	verdicts := map[Verdict]int{}
+	for seed := range uint64(n) {
+		rng := rand.New(rand.NewPCG(seed, 2))
+		ops := genHistory(genConfig{ops: 10 + rng.IntN(30), clients: 2 + rng.IntN(7), keys: 1, unknown: 0.1 * float64(rng.IntN(2)), put: 0.5, seed: seed})
+		for range rng.IntN(3) {
+			i := rng.IntN(len(ops))
+			if ops[i].Op != Get || ops[i].Outcome != OK {
+				continue
+			}
+			j := max(0, min(len(ops)-1, i+rng.IntN(9)-4))
+			if ops[j].Op == Put {
+				ops[i].Found, ops[i].Output = true, ops[j].Value
+			} else {
+				ops[i].Found, ops[i].Output = false, ""
+			}
+		}
+		want := plainCheck(ops, 5*time.Second)
+		if want == porcupine.Unknown {
+			continue
+		}
+		res, err := Check(context.Background(), ops, CheckOptions{Budget: 10 * time.Second})
+		require.NoError(t, err)
+		require.Equal(t, strings.ToLower(string(want)), string(res.Verdict), "seed %d", seed)
+		verdicts[res.Verdict]++
+	}
+	t.Logf("verdicts %v", verdicts)
+	require.Greater(t, verdicts[VerdictOK], n/5)
+	require.Greater(t, verdicts[VerdictIllegal], n/5)
 }

@@ -154,8 +154,8 @@ func Check(h []Request) (CheckResult, error) {
 			res.AcceptedWrites++
 			if r.Value != cur+1 {
 				add(Violation{Kind: KindLostIncrement, Holder: at(i),
-					Detail: fmt.Sprintf("worker %d (token %d) wrote %d at seq %d (t=%s) over %d: %d increment(s) lost",
-						r.Worker, r.Token, r.Value, r.Seq, fmtNs(r.Time), cur, cur+1-r.Value)})
+					Detail: fmt.Sprintf("worker %d (token %d) wrote %d at seq %d (t=%s) where the counter was %d: want %d",
+						r.Worker, r.Token, r.Value, r.Seq, fmtNs(r.Time), cur, cur+1)})
 			}
 			cur = r.Value
 			if s.read >= 0 && s.write < 0 {

@@ -359,15 +359,23 @@ func (n *nemesis) run(ctx context.Context) {
 }
 
 // findHolder waits for the next read the resource serves and names its
-// worker: pausing it at once puts the pause inside its critical section,
-// between its read and its write (Hold later), the worst moment.
+// worker a moment later (a tenth of Hold, so the read's reply has arrived):
+// pausing it then puts the pause inside its critical section, after its
+// check that the lock is still held and before its write, the worst moment.
 func (n *nemesis) findHolder(ctx context.Context) (int, int64, bool) {
 	last, _ := n.resource.InCritical()
 	for {
 		r, ok := n.resource.InCritical()
-		if ok && r.Seq > last.Seq && r.Worker >= 0 && r.Worker < len(n.workers) &&
-			time.Duration(n.resource.Since()-r.Time) < n.cfg.Hold/4 {
+		age := time.Duration(n.resource.Since() - r.Time)
+		switch {
+		case !ok || r.Seq <= last.Seq || r.Worker < 0 || r.Worker >= len(n.workers):
+		case age < n.cfg.Hold/10:
+			// Let the read's reply reach the worker first: a pause with the
+			// reply in flight only times the read out.
+		case age < n.cfg.Hold/2:
 			return r.Worker, r.Token, true
+		default:
+			last = r // too close to its write: wait for the next read
 		}
 		if sleep(ctx, time.Millisecond) != nil {
 			return 0, 0, false

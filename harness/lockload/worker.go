@@ -70,10 +70,10 @@ type locker interface {
 	Lost() <-chan struct{}
 }
 
-// RunWorker loops until ctx ends: Lock, read the counter, hold, write the
-// counter plus one (a cas carrying the token when fenced), Unlock. Before
-// writing it checks that the lock was not reported lost, as a careful client
-// would; that check is exactly what a pause defeats (see doc.go). A lost lock
+// RunWorker loops until ctx ends: Lock, read the counter, check the lock was
+// not reported lost, hold (the work), write the counter plus one (a cas
+// carrying the token when fenced), Unlock. The check is what a careful
+// client does; a pause between it and the write defeats it (see doc.go). A lost lock
 // or a failed ZooKeeper call ends the session: the worker reconnects with a
 // new one.
 func RunWorker(ctx context.Context, cfg WorkerConfig) error {
@@ -188,17 +188,19 @@ func (w *worker) critical(ctx context.Context, token int64, lost <-chan struct{}
 	if err != nil {
 		return true
 	}
+	// The careful check: skip the work if ZooKeeper already said the lock
+	// is gone. It cannot be the last thing before the write reaches the
+	// resource, and a pause in between defeats it (see doc.go).
+	select {
+	case <-lost:
+		w.log(Event{Ev: EvLost, Token: token, Err: "lost before the write: write skipped"})
+		return false
+	default:
+	}
 	// Holding the lock: a real client would compute here. This is where a
 	// GC pause, a page fault storm or a SIGSTOP hits.
 	if sleep(ctx, w.cfg.Hold) != nil {
 		return true
-	}
-	select {
-	case <-lost:
-		// The careful check: skip the write if ZooKeeper already told us.
-		w.log(Event{Ev: EvLost, Token: token, Err: "lost before the write: write skipped"})
-		return false
-	default:
 	}
 	if w.cfg.Fencing {
 		err = w.res.CAS(ctx, token, v, v+1)

@@ -251,8 +251,8 @@ func TestWriteIndexListsEveryRun(t *testing.T) {
 	require.Contains(t, html, `data-v="369">369</td>`) // p99 over all ops
 	require.Contains(t, html, `<option>chain</option><option>raft</option>`)
 	require.Contains(t, html, "1 ok · 1 illegal · 1 unknown")
-	require.Contains(t, html, `<td data-v="kill×2, partition, pause">kill×2, partition, pause</td>`) // member was skipped
-	require.Contains(t, html, `<td data-v=""><span class="mut">none</span></td>`)
+	require.Contains(t, html, `<div class="faults">faults: kill×2, partition, pause</div>`) // member was skipped
+	require.Contains(t, html, `<div class="faults">no faults</div>`)
 }
 
 func TestWriteRunEdgeHistories(t *testing.T) {

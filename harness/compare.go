@@ -1,0 +1,397 @@
+package harness
+
+// Compare: the same workload (and, once the nemesis is wired in, the same
+// fault schedule) against several stores one after the other, so that the
+// only thing that differs between the runs is the store. The runs are
+// ordinary runs in Out (listed by the index, each with its report); the
+// compare directory Out/<timestamp>-compare/ links them and holds
+// compare.json and compare.html.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chainraft/chainraft/harness/report"
+	"github.com/chainraft/chainraft/histories"
+)
+
+// DefaultCompareStores are the stores `chainraft compare` runs, in order.
+var DefaultCompareStores = []string{"raft", "chain"}
+
+// How faults are aimed in the runs after the first.
+const (
+	// TargetsRole maps roles between the stores (leader ↔ head, follower ↔
+	// tail), so each fault hits the node doing the same job.
+	TargetsRole = "role"
+	// TargetsSameNode aims each fault at the node ids the first run's fault
+	// hit, whatever role they hold now.
+	TargetsSameNode = "same-node"
+)
+
+// CompareConfig is a comparison: Run is the template of every run (its
+// Store is replaced by each of Stores in turn, with the same seed and
+// workload).
+type CompareConfig struct {
+	Stores  []string
+	Run     RunConfig
+	Targets string
+	// Faults, when set, makes the sidecars (the nemesis) of each run. It is
+	// called before each run with the store and a mapper that translates a
+	// fault of the schedule, written for the first store, into this store's
+	// terms; nil runs without faults. This is the hook the nemesis
+	// integration fills.
+	Faults func(store string, m FaultMapper) ([]Sidecar, error)
+}
+
+// FaultMapper translates the target of schedule step `step`, written as
+// role for the first store, into a role spec of the store being run.
+type FaultMapper interface {
+	Role(step int, role string) string
+}
+
+// CompareRun is one store's run in a comparison.
+type CompareRun struct {
+	Store string `json:"store"`
+	// Dir is the link to the run inside the compare directory; RunDir is
+	// the run directory itself, relative to the compare directory.
+	Dir     string   `json:"dir"`
+	RunDir  string   `json:"run_dir"`
+	Verdict string   `json:"verdict"`
+	Error   string   `json:"error,omitempty"`
+	Summary *Summary `json:"summary,omitempty"`
+
+	// Err is Run's error; the exit code is derived from it.
+	Err error `json:"-"`
+}
+
+// CompareResult is what Compare produced.
+type CompareResult struct {
+	Dir  string
+	Runs []CompareRun
+	// Rows is the side-by-side table, one value per run.
+	Rows []report.CompareRow
+}
+
+// compareFile is compare.json.
+type compareFile struct {
+	Start        time.Time           `json:"start"`
+	Command      []string            `json:"command,omitempty"`
+	Seed         int64               `json:"seed"`
+	TimeLimitS   float64             `json:"time_limit_s"`
+	Clients      int                 `json:"clients"`
+	Keys         int                 `json:"keys"`
+	ReadFraction float64             `json:"read_fraction"`
+	ValueSize    int                 `json:"value_size,omitempty"`
+	Targets      string              `json:"targets"`
+	Faults       bool                `json:"faults"`
+	Verdict      string              `json:"verdict"`
+	Runs         []CompareRun        `json:"runs"`
+	Table        []report.CompareRow `json:"table"`
+}
+
+// Validate reports a comparison Compare would refuse, naming the field.
+func (c CompareConfig) Validate() error {
+	stores := c.stores()
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	if len(stores) == 0 {
+		return bad("no stores to compare")
+	}
+	for _, st := range stores {
+		if !slices.Contains(Stores(), st) {
+			return bad("unknown store %q (known: %v)", st, Stores())
+		}
+	}
+	switch c.Targets {
+	case "", TargetsRole, TargetsSameNode:
+	default:
+		return bad("targets must be %s or %s, got %q", TargetsRole, TargetsSameNode, c.Targets)
+	}
+	rc := c.Run
+	rc.Store = stores[0]
+	return rc.Validate()
+}
+
+func (c CompareConfig) stores() []string {
+	if len(c.Stores) == 0 {
+		return DefaultCompareStores
+	}
+	return c.Stores
+}
+
+// Compare runs each store in turn with the same configuration and writes
+// the compare directory. A run that fails does not stop the others (its
+// summary says why); an interrupt does. The returned error is non-nil only
+// for an invalid configuration, an interrupt, or a compare directory that
+// could not be written; each run's own error is in its CompareRun.
+func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Run.Name == "" {
+		cfg.Run.Name = "compare"
+	}
+	if cfg.Targets == "" {
+		cfg.Targets = TargetsRole
+	}
+	base := cfg.Run.withDefaults()
+	progress := base.Progress
+	start := time.Now()
+	dir, err := makeDir(base.Out, start.UTC().Format("20060102T150405Z")+"-compare")
+	if err != nil {
+		return nil, err
+	}
+	res := &CompareResult{Dir: dir}
+	stores := cfg.stores()
+	var mapper FaultMapper
+	var runErr error
+	for i, st := range stores {
+		if ctx.Err() != nil {
+			runErr = ErrInterrupted
+			break
+		}
+		fmt.Fprintf(progress, "== %s (%d of %d) ==\n", st, i+1, len(stores))
+		rc := cfg.Run
+		rc.Store = st
+		rc.Sidecars = slices.Clone(cfg.Run.Sidecars)
+		if cfg.Faults != nil {
+			if i == 0 {
+				mapper = identityMapper{}
+			} else if mapper, err = newMapper(cfg.Targets, stores[0], st, res.Runs[0].Summary, filepath.Join(dir, res.Runs[0].Dir)); err != nil {
+				fmt.Fprintf(progress, "warning: %v; faults keep the first store's roles\n", err)
+				mapper = identityMapper{}
+			}
+			scs, err := cfg.Faults(st, mapper)
+			if err != nil {
+				return res, fmt.Errorf("faults for %s: %w", st, err)
+			}
+			rc.Sidecars = append(rc.Sidecars, scs...)
+		}
+		r, err := Run(ctx, rc)
+		cr := CompareRun{Store: st, Err: err, Verdict: string(histories.VerdictUnknown)}
+		if err != nil {
+			cr.Error = err.Error()
+		}
+		if r != nil {
+			cr.Summary = r.Summary
+			cr.Verdict = r.Summary.Verdict
+			cr.Dir = linkName(st, res.Runs)
+			rel, relErr := filepath.Rel(dir, r.Dir)
+			if relErr != nil {
+				rel, _ = filepath.Abs(r.Dir)
+			}
+			cr.RunDir = rel
+			if err := os.Symlink(rel, filepath.Join(dir, cr.Dir)); err != nil {
+				return res, fmt.Errorf("linking %s run: %w", st, err)
+			}
+		}
+		res.Runs = append(res.Runs, cr)
+		if errors.Is(err, ErrInterrupted) || ctx.Err() != nil {
+			runErr = ErrInterrupted
+			break
+		}
+	}
+
+	sums := make([]*report.Summary, len(res.Runs))
+	for i, cr := range res.Runs {
+		if cr.Dir == "" {
+			continue
+		}
+		s, err := report.ReadSummary(filepath.Join(dir, cr.Dir))
+		if err != nil {
+			fmt.Fprintf(progress, "warning: %v\n", err)
+			continue
+		}
+		sums[i] = s
+	}
+	res.Rows = report.CompareRows(sums)
+	f := compareFile{
+		Start: start.UTC(), Command: cfg.Run.Command, Seed: cfg.Run.Workload.Seed,
+		TimeLimitS: cfg.Run.TimeLimit.Seconds(), Clients: cfg.Run.Clients, Keys: cfg.Run.Workload.Keys,
+		ReadFraction: cfg.Run.Workload.ReadFraction, ValueSize: cfg.Run.Workload.ValueSize,
+		Targets: cfg.Targets, Faults: cfg.Faults != nil, Verdict: res.Verdict(),
+		Runs: res.Runs, Table: res.Rows,
+	}
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return res, errors.Join(runErr, fmt.Errorf("encoding compare.json: %w", err))
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "compare.json"), append(b, '\n')); err != nil {
+		return res, errors.Join(runErr, err)
+	}
+	if err := report.WriteCompare(dir); err != nil {
+		// Like a run's report: the numbers are in compare.json already.
+		fmt.Fprintf(progress, "warning: compare.html: %v\n", err)
+	}
+	return res, runErr
+}
+
+// Verdict is the worst verdict of the runs: illegal if any run is, ok only
+// if every store ran and every run is ok, unknown otherwise.
+func (r *CompareResult) Verdict() string {
+	v := string(histories.VerdictOK)
+	if len(r.Runs) == 0 {
+		return string(histories.VerdictUnknown)
+	}
+	for _, cr := range r.Runs {
+		switch {
+		case cr.Verdict == string(histories.VerdictIllegal):
+			return cr.Verdict
+		case cr.Verdict != string(histories.VerdictOK) || cr.Err != nil:
+			v = string(histories.VerdictUnknown)
+		}
+	}
+	return v
+}
+
+// linkName is the run's link in the compare directory: the store's name,
+// with a suffix when a store is compared with itself.
+func linkName(store string, before []CompareRun) string {
+	name := store
+	for n := 2; slices.ContainsFunc(before, func(c CompareRun) bool { return c.Dir == name }); n++ {
+		name = store + "-" + strconv.Itoa(n)
+	}
+	return name
+}
+
+// makeDir creates out/base, with a numeric suffix when it exists.
+func makeDir(out, base string) (string, error) {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return "", err
+	}
+	for i := 1; ; i++ {
+		dir := filepath.Join(out, base)
+		if i > 1 {
+			dir = fmt.Sprintf("%s.%d", dir, i)
+		}
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			return dir, nil
+		}
+		if !errors.Is(err, os.ErrExist) || i >= 1000 {
+			return "", fmt.Errorf("creating %s: %w", dir, err)
+		}
+	}
+}
+
+// identityMapper leaves roles as the schedule wrote them.
+type identityMapper struct{}
+
+func (identityMapper) Role(_ int, role string) string { return role }
+
+// roleMapper maps roles from one store's vocabulary to another's.
+type roleMapper struct{ from, to string }
+
+func (m roleMapper) Role(_ int, role string) string { return MapRole(role, m.from, m.to) }
+
+// MapRole translates a role of store `from` into the role of store `to`
+// that does the same job: the raft leader orders writes as the chain head
+// does; a raft follower only follows, as the chain tail (which also serves
+// reads) does not quite — it is the replica the write reaches last, which
+// is the nearest match. Roles without a counterpart ("any", "minority",
+// "node:2", ZooKeeper roles) are unchanged; "head:K" keeps its chain index
+// between chain stores and drops it for raft, which has one group.
+func MapRole(role, from, to string) string {
+	if from == to {
+		return role
+	}
+	name, suffix, _ := strings.Cut(role, ":")
+	if _, err := strconv.Atoi(suffix); suffix != "" && err != nil {
+		return role // "node:2" and the like
+	}
+	switch to {
+	case "chain":
+		switch name {
+		case "leader":
+			return "head"
+		case "follower":
+			return "tail"
+		}
+	case "raft":
+		switch name {
+		case "head", "master":
+			return "leader"
+		case "middle", "tail":
+			return "follower"
+		}
+	}
+	return role
+}
+
+// sameNodeMapper aims every step at the nodes the first run's step hit.
+type sameNodeMapper struct {
+	targets  map[int][]int
+	fallback FaultMapper
+}
+
+func (m sameNodeMapper) Role(step int, role string) string {
+	ts, ok := m.targets[step]
+	if !ok || len(ts) != 1 {
+		// Not applied in the first run, or several nodes (a minority, a
+		// partition side): those roles do not name one node.
+		return m.fallback.Role(step, role)
+	}
+	return "node:" + strconv.Itoa(ts[0])
+}
+
+func newMapper(targets, from, to string, _ *Summary, firstDir string) (FaultMapper, error) {
+	rm := roleMapper{from: from, to: to}
+	if targets != TargetsSameNode {
+		return rm, nil
+	}
+	ts, err := readInjectTargets(filepath.Join(firstDir, "nemesis.jsonl"))
+	if err != nil {
+		return rm, err
+	}
+	return sameNodeMapper{targets: ts, fallback: rm}, nil
+}
+
+// readInjectTargets reads, from a nemesis log, the nodes each applied
+// inject hit, by schedule step. Only the few fields it needs are decoded,
+// so the harness does not depend on the nemesis package.
+func readInjectTargets(path string) (map[int][]int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("same-node targets: %w", err)
+	}
+	defer f.Close()
+	return parseInjectTargets(f)
+}
+
+func parseInjectTargets(r io.Reader) (map[int][]int, error) {
+	out := map[int][]int{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for line := 1; sc.Scan(); line++ {
+		var e struct {
+			Step    int    `json:"step"`
+			Fault   string `json:"fault"`
+			Event   string `json:"event"`
+			Targets []int  `json:"targets"`
+			Error   string `json:"error"`
+			Skipped bool   `json:"skipped"`
+		}
+		if len(strings.TrimSpace(sc.Text())) == 0 {
+			continue
+		}
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return out, fmt.Errorf("nemesis log line %d: %w", line, err)
+		}
+		if e.Event != "inject" || e.Skipped || e.Error != "" || strings.HasPrefix(e.Fault, "zk") {
+			continue
+		}
+		out[e.Step] = e.Targets
+	}
+	return out, sc.Err()
+}

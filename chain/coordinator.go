@@ -269,7 +269,7 @@ func (c *coordinator) readConfigs() {
 		if err != nil {
 			continue
 		}
-		if cfg, err := DecodeConfig(b); err == nil {
+		if cfg, err := DecodeConfig(b); err == nil && cfg.Chain == i {
 			c.node.SetConfig(cfg)
 		}
 	}
@@ -288,10 +288,10 @@ func (c *coordinator) watchConfig(ctx context.Context, i int) {
 				continue
 			}
 		} else if err == nil {
-			if cfg, derr := DecodeConfig(b); derr == nil {
-				c.node.SetConfig(cfg)
+			if cfg, derr := DecodeConfig(b); derr != nil || cfg.Chain != i {
+				c.cfg.Logf("coordinator: %s: bad config (%v): %s", path, derr, b)
 			} else {
-				c.cfg.Logf("coordinator: %s: %v", path, derr)
+				c.node.SetConfig(cfg)
 			}
 		}
 		if err != nil {

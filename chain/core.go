@@ -11,6 +11,11 @@ import (
 // fell far behind is caught up in pieces instead of one huge message.
 const maxBatch = 512
 
+// snapshotEvery is how many entries a chain's log on disk may gain before
+// the Core asks for a snapshot of the chain's state, which lets the log be
+// truncated: restart time and disk use stay bounded.
+const snapshotEvery = 10000
+
 // retransmitTicks is how many ticks a predecessor waits without its
 // successor's progress before it resends from what the successor last
 // acknowledged (messages can be dropped by a full queue or a failed call).
@@ -75,11 +80,13 @@ type Restored struct {
 // goroutine drives it (Node.run, or a test's simulated network).
 type Core struct {
 	// bug is a planted bug (BugEarlyReply), for showing the checker catches it.
-	bug     string
-	id      uint64
-	session bool
-	chains  []*chainState
-	rd      Ready
+	bug string
+	id  uint64
+	// snapEvery is snapshotEvery, lowered by tests.
+	snapEvery int
+	session   bool
+	chains    []*chainState
+	rd        Ready
 }
 
 type waiter struct {
@@ -121,6 +128,8 @@ type chainState struct {
 	needSend   bool // send an append to the successor even if empty
 
 	waiting map[uint64][]waiter // head only: client writes by sequence
+
+	sinceSnap int // entries persisted since the last snapshot
 }
 
 // BugEarlyReply makes the head answer a write as soon as it has ordered it,
@@ -144,7 +153,7 @@ func NewCore(id uint64, chains int, restored []Restored) *Core {
 	if id == 0 {
 		panic("chain: node id 0 is reserved for 'no node'")
 	}
-	c := &Core{id: id, chains: make([]*chainState, chains)}
+	c := &Core{id: id, chains: make([]*chainState, chains), snapEvery: snapshotEvery}
 	for i := range c.chains {
 		cs := &chainState{id: i}
 		cs.reset()
@@ -161,9 +170,11 @@ func (cs *chainState) reset() {
 	cs.dedup = map[uint64]*pb.DedupRecord{}
 	cs.lastSeq, cs.committed, cs.log = 0, 0, nil
 	cs.waiting = map[uint64][]waiter{}
+	cs.sinceSnap = 0
 }
 
 func (cs *chainState) restore(r Restored) {
+	cs.sinceSnap = len(r.Entries)
 	if r.Snapshot != nil {
 		cs.install(r.Snapshot)
 	}
@@ -432,6 +443,7 @@ func (c *Core) Propose(token uint64, chain uint32, epoch uint64, u *pb.Update) {
 }
 
 func (c *Core) persistEntry(cs *chainState, e *pb.Entry) {
+	cs.sinceSnap++
 	if n := len(c.rd.Persist); n > 0 && c.rd.Persist[n-1].Chain == cs.id && c.rd.Persist[n-1].Snapshot == nil && !c.rd.Persist[n-1].Wipe {
 		c.rd.Persist[n-1].Entries = append(c.rd.Persist[n-1].Entries, e)
 		return
@@ -489,6 +501,7 @@ func (c *Core) stepFromPred(cs *chainState, m *pb.Message) {
 			return // stale or ahead-of-us predecessor state is never installed
 		}
 		cs.install(s)
+		cs.sinceSnap = 0
 		c.rd.Persist = append(c.rd.Persist, Persist{Chain: cs.id, Snapshot: s})
 	}
 	for _, e := range m.Entries {
@@ -571,6 +584,11 @@ func (c *Core) flush() {
 		return
 	}
 	for _, cs := range c.chains {
+		if cs.sinceSnap >= c.snapEvery {
+			// After this Ready's entries: the snapshot covers them all.
+			cs.sinceSnap = 0
+			c.rd.Persist = append(c.rd.Persist, Persist{Chain: cs.id, Snapshot: cs.snapshot()})
+		}
 		if cs.needAck && cs.pred != 0 {
 			c.rd.Messages = append(c.rd.Messages, &pb.Message{
 				Type: pb.MessageType_MSG_ACK, Chain: uint32(cs.id), Epoch: cs.cfg.Epoch, From: c.id, To: cs.pred,

@@ -48,11 +48,12 @@ func TestRaftClusterLeaderKill(t *testing.T) {
 	})
 }
 
-// TestRaftClusterRepeatedKills SIGKILLs a node (the leader every other
-// time) at arbitrary moments of a busy workload, restarting each one
-// shortly after: every crash must leave a data directory the node restarts
-// from, and no acknowledged write may be lost.
-func TestRaftClusterRepeatedKills(t *testing.T) {
+// TestRaftClusterRepeatedFaults SIGKILLs or SIGSTOPs a node (the leader
+// every other time) at arbitrary moments of a busy workload, restarting or
+// resuming it shortly after: every crash must leave a data directory the
+// node restarts from, no acknowledged write may be lost, and a paused
+// leader that wakes up must not serve a stale read.
+func TestRaftClusterRepeatedFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts node processes for ~10s")
 	}
@@ -65,10 +66,17 @@ func TestRaftClusterRepeatedKills(t *testing.T) {
 					victim = l
 				}
 			}
-			require.NoError(t, c.Kill(victim))
-			time.Sleep(time.Duration(200+rand.IntN(800)) * time.Millisecond)
-			require.NoError(t, c.Restart(victim))
-			t.Logf("round %d: killed and restarted node %d", round, victim)
+			if round%4 < 2 {
+				require.NoError(t, c.Kill(victim))
+				time.Sleep(time.Duration(200+rand.IntN(800)) * time.Millisecond)
+				require.NoError(t, c.Restart(victim))
+				t.Logf("round %d: killed and restarted node %d", round, victim)
+			} else {
+				require.NoError(t, c.Pause(victim))
+				time.Sleep(time.Duration(1000+rand.IntN(1500)) * time.Millisecond)
+				require.NoError(t, c.Resume(victim))
+				t.Logf("round %d: paused and resumed node %d", round, victim)
+			}
 		}
 		time.Sleep(1500 * time.Millisecond)
 		for _, id := range c.Nodes() {

@@ -140,7 +140,7 @@ func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 		return nil, err
 	}
 	if cfg.Run.Name == "" {
-		cfg.Run.Name = "compare"
+		cfg.Run.Name = "compared"
 	}
 	if cfg.Targets == "" {
 		cfg.Targets = TargetsRole
@@ -168,7 +168,7 @@ func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 		if cfg.Faults != nil {
 			if i == 0 {
 				mapper = identityMapper{}
-			} else if mapper, err = newMapper(cfg.Targets, stores[0], st, res.Runs[0].Summary, filepath.Join(dir, res.Runs[0].Dir)); err != nil {
+			} else if mapper, err = newMapper(cfg.Targets, stores[0], st, filepath.Join(dir, res.Runs[0].Dir)); err != nil {
 				fmt.Fprintf(progress, "warning: %v; faults keep the first store's roles\n", err)
 				mapper = identityMapper{}
 			}
@@ -203,19 +203,13 @@ func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 		}
 	}
 
-	sums := make([]*report.Summary, len(res.Runs))
+	runDirs := make([]string, len(res.Runs))
 	for i, cr := range res.Runs {
-		if cr.Dir == "" {
-			continue
+		if cr.Dir != "" {
+			runDirs[i] = filepath.Join(dir, cr.Dir)
 		}
-		s, err := report.ReadSummary(filepath.Join(dir, cr.Dir))
-		if err != nil {
-			fmt.Fprintf(progress, "warning: %v\n", err)
-			continue
-		}
-		sums[i] = s
 	}
-	res.Rows = report.CompareRows(sums)
+	res.Rows = report.CompareRows(runDirs)
 	f := compareFile{
 		Start: start.UTC(), Command: cfg.Run.Command, Seed: cfg.Run.Workload.Seed,
 		TimeLimitS: cfg.Run.TimeLimit.Seconds(), Clients: cfg.Run.Clients, Keys: cfg.Run.Workload.Keys,
@@ -345,7 +339,7 @@ func (m sameNodeMapper) Role(step int, role string) string {
 	return "node:" + strconv.Itoa(ts[0])
 }
 
-func newMapper(targets, from, to string, _ *Summary, firstDir string) (FaultMapper, error) {
+func newMapper(targets, from, to, firstDir string) (FaultMapper, error) {
 	rm := roleMapper{from: from, to: to}
 	if targets != TargetsSameNode {
 		return rm, nil

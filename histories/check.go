@@ -106,7 +106,7 @@ func Check(ctx context.Context, ops []Operation, opts CheckOptions) (Result, err
 		opts.MaxVisualizationBytes = defaultMaxVizBytes
 	}
 
-	keys := partition(ops)
+	keys := partition(ops, opts.Workers)
 	res := Result{Keys: make([]KeyResult, len(keys))}
 	for i, kh := range keys {
 		res.Keys[i] = KeyResult{Key: kh.key, Ops: len(kh.ops), Verdict: VerdictUnknown}
@@ -244,16 +244,22 @@ const firstSlice = 50 * time.Millisecond
 func runPool(ctx context.Context, deadline time.Time, workers int, items []int, job func(ctx context.Context, i int)) {
 	cctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	parallel(workers, len(items), func(i int) { job(cctx, items[i]) })
+}
+
+// parallel calls fn(0..n-1) from min(workers, n) goroutines and returns
+// when all calls have.
+func parallel(workers, n int, fn func(i int)) {
 	work := make(chan int) // unbuffered: the feeder is the only queue
 	var wg sync.WaitGroup
-	for range min(workers, len(items)) {
+	for range min(workers, n) {
 		wg.Go(func() {
 			for i := range work {
-				job(cctx, i)
+				fn(i)
 			}
 		})
 	}
-	for _, i := range items {
+	for i := range n {
 		work <- i
 	}
 	close(work)
@@ -308,7 +314,7 @@ func verdictOf(res porcupine.CheckResult, stop *atomic.Bool) Verdict {
 // partition groups operations by key and prepares each key for the search:
 // drops what cannot matter, prunes and bounds unknown writes, remaps
 // clients. Keys come back sorted.
-func partition(ops []Operation) []*keyHistory {
+func partition(ops []Operation, workers int) []*keyHistory {
 	byKey := map[string][]Operation{}
 	for _, op := range ops {
 		if op.Outcome == Fail || (op.Outcome == Info && op.Op == Get) {
@@ -323,11 +329,13 @@ func partition(ops []Operation) []*keyHistory {
 			byKey[op.Key] = nil
 		}
 	}
-	out := make([]*keyHistory, 0, len(byKey))
-	for key, kops := range byKey {
-		out = append(out, prepareKey(key, kops))
+	names := make([]string, 0, len(byKey))
+	for key := range byKey {
+		names = append(names, key)
 	}
-	slices.SortFunc(out, func(a, b *keyHistory) int { return cmp.Compare(a.key, b.key) })
+	slices.Sort(names)
+	out := make([]*keyHistory, len(names))
+	parallel(workers, len(names), func(i int) { out[i] = prepareKey(names[i], byKey[names[i]]) })
 	return out
 }
 

@@ -172,7 +172,7 @@ func TestPruningAgreesWithPlainPorcupine(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, strings.ToLower(string(want)), string(res.Verdict), "seed %d", seed)
 		verdicts[res.Verdict]++
-		for _, kh := range partition(ops) {
+		for _, kh := range partition(ops, 1) {
 			segments += len(kh.segs) - 1
 		}
 		pruned += res.Pruned
@@ -296,7 +296,7 @@ func TestVisualizeShowsTheIllegalSegment(t *testing.T) {
 			break
 		}
 	}
-	kh := partition(ops)[0]
+	kh := partition(ops, 1)[0]
 	require.Greater(t, len(kh.segs), 2, "two clients on one key should leave quiescent points")
 	dir := t.TempDir()
 	res, err := Check(context.Background(), ops, CheckOptions{VisualizeDir: dir})

@@ -72,7 +72,7 @@ func tightenClusters(ops []Operation, call, ret []int64, drop []bool, notes []st
 				continue
 			}
 			nc, nr := max(call[i], floor[c]), min(ret[i], ceil[c])
-			if nc == call[i] && nr == ret[i] {
+			if nc > nr || (nc == call[i] && nr == ret[i]) {
 				continue
 			}
 			call[i], ret[i] = nc, nr

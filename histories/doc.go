@@ -69,6 +69,7 @@
 //     observer's call is raised to its writer's call. This is exact: only
 //     that write can put its value in the state, so in every linearization
 //     it comes before each observer, which comes before its own return.
+//
 //   - Pruning: an unknown write nobody observed is dropped unless some cas
 //     compares against its value or some completed cas that did not swap (on
 //     an expected value that some write produces) returned after the
@@ -82,10 +83,23 @@
 //     clause is needed: "put a; unknown put v; cas(a→b) did not swap" is
 //     linearizable only if v landed before the cas.
 //
-// Keys with appends or repeated values get neither rule (an appended value
-// is not the state, and a repeated value does not name its writer); the
-// Jepsen etcd histories in the tests repeat values and exercise that path.
-// Result.Pruned and Result.Bounded count the unknown writes each rule took.
+//   - Value clusters, on keys with only puts and gets: a value's put and
+//     the reads that returned it are contiguous in every linearization, and
+//     reads of the absent key precede every put, so if any operation of one
+//     cluster returned before any operation of another began, the whole of
+//     the first precedes the whole of the second; intervals are narrowed to
+//     match (see tightenClusters). Every linearization already obeys these
+//     bounds, so the set of linearizations is unchanged (a brute-force test
+//     enumerates them on small histories); the search then meets operations
+//     in an order closer to the true one and finds more places to cut.
+//
+// These rules narrow the intervals the search sees; the visualization draws
+// those, and each operation's tooltip gives its recorded times and which
+// rule narrowed it. Keys with appends or repeated values get none of these
+// rules (an appended value is not the state, and a repeated value does not
+// name its writer); the Jepsen etcd histories in the tests repeat values and
+// exercise that path. Result.Pruned and Result.Bounded count the unknown
+// writes pruned and bounded. Finally, on every key:
 //
 //   - Segments: a key is cut where every operation before the cut returned
 //     before any after it began, and the state there is forced (see
@@ -132,8 +146,10 @@
 // violation (a porcupine linearization prefix respects real time, so had the
 // rest been linearizable from that state, the whole would have been). A cut
 // page carries a "checker" annotation "cut: showing ops X..Y of Z" with the
-// reason in its tooltip. Client rows are renumbered densely per page (the
-// tooltip gives the real client id, node and error, HTML-escaped, as are
+// reason in its tooltip. Timeline rows are packed per page: porcupine
+// draws one row per client id, but a key sees many mostly idle clients, so
+// operations share rows when their intervals do not meet (the tooltip gives
+// the real client id, recorded times, node and error, HTML-escaped, as are
 // state descriptions: the tooltip is innerHTML). Annotations are drawn when
 // they overlap the page's operations; untagged ones go on a "notes" row.
 //

@@ -62,3 +62,25 @@ func TestSegmentKey(t *testing.T) {
 		})
 	}
 }
+
+func TestPackRows(t *testing.T) {
+	ops := genHistory(genConfig{ops: 2000, clients: 16, keys: 1, unknown: 0.02, put: 0.5, seed: 9})
+	kh := partition(ops, 1)[0]
+	packed := packRows(kh.ops)
+	rows := map[int][]porcupine.Operation{}
+	for i, op := range packed {
+		require.Equal(t, kh.ops[i].Input, op.Input)
+		rows[op.ClientId] = append(rows[op.ClientId], op)
+	}
+	for r, ops := range rows {
+		for i := 1; i < len(ops); i++ {
+			require.Less(t, ops[i-1].Return, ops[i].Call, "row %d", r)
+		}
+	}
+	clients := map[int]bool{}
+	for _, op := range kh.ops {
+		clients[op.ClientId] = true
+	}
+	require.Less(t, len(rows), len(clients)/2, "packing should need far fewer rows than clients")
+	t.Logf("%d clients on %d rows", len(clients), len(rows))
+}

@@ -131,6 +131,7 @@ func visualizeKey(kh *keyHistory, verdict Verdict, path string, anns []Annotatio
 			BackgroundColor: "#ffe08a",
 		})
 	}
+	ops = packRows(ops)
 	res, info := porcupine.CheckOperationsVerbose(newModel(init, stop), ops, 0)
 	switch {
 	case res != porcupine.Ok && stop.Load():
@@ -180,6 +181,40 @@ func remapClients(ops []porcupine.Operation) []porcupine.Operation {
 			rows[op.ClientId] = r
 		}
 		op.ClientId = r
+		out[i] = op
+	}
+	return out
+}
+
+// packRows assigns timeline rows: porcupine draws one row per client id,
+// and a key sees many clients (each unknown outcome starts a new one), most
+// of them idle on this key. An operation keeps its client's previous row
+// when that row is free, else takes the lowest free row, so the page has
+// about as many rows as operations were ever in flight at once. A row is
+// free once its last operation returned strictly before the call, since
+// porcupine draws touching intervals badly. The tooltip names the client.
+// ops must be sorted by call.
+func packRows(ops []porcupine.Operation) []porcupine.Operation {
+	var busyUntil []int64 // per row: return of its last operation
+	lastRow := map[int]int{}
+	out := make([]porcupine.Operation, len(ops))
+	for i, op := range ops {
+		row := -1
+		if r, ok := lastRow[op.ClientId]; ok && busyUntil[r] < op.Call {
+			row = r
+		}
+		for r := 0; row < 0 && r < len(busyUntil); r++ {
+			if busyUntil[r] < op.Call {
+				row = r
+			}
+		}
+		if row < 0 {
+			row = len(busyUntil)
+			busyUntil = append(busyUntil, 0)
+		}
+		busyUntil[row] = op.Return
+		lastRow[op.ClientId] = row
+		op.ClientId = row
 		out[i] = op
 	}
 	return out

@@ -274,7 +274,7 @@ func (c *Client) do(ctx context.Context, cmd *pb.Command) (*pb.Result, error) {
 		if cl == nil {
 			return nil, kv.Definitef("raftkv: no nodes")
 		}
-		actx, cancel := context.WithTimeout(ctx, c.conns.opts.AttemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, c.attemptTimeout(ctx))
 		resp, err := cl.Do(actx, req)
 		cancel()
 		backoff := 20 * time.Millisecond
@@ -323,6 +323,19 @@ func (c *Client) do(ctx context.Context, cmd *pb.Command) (*pb.Result, error) {
 		return nil, fmt.Errorf("raftkv: %w after deadline: %w", ErrUnknown, lastErr)
 	}
 	return nil, kv.Definite(fmt.Errorf("raftkv: %w (last: %w)", ctx.Err(), lastErr))
+}
+
+// attemptTimeout gives one try at most half of what is left (and at most
+// AttemptTimeout), so that a request stuck at a paused or cut-off leader
+// still has time to find the next one before the caller's deadline.
+func (c *Client) attemptTimeout(ctx context.Context) time.Duration {
+	d := c.conns.opts.AttemptTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if half := time.Until(dl) / 2; half >= 100*time.Millisecond && half < d {
+			d = half
+		}
+	}
+	return d
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

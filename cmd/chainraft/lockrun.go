@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -155,6 +156,8 @@ func (f lockRunFlags) config() (lockload.Config, error) {
 		return lockload.Config{}, usageErrorf("lock workload: --hold must be positive, got %v", f.hold)
 	case f.zkServers != 1 && f.zkServers != 3:
 		return lockload.Config{}, usageErrorf("lock workload: --zk-servers must be 1 or 3, got %d", f.zkServers)
+	case f.name == "" || strings.ContainsAny(f.name, `/\`) || f.name == "." || f.name == "..":
+		return lockload.Config{}, usageErrorf("lock workload: --name must be a plain name, got %q", f.name)
 	case f.pauseEvery == 0:
 		return lockload.Config{}, usageErrorf("lock workload: --pause-every must not be 0 (negative disables pauses)")
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/chainraft/chainraft/harness"
 	"github.com/chainraft/chainraft/histories"
@@ -46,6 +47,7 @@ type runFlags struct {
 	bug            string
 	requestTimeout time.Duration
 	quiet          bool
+	cmdName        string // "run" when empty
 }
 
 func newRunCmd() *cobra.Command {
@@ -80,7 +82,15 @@ Exit codes: 0 linearizable, 1 not linearizable, 2 bad usage,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.store, "store", "memory", "store under test: "+strings.Join(harness.Stores(), ", "))
-	fl.DurationVar(&f.timeLimit, "time-limit", 10*time.Second, "how long the workload runs")
+	f.addFlags(fl, 10*time.Second)
+	fl.StringVar(&f.bug, "bug", "", "plant a named bug in the store (to see the checker catch it)")
+	return cmd
+}
+
+// addFlags registers the flags `run` shares with `compare` (all but the
+// store and the planted bug), so both mean the same by the same name.
+func (f *runFlags) addFlags(fl *pflag.FlagSet, timeLimit time.Duration) {
+	fl.DurationVar(&f.timeLimit, "time-limit", timeLimit, "how long the workload runs")
 	fl.IntVar(&f.clients, "clients", 16, "concurrent clients, one operation in flight each")
 	fl.IntVar(&f.keys, "keys", 100, "number of keys")
 	fl.Int64Var(&f.seed, "seed", 1, "workload seed")
@@ -98,10 +108,8 @@ Exit codes: 0 linearizable, 1 not linearizable, 2 bad usage,
 	fl.IntVar(&f.zkServers, "zk-servers", 1, "chain: ZooKeeper servers to start (1 or 3)")
 	fl.IntVar(&f.chains, "chains", 3, "chain: number of chains")
 	fl.IntVar(&f.replicas, "replicas", 3, "chain: nodes per chain")
-	fl.StringVar(&f.bug, "bug", "", "plant a named bug in the store (to see the checker catch it)")
 	fl.DurationVar(&f.requestTimeout, "request-timeout", harness.DefaultRequestTimeout, "deadline of one client operation; past it the outcome is unknown")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress lines on stderr")
-	return cmd
 }
 
 // config validates the flags and builds the run configuration. Every
@@ -110,37 +118,37 @@ func (f *runFlags) config() (harness.RunConfig, error) {
 	stores := harness.Stores()
 	switch {
 	case !slices.Contains(stores, f.store):
-		return harness.RunConfig{}, usageErrorf("run: unknown --store %q (known: %s)", f.store, strings.Join(stores, ", "))
+		return harness.RunConfig{}, usageErrorf(f.command()+": unknown --store %q (known: %s)", f.store, strings.Join(stores, ", "))
 	case f.timeLimit <= 0:
-		return harness.RunConfig{}, usageErrorf("run: --time-limit must be positive, got %v", f.timeLimit)
+		return harness.RunConfig{}, usageErrorf(f.command()+": --time-limit must be positive, got %v", f.timeLimit)
 	case f.clients <= 0:
-		return harness.RunConfig{}, usageErrorf("run: --clients must be positive, got %d", f.clients)
+		return harness.RunConfig{}, usageErrorf(f.command()+": --clients must be positive, got %d", f.clients)
 	case f.keys <= 0:
-		return harness.RunConfig{}, usageErrorf("run: --keys must be positive, got %d", f.keys)
+		return harness.RunConfig{}, usageErrorf(f.command()+": --keys must be positive, got %d", f.keys)
 	case f.readFraction < 0 || f.readFraction > 1:
-		return harness.RunConfig{}, usageErrorf("run: --read-fraction must be in [0,1], got %v", f.readFraction)
+		return harness.RunConfig{}, usageErrorf(f.command()+": --read-fraction must be in [0,1], got %v", f.readFraction)
 	case f.appendFraction > 1:
-		return harness.RunConfig{}, usageErrorf("run: --append-fraction must be at most 1, got %v", f.appendFraction)
+		return harness.RunConfig{}, usageErrorf(f.command()+": --append-fraction must be at most 1, got %v", f.appendFraction)
 	case f.casFraction > 1:
-		return harness.RunConfig{}, usageErrorf("run: --cas-fraction must be at most 1, got %v", f.casFraction)
+		return harness.RunConfig{}, usageErrorf(f.command()+": --cas-fraction must be at most 1, got %v", f.casFraction)
 	case f.valueSize < 0:
-		return harness.RunConfig{}, usageErrorf("run: --value-size must not be negative, got %d", f.valueSize)
+		return harness.RunConfig{}, usageErrorf(f.command()+": --value-size must not be negative, got %d", f.valueSize)
 	case f.checkBudget <= 0:
-		return harness.RunConfig{}, usageErrorf("run: --check-budget must be positive, got %v", f.checkBudget)
+		return harness.RunConfig{}, usageErrorf(f.command()+": --check-budget must be positive, got %v", f.checkBudget)
 	case f.requestTimeout <= 0:
-		return harness.RunConfig{}, usageErrorf("run: --request-timeout must be positive, got %v", f.requestTimeout)
+		return harness.RunConfig{}, usageErrorf(f.command()+": --request-timeout must be positive, got %v", f.requestTimeout)
 	case f.nodes <= 0:
-		return harness.RunConfig{}, usageErrorf("run: --nodes must be positive, got %d", f.nodes)
+		return harness.RunConfig{}, usageErrorf(f.command()+": --nodes must be positive, got %d", f.nodes)
 	case f.readMode != "index" && f.readMode != "lease":
-		return harness.RunConfig{}, usageErrorf("run: --read-mode must be index or lease, got %q", f.readMode)
+		return harness.RunConfig{}, usageErrorf(f.command()+": --read-mode must be index or lease, got %q", f.readMode)
 	case f.zkServers != 1 && f.zkServers != 3:
-		return harness.RunConfig{}, usageErrorf("run: --zk-servers must be 1 or 3, got %d", f.zkServers)
+		return harness.RunConfig{}, usageErrorf(f.command()+": --zk-servers must be 1 or 3, got %d", f.zkServers)
 	case f.chains <= 0:
-		return harness.RunConfig{}, usageErrorf("run: --chains must be positive, got %d", f.chains)
+		return harness.RunConfig{}, usageErrorf(f.command()+": --chains must be positive, got %d", f.chains)
 	case f.replicas <= 0:
-		return harness.RunConfig{}, usageErrorf("run: --replicas must be positive, got %d", f.replicas)
+		return harness.RunConfig{}, usageErrorf(f.command()+": --replicas must be positive, got %d", f.replicas)
 	case f.out == "":
-		return harness.RunConfig{}, usageErrorf("run: --out must not be empty")
+		return harness.RunConfig{}, usageErrorf("%s: --out must not be empty", f.command())
 	}
 	cfg := harness.RunConfig{
 		Store:     f.store,
@@ -164,9 +172,17 @@ func (f *runFlags) config() (harness.RunConfig, error) {
 	if err := cfg.Validate(); err != nil {
 		// What the flag checks above let through (the name, the fraction
 		// sum) is still bad usage.
-		return harness.RunConfig{}, usageErrorf("run: %v", err)
+		return harness.RunConfig{}, usageErrorf(f.command()+": %v", err)
 	}
 	return cfg, nil
+}
+
+// command names the command in usage messages.
+func (f *runFlags) command() string {
+	if f.cmdName == "" {
+		return "run"
+	}
+	return f.cmdName
 }
 
 // runExit maps a run's outcome to the exit code.

@@ -61,9 +61,10 @@ type CheckResult struct {
 	// stale token: the fencing at work.
 	Refused      int `json:"refused"`
 	StaleRefused int `json:"stale_refused"`
-	// TwoHolders counts acquisitions whose requests at the resource
-	// overlapped another acquisition's (first request to last): the lock
-	// had two holders at once. Not a violation by itself: with fencing the
+	// TwoHolders counts acquisitions that were still active at the resource
+	// (between their first and last request) when another acquisition
+	// began: each is a holder deposed without knowing, the lock having two
+	// holders at once. Not a violation by itself: with fencing the
 	// stale holder's write is refused and the counter stays right.
 	TwoHolders int   `json:"two_holders"`
 	Final      int64 `json:"final"`
@@ -197,14 +198,12 @@ func Check(h []Request) (CheckResult, error) {
 		}
 	}
 
-	// Two holders at once: sections sorted by first request (order already
-	// is), each overlapping the furthest-reaching earlier one.
-	reach := -1
-	for _, s := range order {
-		if s.first < reach {
+	// Two holders at once: order is sorted by first request, so a section
+	// some later acquisition began inside is one its successor began inside.
+	for i := 0; i+1 < len(order); i++ {
+		if order[i+1].first < order[i].last {
 			res.TwoHolders++
 		}
-		reach = max(reach, s.last)
 	}
 
 	if int64(res.AcceptedWrites) != cur {

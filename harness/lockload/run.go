@@ -126,10 +126,10 @@ type Result struct {
 	// Pauses is how many holders the nemesis SIGSTOPped.
 	Pauses int `json:"pauses"`
 	// Worker-side counts from workers/*.jsonl.
-	Acquires   int `json:"acquires"`
-	LostEvents int `json:"lost_events"`
-	Errors     int `json:"errors"`
-	Check      CheckResult `json:"check"`
+	Acquires   int           `json:"acquires"`
+	LostEvents int           `json:"lost_events"`
+	Errors     int           `json:"errors"`
+	Check      CheckResult   `json:"check"`
 	Elapsed    time.Duration `json:"elapsed_ns"`
 }
 
@@ -328,7 +328,7 @@ func (n *nemesis) run(ctx context.Context) {
 		if sleep(ctx, gap) != nil {
 			return
 		}
-		if time.Until(deadline) < n.cfg.PauseFor+time.Second {
+		if time.Until(deadline) < n.cfg.PauseFor+500*time.Millisecond {
 			return
 		}
 		worker, token, ok := n.findHolder(ctx)

@@ -17,22 +17,6 @@ import (
 	"github.com/chainraft/chainraft/zkrecipes"
 )
 
-// Sentinel errors a caller of the client may branch on; each is wrapped with
-// the node's explanation.
-var (
-	// ErrWrongEpoch: the node's configuration differs from the client's.
-	ErrWrongEpoch = errors.New("chain: wrong epoch")
-	// ErrNotHead: a write reached a node that is not the chain's head.
-	ErrNotHead = errors.New("chain: not the head")
-	// ErrNotTail: a read reached a node that is not the chain's tail.
-	ErrNotTail = errors.New("chain: not the tail")
-	// ErrUnavailable: the node refused before doing anything (no session,
-	// a tail not yet synced, no configuration yet).
-	ErrUnavailable = errors.New("chain: unavailable")
-	// ErrUnknown: the node accepted the write but cannot tell its outcome.
-	ErrUnknown = errors.New("chain: outcome unknown")
-)
-
 // attemptTimeout bounds one RPC of a request; the request's own deadline
 // bounds all its retries.
 const attemptTimeout = 2 * time.Second

@@ -15,9 +15,6 @@ import (
 	pb "github.com/chainraft/chainraft/chain/chainpb"
 )
 
-// ErrStopped is returned to requests that arrive while the node stops.
-var ErrStopped = errors.New("chain: node stopped")
-
 // NodeConfig is what a Node needs to run.
 type NodeConfig struct {
 	ID      uint64

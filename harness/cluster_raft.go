@@ -13,6 +13,7 @@ import (
 
 	"github.com/chainraft/chainraft/internal/proc"
 	"github.com/chainraft/chainraft/kv"
+	"github.com/chainraft/chainraft/nemesis"
 	"github.com/chainraft/chainraft/raftkv"
 	"github.com/chainraft/chainraft/raftkv/raftkvpb"
 )
@@ -37,6 +38,12 @@ type RaftCluster struct {
 	nodes  map[uint64]*raftNode
 	nextID uint64
 
+	// wiring is set when cfg.Network is: the proxy addresses each node and
+	// the clients dial. spareAddrs are the listen addresses reserved for the
+	// nodes AddNode may start (ids Nodes+1 ... Nodes+SpareNodes).
+	wiring     *nemesis.Wiring
+	spareAddrs map[uint64]string
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -56,25 +63,48 @@ func StartRaftCluster(ctx context.Context, cfg ClusterConfig) (*RaftCluster, err
 	if cfg.Nodes <= 0 {
 		cfg.Nodes = 3
 	}
-	addrs, err := proc.FreeAddrs(cfg.Nodes)
+	spares := 0
+	if cfg.Network != nil {
+		spares = max(cfg.SpareNodes, 0)
+	}
+	addrs, err := proc.FreeAddrs(cfg.Nodes + spares)
 	if err != nil {
 		return nil, fmt.Errorf("raft cluster: %w", err)
 	}
-	c := &RaftCluster{cfg: cfg, nodes: map[uint64]*raftNode{}}
-	var members []raftkv.Member
+	c := &RaftCluster{cfg: cfg, nodes: map[uint64]*raftNode{}, spareAddrs: map[uint64]string{}}
+	var members, clientAddrs []raftkv.Member
 	var peers []string
-	for i, a := range addrs {
+	for i, a := range addrs[:cfg.Nodes] {
 		id := uint64(i + 1)
 		members = append(members, raftkv.Member{ID: id, Addr: a})
 		peers = append(peers, fmt.Sprintf("%d=%s", id, a))
 	}
+	for i, a := range addrs[cfg.Nodes:] {
+		c.spareAddrs[uint64(cfg.Nodes+i+1)] = a
+	}
 	c.nextID = uint64(cfg.Nodes) + 1
-	c.conns, err = raftkv.Dial(members, raftkv.ClientOptions{RequestTimeout: cfg.RequestTimeout})
+	clientAddrs = members
+	if cfg.Network != nil {
+		topo := nemesis.Topology{Nodes: map[int]string{}}
+		for i, a := range addrs {
+			topo.Nodes[i+1] = a
+		}
+		w, err := cfg.Network.Wire(topo)
+		if err != nil {
+			return nil, fmt.Errorf("raft cluster: wiring proxies: %w", err)
+		}
+		c.wiring = &w
+		clientAddrs = nil
+		for _, m := range members {
+			clientAddrs = append(clientAddrs, raftkv.Member{ID: m.ID, Addr: w.Clients[int(m.ID)]})
+		}
+	}
+	c.conns, err = raftkv.Dial(clientAddrs, raftkv.ClientOptions{RequestTimeout: cfg.RequestTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("raft cluster: %w", err)
 	}
 	for _, m := range members {
-		if err := c.startNode(m.ID, m.Addr, peers, false); err != nil {
+		if err := c.startNode(m.ID, m.Addr, c.peerArgs(m.ID, m.Addr, peers, members), false); err != nil {
 			c.Close()
 			return nil, err
 		}
@@ -84,6 +114,34 @@ func StartRaftCluster(ctx context.Context, cfg ClusterConfig) (*RaftCluster, err
 		return nil, err
 	}
 	return c, nil
+}
+
+// peerArgs is node id's --peers: direct, the given peers; through the
+// network, every node id may reach (others, through id's own proxies, and
+// itself at its listen address), with "+id=addr" address-only entries for
+// the spare ids, which node id will dial through its proxies if the log
+// ever adds them.
+func (c *RaftCluster) peerArgs(id uint64, self string, direct []string, reach []raftkv.Member) []string {
+	if c.wiring == nil {
+		return direct
+	}
+	var out []string
+	known := map[uint64]bool{}
+	for _, m := range reach {
+		known[m.ID] = true
+		addr := self
+		if m.ID != id {
+			addr = c.wiring.Peers[int(id)][int(m.ID)]
+		}
+		out = append(out, fmt.Sprintf("%d=%s", m.ID, addr))
+	}
+	for sid := range c.spareAddrs {
+		if sid != id && !known[sid] {
+			out = append(out, fmt.Sprintf("+%d=%s", sid, c.wiring.Peers[int(id)][int(sid)]))
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (c *RaftCluster) startNode(id uint64, addr string, peers []string, join bool) error {
@@ -283,26 +341,43 @@ func (c *RaftCluster) Followers(ctx context.Context) ([]uint64, error) {
 // AddNode starts a new node with a fresh id (ids are never reused), on a
 // fresh port and data directory, and adds it to the membership.
 func (c *RaftCluster) AddNode(ctx context.Context) (uint64, error) {
-	addrs, err := proc.FreeAddrs(1)
-	if err != nil {
-		return 0, err
-	}
 	c.mu.Lock()
 	id := c.nextID
-	c.nextID++
 	var peers []string
+	var reach []raftkv.Member
 	for _, n := range c.nodes {
 		peers = append(peers, fmt.Sprintf("%d=%s", n.id, n.addr))
+		reach = append(reach, raftkv.Member{ID: n.id, Addr: n.addr})
 	}
 	c.mu.Unlock()
 	sort.Strings(peers)
-	if err := c.conns.AddNode(ctx, id, addrs[0]); err != nil {
+	sort.Slice(reach, func(i, j int) bool { return reach[i].ID < reach[j].ID })
+	var addr, clientAddr string
+	if c.wiring != nil {
+		// Through the network, only the spare ids have proxies.
+		a, ok := c.spareAddrs[id]
+		if !ok {
+			return 0, fmt.Errorf("raft cluster: add node %d: no spare node wired through the network (SpareNodes %d)", id, c.cfg.SpareNodes)
+		}
+		addr, clientAddr = a, c.wiring.Clients[int(id)]
+		peers = c.peerArgs(id, addr, nil, reach)
+	} else {
+		addrs, err := proc.FreeAddrs(1)
+		if err != nil {
+			return 0, err
+		}
+		addr, clientAddr = addrs[0], addrs[0]
+	}
+	c.mu.Lock()
+	c.nextID++
+	c.mu.Unlock()
+	if err := c.conns.AddNode(ctx, id, addr); err != nil {
 		return 0, fmt.Errorf("raft cluster: add node %d: %w", id, err)
 	}
-	if err := c.conns.SetMember(id, addrs[0]); err != nil {
+	if err := c.conns.SetMember(id, clientAddr); err != nil {
 		return 0, err
 	}
-	if err := c.startNode(id, addrs[0], peers, true); err != nil {
+	if err := c.startNode(id, addr, peers, true); err != nil {
 		return 0, err
 	}
 	return id, nil

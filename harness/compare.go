@@ -41,16 +41,17 @@ const (
 // CompareConfig is a comparison: Run is the template of every run (its
 // Store is replaced by each of Stores in turn, with the same seed and
 // workload).
+//
+// Faults: with Run.Nemesis enabled, the first store's run makes the
+// schedule (generated from the seed, or replayed); every later store
+// replays that run's nemesis.jsonl with each fault's role translated by
+// Targets, from a copy written to the compare directory
+// (schedule-<store>.jsonl). So every store gets the same faults at the same
+// offsets, aimed at the node doing the same job.
 type CompareConfig struct {
 	Stores  []string
 	Run     RunConfig
 	Targets string
-	// Faults, when set, makes the sidecars (the nemesis) of each run. It is
-	// called before each run with the store and a mapper that translates a
-	// fault of the schedule, written for the first store, into this store's
-	// terms; nil runs without faults. This is the hook the nemesis
-	// integration fills.
-	Faults func(store string, m FaultMapper) ([]Sidecar, error)
 }
 
 // FaultMapper translates the target of schedule step `step`, written as
@@ -154,7 +155,6 @@ func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 	}
 	res := &CompareResult{Dir: dir}
 	stores := cfg.stores()
-	var mapper FaultMapper
 	var runErr error
 	for i, st := range stores {
 		if ctx.Err() != nil {
@@ -165,18 +165,17 @@ func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 		rc := cfg.Run
 		rc.Store = st
 		rc.Sidecars = slices.Clone(cfg.Run.Sidecars)
-		if cfg.Faults != nil {
-			if i == 0 {
-				mapper = identityMapper{}
-			} else if mapper, err = newMapper(cfg.Targets, stores[0], st, filepath.Join(dir, res.Runs[0].Dir)); err != nil {
-				fmt.Fprintf(progress, "warning: %v; faults keep the first store's roles\n", err)
-				mapper = identityMapper{}
-			}
-			scs, err := cfg.Faults(st, mapper)
+		if i > 0 && cfg.Run.Nemesis.Enabled() {
+			first := filepath.Join(dir, res.Runs[0].Dir)
+			sched := filepath.Join(dir, "schedule-"+linkName(st, res.Runs)+".jsonl")
+			err := writeMappedSchedule(filepath.Join(first, "nemesis.jsonl"), sched, cfg.Targets, stores[0], st)
 			if err != nil {
-				return res, fmt.Errorf("faults for %s: %w", st, err)
+				// The first run left no schedule (it failed to start):
+				// this store makes its own from the same seed.
+				fmt.Fprintf(progress, "warning: %v; %s gets its own schedule from the seed\n", err, st)
+			} else {
+				rc.Nemesis.Replay = sched
 			}
-			rc.Sidecars = append(rc.Sidecars, scs...)
 		}
 		r, err := Run(ctx, rc)
 		cr := CompareRun{Store: st, Err: err, Verdict: string(histories.VerdictUnknown)}
@@ -214,7 +213,7 @@ func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 		Start: start.UTC(), Command: cfg.Run.Command, Seed: cfg.Run.Workload.Seed,
 		TimeLimitS: cfg.Run.TimeLimit.Seconds(), Clients: cfg.Run.Clients, Keys: cfg.Run.Workload.Keys,
 		ReadFraction: cfg.Run.Workload.ReadFraction, ValueSize: cfg.Run.Workload.ValueSize,
-		Targets: cfg.Targets, Faults: cfg.Faults != nil, Verdict: res.Verdict(),
+		Targets: cfg.Targets, Faults: cfg.Run.Nemesis.Enabled(), Verdict: res.Verdict(),
 		Runs: res.Runs, Table: res.Rows,
 	}
 	b, err := json.MarshalIndent(f, "", "  ")
@@ -278,11 +277,6 @@ func makeDir(out, base string) (string, error) {
 		}
 	}
 }
-
-// identityMapper leaves roles as the schedule wrote them.
-type identityMapper struct{}
-
-func (identityMapper) Role(_ int, role string) string { return role }
 
 // roleMapper maps roles from one store's vocabulary to another's.
 type roleMapper struct{ from, to string }
@@ -349,6 +343,57 @@ func newMapper(targets, from, to, firstDir string) (FaultMapper, error) {
 		return rm, err
 	}
 	return sameNodeMapper{targets: ts, fallback: rm}, nil
+}
+
+// writeMappedSchedule copies the inject lines of the nemesis log from (the
+// first run's) to to, with every fault's role translated for store `to`,
+// for the nemesis to replay. Lines are rewritten as generic JSON, so fields
+// this code does not know survive the copy.
+func writeMappedSchedule(from, to, targets, fromStore, toStore string) error {
+	m, err := newMapper(targets, fromStore, toStore, filepath.Dir(from))
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return fmt.Errorf("schedule of the first run: %w", err)
+	}
+	var out []byte
+	for n, line := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			return fmt.Errorf("%s:%d: %w", from, n+1, err)
+		}
+		if e["event"] != "inject" {
+			continue
+		}
+		step, _ := e["step"].(float64)
+		spec, _ := e["spec"].(map[string]any)
+		if spec == nil {
+			return fmt.Errorf("%s:%d: inject without its spec: cannot replay", from, n+1)
+		}
+		role, _ := spec["role"].(string)
+		if mapped := m.Role(int(step), role); mapped != "" {
+			spec["role"] = mapped
+			e["role"] = mapped
+		}
+		// What happened in the first run is not this run's: it resolves
+		// its own targets.
+		delete(e, "targets")
+		delete(e, "error")
+		delete(e, "skipped")
+		delete(e, "grudge")
+		delete(e, "cuts")
+		line, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		out = append(append(out, line...), '\n')
+	}
+	return writeFileAtomic(to, out)
 }
 
 // readInjectTargets reads, from a nemesis log, the nodes each applied

@@ -7,7 +7,10 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+	"unicode/utf8"
+	"unsafe"
 )
 
 // FaultReporter is implemented by a Sidecar that knows which faults are in
@@ -44,11 +47,26 @@ type statusWriter struct {
 	file    io.Writer
 	live    bool
 	status  string // the status line on the terminal now (live only)
+	width   int    // terminal columns, 0 when unknown
 	partial bool   // the console ends in the middle of a log line
 }
 
 func newStatusWriter(console, file io.Writer, live bool) *statusWriter {
-	return &statusWriter{console: console, file: file, live: live}
+	s := &statusWriter{console: console, file: file, live: live}
+	if f, ok := console.(*os.File); ok && live {
+		s.width = terminalWidth(f)
+	}
+	return s
+}
+
+// terminalWidth is the terminal's width in columns, 0 when unknown.
+func terminalWidth(f *os.File) int {
+	var ws struct{ Row, Col, X, Y uint16 }
+	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), uintptr(syscall.TIOCGWINSZ), uintptr(unsafe.Pointer(&ws)))
+	if errno != 0 {
+		return 0
+	}
+	return int(ws.Col)
 }
 
 // clearLine is carriage return and "erase to end of line".
@@ -87,6 +105,11 @@ func (s *statusWriter) Status(line string) {
 		fmt.Fprintln(s.console, line)
 		return
 	}
+	// A line wider than the terminal wraps, and \r would then rewrite only
+	// its last row: cut it (harness.log has it whole).
+	if s.width > 1 && utf8.RuneCountInString(line) > s.width-1 {
+		line = string([]rune(line)[:s.width-1])
+	}
 	s.status = line
 	if !s.partial {
 		fmt.Fprint(s.console, clearLine+line)
@@ -122,7 +145,7 @@ func (p progressStatus) String() string {
 	if p.Store != "" {
 		fmt.Fprintf(&b, "[%s] ", p.Store)
 	}
-	fmt.Fprintf(&b, "%5.1fs/%s  ok=%d fail=%d info=%d  %8.0f ops/s",
+	fmt.Fprintf(&b, "%5.1fs/%s  ok=%d fail=%d info=%d  %6.0f ops/s",
 		p.Elapsed.Seconds(), p.Total, p.OK, p.Fail, p.Info, p.Rate)
 	if p.faultsKnown {
 		if len(p.Faults) == 0 {

@@ -55,6 +55,11 @@ type RunConfig struct {
 	Command []string
 	// Sidecars run next to the workload (a nemesis, a sampler).
 	Sidecars []Sidecar
+	// Nemesis is the fault schedule (harness/nemesis.go); zero: none.
+	Nemesis NemesisConfig
+	// EndChecks runs the end-of-run checks (harness/checks.go) after the
+	// workload even without a nemesis; with one they always run.
+	EndChecks bool
 }
 
 // Sidecar is work that runs alongside the workload against the same cluster
@@ -163,6 +168,14 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 	}
 	cfg = cfg.withDefaults()
 	w := cfg.Workload.withDefaults()
+	nem, err := newNemesis(ctx, &cfg, w.Seed)
+	if err != nil {
+		return nil, err
+	}
+	if nem != nil {
+		defer nem.close() // deferred first: runs after the cluster is closed
+		cfg.Sidecars = append(slices.Clip(cfg.Sidecars), nem)
+	}
 	start := time.Now()
 	dir, err := makeRunDir(cfg.Out, start, cfg.Store, cfg.Name)
 	if err != nil {
@@ -175,6 +188,11 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 	defer logFile.Close()
 	status := newStatusWriter(cfg.Progress, logFile, IsTerminal(cfg.Progress))
 	log := status
+	if nem != nil {
+		if err := nem.open(dir, log); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Cluster.Binary == "" {
 		if exe, err := os.Executable(); err == nil {
 			cfg.Cluster.Binary = exe
@@ -238,6 +256,10 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 	}
 	var annotations []histories.Annotation
 	for _, sc := range cfg.Sidecars {
+		if hf, ok := sc.(historyFinisher); ok {
+			annotations = append(annotations, hf.finishHistory(s, ops)...)
+			continue
+		}
 		annotations = append(annotations, sc.Finish(s)...)
 	}
 
@@ -436,6 +458,12 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	if ctx.Err() != nil {
 		return ErrInterrupted
+	}
+	if r.cfg.EndChecks || r.cfg.Nemesis.Enabled() {
+		r.s.Checks = r.endOfRun(ctx, cluster)
+		if ctx.Err() != nil {
+			return ErrInterrupted
+		}
 	}
 	return nil
 }

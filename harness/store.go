@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chainraft/chainraft/kv"
+	"github.com/chainraft/chainraft/nemesis"
 )
 
 // Cluster is a running store under test, however it is made: an in-process
@@ -50,6 +51,16 @@ type ClusterConfig struct {
 	RequestTimeout time.Duration
 	// Log receives the harness's own progress lines about the cluster.
 	Log io.Writer
+	// Network, when set, is the nemesis's proxied network: the cluster wires
+	// every node→node, node→ZooKeeper and client→node link through it (see
+	// nemesis.Network.Wire). Nil, the default, means direct connections, so
+	// that a run without network faults measures the store, not the proxy.
+	Network *nemesis.Network
+	// SpareNodes is how many nodes a run may add beyond Nodes (raft member
+	// faults add a fresh node id each time): their ports and proxies are
+	// wired at start, since a running node learns a new peer's address from
+	// the log, one address for every dialer.
+	SpareNodes int
 }
 
 // StoreFactory starts a cluster. It must not leave anything running when it

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chainraft/chainraft/histories"
+	"github.com/chainraft/chainraft/nemesis"
 )
 
 // Summary is summary.json: what a run was, what it did and what the checker
@@ -69,6 +70,16 @@ type Summary struct {
 	// Error says why the run failed or was cut short; empty when it ran to
 	// the end. "interrupted" means SIGINT/SIGTERM (or a cancelled context).
 	Error string `json:"error,omitempty"`
+
+	// Nemesis, Recovery and RecoveryByKind are set when a nemesis ran
+	// (harness/nemesis.go): the schedule, one recovery entry per inject and
+	// heal, and per fault kind and phase the median and maximum.
+	Nemesis        *NemesisInfo           `json:"nemesis,omitempty"`
+	Recovery       []nemesis.Recovery     `json:"recovery,omitempty"`
+	RecoveryByKind []nemesis.KindRecovery `json:"recovery_by_kind,omitempty"`
+	// Checks are the end-of-run checks (harness/checks.go); one that failed
+	// fails the run (exit code 1).
+	Checks []CheckResult `json:"checks,omitempty"`
 }
 
 // KeyResult is one failing key's verdict.

@@ -18,8 +18,9 @@ type CheckOptions struct {
 	// Budget bounds the search over all keys; 0 means 60 s. Visualizations
 	// get a second budget of the same size (see doc.go).
 	Budget time.Duration
-	// Workers is how many keys are searched at once; 0 means GOMAXPROCS.
-	// Each search holds its own cache, so this also bounds memory.
+	// Workers is how many searches (of keys, or of segments of a key) run
+	// at once; 0 means GOMAXPROCS. Each search holds its own cache, so this
+	// also bounds memory.
 	Workers int
 	// VisualizeDir receives <key>.html for every illegal key; "" writes none.
 	VisualizeDir string
@@ -235,8 +236,8 @@ func searchKeys(ctx context.Context, keys []*keyHistory, results []KeyResult, de
 	}
 }
 
-// firstSlice is the least a key gets in the first round: enough for the
-// typical key of a generated history (milliseconds) to finish at once.
+// firstSlice is the least a segment gets in the first round: enough for the
+// typical segment of a generated history (milliseconds) to finish at once.
 const firstSlice = 50 * time.Millisecond
 
 // runPool runs job over the items with a fixed number of workers and waits

@@ -28,8 +28,11 @@ type Event struct {
 	Event string `json:"event"` // "inject" or "heal"
 	Role  string `json:"role,omitempty"`
 	// Targets are the resolved node ids (ZooKeeper server ids for zk-kill).
-	Targets []int  `json:"targets,omitempty"`
-	Error   string `json:"error,omitempty"`
+	Targets []int `json:"targets,omitempty"`
+	// Added are the nodes a member heal added in place of the targets, when
+	// the store adds a fresh node rather than the same one (raft).
+	Added []int  `json:"added,omitempty"`
+	Error string `json:"error,omitempty"`
 	// Skipped: the store or cluster cannot do this fault; nothing was
 	// applied and no heal follows.
 	Skipped bool `json:"skipped,omitempty"`
@@ -65,6 +68,12 @@ func (e Event) Description() string {
 	}
 	if e.Role != "" && !(len(e.Targets) > 0 && e.Role == fmt.Sprintf("node:%d", e.Targets[0])) {
 		s += " (" + e.Role + ")"
+	}
+	for i, a := range e.Added {
+		if i == 0 {
+			s += ", added"
+		}
+		s += fmt.Sprintf(" %s%d", nodePrefix, a)
 	}
 	if e.Spec != nil && e.Spec.Kind == KindDelay {
 		s += " +" + e.Spec.Delay.String()

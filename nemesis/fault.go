@@ -88,6 +88,15 @@ type Target interface {
 	ZK() ZKTarget
 }
 
+// Replacer is implemented by a Target whose AddMember cannot bring the same
+// node back and adds a fresh one instead (raft never reuses a node id): the
+// Runner records the new id on the heal event, and the new node is a target
+// of later faults.
+type Replacer interface {
+	// ReplacedBy returns the node that AddMember added for node, if any.
+	ReplacedBy(node int) (int, bool)
+}
+
 // ZKTarget is a ZooKeeper ensemble the harness started.
 type ZKTarget interface {
 	// Servers lists the server ids.

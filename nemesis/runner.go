@@ -113,6 +113,20 @@ func (r *Runner) Active() []int {
 	return ids
 }
 
+// ActiveFaults describes the faults in force, in injection order ("kill n2
+// (leader)"), for a progress line. Safe for concurrent use.
+func (r *Runner) ActiveFaults() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.active))
+	for _, a := range r.active {
+		f := a.step.Fault
+		e := Event{Fault: f.Kind, Role: f.role(), Targets: a.inj.Targets, Spec: &f}
+		out = append(out, e.Description())
+	}
+	return out
+}
+
 func (r *Runner) opTimeout() time.Duration {
 	if r.OpTimeout > 0 {
 		return r.OpTimeout
@@ -195,6 +209,13 @@ func (r *Runner) heal(ctx context.Context, id int) error {
 	}
 	if err != nil {
 		e.Error = err.Error()
+	}
+	if rp, ok := r.Target.(Replacer); ok && a.step.Fault.Kind == KindMember {
+		for _, n := range a.inj.Targets {
+			if m, ok := rp.ReplacedBy(n); ok {
+				e.Added = append(e.Added, m)
+			}
+		}
 	}
 	r.record(e)
 	r.logf("nemesis %8.3fs step %d healed: %s, active %.3fs–%.3fs (%.3fs)%s",

@@ -123,8 +123,18 @@ func Generate(seed int64, o ScheduleOptions) ([]Step, error) {
 
 	rng := rand.New(rand.NewSource(seed))
 	var steps []Step
+	// Kinds are dealt in rounds, each a seeded shuffle of the pool, so that
+	// a run long enough for len(pool) faults sees every kind once: a
+	// recovery figure per kind is what a run is for, and an independent
+	// draw per fault leaves kinds out of short runs.
+	var round []string
 	for at := o.Quiet; at+o.Duration <= o.Total; {
-		f := Fault{Kind: pool[rng.Intn(len(pool))], Seed: rng.Int63()}
+		if len(round) == 0 {
+			round = append(round, pool...)
+			rng.Shuffle(len(round), func(i, j int) { round[i], round[j] = round[j], round[i] })
+		}
+		f := Fault{Kind: round[0], Seed: rng.Int63()}
+		round = round[1:]
 		switch f.Kind {
 		case KindPartition:
 			f.Shape = Shapes[rng.Intn(len(Shapes))]

@@ -32,6 +32,8 @@ type CoreConfig struct {
 	ReadTimeoutTicks int
 	// Logger receives raft's log lines; nil discards them.
 	Logger raft.Logger
+	// Bug is a seeded bug (see bugs.go); only BugNoDedup lives in the Core.
+	Bug string
 }
 
 func (c *CoreConfig) setDefaults() {
@@ -102,10 +104,11 @@ type Ready struct {
 // bookkeeping of local requests. It has no goroutines, clock or I/O, so the
 // same Core runs in a Node and in the in-memory network of the tests.
 type Core struct {
-	cfg CoreConfig
-	rn  *raft.RawNode
-	ms  *raft.MemoryStorage
-	fsm *fsm
+	cfg  CoreConfig
+	bugs bugs // seeded bugs, all false unless CoreConfig.Bug names one
+	rn   *raft.RawNode
+	ms   *raft.MemoryStorage
+	fsm  *fsm
 
 	applied   uint64
 	snapIndex uint64
@@ -154,8 +157,13 @@ func NewCore(cfg CoreConfig, rec *Recovered, bootstrap []Member) (*Core, error) 
 	if cfg.ID == 0 {
 		return nil, fmt.Errorf("raftkv: node id 0 is reserved")
 	}
+	planted, err := parseBugs(cfg.Bug)
+	if err != nil {
+		return nil, err
+	}
 	c := &Core{
 		cfg:         cfg,
+		bugs:        planted,
 		ms:          raft.NewMemoryStorage(),
 		fsm:         newFSM(),
 		confState:   &raftpb.ConfState{},
@@ -500,7 +508,7 @@ func (c *Core) applyEntry(e *raftpb.Entry) {
 		if err := proto.Unmarshal(e.GetData(), &cmd); err != nil {
 			panic(fmt.Sprintf("raftkv: node %d: committed entry %d does not decode: %v", c.cfg.ID, idx, err))
 		}
-		res, err := c.fsm.apply(&cmd)
+		res, err := c.fsm.apply(&cmd, c.bugs.noDedup)
 		id := kv.RequestID{Client: cmd.GetClient(), Seq: cmd.GetSeq()}
 		if c.pending[id] > 0 {
 			delete(c.pending, id)
@@ -689,6 +697,8 @@ type Status struct {
 	ID, Leader, Term, Commit, Applied uint64
 	Role                              string
 	Members                           []Member
+	// Digest hashes the applied data at Applied (see fsm.digest).
+	Digest string
 }
 
 // Status reports the Core's view.
@@ -697,6 +707,7 @@ func (c *Core) Status() Status {
 	return Status{
 		ID: c.cfg.ID, Leader: bs.Lead, Term: bs.HardState.GetTerm(), Commit: bs.HardState.GetCommit(),
 		Applied: c.applied, Role: bs.RaftState.String(), Members: c.Members(),
+		Digest: c.fsm.digest(),
 	}
 }
 
@@ -718,7 +729,7 @@ func (c *Core) TakeMembersChanged() bool {
 }
 
 // Get reads the local state machine without any linearizability guarantee
-// (tests and the "stale read" bug only).
+// (tests and the seeded bugs BugLocalRead and BugEarlyAck only).
 func (c *Core) Get(key string) *pb.Result { return c.fsm.get(key) }
 
 // Applied is the index of the last applied entry.

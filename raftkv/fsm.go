@@ -1,6 +1,9 @@
 package raftkv
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"sort"
 
@@ -34,9 +37,11 @@ func newFSM() *fsm {
 var errStale = fmt.Errorf("stale request")
 
 // apply executes a write once per (client, seq): a retry of the last applied
-// sequence returns the first result without touching the data.
-func (f *fsm) apply(cmd *pb.Command) (*pb.Result, error) {
-	if s, ok := f.sessions[cmd.GetClient()]; ok {
+// sequence returns the first result without touching the data. noDedup is
+// the seeded bug BugNoDedup (false outside tests of the harness).
+func (f *fsm) apply(cmd *pb.Command, noDedup bool) (*pb.Result, error) {
+	// SEEDED BUG (BugNoDedup): skip the dedup table, so a retry applies again.
+	if s, ok := f.sessions[cmd.GetClient()]; ok && !noDedup {
 		switch {
 		case cmd.GetSeq() == s.GetSeq():
 			return s.GetResult(), nil
@@ -70,6 +75,28 @@ func (f *fsm) apply(cmd *pb.Command) (*pb.Result, error) {
 func (f *fsm) get(key string) *pb.Result {
 	v, ok := f.data[key]
 	return &pb.Result{Found: ok, Value: v}
+}
+
+// digest hashes the data (keys and values, length-prefixed, in key order):
+// the harness compares it across replicas at the end of a run. The dedup
+// table and the membership are left out so that the same data gives the same
+// digest in both stores.
+func (f *fsm) digest() string {
+	keys := make([]string, 0, len(f.data))
+	for k := range f.data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	var n [8]byte
+	for _, k := range keys {
+		for _, s := range []string{k, f.data[k]} {
+			binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+			h.Write(n[:])
+			h.Write([]byte(s))
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func (f *fsm) marshal() []byte {

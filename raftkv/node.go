@@ -27,7 +27,13 @@ type NodeConfig struct {
 	// Peers are the initial members (self included) of a new cluster, or,
 	// with Join, the members a joining node can reach before it learns the
 	// membership from the log.
-	Peers   []Member
+	Peers []Member
+	// Addrs are local addresses for nodes that are not members yet: when
+	// the log adds one of them, the node dials it here instead of at its
+	// replicated address. A harness that routes each directed link through
+	// its own proxy gives every node the proxies of the nodes it will add
+	// later, since a replicated address is one address for all dialers.
+	Addrs   []Member
 	Join    bool
 	DataDir string
 	NoFsync bool
@@ -41,19 +47,16 @@ type NodeConfig struct {
 	ElectionTick, HeartbeatTick int
 	// Logger gets node and raft log lines; nil discards them.
 	Logger *log.Logger
-	// Bug plants a known bug, for tests of the checker: BugStaleRead serves
-	// reads from the local state on any node, without ReadIndex (what
-	// etcd's raftexample does).
+	// Bug plants a seeded bug (KnownBugs, see bugs.go), for the harness's
+	// detection tests only; empty for a correct node.
 	Bug string
 }
-
-// BugStaleRead is the planted bug NodeConfig.Bug accepts.
-const BugStaleRead = "stale-read"
 
 // Node runs one Core: a single goroutine (run) owns the Core, the storage
 // and the waiters; everything else talks to it through bounded channels.
 type Node struct {
 	cfg       NodeConfig
+	bugs      bugs // seeded bugs, all false unless NodeConfig.Bug names one
 	logger    *log.Logger
 	core      *Core
 	storage   *Storage
@@ -98,8 +101,9 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if cfg.TickInterval == 0 {
 		cfg.TickInterval = 100 * time.Millisecond
 	}
-	if cfg.Bug != "" && cfg.Bug != BugStaleRead {
-		return nil, fmt.Errorf("raftkv: unknown bug %q (known: %s)", cfg.Bug, BugStaleRead)
+	planted, err := parseBugs(cfg.Bug)
+	if err != nil {
+		return nil, err
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -120,6 +124,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		Lease:         cfg.Lease,
 		SnapshotEvery: cfg.SnapshotEvery,
 		Logger:        &raft.DefaultLogger{Logger: logger},
+		Bug:           cfg.Bug,
 	}, rec, boot)
 	if err != nil {
 		st.Close()
@@ -127,6 +132,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	}
 	n := &Node{
 		cfg:         cfg,
+		bugs:        planted,
 		logger:      logger,
 		core:        core,
 		storage:     st,
@@ -149,7 +155,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		}
 	})
 	core.TakeMembersChanged()
-	n.transport.SetPeers(mergeMembers(cfg.Peers, core.Members()))
+	n.transport.SetPeers(mergeMembers(cfg.Peers, core.Members(), cfg.Addrs))
 	go n.run()
 	return n, nil
 }
@@ -158,15 +164,25 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 // locally (a) win over the replicated ones (b), so that a harness can route
 // each node's peer traffic through its own proxies (to cut links) while the
 // membership itself stays replicated state; members known only from the log
-// (nodes added later) use their replicated address.
-func mergeMembers(a, b []Member) []Member {
+// (nodes added later) use their address in book if it has one, else their
+// replicated address. Only a and the members are dialed: an entry of book
+// for a node that never joins opens nothing.
+func mergeMembers(a, b, book []Member) []Member {
+	local := map[uint64]string{}
+	for _, m := range book {
+		local[m.ID] = m.Addr
+	}
 	seen := map[uint64]bool{}
 	var out []Member
-	for _, m := range append(append([]Member{}, a...), b...) {
-		if !seen[m.ID] {
-			seen[m.ID] = true
-			out = append(out, m)
+	for i, m := range append(append([]Member{}, a...), b...) {
+		if seen[m.ID] {
+			continue
 		}
+		seen[m.ID] = true
+		if addr, ok := local[m.ID]; ok && i >= len(a) {
+			m.Addr = addr
+		}
+		out = append(out, m)
 	}
 	return out
 }
@@ -355,12 +371,26 @@ func (n *Node) propose(p proposal) {
 		p.reply <- Reply{Err: err}
 		return
 	}
+	if n.bugs.earlyAck {
+		// SEEDED BUG (BugEarlyAck): acknowledge on proposal, with the result
+		// against what is applied so far, before the entry is durable or
+		// committed. Core still applies it and its reply finds no waiter.
+		res := &pb.Result{}
+		if p.cmd.GetOp() == pb.Op_OP_CAS {
+			cur := n.core.Get(p.cmd.GetKey())
+			res.Swapped = cur.GetFound() && cur.GetValue() == p.cmd.GetExpect()
+		}
+		p.reply <- Reply{Result: res}
+		return
+	}
 	id := kv.RequestID{Client: p.cmd.GetClient(), Seq: p.cmd.GetSeq()}
 	n.waiters[id] = append(n.waiters[id], p.reply)
 }
 
 func (n *Node) read(r readRequest) {
-	if n.cfg.Bug == BugStaleRead {
+	if n.bugs.localRead {
+		// SEEDED BUG (BugLocalRead): answer from the local state machine on
+		// any node, with no ReadIndex round and no leadership check.
 		r.reply <- Reply{Result: n.core.Get(r.key)}
 		return
 	}
@@ -435,7 +465,7 @@ func (n *Node) handleReady() error {
 		n.logger.Printf("node %d: snapshot at %d, log keeps %d entries", n.cfg.ID, c.Snapshot.GetMetadata().GetIndex(), len(c.Entries))
 	}
 	if n.core.TakeMembersChanged() {
-		n.transport.SetPeers(mergeMembers(n.cfg.Peers, n.core.Members()))
+		n.transport.SetPeers(mergeMembers(n.cfg.Peers, n.core.Members(), n.cfg.Addrs))
 	}
 	return nil
 }

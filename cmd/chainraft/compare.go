@@ -32,6 +32,12 @@ type compareFlags struct {
 	stores  string
 	targets string
 	sweep   string
+	// nemesis and nemesisInterval are registered here only while run's
+	// shared flags (addFlags) have no nemesis flags of their own; once they
+	// do, runFlags.config carries the schedule into every run and these stay
+	// unset.
+	nemesis         *string
+	nemesisInterval *time.Duration
 }
 
 func newCompareCmd() *cobra.Command {
@@ -46,8 +52,8 @@ fault kind, verdicts. The runs are ordinary run directories under --out; the
 compare directory <out>/<timestamp>-compare/ links them and holds
 compare.json and compare.html.
 
-Faults: the nemesis is not wired into runs yet, so compare runs without
-faults; --targets says how the shared schedule will be aimed once it is
+Faults: --nemesis makes a schedule from the seed for the first store; every
+later store replays it (same faults, same offsets), aimed by --targets
 (role: leader <-> head, follower <-> tail; same-node: the node ids the first
 run's faults hit).
 
@@ -103,6 +109,10 @@ failed or was interrupted, 3 if a verdict is unknown, 0 if all are ok;
 	f.name = "compared"
 	fl.StringVar(&f.targets, "targets", harness.TargetsRole, "how faults are aimed in the later runs: role (leader <-> head) or same-node")
 	fl.StringVar(&f.sweep, "sweep-read-fraction", "", "comma-separated read fractions: one comparison per fraction (overrides --read-fraction)")
+	if fl.Lookup("nemesis") == nil {
+		f.nemesis = fl.String("nemesis", "", "fault kinds, comma-separated (kill, pause, partition, zk, member, delay, all); empty: no faults. The first store's schedule is replayed on the others")
+		f.nemesisInterval = fl.Duration("nemesis-interval", 5*time.Second, "time between faults and each fault's length")
+	}
 	return cmd
 }
 
@@ -142,6 +152,17 @@ func (f *compareFlags) config() (harness.CompareConfig, []float64, error) {
 	rc, err := f.runFlags.config()
 	if err != nil {
 		return harness.CompareConfig{}, nil, err
+	}
+	if f.nemesis != nil && *f.nemesis != "" {
+		for _, k := range strings.Split(*f.nemesis, ",") {
+			if k = strings.TrimSpace(k); k != "" && k != "none" {
+				rc.Nemesis.Kinds = append(rc.Nemesis.Kinds, k)
+			}
+		}
+		rc.Nemesis.Interval = *f.nemesisInterval
+		if rc.Nemesis.Interval <= 0 {
+			return harness.CompareConfig{}, nil, usageErrorf("compare: --nemesis-interval must be positive, got %v", rc.Nemesis.Interval)
+		}
 	}
 	ccfg := harness.CompareConfig{Stores: stores, Run: rc, Targets: f.targets}
 	if err := ccfg.Validate(); err != nil {

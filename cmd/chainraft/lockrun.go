@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/chainraft/chainraft/harness/lockload"
 	"github.com/chainraft/chainraft/internal/proc"
@@ -48,7 +47,8 @@ type lockRunFlags struct {
 // addLockRunFlags registers the lock workload's own flags. `run` already has
 // --time-limit, --seed, --out, --name, --zk, --zk-servers and --quiet: it
 // passes withCommon=false and copies those into lockRunFlags itself.
-func addLockRunFlags(fl *pflag.FlagSet, f *lockRunFlags, withCommon bool) {
+func addLockRunFlags(cmd *cobra.Command, f *lockRunFlags, withCommon bool) {
+	fl := cmd.Flags()
 	fl.StringVar(&f.recipe, "recipe", lockload.RecipeLock, "lock recipe: recipe (ephemeral-sequential) or naive")
 	fl.StringVar(&f.fencing, "fencing", "off", "on: every write is a cas carrying the lock's fencing token")
 	fl.IntVar(&f.workers, "workers", 3, "lock client processes")
@@ -86,7 +86,7 @@ Exit codes: 0 ok, 1 violation, 2 bad usage, 3 unknown (no accepted write),
 			return runLockWorkload(cmd.Context(), cmd, f)
 		},
 	}
-	addLockRunFlags(cmd.Flags(), &f, true)
+	addLockRunFlags(cmd, &f, true)
 	return cmd
 }
 
@@ -218,7 +218,14 @@ func printLockResult(w io.Writer, r *lockload.Result) {
 			fmt.Fprintf(w, "  ... %d more in summary.json\n", c.ViolationCount-i)
 			break
 		}
-		fmt.Fprintf(w, "  VIOLATION %s: %s\n", v.Kind, v.Detail)
+		why := ""
+		if v.Kind == lockload.KindInterleave && !v.Paused {
+			why = " [no paused holder involved: a fault of the lock itself]"
+		}
+		fmt.Fprintf(w, "  VIOLATION %s: %s%s\n", v.Kind, v.Detail, why)
+	}
+	if c.Unexplained > 0 {
+		fmt.Fprintf(w, "  %d interleaving(s) involve no paused holder\n", c.Unexplained)
 	}
 	fmt.Fprintf(w, "verdict: %s   (%s)\n", c.Verdict, r.Dir)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/chainraft/chainraft/harness"
 	"github.com/chainraft/chainraft/histories"
+	"github.com/chainraft/chainraft/nemesis"
 )
 
 func init() {
@@ -48,6 +49,11 @@ type runFlags struct {
 	requestTimeout time.Duration
 	quiet          bool
 	cmdName        string // "run" when empty
+	// The nemesis (run only).
+	nemesis         string
+	nemesisInterval time.Duration
+	nemesisOverlap  bool
+	replay          string
 }
 
 func newRunCmd() *cobra.Command {
@@ -59,14 +65,26 @@ func newRunCmd() *cobra.Command {
 time limit, records every operation to history.jsonl, checks the history for
 linearizability and writes summary.json, all in a new run directory under --out.
 
-Exit codes: 0 linearizable, 1 not linearizable, 2 bad usage,
-3 unknown (the check ran out of budget), 4 the run failed or was interrupted.`,
+With --nemesis, faults are injected on a schedule drawn from --seed (or
+replayed from a recorded nemesis.jsonl with --replay), one line printed per
+fault as it is injected and healed; network faults route every link through
+proxies. After the workload every fault is healed and the end-of-run checks
+run (healed, available, final-write, final-reads, replica-digests); their
+results and the recovery time of every fault go into summary.json.
+
+Exit codes: 0 linearizable and every end-of-run check passed, 1 not
+linearizable or an end-of-run check failed, 2 bad usage, 3 unknown (the
+check ran out of budget), 4 the run failed or was interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config()
 			if err != nil {
 				return err
 			}
+			if cfg.Nemesis, err = f.nemesisConfig(); err != nil {
+				return err
+			}
+			cfg.EndChecks = true
 			cfg.Command = append([]string{"chainraft"}, os.Args[1:]...)
 			if !f.quiet {
 				cfg.Progress = cmd.ErrOrStderr()
@@ -84,7 +102,29 @@ Exit codes: 0 linearizable, 1 not linearizable, 2 bad usage,
 	fl.StringVar(&f.store, "store", "memory", "store under test: "+strings.Join(harness.Stores(), ", "))
 	f.addFlags(fl, 10*time.Second)
 	fl.StringVar(&f.bug, "bug", "", "plant a named bug in the store (to see the checker catch it)")
+	fl.StringVar(&f.nemesis, "nemesis", "none", "faults: comma-separated kill, pause, partition, zk, zk-partition, zk-kill, member, delay; all; or none")
+	fl.DurationVar(&f.nemesisInterval, "nemesis-interval", 5*time.Second, "time between faults, and each fault's length")
+	fl.BoolVar(&f.nemesisOverlap, "nemesis-overlap", false, "start a fault every interval, each lasting two, so faults overlap")
+	fl.StringVar(&f.replay, "replay", "", "replay the fault schedule of a recorded nemesis.jsonl (overrides --nemesis)")
 	return cmd
+}
+
+// nemesisConfig validates the nemesis flags.
+func (f *runFlags) nemesisConfig() (harness.NemesisConfig, error) {
+	kinds, err := nemesis.ParseKinds(f.nemesis)
+	if err != nil {
+		return harness.NemesisConfig{}, usageErrorf("%s: --nemesis: %v", f.command(), err)
+	}
+	if f.nemesisInterval <= 0 {
+		return harness.NemesisConfig{}, usageErrorf("%s: --nemesis-interval must be positive, got %v", f.command(), f.nemesisInterval)
+	}
+	if f.replay != "" {
+		if _, err := os.Stat(f.replay); err != nil {
+			return harness.NemesisConfig{}, usageErrorf("%s: --replay: %v", f.command(), err)
+		}
+		kinds = nil
+	}
+	return harness.NemesisConfig{Kinds: kinds, Interval: f.nemesisInterval, Overlap: f.nemesisOverlap, Replay: f.replay}, nil
 }
 
 // addFlags registers the flags `run` shares with `compare` (all but the
@@ -197,6 +237,9 @@ func runExit(res *harness.RunResult, err error) error {
 	}
 	switch histories.Verdict(res.Summary.Verdict) {
 	case histories.VerdictOK:
+		if failed := harness.FailedChecks(res.Summary); len(failed) > 0 {
+			return withCode(exitIllegal, fmt.Errorf("end-of-run check failed: %s: see %s", strings.Join(failed, "; "), res.Dir))
+		}
 		return nil
 	case histories.VerdictIllegal:
 		return withCode(exitIllegal, fmt.Errorf("not linearizable: see %s", res.Dir))
@@ -235,8 +278,35 @@ func printSummary(w io.Writer, res *harness.RunResult) {
 		}
 		fmt.Fprintln(w, line)
 	}
+	printNemesis(w, s)
 	if s.Error != "" {
 		fmt.Fprintf(w, "error:      %s\n", s.Error)
 	}
 	fmt.Fprintf(w, "verdict:    %s\n", s.Verdict)
+}
+
+// printNemesis prints the recovery times per fault kind and the end-of-run
+// checks, when the run has them.
+func printNemesis(w io.Writer, s *harness.Summary) {
+	if len(s.RecoveryByKind) > 0 {
+		fmt.Fprintf(w, "recovery ms: %-20s %5s %17s %17s %17s\n", "(median / max)", "n", "first read", "first write", "throughput")
+		for _, k := range s.RecoveryByKind {
+			fmt.Fprintf(w, "            %-21s %5d %17s %17s %17s\n", k.Fault+" "+k.Event, k.Count,
+				statText(k.FirstRead), statText(k.FirstWrite), statText(k.Throughput))
+		}
+	}
+	for _, c := range s.Checks {
+		fmt.Fprintf(w, "check:      %-16s %-7s %s\n", c.Name, c.Status, c.Detail)
+	}
+}
+
+func statText(st nemesis.Stat) string {
+	if st.Median == nil {
+		return "-"
+	}
+	t := fmt.Sprintf("%.0f / %.0f", *st.Median, *st.Max)
+	if st.Missing > 0 {
+		t += fmt.Sprintf(" (%d never)", st.Missing)
+	}
+	return t
 }

@@ -45,8 +45,14 @@ type Violation struct {
 	Detail string `json:"detail"`
 	// Holder is the acquisition whose write is at fault.
 	Holder Holding `json:"holder"`
-	// Other is the acquisition that interfered, when there is one.
+	// Other is the acquisition that interfered, when there is one: for an
+	// interleaving, the write that fell inside Holder's section; for a lost
+	// increment, the write that set the value Holder overwrote.
 	Other *Holding `json:"other,omitempty"`
+	// Paused is set by Run (Check knows nothing of the nemesis): the
+	// nemesis paused Holder's or Other's acquisition, which explains the
+	// violation. A violation no pause explains points at the lock itself.
+	Paused bool `json:"paused"`
 }
 
 // CheckResult is the verdict on a resource history.
@@ -72,6 +78,10 @@ type CheckResult struct {
 	// the total.
 	Violations     []Violation `json:"violations,omitempty"`
 	ViolationCount int         `json:"violation_count"`
+	// Unexplained counts the interleavings among Violations where neither
+	// acquisition was paused (set by Run): two holders the pause nemesis
+	// did not cause, a fault of the lock recipe itself.
+	Unexplained int `json:"unexplained"`
 }
 
 const maxViolations = 50
@@ -125,6 +135,7 @@ func Check(h []Request) (CheckResult, error) {
 	secs := map[acqKey]*section{}
 	var order []*section
 	var cur int64
+	lastWrite := -1 // index of the newest accepted write
 	for i, r := range h {
 		k := acqKey{r.Worker, r.Token}
 		s := secs[k]
@@ -154,11 +165,17 @@ func Check(h []Request) (CheckResult, error) {
 		case OpWrite, OpCAS:
 			res.AcceptedWrites++
 			if r.Value != cur+1 {
-				add(Violation{Kind: KindLostIncrement, Holder: at(i),
+				var other *Holding
+				if lastWrite >= 0 {
+					o := at(lastWrite)
+					other = &o
+				}
+				add(Violation{Kind: KindLostIncrement, Holder: at(i), Other: other,
 					Detail: fmt.Sprintf("worker %d (token %d) wrote %d at seq %d (t=%s) where the counter was %d: want %d",
 						r.Worker, r.Token, r.Value, r.Seq, fmtNs(r.Time), cur, cur+1)})
 			}
 			cur = r.Value
+			lastWrite = i
 			if s.read >= 0 && s.write < 0 {
 				s.write = i
 			}

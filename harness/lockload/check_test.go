@@ -55,12 +55,18 @@ func TestCheckCatchesPausedHolderWithoutFencing(t *testing.T) {
 		kinds[v.Kind]++
 	}
 	require.Equal(t, map[string]int{KindLostIncrement: 1, KindInterleave: 1, KindFinal: 1}, kinds)
-	var il Violation
+	var il, lost Violation
 	for _, v := range res.Violations {
-		if v.Kind == KindInterleave {
+		switch v.Kind {
+		case KindInterleave:
 			il = v
+		case KindLostIncrement:
+			lost = v
 		}
 	}
+	require.Equal(t, Holding{Worker: 0, Token: 2, Seq: 6, Time: 6e6}, lost.Holder)
+	require.NotNil(t, lost.Other)
+	require.Equal(t, Holding{Worker: 1, Token: 3, Seq: 5, Time: 5e6}, *lost.Other, "the write it clobbered")
 	require.Equal(t, Holding{Worker: 0, Token: 2, Seq: 6, Time: 6e6}, il.Holder)
 	require.NotNil(t, il.Other)
 	require.Equal(t, Holding{Worker: 1, Token: 3, Seq: 5, Time: 5e6}, *il.Other)

@@ -64,6 +64,13 @@
 // saw them do not interleave); and the final counter equals the number of
 // accepted writes. A run with no accepted write is Unknown, never ok.
 //
+// Run then marks each violation whose holder, or the holder it collided
+// with, was paused by the nemesis (Violation.Paused). An interleaving with
+// no paused holder is not the soft-lock effect under test but a fault of the
+// lock recipe itself, counted apart (CheckResult.Unexplained): that is how
+// these runs found that a deposed NaiveLock holder's Unlock can delete its
+// successor's lock znode.
+//
 // # Targeting the pause
 //
 // The nemesis asks the resource which acquisition has read and not yet

@@ -47,7 +47,16 @@ func runUnderPauses(t *testing.T, fencing bool, d time.Duration) *Result {
 	require.NoError(t, err)
 	again, err := Check(h)
 	require.NoError(t, err)
-	require.Equal(t, res.Check, again)
+	got := res.Check
+	got.Violations = append([]Violation(nil), got.Violations...)
+	for i := range got.Violations {
+		got.Violations[i].Paused = false // Run's annotation, not Check's
+	}
+	got.Unexplained = 0
+	require.Equal(t, got, again)
+	// The recipe lock is soft, not broken: every two-holder collision
+	// involves a holder the nemesis paused.
+	require.Zero(t, res.Check.Unexplained, "%+v", res.Check.Violations)
 	require.GreaterOrEqual(t, res.Pauses, 1, "the nemesis paused no holder")
 	require.Greater(t, res.Check.AcceptedWrites, 10)
 	return res

@@ -216,7 +216,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	defer nemFile.Close()
 	nem := &nemesis{cfg: cfg, start: start, resource: resource, workers: workers,
-		out: bufio.NewWriter(nemFile), progress: progress,
+		out: bufio.NewWriter(nemFile), progress: progress, paused: map[acqKey]bool{},
 		rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x6e656d))}
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
@@ -267,6 +267,14 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	for i := range check.Violations {
+		v := &check.Violations[i]
+		v.Paused = nem.paused[acqKey{v.Holder.Worker, v.Holder.Token}] ||
+			(v.Other != nil && nem.paused[acqKey{v.Other.Worker, v.Other.Token}])
+		if v.Kind == KindInterleave && !v.Paused {
+			check.Unexplained++
+		}
+	}
 	res = &Result{
 		Recipe: cfg.Recipe, Fencing: cfg.Fencing, Workers: cfg.Workers,
 		Duration: cfg.Duration, SessionTimeout: cfg.SessionTimeout, PauseFor: cfg.PauseFor,
@@ -307,6 +315,7 @@ type nemesis struct {
 	progress func(string, ...any)
 	rng      *rand.Rand
 	pauses   int
+	paused   map[acqKey]bool // the acquisitions paused
 }
 
 func (n *nemesis) record(e NemesisEvent) {
@@ -341,6 +350,7 @@ func (n *nemesis) run(ctx context.Context) {
 			continue
 		}
 		n.pauses++
+		n.paused[acqKey{worker, token}] = true
 		n.record(NemesisEvent{F: "pause", Worker: worker, Pid: p.Pid(), Token: token})
 		n.progress("pause worker %d (token %d) for %v", worker, token, n.cfg.PauseFor)
 		t := time.NewTimer(n.cfg.PauseFor)

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -42,6 +43,9 @@ type compareExtra struct {
 	// the store counts them; no store does yet, and the row is left out
 	// rather than guessed.
 	MessagesPerOp *float64 `json:"messages_per_op"`
+	// ThroughputByOp is ok operations per second by kind, as the harness
+	// writes it.
+	ThroughputByOp map[string]float64 `json:"throughput_by_op"`
 }
 
 // compareRun is one run as the comparison reads it from disk.
@@ -114,18 +118,36 @@ func compareRows(runs []compareRun) []CompareRow {
 		v := float64(r.S.OpsTotal)
 		return &v, fmt.Sprintf("%d (%d/%d/%d)", r.S.OpsTotal, r.S.OpsOK, r.S.OpsFail, r.S.OpsInfo)
 	})
+	if slices.ContainsFunc(runs, func(r compareRun) bool { return r.S != nil && len(r.S.Checks) > 0 }) {
+		add("run", "end-of-run checks", "", func(r compareRun) (*float64, string) {
+			return nil, compareChecks(r.S.Checks)
+		})
+	}
 	add("throughput", "ok ops/s", "higher", func(r compareRun) (*float64, string) {
 		return num(r.S.Throughput, "%.0f")
 	})
-	// Read and write throughput from the ok counts per kind (the latency
-	// counts): the report's summary has no per-kind throughput of its own.
+	// Read and write throughput: the harness's per-kind throughput, else
+	// the ok counts of the latency table; a summary with neither has none
+	// (a missing kind is zero ops of it, a latency without a count is not
+	// known).
 	perSecond := func(r compareRun, kinds ...string) (*float64, string) {
+		if r.Extra.ThroughputByOp != nil {
+			v := 0.0
+			for _, k := range kinds {
+				v += r.Extra.ThroughputByOp[k]
+			}
+			return num(v, "%.0f")
+		}
 		if r.S.DurationS <= 0 {
 			return nil, "–"
 		}
 		n := 0
 		for _, k := range kinds {
-			n += r.S.Latency[k].Count
+			l, ok := r.S.Latency[k]
+			if ok && l.Count == 0 {
+				return nil, "–"
+			}
+			n += l.Count
 		}
 		return num(float64(n)/r.S.DurationS, "%.0f")
 	}
@@ -135,7 +157,13 @@ func compareRows(runs []compareRun) []CompareRow {
 	})
 
 	for _, k := range []string{"get", "put", "append", "cas", "all"} {
-		if !slices.ContainsFunc(runs, func(r compareRun) bool { return r.S != nil && r.S.Latency[k].Count > 0 }) {
+		if !slices.ContainsFunc(runs, func(r compareRun) bool {
+			if r.S == nil {
+				return false
+			}
+			_, ok := r.S.Latency[k]
+			return ok
+		}) {
 			continue
 		}
 		for _, q := range []struct {
@@ -171,6 +199,29 @@ func compareRows(runs []compareRun) []CompareRow {
 	return rows
 }
 
+// compareChecks counts the end-of-run checks by state, failures first:
+// "1 fail, 4 pass".
+func compareChecks(cs []Check) string {
+	if len(cs) == 0 {
+		return "–"
+	}
+	n := map[string]int{}
+	for _, c := range cs {
+		st := c.State()
+		if st == "unknown" && c.Status == "skipped" {
+			st = "skipped" // the store has nothing to check there: not a doubt
+		}
+		n[st]++
+	}
+	var parts []string
+	for _, st := range []string{"fail", "unknown", "pass", "skipped"} {
+		if n[st] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n[st], st))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 // compareFaultKey names a group of recoveries: the fault kind and the
 // event it is measured from, "kill (inject)".
 func compareFaultKey(r Recovery) string {
@@ -196,7 +247,11 @@ func compareFaultKinds(runs []compareRun) []string {
 	for k := range seen {
 		out = append(out, k)
 	}
-	sort.Strings(out)
+	// By fault, then inject before heal: the order things happen in.
+	rank := func(k string) string {
+		return strings.Replace(strings.Replace(k, "(inject)", "(0)", 1), "(heal)", "(1)", 1)
+	}
+	sort.Slice(out, func(i, j int) bool { return rank(out[i]) < rank(out[j]) })
 	return out
 }
 
@@ -313,6 +368,7 @@ func WriteCompare(dir string) error {
 	dirs := make([]string, len(f.Runs))
 	verdicts := make([]string, len(f.Runs))
 	overlay := make([]*Timeline, len(f.Runs))
+	var overlayBands []Band
 	endS := 1.0
 	for i, r := range f.Runs {
 		v := compareRunView{Store: r.Store, Name: r.Store, Dir: r.Dir, Error: r.Error}
@@ -329,8 +385,16 @@ func WriteCompare(dir string) error {
 			if s, err := ReadSummary(dirs[i]); err == nil {
 				verdicts[i] = s.Verdict
 			}
-			svg, tl, end, note := compareRunCharts(dirs[i])
+			svg, tl, bands, end, note := compareRunCharts(dirs[i])
 			v.ChartsSVG, v.Note, overlay[i] = svg, note, tl
+			if i == 0 {
+				// Every run replays the first run's schedule: its faults,
+				// by kind only (whom they hit differs), band the overlay.
+				for _, b := range bands {
+					b.Targets, b.Role = nil, ""
+					overlayBands = append(overlayBands, b)
+				}
+			}
 			endS = math.Max(endS, end)
 		} else {
 			v.Note = "the run did not start"
@@ -350,7 +414,7 @@ func WriteCompare(dir string) error {
 			CompareRow: r, NewSection: i == 0 || rows[i-1].Section != r.Section, Best: compareBest(r),
 		})
 	}
-	if svg, err := compareOverlay(f, overlay, endS); err != nil {
+	if svg, err := compareOverlay(f, overlay, overlayBands, endS); err != nil {
 		page.Warnings = append(page.Warnings, err.Error())
 	} else {
 		page.OverlaySVG = svg
@@ -406,13 +470,13 @@ func compareBest(r CompareRow) int {
 
 // compareRunCharts draws one run's throughput and latency with its fault
 // bands, as its own report does.
-func compareRunCharts(dir string) (template.HTML, *Timeline, float64, string) {
+func compareRunCharts(dir string) (template.HTML, *Timeline, []Band, float64, string) {
 	tl, err := ReadTimeline(filepath.Join(dir, "history.jsonl"))
 	if err != nil {
-		return "", nil, 0, err.Error()
+		return "", nil, nil, 0, err.Error()
 	}
 	if tl.Buckets == 0 {
-		return "", nil, 0, "history.jsonl has no operations"
+		return "", nil, nil, 0, "history.jsonl has no operations"
 	}
 	endS := float64(tl.EndNS) / 1e9
 	if s, err := ReadSummary(dir); err == nil {
@@ -427,18 +491,19 @@ func compareRunCharts(dir string) (template.HTML, *Timeline, float64, string) {
 			bands[i].End = endS
 		}
 	}
-	svg, err := timeCharts(tl, applied(bands), endS)
+	bands = applied(bands)
+	svg, err := timeCharts(tl, bands, endS)
 	if err != nil {
-		return "", tl, endS, err.Error()
+		return "", tl, bands, endS, err.Error()
 	}
-	return template.HTML(svg), tl, endS, ""
+	return template.HTML(svg), tl, bands, endS, ""
 }
 
 // compareOverlay draws every run's total ok throughput on one time axis:
 // the runs ran one after the other, so the axis is time since each run's
 // own start.
-func compareOverlay(f compareFileJSON, tls []*Timeline, endS float64) (template.HTML, error) {
-	ch := newChart("ok ops/s", endS, nil)
+func compareOverlay(f compareFileJSON, tls []*Timeline, bands []Band, endS float64) (template.HTML, error) {
+	ch := newChart("ok ops/s", endS, bands)
 	drawn := 0
 	for i, tl := range tls {
 		if tl == nil || tl.Buckets == 0 {
@@ -470,7 +535,7 @@ func compareOverlay(f compareFileJSON, tls []*Timeline, endS float64) (template.
 	}
 	ch.p.Y.Tick.Marker = plainTicks{}
 	ch.p.Y.Min = 0
-	ch.p.Y.Max = math.Max(ch.maxY, 1) * 1.08
+	ch.p.Y.Max = math.Max(ch.maxY, 1) * (1.08 + 0.1*float64(ch.lanes))
 	svg, err := renderStack(ch)
 	if err != nil {
 		return "", fmt.Errorf("overlay chart: %w", err)
@@ -529,7 +594,7 @@ tr.section th { background: #fff; border-bottom: 2px solid var(--line); padding-
 <p class="mut">Bold: the better value where one is plainly better. Latency is call to return of ok operations; recovery is the time from a fault's event until both a read and a write succeeded again.</p>
 {{- if .OverlaySVG}}
 <h2>Throughput over time</h2>
-<figure>{{.OverlaySVG}}<figcaption>ok operations per second, each run from its own start</figcaption></figure>
+<figure>{{.OverlaySVG}}<figcaption>ok operations per second, each run from its own start{{if .F.Faults}}; bands: the faults of the shared schedule{{end}}</figcaption></figure>
 {{- end}}
 {{- range .Runs}}
 <h2>{{.Name}} <span class="pill {{.Pill}}">{{.Verdict}}</span></h2>

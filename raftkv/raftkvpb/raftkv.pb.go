@@ -869,14 +869,18 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 }
 
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	LeaderId      uint64                 `protobuf:"varint,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	Term          uint64                 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
-	Commit        uint64                 `protobuf:"varint,4,opt,name=commit,proto3" json:"commit,omitempty"`
-	Applied       uint64                 `protobuf:"varint,5,opt,name=applied,proto3" json:"applied,omitempty"`
-	Role          string                 `protobuf:"bytes,6,opt,name=role,proto3" json:"role,omitempty"`
-	Members       []*Member              `protobuf:"bytes,7,rep,name=members,proto3" json:"members,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	LeaderId uint64                 `protobuf:"varint,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	Term     uint64                 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
+	Commit   uint64                 `protobuf:"varint,4,opt,name=commit,proto3" json:"commit,omitempty"`
+	Applied  uint64                 `protobuf:"varint,5,opt,name=applied,proto3" json:"applied,omitempty"`
+	Role     string                 `protobuf:"bytes,6,opt,name=role,proto3" json:"role,omitempty"`
+	Members  []*Member              `protobuf:"bytes,7,rep,name=members,proto3" json:"members,omitempty"`
+	// digest is a hash of the replicated data (keys and values) as applied
+	// at index applied: two nodes at the same applied index must report the
+	// same digest, which is what the harness's end-of-run check compares.
+	Digest        string `protobuf:"bytes,8,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -958,6 +962,13 @@ func (x *StatusResponse) GetMembers() []*Member {
 		return x.Members
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
 }
 
 // MessageBatch carries marshalled raftpb.Message values from one node to
@@ -1105,7 +1116,7 @@ const file_raftkv_proto_rawDesc = "" +
 	"\vleader_addr\x18\x03 \x01(\tR\n" +
 	"leaderAddr\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"\x0f\n" +
-	"\rStatusRequest\"\xc3\x01\n" +
+	"\rStatusRequest\"\xdb\x01\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x12\n" +
@@ -1113,7 +1124,8 @@ const file_raftkv_proto_rawDesc = "" +
 	"\x06commit\x18\x04 \x01(\x04R\x06commit\x12\x18\n" +
 	"\aapplied\x18\x05 \x01(\x04R\aapplied\x12\x12\n" +
 	"\x04role\x18\x06 \x01(\tR\x04role\x12*\n" +
-	"\amembers\x18\a \x03(\v2\x10.raftkvpb.MemberR\amembers\">\n" +
+	"\amembers\x18\a \x03(\v2\x10.raftkvpb.MemberR\amembers\x12\x16\n" +
+	"\x06digest\x18\b \x01(\tR\x06digest\">\n" +
 	"\fMessageBatch\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x1a\n" +
 	"\bmessages\x18\x02 \x03(\fR\bmessages\"\a\n" +

@@ -1,0 +1,230 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/chainraft/chainraft/nemesis"
+)
+
+// The timing of a seeded bug's schedule: a fault every BugFaultInterval
+// after the previous one healed, each lasting BugFaultDuration — short and
+// frequent, since a bug shows around the transitions, not in steady state.
+const (
+	BugFaultInterval = time.Second
+	BugFaultDuration = 2 * time.Second
+)
+
+// SeededBug is one bug a store can be told to plant (`--bug NAME`), with the
+// fault that exposes it. `chainraft run --bug`, the detection tests and the
+// nightly job all read this one table, so that "the fault that catches
+// local-read" means the same thing everywhere.
+type SeededBug struct {
+	Name  string
+	Store string
+	// Mistake is the bug in one line, for the README and reports.
+	Mistake string
+	// Faults are the faults that expose the bug, injected in turn (the
+	// schedule cycles through them); a role is resolved at injection, so
+	// "leader" hits whoever leads then. A fault the cluster cannot do (a
+	// partition without the proxied network) is skipped by the nemesis and
+	// the next one serves. Empty: the bug shows without any fault.
+	Faults []nemesis.Fault
+	// Exposes names the faults for people ("kill the leader").
+	Exposes string
+	// Keys is the key count that makes the bug show quickly: few keys, so
+	// reads and writes of one key interleave densely.
+	Keys int
+	// AppendFraction, when positive, replaces a default (negative) append
+	// fraction: a write applied twice shows at once in an append.
+	AppendFraction float64
+}
+
+// SeededBugs is the table of seeded bugs, raft first.
+var SeededBugs = []SeededBug{
+	{
+		Name: "local-read", Store: "raft",
+		Mistake: "reads served from the receiving node's local state, without ReadIndex",
+		Faults: []nemesis.Fault{
+			{Kind: nemesis.KindPartition, Shape: nemesis.ShapeIsolate, Role: nemesis.RoleLeader},
+			{Kind: nemesis.KindPause, Role: nemesis.RoleLeader},
+		},
+		Exposes: "partition isolating the leader, or pause the leader",
+		Keys:    5,
+	},
+	{
+		Name: "early-ack", Store: "raft",
+		Mistake: "a write acknowledged when the leader proposes it, before it commits",
+		Faults:  []nemesis.Fault{{Kind: nemesis.KindKill, Role: nemesis.RoleLeader}},
+		Exposes: "kill the leader (reads after the ack show it without faults too)",
+		Keys:    5,
+	},
+	{
+		Name: "no-dedup", Store: "raft",
+		Mistake: "the dedup table skipped: a retried write applies twice",
+		Faults: []nemesis.Fault{
+			{Kind: nemesis.KindKill, Role: nemesis.RoleLeader},
+			{Kind: nemesis.KindPause, Role: nemesis.RoleLeader},
+		},
+		Exposes:        "kill or pause the leader (client retries of writes whose reply was lost)",
+		Keys:           5,
+		AppendFraction: 0.3,
+	},
+	{
+		Name: "head-read", Store: "chain",
+		Mistake: "reads served at the head, which has writes the tail has not acknowledged",
+		Exposes: "none needed: any mix of writes and reads",
+		Keys:    5,
+	},
+	{
+		Name: "no-resend", Store: "chain",
+		Mistake: "after a middle node fails, its predecessor does not resend its Sent list",
+		Faults:  []nemesis.Fault{{Kind: nemesis.KindKill, Role: nemesis.RoleMiddle}},
+		Exposes: "kill a middle node",
+		Keys:    5,
+	},
+	{
+		Name: "stale-tail", Store: "chain",
+		Mistake: "a tail keeps serving reads after losing its ZooKeeper session",
+		Faults:  []nemesis.Fault{{Kind: nemesis.KindZKPartition, Role: nemesis.RoleTail}},
+		Exposes: "partition the tail from ZooKeeper only",
+		Keys:    5,
+	},
+}
+
+// BugNames lists the seeded bug names of store (all stores if empty).
+func BugNames(store string) []string {
+	var out []string
+	for _, b := range SeededBugs {
+		if store == "" || b.Store == store {
+			out = append(out, b.Name)
+		}
+	}
+	return out
+}
+
+// LookupBug finds a seeded bug of store by name; the error lists the names
+// the store knows.
+func LookupBug(store, name string) (SeededBug, error) {
+	for _, b := range SeededBugs {
+		if b.Name == name && b.Store == store {
+			return b, nil
+		}
+	}
+	known := BugNames(store)
+	if len(known) == 0 {
+		return SeededBug{}, fmt.Errorf("%w: store %q has no seeded bugs (bug %q)", ErrInvalidConfig, store, name)
+	}
+	sort.Strings(known)
+	return SeededBug{}, fmt.Errorf("%w: store %q has no seeded bug %q (known: %s)", ErrInvalidConfig, store, name, strings.Join(known, ", "))
+}
+
+// Kinds is the fault kinds of the bug's faults, as a --nemesis value
+// ("partition,pause"), or "none".
+func (b SeededBug) Kinds() string {
+	var kinds []string
+	for _, f := range b.Faults {
+		if !containsString(kinds, f.Kind) {
+			kinds = append(kinds, f.Kind)
+		}
+	}
+	if len(kinds) == 0 {
+		return "none"
+	}
+	return strings.Join(kinds, ",")
+}
+
+// Steps is the nemesis schedule that exposes the bug over a run of total:
+// after a quiet period of one fault's duration (the cluster settles), the
+// bug's faults in turn, each lasting duration, interval apart, every one
+// healed by total. The per-fault seeds come from
+// seed, so the schedule replays.
+func (b SeededBug) Steps(seed int64, total, interval, duration time.Duration) []nemesis.Step {
+	if len(b.Faults) == 0 {
+		return nil
+	}
+	var steps []nemesis.Step
+	for at, i := duration, 0; at+duration <= total; at, i = at+duration+interval, i+1 {
+		f := b.Faults[i%len(b.Faults)]
+		f.Seed = seed*1000003 + int64(i)
+		steps = append(steps, nemesis.Step{ID: i + 1, At: at, Duration: duration, Fault: f})
+	}
+	return steps
+}
+
+func containsString(xs []string, s string) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// ApplySeededBug prepares cfg for its planted bug (cfg.Cluster.Bug): the
+// bug must be one the store plants (else ErrInvalidConfig, listing the known
+// names), and unless the caller chose the faults itself (nemesisGiven), the
+// run gets the bug's own schedule, written as a replayable nemesis.jsonl to
+// <Out>/schedules/<store>-<bug>-seed<N>.jsonl so that the same file drives
+// the run without the bug. End-of-run checks are turned on. No bug: no-op.
+func ApplySeededBug(cfg *RunConfig, nemesisGiven bool) error {
+	if cfg.Cluster.Bug == "" {
+		return nil
+	}
+	b, err := LookupBug(cfg.Store, cfg.Cluster.Bug)
+	if err != nil {
+		return err
+	}
+	cfg.EndChecks = true
+	if nemesisGiven {
+		return nil
+	}
+	if cfg.Workload.Keys == 0 {
+		cfg.Workload.Keys = b.Keys
+	}
+	if cfg.Workload.AppendFraction < 0 && b.AppendFraction > 0 {
+		cfg.Workload.AppendFraction = b.AppendFraction
+	}
+	steps := b.Steps(cfg.Workload.Seed, cfg.TimeLimit, BugFaultInterval, BugFaultDuration)
+	if len(steps) == 0 {
+		cfg.Nemesis = NemesisConfig{}
+		return nil
+	}
+	out := cfg.Out
+	if out == "" {
+		out = "runs"
+	}
+	path := filepath.Join(out, "schedules", fmt.Sprintf("%s-%s-seed%d.jsonl", b.Store, b.Name, cfg.Workload.Seed))
+	if err := WriteSchedule(path, steps); err != nil {
+		return err
+	}
+	cfg.Nemesis = NemesisConfig{Replay: path, Interval: BugFaultDuration}
+	return nil
+}
+
+// WriteSchedule writes steps as the inject lines of a nemesis.jsonl, which
+// NemesisConfig.Replay (`chainraft run --replay`) runs as recorded.
+func WriteSchedule(path string, steps []nemesis.Step) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := nemesis.NewEventWriter(f)
+	for _, s := range steps {
+		spec := s.Fault
+		e := nemesis.Event{Step: s.ID, Fault: spec.Kind, Event: nemesis.PhaseInject, Role: spec.Role,
+			Spec: &spec, At: s.At, Duration: s.Duration}
+		if err := w.Write(e); err != nil {
+			f.Close()
+			return fmt.Errorf("writing %s: %w", path, err)
+		}
+	}
+	return f.Close()
+}

@@ -1,0 +1,239 @@
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chainraft/chainraft/histories"
+	"github.com/chainraft/chainraft/internal/proc"
+)
+
+// The detection tests: every seeded bug must be judged not linearizable (or
+// fail an end-of-run check) within a bounded run, and the same run — same
+// store, seed, workload and fault schedule — without the bug must pass. A
+// harness that flags a correct store is as broken as one that misses a bug.
+//
+// Budgets: by default each bug gets up to detectSeeds runs and stops at the
+// first detection; -short keeps one bug per store; -long (or
+// CHAINRAFT_LONG=1) is the nightly budget: every bug over many seeds, no
+// early stop, reporting the detection rate and the time to detection, and
+// appending one JSON line per run to $CHAINRAFT_DETECT_JSON if set. Run
+// directories are removed unless the test fails or CHAINRAFT_KEEP=1; a
+// failure names the directory and the seed.
+var longDetect = flag.Bool("long", false, "run the nightly detection budget (many seeds per seeded bug)")
+
+const (
+	detectSeeds     = 3                // default budget: runs per bug before giving up
+	detectLongSeeds = 10               // -long: runs per bug
+	detectTime      = 8 * time.Second  // workload time of one run
+	detectInterval  = 1 * time.Second  // quiet time before and between faults
+	detectFault     = 2 * time.Second  // how long each fault lasts
+	detectCheck     = 30 * time.Second // check budget of one run
+)
+
+func detectLong() bool { return *longDetect || os.Getenv("CHAINRAFT_LONG") == "1" }
+
+func keepRuns() bool { return os.Getenv("CHAINRAFT_KEEP") == "1" }
+
+// shortBugs are the bugs -short keeps: one per store, the cheapest to show.
+var shortBugs = []string{"early-ack", "head-read"}
+
+// detectOutcome is one run of the detection tests, also the JSON line the
+// nightly job collects.
+type detectOutcome struct {
+	Bug       string  `json:"bug"` // "" for the run without it
+	Store     string  `json:"store"`
+	Seed      int64   `json:"seed"`
+	Faults    string  `json:"faults"`
+	Verdict   string  `json:"verdict"`
+	Caught    bool    `json:"caught"`
+	Error     string  `json:"error,omitempty"`
+	Seconds   float64 `json:"seconds"` // wall time of the run, check included
+	Dir       string  `json:"dir"`
+	Ops       int     `json:"ops"`
+	Throughpt float64 `json:"throughput"`
+	// FailedChecks are the end-of-run checks that failed.
+	FailedChecks []string `json:"failed_checks,omitempty"`
+}
+
+func TestSeededBugsAreCaught(t *testing.T) {
+	bin := proc.BuildChainraft(t)
+	for _, b := range SeededBugs {
+		t.Run(b.Store+"/"+b.Name, func(t *testing.T) {
+			if !slices.Contains(Stores(), b.Store) {
+				t.Skipf("store %s is not registered", b.Store)
+			}
+			if testing.Short() && !slices.Contains(shortBugs, b.Name) {
+				t.Skip("-short keeps one bug per store")
+			}
+			if !bugPlantable(b) {
+				t.Skipf("the %s store does not plant %s yet", b.Store, b.Name)
+			}
+			seeds := detectSeeds
+			if detectLong() {
+				seeds = detectLongSeeds
+			}
+			var caught []int64
+			var toDetect []float64 // s from the bug's first run (or last detection) to each detection
+			began := time.Now()
+			for i := range seeds {
+				seed := int64(i + 1)
+				out := newDetectOut(t)
+				cfg := detectConfig(t, bin, b, out, seed)
+				o := detectRun(t, cfg, b, seed)
+				if !o.Caught {
+					t.Logf("%s seed %d: not caught (verdict %s%s, %d ops, %.1fs)", b.Name, seed, o.Verdict, errNote(o.Error), o.Ops, o.Seconds)
+					continue
+				}
+				caught = append(caught, seed)
+				toDetect = append(toDetect, time.Since(began).Seconds())
+				t.Logf("%s seed %d: caught (verdict %s%s), %.1fs of runs to detection", b.Name, seed, o.Verdict, errNote(o.Error), toDetect[len(toDetect)-1])
+				// The same run — store, seed, workload, fault schedule —
+				// without the bug must pass.
+				clean := cfg
+				clean.Cluster.Bug = ""
+				clean.Name = "clean-" + b.Name
+				c := detectRun(t, clean, b, seed)
+				require.True(t, c.Verdict == string(histories.VerdictOK) && c.Error == "" && c.FailedChecks == nil,
+					"the %s store without %s, seed %d, is judged %s (error %q, failed checks %v): the harness flags a correct store; run kept in %s",
+					b.Store, b.Name, seed, c.Verdict, c.Error, c.FailedChecks, c.Dir)
+				if !detectLong() {
+					break
+				}
+				began = time.Now()
+			}
+			rate := float64(len(caught)) / float64(seeds)
+			if detectLong() {
+				t.Logf("%s: detection rate %d/%d (%.0f%%), seeds caught %v, median time to detection %.1fs",
+					b.Name, len(caught), seeds, 100*rate, caught, median(toDetect))
+			}
+			require.NotEmpty(t, caught, "%s (%s) was not caught in %d seeded runs with faults %q", b.Name, b.Mistake, seeds, b.Kinds())
+		})
+	}
+}
+
+// newDetectOut makes the directory for one seed's runs (with the bug,
+// without it, and their schedule). It is removed unless the test fails or
+// CHAINRAFT_KEEP=1.
+func newDetectOut(t *testing.T) string {
+	t.Helper()
+	out, err := os.MkdirTemp("", "chainraft-detect-")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if t.Failed() || keepRuns() {
+			t.Logf("runs kept in %s", out)
+			return
+		}
+		os.RemoveAll(out)
+	})
+	return out
+}
+
+// detectConfig is the bug's run: its store with the bug planted, its
+// workload, and its fault schedule, as `chainraft run --bug` makes it.
+func detectConfig(t *testing.T, bin string, b SeededBug, out string, seed int64) RunConfig {
+	t.Helper()
+	cfg := RunConfig{
+		Store: b.Store, Name: "bug-" + b.Name, Out: out, TimeLimit: detectTime, Clients: 12,
+		Workload: WorkloadConfig{Seed: seed, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1},
+		Cluster: ClusterConfig{
+			Nodes: 3, Chains: 3, Replicas: 3, ZKServers: 1, Bug: b.Name, Binary: bin,
+			RequestTimeout: time.Second, Log: testLogWriter{t},
+		},
+		CheckBudget: detectCheck, Progress: testLogWriter{t}, ProgressEvery: 4 * time.Second,
+	}
+	require.NoError(t, ApplySeededBug(&cfg, false))
+	return cfg
+}
+
+// detectRun runs cfg and returns its outcome; a run that failed outright
+// (a node crashed, the cluster never served) is not a detection: it says
+// nothing about the checker.
+func detectRun(t *testing.T, cfg RunConfig, b SeededBug, seed int64) detectOutcome {
+	t.Helper()
+	began := time.Now()
+	res, err := Run(context.Background(), cfg)
+	o := detectOutcome{Bug: cfg.Cluster.Bug, Store: b.Store, Seed: seed, Faults: b.Kinds(), Seconds: time.Since(began).Seconds()}
+	if res != nil {
+		o.Dir = res.Dir
+		o.Verdict = res.Summary.Verdict
+		o.Ops = res.Summary.OpsTotal
+		o.Throughpt = res.Summary.Throughput
+		o.Error = res.Summary.Error
+		o.FailedChecks = FailedChecks(res.Summary)
+	}
+	if err != nil && o.Error == "" {
+		o.Error = err.Error()
+	}
+	o.Caught = err == nil && (o.Verdict == string(histories.VerdictIllegal) || len(o.FailedChecks) > 0)
+	if err != nil {
+		t.Logf("run (bug %q, seed %d) failed: %v (run %s)", cfg.Cluster.Bug, seed, err, o.Dir)
+	}
+	recordOutcome(t, o)
+	return o
+}
+
+func recordOutcome(t *testing.T, o detectOutcome) {
+	path := os.Getenv("CHAINRAFT_DETECT_JSON")
+	if path == "" {
+		return
+	}
+	line, err := json.Marshal(o)
+	require.NoError(t, err)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	require.NoError(t, err)
+	defer f.Close()
+	_, err = f.Write(append(line, '\n'))
+	require.NoError(t, err)
+}
+
+// bugPlantable says whether the store's nodes accept the bug name yet:
+// `chainraft node --bug NAME` refuses unknown names before anything else.
+func bugPlantable(b SeededBug) bool {
+	switch b.Store {
+	case "raft":
+		return true
+	default:
+		return chainPlants(b.Name)
+	}
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func errNote(e string) string {
+	if e == "" {
+		return ""
+	}
+	return ", error " + strconv.Quote(e)
+}
+
+type testLogWriter struct{ t *testing.T }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+// chainPlants says whether the chain store accepts the bug name yet.
+func chainPlants(name string) bool {
+	return false
+}

@@ -1,0 +1,264 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chainraft/chainraft/histories"
+	"github.com/chainraft/chainraft/nemesis"
+)
+
+// NemesisConfig is a run's fault schedule: generated from the run's seed,
+// or replayed from a recorded nemesis.jsonl.
+type NemesisConfig struct {
+	// Kinds are --nemesis values: "kill", "pause", "partition", "zk",
+	// "zk-partition", "zk-kill", "member", "delay", or "all". Empty (and no
+	// Replay) means no nemesis. "all" leaves out the ZooKeeper faults for a
+	// store without ZooKeeper, so that a short run spends its faults on
+	// kinds that apply.
+	Kinds []string
+	// Interval is the time between faults and each fault's length
+	// (default 5s); the first fault comes after a quiet Interval.
+	Interval time.Duration
+	// Overlap starts a fault every Interval, each lasting 2×Interval.
+	Overlap bool
+	// Replay is a nemesis.jsonl whose schedule runs instead of a generated
+	// one (roles are resolved afresh).
+	Replay string
+}
+
+// Enabled reports whether the run has a nemesis.
+func (n NemesisConfig) Enabled() bool { return len(n.Kinds) > 0 || n.Replay != "" }
+
+// NemesisInfo is summary.json's record of the schedule.
+type NemesisInfo struct {
+	Kinds      []string `json:"kinds,omitempty"`
+	IntervalMS float64  `json:"interval_ms"`
+	Overlap    bool     `json:"overlap,omitempty"`
+	Replay     string   `json:"replay,omitempty"`
+	Steps      int      `json:"steps"`
+	Proxied    bool     `json:"proxied"` // links went through the nemesis's proxies
+}
+
+// storeRoles are the node roles the generator draws from, per store.
+var storeRoles = map[string][]string{
+	"raft":  {nemesis.RoleLeader, nemesis.RoleFollower},
+	"chain": {nemesis.RoleHead, nemesis.RoleMiddle, nemesis.RoleTail, nemesis.RoleMaster},
+}
+
+// storesWithZK are the stores that have a ZooKeeper ensemble to fault.
+var storesWithZK = []string{"chain"}
+
+// networkKinds need the proxied network.
+var networkKinds = []string{nemesis.KindPartition, nemesis.KindZKPartition, nemesis.KindDelay}
+
+// nemesisSidecar runs the schedule next to the workload. Its goroutine is
+// the Sidecar goroutine Run starts; the Runner starts none.
+type nemesisSidecar struct {
+	// runCtx is Run's context: when it is cancelled (SIGINT), the faults
+	// are not healed one by one (restarting what is about to be killed);
+	// closing the cluster ends them all.
+	runCtx context.Context
+	steps  []nemesis.Step
+	net    *nemesis.Network // nil without network faults
+	info   NemesisInfo
+
+	path   string // nemesis.jsonl
+	file   *os.File
+	events *nemesis.EventWriter
+
+	mu      sync.Mutex
+	runner  *nemesis.Runner
+	target  nemesis.Target
+	healErr error
+	ran     bool
+}
+
+// newNemesis prepares the schedule, and the network when a step needs one,
+// and points cfg.Cluster at them. It runs before the run directory exists,
+// so that a bad replay file is bad usage, not a failed run.
+func newNemesis(runCtx context.Context, cfg *RunConfig, seed int64) (*nemesisSidecar, error) {
+	n := cfg.Nemesis
+	if !n.Enabled() {
+		return nil, nil
+	}
+	if n.Interval <= 0 {
+		n.Interval = 5 * time.Second
+	}
+	var steps []nemesis.Step
+	if n.Replay != "" {
+		events, err := nemesis.ReadEventsFile(n.Replay)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --replay: %v", ErrInvalidConfig, err)
+		}
+		if steps, err = nemesis.Replay(events); err != nil {
+			return nil, fmt.Errorf("%w: --replay %s: %v", ErrInvalidConfig, n.Replay, err)
+		}
+	} else {
+		kinds := n.Kinds
+		if slices.Contains(kinds, "all") && !slices.Contains(storesWithZK, cfg.Store) {
+			kinds = slices.DeleteFunc(slices.Clone(kinds), func(k string) bool { return k == "all" })
+			kinds = append(kinds, nemesis.KindKill, nemesis.KindPause, nemesis.KindPartition, nemesis.KindMember)
+		}
+		var err error
+		steps, err = nemesis.Generate(seed, nemesis.ScheduleOptions{
+			Kinds: kinds, Interval: n.Interval, Overlap: n.Overlap,
+			Total: cfg.TimeLimit, Roles: storeRoles[cfg.Store],
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: --nemesis: %v", ErrInvalidConfig, err)
+		}
+	}
+	s := &nemesisSidecar{runCtx: runCtx, steps: steps, info: NemesisInfo{
+		Kinds: n.Kinds, IntervalMS: ms(int64(n.Interval)), Overlap: n.Overlap, Replay: n.Replay, Steps: len(steps),
+	}}
+	members := 0
+	for _, st := range steps {
+		if slices.Contains(networkKinds, st.Fault.Kind) && s.net == nil {
+			s.net = nemesis.NewNetwork()
+		}
+		if st.Fault.Kind == nemesis.KindMember {
+			members++
+		}
+	}
+	s.info.Proxied = s.net != nil
+	cfg.Cluster.Network = s.net
+	cfg.Cluster.SpareNodes = members
+	return s, nil
+}
+
+// open creates <dir>/nemesis.jsonl.
+func (s *nemesisSidecar) open(dir string, log io.Writer) error {
+	s.path = filepath.Join(dir, "nemesis.jsonl")
+	f, err := os.Create(s.path)
+	if err != nil {
+		return err
+	}
+	s.file = f
+	s.events = nemesis.NewEventWriter(f)
+	var kinds []string
+	for _, st := range s.steps {
+		kinds = append(kinds, st.Fault.Describe())
+	}
+	fmt.Fprintf(log, "nemesis: %d faults, proxied network %v: %s\n", len(s.steps), s.net != nil, strings.Join(kinds, "; "))
+	return nil
+}
+
+// close closes the event file and the network (after the cluster: Run
+// defers it first).
+func (s *nemesisSidecar) close() {
+	if s.file != nil {
+		_ = s.file.Close()
+	}
+	if s.net != nil {
+		_ = s.net.Close()
+	}
+}
+
+// healTimeout bounds healing everything at the end: restarts of ZooKeeper
+// servers and of nodes are the slow part.
+const healTimeout = 90 * time.Second
+
+// Run runs the schedule on the recorder's clock and heals every fault still
+// in force when ctx ends (the time limit).
+func (s *nemesisSidecar) Run(ctx context.Context, env SidecarEnv) error {
+	t, err := targetFor(env.Cluster, s.net)
+	if err != nil {
+		return err
+	}
+	r := &nemesis.Runner{Target: t, Clock: env.Recorder.Now, Events: s.events, Log: env.Log}
+	s.mu.Lock()
+	s.runner, s.target, s.ran = r, t, true
+	s.mu.Unlock()
+	var healErr error
+	if err := r.Run(ctx, s.steps); s.runCtx.Err() != nil {
+		healErr = fmt.Errorf("interrupted with faults in force: %w", s.runCtx.Err())
+	} else {
+		_ = err // the time limit ends the schedule: not an error
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healTimeout)
+		healErr = r.HealAll(hctx)
+		cancel()
+	}
+	if s.net != nil {
+		// Belt and braces: nothing may stay cut into the end-of-run checks.
+		s.net.HealAll()
+	}
+	s.mu.Lock()
+	s.healErr = healErr
+	s.mu.Unlock()
+	return nil
+}
+
+// targetFor adapts a cluster for the nemesis.
+func targetFor(c Cluster, net *nemesis.Network) (nemesis.Target, error) {
+	switch c := c.(type) {
+	case *RaftCluster:
+		return NewRaftTarget(c), nil
+	case *ChainCluster:
+		return NewChainTarget(c, net), nil
+	}
+	return nil, fmt.Errorf("nemesis: no fault target for a %T cluster", c)
+}
+
+// ActiveFaults implements FaultReporter.
+func (s *nemesisSidecar) ActiveFaults() []string {
+	s.mu.Lock()
+	r := s.runner
+	s.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	return r.ActiveFaults()
+}
+
+// healed reports whether every fault was healed; the error says which not.
+func (s *nemesisSidecar) healed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ran {
+		return errors.New("the nemesis did not run")
+	}
+	if s.healErr != nil {
+		return s.healErr
+	}
+	if ids := s.runner.Active(); len(ids) > 0 {
+		return fmt.Errorf("steps %v still active", ids)
+	}
+	return nil
+}
+
+// Finish implements Sidecar; the work is in finishHistory, which Run
+// prefers.
+func (s *nemesisSidecar) Finish(sum *Summary) []histories.Annotation { return nil }
+
+// finishHistory measures recovery from the history and the events, puts it
+// into the summary, and returns the fault intervals for the timelines.
+func (s *nemesisSidecar) finishHistory(sum *Summary, ops []histories.Operation) []histories.Annotation {
+	info := s.info
+	sum.Nemesis = &info
+	events, err := nemesis.ReadEventsFile(s.path)
+	if err != nil {
+		sum.Recovery = []nemesis.Recovery{}
+		return nil
+	}
+	a := nemesis.Analyze(ops, events)
+	sum.Recovery, sum.RecoveryByKind = a.Recovery, a.ByKind
+	var end int64
+	for _, o := range ops {
+		end = max(end, o.Return, o.Call)
+	}
+	return nemesis.Annotations(events, end)
+}
+
+// historyFinisher is a Sidecar whose Finish needs the history.
+type historyFinisher interface {
+	finishHistory(s *Summary, ops []histories.Operation) []histories.Annotation
+}

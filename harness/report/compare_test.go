@@ -1,0 +1,182 @@
+package report
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// compareSynth writes a raft run with faults and recoveries and a chain
+// run without, linked from a compare directory as the harness does, and
+// returns the compare directory.
+func compareSynth(t *testing.T, chainVerdict string, extra map[string]any) string {
+	t.Helper()
+	runs := t.TempDir()
+	raft := defaultSynth()
+	raft.verdict = "ok"
+	raftDir := raft.write(t, runs)
+	chain := defaultSynth()
+	chain.store, chain.name, chain.verdict, chain.nemesis = "chain", "steady", chainVerdict, ""
+	chain.outageFrom, chain.outageTo = 0, 0
+	chain.throughput = 900
+	chainDir := chain.write(t, runs)
+	if extra != nil {
+		// Fields a store may add to its summary (messages_per_op).
+		b, err := os.ReadFile(filepath.Join(chainDir, "summary.json"))
+		require.NoError(t, err)
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(b, &m))
+		for k, v := range extra {
+			m[k] = v
+		}
+		b, err = json.Marshal(m)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(chainDir, "summary.json"), b, 0o644))
+	}
+	// The chain run has no faults: drop the recoveries defaultSynth gives
+	// every run, so the table must show "–" for it.
+	b, err := os.ReadFile(filepath.Join(chainDir, "summary.json"))
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(b, &m))
+	delete(m, "recovery")
+	b, err = json.Marshal(m)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(chainDir, "summary.json"), b, 0o644))
+
+	dir := filepath.Join(runs, "20261126T170000Z-compare")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	require.NoError(t, os.Symlink("../"+filepath.Base(raftDir), filepath.Join(dir, "raft")))
+	require.NoError(t, os.Symlink("../"+filepath.Base(chainDir), filepath.Join(dir, "chain")))
+	cj := map[string]any{
+		"seed": 42, "time_limit_s": 30, "clients": 4, "keys": 5, "read_fraction": 0.4, "targets": "role", "faults": true,
+		"command": []string{"chainraft", "compare", "--time-limit", "30s"},
+		"runs": []map[string]any{
+			{"store": "raft", "dir": "raft", "verdict": "ok"},
+			{"store": "chain", "dir": "chain", "verdict": chainVerdict},
+		},
+	}
+	b, err = json.Marshal(cj)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "compare.json"), b, 0o644))
+	return dir
+}
+
+func compareRowOf(t *testing.T, rows []CompareRow, metric string) CompareRow {
+	t.Helper()
+	for _, r := range rows {
+		if r.Metric == metric {
+			return r
+		}
+	}
+	require.Failf(t, "no row", "metric %q not in the table", metric)
+	return CompareRow{}
+}
+
+func compareHasRow(rows []CompareRow, metric string) bool {
+	for _, r := range rows {
+		if r.Metric == metric {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCompareRowsSideBySide(t *testing.T) {
+	dir := compareSynth(t, "illegal", map[string]any{"throughput_by_op": map[string]float64{"get": 300, "put": 100, "cas": 50}})
+	rows := CompareRows([]string{filepath.Join(dir, "raft"), filepath.Join(dir, "chain"), ""})
+	for _, r := range rows {
+		require.Len(t, r.Values, 3, r.Metric)
+		require.Len(t, r.Text, 3, r.Metric)
+		require.Equal(t, "–", r.Text[2], "a run without a directory has no numbers: %s", r.Metric)
+	}
+	require.Equal(t, []string{"ok", "illegal", "–"}, compareRowOf(t, rows, "verdict").Text)
+	tp := compareRowOf(t, rows, "ok ops/s")
+	require.Equal(t, []string{"640", "900", "–"}, tp.Text)
+	require.Equal(t, "higher", tp.Better)
+	require.Equal(t, 1, compareBest(CompareRow{Values: tp.Values[:2], Text: tp.Text[:2], Better: tp.Better}))
+
+	// Read and write throughput: from throughput_by_op when the summary
+	// has it, else not known (these latencies have no counts).
+	require.Equal(t, []string{"–", "300", "–"}, compareRowOf(t, rows, "read ops/s").Text)
+	require.Equal(t, []string{"–", "150", "–"}, compareRowOf(t, rows, "write ops/s").Text)
+
+	// Latency rows exist for the kinds the summaries have, and no others.
+	require.Equal(t, "410", compareRowOf(t, rows, "put p99 ms").Text[0])
+	require.Equal(t, "900", compareRowOf(t, rows, "get p99.9 ms").Text[0])
+	require.False(t, compareHasRow(rows, "cas p50 ms"), "no run completed a cas")
+
+	// Recovery: kill from inject took 3512 ms once (the later of read and
+	// write) and never came back once; the chain run had no faults.
+	require.Equal(t, []string{"3512", "–", "–"}, compareRowOf(t, rows, "kill (inject) median ms").Text)
+	require.Equal(t, []string{"never", "–", "–"}, compareRowOf(t, rows, "kill (inject) max ms").Text)
+	require.Nil(t, compareRowOf(t, rows, "kill (inject) max ms").Values[0], "never has no number")
+	require.Equal(t, "40.0", compareRowOf(t, rows, "kill (heal) max ms").Text[0])
+
+	// No store counts messages here: the row is left out, not invented.
+	require.False(t, compareHasRow(rows, "messages between nodes per op"))
+}
+
+func TestCompareRowsMessagesOnlyWhenReported(t *testing.T) {
+	dir := compareSynth(t, "ok", map[string]any{"messages_per_op": 2.5})
+	rows := CompareRows([]string{filepath.Join(dir, "raft"), filepath.Join(dir, "chain")})
+	m := compareRowOf(t, rows, "messages between nodes per op")
+	require.Equal(t, []string{"–", "2.50"}, m.Text)
+}
+
+func TestCompareBestNeedsAPlainWinner(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	require.Equal(t, 0, compareBest(CompareRow{Better: "lower", Values: []*float64{f(1), f(2)}, Text: []string{"1", "2"}}))
+	require.Equal(t, 1, compareBest(CompareRow{Better: "higher", Values: []*float64{f(1), f(2)}, Text: []string{"1", "2"}}))
+	require.Equal(t, -1, compareBest(CompareRow{Better: "lower", Values: []*float64{f(1), nil}, Text: []string{"1", "never"}}))
+	require.Equal(t, -1, compareBest(CompareRow{Better: "lower", Values: []*float64{f(0.0001), f(0.0002)}, Text: []string{"0.000", "0.000"}}),
+		"a difference the printed values hide is no winner")
+	require.Equal(t, -1, compareBest(CompareRow{Values: []*float64{f(1), f(2)}, Text: []string{"1", "2"}}))
+}
+
+func TestWriteCompare(t *testing.T) {
+	dir := compareSynth(t, "illegal", nil)
+	require.NoError(t, WriteRun(filepath.Join(dir, "raft")))
+	require.NoError(t, WriteCompare(dir))
+	html := readFile(t, filepath.Join(dir, "compare.html"))
+	require.Contains(t, html, `<span class="badge illegal" id="verdict">illegal</span>`, "the worst verdict heads the page")
+	require.Contains(t, html, `<th class="n">raft</th><th class="n">chain</th>`)
+	require.Contains(t, html, `href="raft/report.html"`, "a run with a report links it")
+	require.Contains(t, html, `href="chain/"`, "a run without one links its directory")
+	require.Contains(t, html, "kill (inject) max ms")
+	require.Contains(t, html, "chainraft compare --time-limit 30s")
+	require.Equal(t, 3, strings.Count(html, `<svg class="chart"`), "the overlay and one stack per run")
+	require.NotRegexp(t, externalRef, html)
+	require.NotContains(t, html, "<link")
+	require.NotRegexp(t, `<script[^>]+src`, html)
+
+	both := compareSynth(t, "ok", nil)
+	require.NoError(t, WriteCompare(both))
+	require.Contains(t, readFile(t, filepath.Join(both, "compare.html")), `<span class="badge ok" id="verdict">ok</span>`)
+}
+
+func TestWriteCompareSurvivesAMissingRun(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "compare.json"),
+		[]byte(`{"runs":[{"store":"raft","dir":"raft","verdict":"unknown","error":"starting raft cluster: boom"},{"store":"chain","dir":""}]}`), 0o644))
+	require.NoError(t, WriteCompare(dir))
+	html := readFile(t, filepath.Join(dir, "compare.html"))
+	require.Contains(t, html, `<span class="badge unknown" id="verdict">unknown</span>`)
+	require.Contains(t, html, "starting raft cluster: boom")
+	require.Contains(t, html, "the run did not start")
+
+	require.Error(t, WriteCompare(t.TempDir()), "no compare.json")
+}
+
+func TestCompareChecksCountsByState(t *testing.T) {
+	yes, no := true, false
+	require.Equal(t, "–", compareChecks(nil))
+	require.Equal(t, "1 fail, 1 unknown, 2 pass, 1 skipped", compareChecks([]Check{
+		{Name: "a", OK: &yes}, {Name: "b", OK: &no}, {Name: "c", Status: "pass"},
+		{Name: "d", Status: "skipped"}, {Name: "e", Status: "weird"},
+	}))
+}

@@ -148,6 +148,16 @@ func (r *Router) client(addr string) (pb.ChainServiceClient, error) {
 	return pb.NewChainServiceClient(c), nil
 }
 
+// Digest asks the node at addr for its copy of a chain (end-of-run replica
+// comparison). ctx bounds the call.
+func (r *Router) Digest(ctx context.Context, addr string, chain int) (*pb.DigestResponse, error) {
+	cl, err := r.client(addr)
+	if err != nil {
+		return nil, err
+	}
+	return cl.Digest(ctx, &pb.DigestRequest{Chain: uint32(chain)})
+}
+
 // Close stops the watchers and closes every connection.
 func (r *Router) Close() error {
 	r.once.Do(func() {

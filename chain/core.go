@@ -1,6 +1,8 @@
 package chain
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
 
@@ -672,6 +674,22 @@ func (c *Core) Status() []Status {
 			Synced: cs.synced, LastSeq: cs.lastSeq, Committed: cs.committed, SentLen: len(cs.log)}
 	}
 	return out
+}
+
+// Digest summarises this node's copy of a chain: a SHA-256 over its sorted
+// keys and values, and how many keys it holds.
+func (c *Core) Digest(chain int) (Status, string, int) {
+	cs := c.chains[chain]
+	keys := make([]string, 0, len(cs.data))
+	for k := range cs.data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		fmt.Fprintf(h, "%d:%s%d:%s", len(k), k, len(cs.data[k]), cs.data[k])
+	}
+	return c.Status()[chain], hex.EncodeToString(h.Sum(nil)), len(keys)
 }
 
 // Data returns a copy of a chain's applied state at this node (tests).

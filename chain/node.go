@@ -63,12 +63,13 @@ type Node struct {
 	storage   *Storage
 	transport *Transport
 
-	recvc   chan *pb.Message
-	reqc    chan request
-	cfgc    chan Config
-	sesskc  chan struct{} // kick: session state changed
-	statusc chan chan []Status
-	syncedc chan ChainEpoch // to the coordinator; dropped when full (re-reported next epoch change)
+	recvc    chan *pb.Message
+	reqc     chan request
+	cfgc     chan Config
+	sesskc   chan struct{} // kick: session state changed
+	statusc  chan chan []Status
+	inspectc chan func(*Core) // runs a read-only function on the loop
+	syncedc  chan ChainEpoch  // to the coordinator; dropped when full (re-reported next epoch change)
 
 	session atomic.Bool
 	// leaseUntil is the monotonic deadline (ns since start) until which the
@@ -109,7 +110,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	return &Node{
 		cfg: cfg, core: core, storage: st, transport: NewTransport(),
 		recvc: make(chan *pb.Message, 8192), reqc: make(chan request, 4096), cfgc: make(chan Config, 256),
-		sesskc: make(chan struct{}, 1), statusc: make(chan chan []Status), syncedc: make(chan ChainEpoch, 64),
+		sesskc: make(chan struct{}, 1), statusc: make(chan chan []Status), inspectc: make(chan func(*Core)), syncedc: make(chan ChainEpoch, 64),
 		start: time.Now(), waiters: map[uint64]waiterChan{},
 		persistc: make(chan *batchOut, 256), persistErr: make(chan error, 1), stopc: make(chan struct{}), donec: make(chan struct{}),
 	}, nil
@@ -147,6 +148,8 @@ func (n *Node) Run() error {
 			n.core.SetSession(n.session.Load())
 		case sc := <-n.statusc:
 			sc <- n.core.Status()
+		case f := <-n.inspectc:
+			f(n.core)
 		}
 		// Drain what else is waiting, so one Ready (one fsync) covers many
 		// requests and messages: group commit.
@@ -406,6 +409,30 @@ func (s server) Stream(st pb.ChainService_StreamServer) error {
 		if _, err := s.Step(st.Context(), b); err != nil {
 			return err
 		}
+	}
+}
+
+func (s server) Digest(ctx context.Context, r *pb.DigestRequest) (*pb.DigestResponse, error) {
+	if int(r.Chain) >= s.n.cfg.Chains {
+		return nil, fmt.Errorf("no chain %d", r.Chain)
+	}
+	out := make(chan *pb.DigestResponse, 1)
+	f := func(c *Core) {
+		st, d, keys := c.Digest(int(r.Chain))
+		out <- &pb.DigestResponse{Epoch: st.Epoch, Member: st.Member, LastSeq: st.LastSeq, Committed: st.Committed, Digest: d, Keys: int64(keys)}
+	}
+	select {
+	case s.n.inspectc <- f:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.n.donec:
+		return nil, ErrStopped
+	}
+	select {
+	case d := <-out:
+		return d, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 

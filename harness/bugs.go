@@ -30,10 +30,18 @@ type SeededBug struct {
 	Mistake string
 	// Faults are the faults that expose the bug, injected in turn (the
 	// schedule cycles through them); a role is resolved at injection, so
-	// "leader" hits whoever leads then. A fault the cluster cannot do (a
-	// partition without the proxied network) is skipped by the nemesis and
-	// the next one serves. Empty: the bug shows without any fault.
+	// "leader" hits whoever leads then. A fault the cluster cannot do is
+	// skipped by the nemesis and the next one serves. Empty: the bug shows
+	// without any fault.
 	Faults []nemesis.Fault
+	// Stagger, when set, makes the faults one compound fault instead: the
+	// k-th starts k×Stagger after the first and all heal together. It is
+	// how a second fault lands while the first is in force (pause the new
+	// leader while the old one is cut off).
+	Stagger time.Duration
+	// Duration overrides how long each fault (the last of a compound one)
+	// lasts; 0 takes the caller's.
+	Duration time.Duration
 	// Exposes names the faults for people ("kill the leader").
 	Exposes string
 	// Keys is the key count that makes the bug show quickly: few keys, so
@@ -49,12 +57,17 @@ var SeededBugs = []SeededBug{
 	{
 		Name: "local-read", Store: "raft",
 		Mistake: "reads served from the receiving node's local state, without ReadIndex",
+		// Cut the leader off, then, once a new leader took over, pause that
+		// one: clients that give up on it rotate to the cut-off node, which
+		// answers from before the partition.
 		Faults: []nemesis.Fault{
 			{Kind: nemesis.KindPartition, Shape: nemesis.ShapeIsolate, Role: nemesis.RoleLeader},
 			{Kind: nemesis.KindPause, Role: nemesis.RoleLeader},
 		},
-		Exposes: "partition isolating the leader, or pause the leader",
-		Keys:    5,
+		Stagger:  2 * time.Second,
+		Duration: 3 * time.Second,
+		Exposes:  "partition isolating the leader, then pause the new leader",
+		Keys:     5,
 	},
 	{
 		Name: "early-ack", Store: "raft",
@@ -65,12 +78,9 @@ var SeededBugs = []SeededBug{
 	},
 	{
 		Name: "no-dedup", Store: "raft",
-		Mistake: "the dedup table skipped: a retried write applies twice",
-		Faults: []nemesis.Fault{
-			{Kind: nemesis.KindKill, Role: nemesis.RoleLeader},
-			{Kind: nemesis.KindPause, Role: nemesis.RoleLeader},
-		},
-		Exposes:        "kill or pause the leader (client retries of writes whose reply was lost)",
+		Mistake:        "the dedup table skipped: a retried write applies twice",
+		Faults:         []nemesis.Fault{{Kind: nemesis.KindKill, Role: nemesis.RoleLeader}},
+		Exposes:        "kill the leader (clients retry writes it had replicated; the request timeout must outlast the election)",
 		Keys:           5,
 		AppendFraction: 0.3,
 	},
@@ -139,19 +149,38 @@ func (b SeededBug) Kinds() string {
 }
 
 // Steps is the nemesis schedule that exposes the bug over a run of total:
-// after a quiet period of one fault's duration (the cluster settles), the
-// bug's faults in turn, each lasting duration, interval apart, every one
-// healed by total. The per-fault seeds come from
+// after a quiet period of two intervals (the cluster settles), the bug's
+// faults in turn, each lasting duration (or the bug's own Duration),
+// interval apart, every one healed by total. The per-fault seeds come from
 // seed, so the schedule replays.
 func (b SeededBug) Steps(seed int64, total, interval, duration time.Duration) []nemesis.Step {
 	if len(b.Faults) == 0 {
 		return nil
 	}
+	if b.Duration > 0 {
+		duration = b.Duration
+	}
+	quiet := 2 * interval
 	var steps []nemesis.Step
-	for at, i := duration, 0; at+duration <= total; at, i = at+duration+interval, i+1 {
+	add := func(i int, at, d time.Duration) {
 		f := b.Faults[i%len(b.Faults)]
-		f.Seed = seed*1000003 + int64(i)
-		steps = append(steps, nemesis.Step{ID: i + 1, At: at, Duration: duration, Fault: f})
+		f.Seed = seed*1000003 + int64(len(steps))
+		steps = append(steps, nemesis.Step{ID: len(steps) + 1, At: at, Duration: d, Fault: f})
+	}
+	if b.Stagger > 0 {
+		// Compound rounds: every fault of the round, staggered, healed
+		// together.
+		span := time.Duration(len(b.Faults)-1)*b.Stagger + duration
+		for at := quiet; at+span <= total; at += span + interval {
+			for k := range b.Faults {
+				off := time.Duration(k) * b.Stagger
+				add(k, at+off, span-off)
+			}
+		}
+		return steps
+	}
+	for at, i := quiet, 0; at+duration <= total; at, i = at+duration+interval, i+1 {
+		add(i, at, duration)
 	}
 	return steps
 }

@@ -282,6 +282,65 @@ func (c *ChainCluster) Master() (uint64, error) {
 	return strconv.ParseUint(string(data), 10, 64)
 }
 
+// CompareReplicas implements ReplicaComparer: once quiescent, every member
+// of every chain holds the same state (same last sequence, same digest of
+// keys and values), in the current epoch.
+func (c *ChainCluster) CompareReplicas(ctx context.Context) (string, error) {
+	for {
+		detail, err := c.compareOnce(ctx)
+		if err == nil {
+			return detail, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("chain replicas do not agree: %w", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (c *ChainCluster) compareOnce(ctx context.Context) (string, error) {
+	var parts []string
+	for ch := 0; ch < c.placement.Chains; ch++ {
+		cfg := c.Config(ch)
+		if len(cfg.Members) == 0 {
+			return "", fmt.Errorf("chain %d has no configuration", ch)
+		}
+		var first *ChainDigest
+		var ids []string
+		for _, m := range cfg.Members {
+			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			d, err := c.router.Digest(dctx, m.Addr, ch)
+			cancel()
+			if err != nil {
+				return "", fmt.Errorf("chain %d node %d: %w", ch, m.ID, err)
+			}
+			got := ChainDigest{Epoch: d.Epoch, LastSeq: d.LastSeq, Digest: d.Digest, Keys: d.Keys}
+			switch {
+			case d.Epoch != cfg.Epoch || !d.Member:
+				return "", fmt.Errorf("chain %d node %d at epoch %d (member %v), config epoch %d", ch, m.ID, d.Epoch, d.Member, cfg.Epoch)
+			case d.Committed != d.LastSeq:
+				return "", fmt.Errorf("chain %d node %d not quiescent: committed %d of %d", ch, m.ID, d.Committed, d.LastSeq)
+			case first == nil:
+				first = &got
+			case got != *first:
+				return "", fmt.Errorf("chain %d: node %d has seq %d digest %.12s, node %d has seq %d digest %.12s",
+					ch, cfg.Members[0].ID, first.LastSeq, first.Digest, m.ID, got.LastSeq, got.Digest)
+			}
+			ids = append(ids, strconv.FormatUint(m.ID, 10))
+		}
+		parts = append(parts, fmt.Sprintf("chain %d: nodes %s agree at seq %d (%d keys, %.12s)", ch, strings.Join(ids, ","), first.LastSeq, first.Keys, first.Digest))
+	}
+	return strings.Join(parts, "; "), nil
+}
+
+// ChainDigest is one node's copy of a chain, as compared at the end of a run.
+type ChainDigest struct {
+	Epoch, LastSeq uint64
+	Digest         string
+	Keys           int64
+}
+
 // ZK is the ZooKeeper ensemble the harness started (nil when external).
 func (c *ChainCluster) ZK() *zkserver.Ensemble { return c.zk }
 

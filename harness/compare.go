@@ -178,6 +178,14 @@ func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 			}
 		}
 		r, err := Run(ctx, rc)
+		if r == nil && errors.Is(err, ErrInvalidConfig) {
+			// Refused before anything ran (a bad schedule): bad usage, for
+			// every store alike, so nothing to compare.
+			if i == 0 {
+				_ = os.RemoveAll(dir)
+			}
+			return nil, err
+		}
 		cr := CompareRun{Store: st, Err: err, Verdict: string(histories.VerdictUnknown)}
 		if err != nil {
 			cr.Error = err.Error()

@@ -113,6 +113,16 @@ func TestCompareRefusesBadConfigs(t *testing.T) {
 	c.Run.Clients = 0
 	_, err := Compare(context.Background(), c)
 	require.ErrorIs(t, err, ErrInvalidConfig)
+
+	// A schedule the nemesis refuses is found when the first run starts:
+	// still bad usage, and no compare directory is left behind.
+	c = compareConfig(t, "memory", "memory")
+	c.Run.Nemesis = NemesisConfig{Kinds: []string{"no-such-fault"}}
+	_, err = Compare(context.Background(), c)
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	entries, err := os.ReadDir(c.Run.Out)
+	require.NoError(t, err)
+	require.Empty(t, entries)
 }
 
 func TestMappedScheduleReplaysTheFirstRunsFaults(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"testing"
 	"time"
@@ -38,6 +37,9 @@ const (
 	detectInterval  = 1 * time.Second  // quiet time before and between faults
 	detectFault     = 2 * time.Second  // how long each fault lasts
 	detectCheck     = 30 * time.Second // check budget of one run
+	// detectTimeout is the request timeout: longer than an election, so that
+	// clients retry writes at the next leader instead of giving up.
+	detectTimeout = 3 * time.Second
 )
 
 func detectLong() bool { return *longDetect || os.Getenv("CHAINRAFT_LONG") == "1" }
@@ -114,7 +116,7 @@ func TestSeededBugsAreCaught(t *testing.T) {
 			rate := float64(len(caught)) / float64(seeds)
 			if detectLong() {
 				t.Logf("%s: detection rate %d/%d (%.0f%%), seeds caught %v, median time to detection %.1fs",
-					b.Name, len(caught), seeds, 100*rate, caught, median(toDetect))
+					b.Name, len(caught), seeds, 100*rate, caught, medianOf(toDetect))
 			}
 			require.NotEmpty(t, caught, "%s (%s) was not caught in %d seeded runs with faults %q", b.Name, b.Mistake, seeds, b.Kinds())
 		})
@@ -147,7 +149,7 @@ func detectConfig(t *testing.T, bin string, b SeededBug, out string, seed int64)
 		Workload: WorkloadConfig{Seed: seed, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1},
 		Cluster: ClusterConfig{
 			Nodes: 3, Chains: 3, Replicas: 3, ZKServers: 1, Bug: b.Name, Binary: bin,
-			RequestTimeout: time.Second, Log: testLogWriter{t},
+			RequestTimeout: detectTimeout, Log: testLogWriter{t},
 		},
 		CheckBudget: detectCheck, Progress: testLogWriter{t}, ProgressEvery: 4 * time.Second,
 	}
@@ -205,18 +207,6 @@ func bugPlantable(b SeededBug) bool {
 	default:
 		return chainPlants(b.Name)
 	}
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func errNote(e string) string {

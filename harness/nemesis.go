@@ -1,3 +1,39 @@
+// The nemesis in a run, and the end-of-run checks (checks.go).
+//
+// Wiring. When a run's schedule has a network fault (partition,
+// zk-partition, delay), Run creates a nemesis.Network before the cluster
+// and hands it over in ClusterConfig.Network; the cluster wires every
+// node→node, node→ZooKeeper and client→node link through a proxy of its own
+// (nemesis.Network.Wire) and gives each node its peers' and ZooKeeper's
+// proxy addresses on its command line. Without network faults there are no
+// proxies, so benchmarks measure the stores, not the proxy. Raft member
+// faults add a fresh node id each time; the ports and proxies of those
+// spare ids are wired at start (ClusterConfig.SpareNodes) and every node
+// gets them as "+id=addr" address-only --peers entries, because a running
+// raft node learns a new member's address from the log: one address for
+// every dialer, which would bypass the per-link proxies.
+//
+// Targets. RaftTarget and ChainTarget adapt the clusters to nemesis.Target;
+// roles are resolved when the fault is injected and recorded in
+// nemesis.jsonl with the resolved node ids.
+//
+// Goroutines. The nemesis runs on the Sidecar goroutine Run starts; it
+// injects and heals synchronously (the Runner starts none), heals whatever
+// is still in force when the time limit ends the schedule, and returns.
+// The proxies' goroutines belong to the Network, closed by Run after the
+// cluster. On SIGINT faults are not healed one by one: closing the cluster
+// ends them all, and Pdeathsig ends the processes if the harness itself is
+// killed.
+//
+// End of run. After the workload and the heals, endOfRun checks, in order:
+// every fault healed; the store answers a read again (bounded, 30 s); a
+// final write succeeds (bounded, 20 s); every key reads (bounded, 20 s);
+// the replicas agree (ReplicaComparer, bounded, 30 s). The final operations
+// are recorded in the history, so the linearizability check covers them,
+// and they give the last heal a first read and write to measure recovery
+// by. Each result goes into summary.json "checks"; one that fails makes
+// `chainraft run` exit 1, like a linearizability violation.
+
 package harness
 
 import (
@@ -184,7 +220,7 @@ func (s *nemesisSidecar) Run(ctx context.Context, env SidecarEnv) error {
 	} else {
 		_ = err // the time limit ends the schedule: not an error
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healTimeout)
-		healErr = r.HealAll(hctx)
+		_ = r.HealAll(hctx) // its errors are in r.HealErrors()
 		cancel()
 	}
 	if s.net != nil {
@@ -199,6 +235,12 @@ func (s *nemesisSidecar) Run(ctx context.Context, env SidecarEnv) error {
 
 // targetFor adapts a cluster for the nemesis.
 func targetFor(c Cluster, net *nemesis.Network) (nemesis.Target, error) {
+	if net != nil && len(net.Links()) == 0 {
+		// The cluster did not wire itself through the network: cuts would
+		// apply to nothing and be recorded as faults that never happened.
+		// Without it, network faults are skipped as unsupported.
+		net = nil
+	}
 	switch c := c.(type) {
 	case *RaftCluster:
 		return NewRaftTarget(c), nil
@@ -226,8 +268,8 @@ func (s *nemesisSidecar) healed() error {
 	if !s.ran {
 		return errors.New("the nemesis did not run")
 	}
-	if s.healErr != nil {
-		return s.healErr
+	if err := errors.Join(s.runner.HealErrors(), s.healErr); err != nil {
+		return err
 	}
 	if ids := s.runner.Active(); len(ids) > 0 {
 		return fmt.Errorf("steps %v still active", ids)
@@ -261,4 +303,34 @@ func (s *nemesisSidecar) finishHistory(sum *Summary, ops []histories.Operation) 
 // historyFinisher is a Sidecar whose Finish needs the history.
 type historyFinisher interface {
 	finishHistory(s *Summary, ops []histories.Operation) []histories.Annotation
+}
+
+// visualizeFaults makes sure the faults are on at least one Porcupine
+// timeline. The checker draws ok keys only for small histories, so a
+// passing nemesis run of any length would otherwise show its faults on no
+// timeline at all; the key of the final write is drawn on its own (a few
+// hundred operations) with the fault annotations.
+func (s *nemesisSidecar) visualizeFaults(ctx context.Context, ops []histories.Operation, ann []histories.Annotation, dir string, sum *Summary, log io.Writer) {
+	if len(sum.Visualizations) > 0 || len(ops) == 0 {
+		return
+	}
+	key := KeyNames(1)[0]
+	var mine []histories.Operation
+	for _, o := range ops {
+		if o.Key == key {
+			mine = append(mine, o)
+		}
+	}
+	if len(mine) == 0 || len(mine) > histories.VisualizeAllMaxOps {
+		return
+	}
+	res, err := histories.Check(ctx, mine, histories.CheckOptions{
+		Budget: 30 * time.Second, VisualizeDir: filepath.Join(dir, "porcupine"), VisualizeAll: true, Annotations: ann,
+	})
+	if err != nil {
+		fmt.Fprintf(log, "warning: fault timeline: %v\n", err)
+	}
+	for _, v := range res.Visualizations {
+		sum.Visualizations = append(sum.Visualizations, relTo(dir, v))
+	}
 }

@@ -288,6 +288,9 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 			}
 			res.Check = check
 			s.applyCheck(check, dir)
+			if nem != nil {
+				nem.visualizeFaults(ctx, ops, annotations, dir, s, log)
+			}
 		}
 	}
 	if runErr != nil {

@@ -136,18 +136,29 @@ func (t *ChainTarget) RemoveMember(ctx context.Context, node int) error {
 	if n == nil {
 		return fmt.Errorf("%w: no node %d", nemesis.ErrNoTarget, node)
 	}
+	began := time.Now()
 	if err := n.Proc.Stop(5 * time.Second); err != nil {
 		return fmt.Errorf("chain: stop node %d: %w", node, err)
 	}
-	return t.waitMembership(ctx, uint64(node), false)
+	stopped := time.Since(began)
+	err := t.waitMembership(ctx, uint64(node), false)
+	fmt.Fprintf(t.c.cfg.Log, "chain: node %d stopped in %v, out of every chain %v later\n", node, stopped.Round(time.Millisecond), (time.Since(began) - stopped).Round(time.Millisecond))
+	return err
 }
 
-// AddMember starts node again and waits until it is back in a chain.
+// AddMember starts node again and waits until every chain is whole again
+// (the node rejoined as a tail and caught up, no joiner left), so that the
+// heal's time is the rejoin's.
 func (t *ChainTarget) AddMember(ctx context.Context, node int) error {
 	if err := t.Restart(ctx, node); err != nil {
 		return err
 	}
-	return t.waitMembership(ctx, uint64(node), true)
+	if err := t.waitMembership(ctx, uint64(node), true); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, memberWait)
+	defer cancel()
+	return t.c.WaitServing(wctx)
 }
 
 func (t *ChainTarget) waitMembership(ctx context.Context, node uint64, want bool) error {

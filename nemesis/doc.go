@@ -122,9 +122,13 @@
 // [Generate] draws a schedule from a seed: a quiet period, then faults of
 // the requested kinds ("all" is kill, pause, partition, zk-partition,
 // zk-kill and member; delay must be asked for), each lasting Duration and
-// spaced Interval apart (Overlap spaces the starts instead). Every random
-// choice — kind, role, shape, and each fault's own seed for choices made at
-// injection — comes from the seed, so the same seed gives the same schedule.
+// spaced Interval apart (Overlap spaces the starts instead). Kinds are dealt
+// in rounds, each round a seeded shuffle of every requested kind, so a run
+// long enough for n faults of n kinds sees each kind once: recovery figures
+// per kind are the point of a run, and independent draws leave kinds out of
+// short runs. Every random choice — kind, role, shape, and each fault's own
+// seed for choices made at injection — comes from the seed, so the same
+// seed gives the same schedule.
 //
 // The [Runner] executes a schedule on the recorder's clock and writes one
 // [Event] per injection and heal to nemesis.jsonl: time (ns since the run's
@@ -134,6 +138,16 @@
 // roles are resolved afresh. It prints one line per event as it happens and
 // [Runner.HealAll] heals what is still active, latest first, continuing past
 // failures.
+//
+// The Runner keeps the schedule's shape when the world is slow: an
+// injection that completes late (a node slow to stop, a conf change waiting
+// for a quorum) shifts the rest of the schedule by its lateness, so each
+// fault still lasts its Duration and the gaps stay; a heal runs to its end
+// even if the run's context ends under it (a heal cut in half leaves a fault
+// nothing will undo); every heal error is kept ([Runner.HealErrors]) for the
+// end-of-run "healed" check. A Target whose AddMember adds a fresh node
+// rather than the same one (raft never reuses ids) implements [Replacer],
+// and the heal event records the new id under "added".
 //
 // # Recovery time
 //

@@ -25,8 +25,9 @@ type Runner struct {
 	// OpTimeout bounds each inject and each heal (default 30s).
 	OpTimeout time.Duration
 
-	mu     sync.Mutex
-	active []active // injection order
+	mu       sync.Mutex
+	active   []active // injection order
+	healErrs []error
 }
 
 type active struct {
@@ -69,14 +70,21 @@ func (r *Runner) Run(ctx context.Context, steps []Step) error {
 		}
 		return rank(acts[i]) < rank(acts[j])
 	})
+	// lag shifts the rest of the schedule by how late injections completed:
+	// an injection that took long (a node slow to stop, a conf change
+	// waiting for a quorum) still gets its whole duration, and the faults
+	// behind it keep their lengths and gaps instead of shrinking to nothing.
+	// Order is kept, so a schedule without overlap stays without.
+	var lag time.Duration
 	for _, a := range acts {
-		if err := r.sleepUntil(ctx, a.at); err != nil {
+		if err := r.sleepUntil(ctx, a.at+lag); err != nil {
 			return err
 		}
 		if a.heal {
 			r.heal(ctx, a.step.ID)
 		} else {
 			r.inject(ctx, a.step)
+			lag = max(lag, time.Duration(r.Clock())-a.at)
 		}
 	}
 	return nil
@@ -197,9 +205,10 @@ func (r *Runner) heal(ctx context.Context, id int) error {
 	r.active = append(r.active[:idx], r.active[idx+1:]...)
 	r.mu.Unlock()
 
-	// A heal runs even after the run's ctx ended (HealAll passes a fresh
-	// one), bounded by its own timeout.
-	octx, cancel := context.WithTimeout(ctx, r.opTimeout())
+	// A heal runs to its end even when the run's ctx ends under it (the
+	// time limit falling during a slow heal), bounded by its own timeout: a
+	// heal cut in half leaves a fault behind that nothing will undo.
+	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opTimeout())
 	err := Heal(octx, r.Target, a.inj)
 	cancel()
 	now := r.Clock()
@@ -221,9 +230,21 @@ func (r *Runner) heal(ctx context.Context, id int) error {
 	r.logf("nemesis %8.3fs step %d healed: %s, active %.3fs–%.3fs (%.3fs)%s",
 		secs(now), id, eventWithSpec(e, a.step.Fault).Description(), secs(a.at), secs(now), secs(now-a.at), errSuffix(e.Error))
 	if err != nil {
-		return fmt.Errorf("heal step %d (%s): %w", id, a.step.Fault.Describe(), err)
+		err = fmt.Errorf("heal step %d (%s): %w", id, a.step.Fault.Describe(), err)
+		r.mu.Lock()
+		r.healErrs = append(r.healErrs, err)
+		r.mu.Unlock()
+		return err
 	}
 	return nil
+}
+
+// HealErrors are the errors of every heal that failed so far, during Run
+// or HealAll: a fault whose heal failed may still be in force.
+func (r *Runner) HealErrors() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return errors.Join(r.healErrs...)
 }
 
 func (r *Runner) record(e Event) {

@@ -112,8 +112,11 @@ type Core struct {
 
 	applied   uint64
 	snapIndex uint64
-	confState *raftpb.ConfState
-	soft      raft.SoftState
+	// confSinceSnap: a conf change was applied after the last snapshot
+	// (MaybeSnapshot then takes one).
+	confSinceSnap bool
+	confState     *raftpb.ConfState
+	soft          raft.SoftState
 
 	// pending counts the local proposals of each request id still awaiting
 	// apply; pendingConf the local membership changes.
@@ -577,6 +580,7 @@ func (c *Core) applyConfChange(e *raftpb.Entry) {
 	}
 	c.confState = c.rn.ApplyConfChange(cc)
 	c.membersChanged = true
+	c.confSinceSnap = true
 	if req := cctx.GetRequest(); req != 0 && c.pendingConf[req] {
 		delete(c.pendingConf, req)
 		c.replies = append(c.replies, Reply{Conf: req, Err: rejected})
@@ -648,9 +652,14 @@ func (c *Core) softChanged(s raft.SoftState) {
 // returned HardState and entries. It returns nil when no snapshot is due.
 // Call it only after Advance, when every entry raft knows is mirrored.
 func (c *Core) MaybeSnapshot() *Compaction {
-	if c.applied-c.snapIndex < c.cfg.SnapshotEvery {
+	// A conf change also forces a snapshot: a node added by it that has to
+	// be sent a snapshot must find itself in the snapshot's ConfState, or
+	// raft ignores the snapshot ("not in the ConfState") and the new node
+	// never catches up; the latest snapshot is the one the leader sends.
+	if c.applied-c.snapIndex < c.cfg.SnapshotEvery && !c.confSinceSnap {
 		return nil
 	}
+	c.confSinceSnap = false
 	snap, err := c.ms.CreateSnapshot(c.applied, c.confState, c.fsm.marshal())
 	if err != nil {
 		panic(fmt.Sprintf("raftkv: node %d: create snapshot at %d: %v", c.cfg.ID, c.applied, err))

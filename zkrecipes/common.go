@@ -237,8 +237,13 @@ func watchHeld(ctx context.Context, conn *zk.Conn, c *counters, path string) (*g
 	}
 }
 
-// release deletes a held znode (retrying across connection losses for up to
-// releaseWait) and waits for its guard to see the deletion.
+// release deletes a held znode of the queue recipes (retrying across
+// connection losses for up to releaseWait) and waits for its guard to see the
+// deletion. Deleting by path with any version is safe there, even when a
+// retry goes out on a new session after the acquiring one expired: the
+// queue's znode names are unique (guid and sequence number), so the path can
+// only name this holding's znode, or nothing. NaiveLock, whose path every
+// holder shares, cannot use it (see NaiveLock.Unlock).
 func release(conn *zk.Conn, c *counters, path string, g *guard) error {
 	g.releasing.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), releaseWait)
@@ -253,23 +258,29 @@ func release(conn *zk.Conn, c *counters, path string, g *guard) error {
 		}
 		break
 	}
-	select {
-	case <-g.done:
-	case <-ctx.Done():
-	}
 	switch {
 	case err == nil:
-		select {
-		case <-g.lost:
-			// The node was lost before our delete found it.
-			return fmt.Errorf("%w: %s", ErrLost, path)
-		default:
-			return nil
-		}
+		return awaitGuard(ctx, g, path)
 	case errors.Is(err, zk.ErrNoNode):
 		return fmt.Errorf("%w: %s was already gone", ErrLost, path)
 	default:
 		return lostErr("delete "+path, err)
+	}
+}
+
+// awaitGuard waits, until ctx ends, for the guard of a znode just deleted
+// to see the deletion, and reports ErrLost if it saw a loss first.
+func awaitGuard(ctx context.Context, g *guard, path string) error {
+	select {
+	case <-g.done:
+	case <-ctx.Done():
+	}
+	select {
+	case <-g.lost:
+		// The znode was lost before our delete found it.
+		return fmt.Errorf("%w: %s", ErrLost, path)
+	default:
+		return nil
 	}
 }
 

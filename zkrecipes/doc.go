@@ -45,6 +45,20 @@
 //     so each release wakes all of them and they all retry (the herd effect):
 //     watch notifications and requests per acquisition grow with the number
 //     of contenders, which Stats counts.
+//   - Deleting by path is safe only for a name no one else can hold. The
+//     queue's names are unique, so Lock's and Election's release may delete
+//     their own path even when the delete goes out on a later session. The
+//     naive lock's name is every holder's: go-zookeeper sends requests queued
+//     during a reconnect on the new session it opens after an expiry, so a
+//     deposed holder's Delete(path, -1) (or a delete "checked" by an exists
+//     just before) can remove its successor's znode, and the znode's version
+//     does not help (every holder's is 0). Lock runs with paused holders
+//     showed exactly this: a third worker inside the successor's critical
+//     section. So NaiveLock creates, in the same Multi as the lock znode, an
+//     ephemeral owner marker with a fresh name, and Unlock is a Multi of
+//     check(marker), delete(lock), delete(marker): ZooKeeper runs it only
+//     while the acquiring session lives, and otherwise deletes nothing
+//     (TestUnlockAfterExpiryKeepsSuccessor).
 //   - Election.Path is the leader's own znode: the chain master puts a
 //     CheckVersionRequest on it in every Multi that changes a configuration,
 //     so a deposed master's write fails at ZooKeeper instead of relying on
@@ -55,7 +69,8 @@
 // Stats counts, per contender, every request it issued and every watch
 // notification it received while waiting. The guard's notification (one per
 // acquisition, at release) is counted apart so Watches measures the herd
-// alone. Requests includes the guard's get and the release's delete.
+// alone. Requests includes the guard's get and the release (a delete, or
+// NaiveLock's guarded Multi; its create is a Multi too, counted once).
 //
 // # Goroutines
 //
@@ -75,5 +90,8 @@
 //   - a contender holds at most one znode in its queue at a time;
 //   - Lost of an acquisition is closed at most once and never by the
 //     holder's own release;
-//   - tokens handed out for one lock path strictly increase over time.
+//   - tokens handed out for one lock path strictly increase over time;
+//   - no release or cleanup deletes a znode another contender may own: by a
+//     unique path (queue), or guarded by the holding's owner marker
+//     (NaiveLock).
 package zkrecipes

@@ -926,6 +926,136 @@ func (x *ReadResponse) GetEpoch() uint64 {
 	return 0
 }
 
+type DigestRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chain         uint32                 `protobuf:"varint,1,opt,name=chain,proto3" json:"chain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DigestRequest) Reset() {
+	*x = DigestRequest{}
+	mi := &file_chain_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestRequest) ProtoMessage() {}
+
+func (x *DigestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chain_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestRequest.ProtoReflect.Descriptor instead.
+func (*DigestRequest) Descriptor() ([]byte, []int) {
+	return file_chain_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DigestRequest) GetChain() uint32 {
+	if x != nil {
+		return x.Chain
+	}
+	return 0
+}
+
+// DigestResponse describes one node's copy of a chain, for comparing replicas.
+type DigestResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Epoch     uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Member    bool                   `protobuf:"varint,2,opt,name=member,proto3" json:"member,omitempty"`
+	LastSeq   uint64                 `protobuf:"varint,3,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	Committed uint64                 `protobuf:"varint,4,opt,name=committed,proto3" json:"committed,omitempty"`
+	// digest is a SHA-256 over the sorted keys and values.
+	Digest        string `protobuf:"bytes,5,opt,name=digest,proto3" json:"digest,omitempty"`
+	Keys          int64  `protobuf:"varint,6,opt,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DigestResponse) Reset() {
+	*x = DigestResponse{}
+	mi := &file_chain_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestResponse) ProtoMessage() {}
+
+func (x *DigestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chain_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestResponse.ProtoReflect.Descriptor instead.
+func (*DigestResponse) Descriptor() ([]byte, []int) {
+	return file_chain_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DigestResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *DigestResponse) GetMember() bool {
+	if x != nil {
+		return x.Member
+	}
+	return false
+}
+
+func (x *DigestResponse) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+func (x *DigestResponse) GetCommitted() uint64 {
+	if x != nil {
+		return x.Committed
+	}
+	return 0
+}
+
+func (x *DigestResponse) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *DigestResponse) GetKeys() int64 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
 var File_chain_proto protoreflect.FileDescriptor
 
 const file_chain_proto_rawDesc = "" +
@@ -988,7 +1118,16 @@ const file_chain_proto_rawDesc = "" +
 	"\x05found\x18\x02 \x01(\bR\x05found\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\tR\x05value\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x14\n" +
-	"\x05epoch\x18\x05 \x01(\x04R\x05epoch*?\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\"%\n" +
+	"\rDigestRequest\x12\x14\n" +
+	"\x05chain\x18\x01 \x01(\rR\x05chain\"\xa3\x01\n" +
+	"\x0eDigestResponse\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06member\x18\x02 \x01(\bR\x06member\x12\x19\n" +
+	"\blast_seq\x18\x03 \x01(\x04R\alastSeq\x12\x1c\n" +
+	"\tcommitted\x18\x04 \x01(\x04R\tcommitted\x12\x16\n" +
+	"\x06digest\x18\x05 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04keys\x18\x06 \x01(\x03R\x04keys*?\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
@@ -1008,12 +1147,13 @@ const file_chain_proto_rawDesc = "" +
 	"\x0fSTATUS_NOT_HEAD\x10\x02\x12\x13\n" +
 	"\x0fSTATUS_NOT_TAIL\x10\x03\x12\x16\n" +
 	"\x12STATUS_UNAVAILABLE\x10\x04\x12\x12\n" +
-	"\x0eSTATUS_UNKNOWN\x10\x052\x9d\x02\n" +
+	"\x0eSTATUS_UNKNOWN\x10\x052\xe8\x02\n" +
 	"\fChainService\x12=\n" +
 	"\x04Step\x12\x16.chainraft.chain.Batch\x1a\x1d.chainraft.chain.StepResponse\x12A\n" +
 	"\x06Stream\x12\x16.chainraft.chain.Batch\x1a\x1d.chainraft.chain.StepResponse(\x01\x12F\n" +
 	"\x05Write\x12\x1d.chainraft.chain.WriteRequest\x1a\x1e.chainraft.chain.WriteResponse\x12C\n" +
-	"\x04Read\x12\x1c.chainraft.chain.ReadRequest\x1a\x1d.chainraft.chain.ReadResponseB.Z,github.com/chainraft/chainraft/chain/chainpbb\x06proto3"
+	"\x04Read\x12\x1c.chainraft.chain.ReadRequest\x1a\x1d.chainraft.chain.ReadResponse\x12I\n" +
+	"\x06Digest\x12\x1e.chainraft.chain.DigestRequest\x1a\x1f.chainraft.chain.DigestResponseB.Z,github.com/chainraft/chainraft/chain/chainpbb\x06proto3"
 
 var (
 	file_chain_proto_rawDescOnce sync.Once
@@ -1028,28 +1168,30 @@ func file_chain_proto_rawDescGZIP() []byte {
 }
 
 var file_chain_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_chain_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_chain_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_chain_proto_goTypes = []any{
-	(Op)(0),               // 0: chainraft.chain.Op
-	(MessageType)(0),      // 1: chainraft.chain.MessageType
-	(Status)(0),           // 2: chainraft.chain.Status
-	(*Update)(nil),        // 3: chainraft.chain.Update
-	(*Entry)(nil),         // 4: chainraft.chain.Entry
-	(*DedupRecord)(nil),   // 5: chainraft.chain.DedupRecord
-	(*Snapshot)(nil),      // 6: chainraft.chain.Snapshot
-	(*Message)(nil),       // 7: chainraft.chain.Message
-	(*Batch)(nil),         // 8: chainraft.chain.Batch
-	(*StepResponse)(nil),  // 9: chainraft.chain.StepResponse
-	(*WriteRequest)(nil),  // 10: chainraft.chain.WriteRequest
-	(*WriteResponse)(nil), // 11: chainraft.chain.WriteResponse
-	(*ReadRequest)(nil),   // 12: chainraft.chain.ReadRequest
-	(*ReadResponse)(nil),  // 13: chainraft.chain.ReadResponse
-	nil,                   // 14: chainraft.chain.Snapshot.DataEntry
+	(Op)(0),                // 0: chainraft.chain.Op
+	(MessageType)(0),       // 1: chainraft.chain.MessageType
+	(Status)(0),            // 2: chainraft.chain.Status
+	(*Update)(nil),         // 3: chainraft.chain.Update
+	(*Entry)(nil),          // 4: chainraft.chain.Entry
+	(*DedupRecord)(nil),    // 5: chainraft.chain.DedupRecord
+	(*Snapshot)(nil),       // 6: chainraft.chain.Snapshot
+	(*Message)(nil),        // 7: chainraft.chain.Message
+	(*Batch)(nil),          // 8: chainraft.chain.Batch
+	(*StepResponse)(nil),   // 9: chainraft.chain.StepResponse
+	(*WriteRequest)(nil),   // 10: chainraft.chain.WriteRequest
+	(*WriteResponse)(nil),  // 11: chainraft.chain.WriteResponse
+	(*ReadRequest)(nil),    // 12: chainraft.chain.ReadRequest
+	(*ReadResponse)(nil),   // 13: chainraft.chain.ReadResponse
+	(*DigestRequest)(nil),  // 14: chainraft.chain.DigestRequest
+	(*DigestResponse)(nil), // 15: chainraft.chain.DigestResponse
+	nil,                    // 16: chainraft.chain.Snapshot.DataEntry
 }
 var file_chain_proto_depIdxs = []int32{
 	0,  // 0: chainraft.chain.Update.op:type_name -> chainraft.chain.Op
 	3,  // 1: chainraft.chain.Entry.update:type_name -> chainraft.chain.Update
-	14, // 2: chainraft.chain.Snapshot.data:type_name -> chainraft.chain.Snapshot.DataEntry
+	16, // 2: chainraft.chain.Snapshot.data:type_name -> chainraft.chain.Snapshot.DataEntry
 	5,  // 3: chainraft.chain.Snapshot.dedup:type_name -> chainraft.chain.DedupRecord
 	1,  // 4: chainraft.chain.Message.type:type_name -> chainraft.chain.MessageType
 	4,  // 5: chainraft.chain.Message.entries:type_name -> chainraft.chain.Entry
@@ -1062,12 +1204,14 @@ var file_chain_proto_depIdxs = []int32{
 	8,  // 12: chainraft.chain.ChainService.Stream:input_type -> chainraft.chain.Batch
 	10, // 13: chainraft.chain.ChainService.Write:input_type -> chainraft.chain.WriteRequest
 	12, // 14: chainraft.chain.ChainService.Read:input_type -> chainraft.chain.ReadRequest
-	9,  // 15: chainraft.chain.ChainService.Step:output_type -> chainraft.chain.StepResponse
-	9,  // 16: chainraft.chain.ChainService.Stream:output_type -> chainraft.chain.StepResponse
-	11, // 17: chainraft.chain.ChainService.Write:output_type -> chainraft.chain.WriteResponse
-	13, // 18: chainraft.chain.ChainService.Read:output_type -> chainraft.chain.ReadResponse
-	15, // [15:19] is the sub-list for method output_type
-	11, // [11:15] is the sub-list for method input_type
+	14, // 15: chainraft.chain.ChainService.Digest:input_type -> chainraft.chain.DigestRequest
+	9,  // 16: chainraft.chain.ChainService.Step:output_type -> chainraft.chain.StepResponse
+	9,  // 17: chainraft.chain.ChainService.Stream:output_type -> chainraft.chain.StepResponse
+	11, // 18: chainraft.chain.ChainService.Write:output_type -> chainraft.chain.WriteResponse
+	13, // 19: chainraft.chain.ChainService.Read:output_type -> chainraft.chain.ReadResponse
+	15, // 20: chainraft.chain.ChainService.Digest:output_type -> chainraft.chain.DigestResponse
+	16, // [16:21] is the sub-list for method output_type
+	11, // [11:16] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -1084,7 +1228,7 @@ func file_chain_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chain_proto_rawDesc), len(file_chain_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	ChainService_Stream_FullMethodName = "/chainraft.chain.ChainService/Stream"
 	ChainService_Write_FullMethodName  = "/chainraft.chain.ChainService/Write"
 	ChainService_Read_FullMethodName   = "/chainraft.chain.ChainService/Read"
+	ChainService_Digest_FullMethodName = "/chainraft.chain.ChainService/Digest"
 )
 
 // ChainServiceClient is the client API for ChainService service.
@@ -39,6 +40,8 @@ type ChainServiceClient interface {
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Batch, StepResponse], error)
 	Write(ctx context.Context, in *WriteRequest, opts ...grpc.CallOption) (*WriteResponse, error)
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
+	// Digest reports the node's copy of a chain (tests and end-of-run checks).
+	Digest(ctx context.Context, in *DigestRequest, opts ...grpc.CallOption) (*DigestResponse, error)
 }
 
 type chainServiceClient struct {
@@ -92,6 +95,16 @@ func (c *chainServiceClient) Read(ctx context.Context, in *ReadRequest, opts ...
 	return out, nil
 }
 
+func (c *chainServiceClient) Digest(ctx context.Context, in *DigestRequest, opts ...grpc.CallOption) (*DigestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DigestResponse)
+	err := c.cc.Invoke(ctx, ChainService_Digest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ChainServiceServer is the server API for ChainService service.
 // All implementations must embed UnimplementedChainServiceServer
 // for forward compatibility.
@@ -103,6 +116,8 @@ type ChainServiceServer interface {
 	Stream(grpc.ClientStreamingServer[Batch, StepResponse]) error
 	Write(context.Context, *WriteRequest) (*WriteResponse, error)
 	Read(context.Context, *ReadRequest) (*ReadResponse, error)
+	// Digest reports the node's copy of a chain (tests and end-of-run checks).
+	Digest(context.Context, *DigestRequest) (*DigestResponse, error)
 	mustEmbedUnimplementedChainServiceServer()
 }
 
@@ -124,6 +139,9 @@ func (UnimplementedChainServiceServer) Write(context.Context, *WriteRequest) (*W
 }
 func (UnimplementedChainServiceServer) Read(context.Context, *ReadRequest) (*ReadResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Read not implemented")
+}
+func (UnimplementedChainServiceServer) Digest(context.Context, *DigestRequest) (*DigestResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Digest not implemented")
 }
 func (UnimplementedChainServiceServer) mustEmbedUnimplementedChainServiceServer() {}
 func (UnimplementedChainServiceServer) testEmbeddedByValue()                      {}
@@ -207,6 +225,24 @@ func _ChainService_Read_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ChainService_Digest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DigestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChainServiceServer).Digest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChainService_Digest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChainServiceServer).Digest(ctx, req.(*DigestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ChainService_ServiceDesc is the grpc.ServiceDesc for ChainService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -225,6 +261,10 @@ var ChainService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Read",
 			Handler:    _ChainService_Read_Handler,
+		},
+		{
+			MethodName: "Digest",
+			Handler:    _ChainService_Digest_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chainraft/chainraft/harness"
+	"github.com/chainraft/chainraft/harness/report"
 	"github.com/chainraft/chainraft/histories"
 )
 
@@ -55,6 +56,15 @@ input, 3 unknown (the budget ran out).`,
 			st, err := os.Stat(path)
 			if err != nil {
 				return usageErrorf("check: %v", err)
+			}
+			// A lock-workload run's history.jsonl is its counter resource's
+			// log, not KV operations: its own check ran with the run.
+			runDir := path
+			if !st.IsDir() {
+				runDir = filepath.Dir(path)
+			}
+			if _, err := report.ReadSummary(runDir); errors.Is(err, report.ErrLockRun) {
+				return usageErrorf("check: %s: a lock-workload run: its check is in summary.json (see report.html); check reads KV histories only", runDir)
 			}
 			if st.IsDir() {
 				if vizDir == "" {

@@ -85,6 +85,7 @@ func TestCompareUsageErrors(t *testing.T) {
 		{"--sweep-read-fraction", "0.5,2"},
 		{"--read-fraction", "1.5"},
 		{"--clients", "0"},
+		{"--nemesis", "no-such-fault"},
 	} {
 		out := t.TempDir()
 		code := -1

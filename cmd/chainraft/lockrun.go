@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chainraft/chainraft/harness/lockload"
+	"github.com/chainraft/chainraft/harness/report"
 	"github.com/chainraft/chainraft/internal/proc"
 )
 
@@ -127,6 +128,9 @@ func runLockWorkload(ctx context.Context, cmd *cobra.Command, f lockRunFlags) er
 		return withCode(exitRunFailed, err)
 	}
 	_ = linkLatestRun(f.out, dir)
+	if err := report.WriteIndex(f.out); err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "chainraft: index %s: %v\n", f.out, err)
+	}
 	printLockResult(cmd.OutOrStdout(), res)
 	switch res.Check.Verdict {
 	case lockload.VerdictOK:
@@ -227,5 +231,5 @@ func printLockResult(w io.Writer, r *lockload.Result) {
 	if c.Unexplained > 0 {
 		fmt.Fprintf(w, "  %d interleaving(s) involve no paused holder\n", c.Unexplained)
 	}
-	fmt.Fprintf(w, "verdict: %s   (%s)\n", c.Verdict, r.Dir)
+	fmt.Fprintf(w, "verdict: %s   (%s)\n", c.Verdict, filepath.Join(r.Dir, "report.html"))
 }

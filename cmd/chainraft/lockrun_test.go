@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -56,5 +57,22 @@ func TestLockworkerRejectsBadFlags(t *testing.T) {
 		msg := captureStderr(t, func() { code = execute(append(append([]string{}, base...), tc.args...)) })
 		require.Equal(t, exitUsage, code, msg)
 		require.Contains(t, msg, tc.want)
+	}
+}
+
+// A lock run's history.jsonl is the counter resource's log: `chainraft
+// check` refuses it (the run directory or the file) with a clear usage
+// error instead of reading it as KV operations.
+func TestCheckRefusesLockRun(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "summary.json"),
+		[]byte(`{"workload":"lock","recipe":"naive","check":{"verdict":"ok"}}`), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "history.jsonl"),
+		[]byte(`{"seq":1,"time":5,"worker":1,"token":13,"op":"read","value":0,"before":0,"accepted":true}`+"\n"), 0o644))
+	for _, path := range []string{dir, filepath.Join(dir, "history.jsonl")} {
+		var code int
+		msg := captureStderr(t, func() { code = execute([]string{"check", path}) })
+		require.Equal(t, exitUsage, code, msg)
+		require.Contains(t, msg, "a lock-workload run: its check is in summary.json")
 	}
 }

@@ -68,8 +68,18 @@
 // with, was paused by the nemesis (Violation.Paused). An interleaving with
 // no paused holder is not the soft-lock effect under test but a fault of the
 // lock recipe itself, counted apart (CheckResult.Unexplained): that is how
-// these runs found that a deposed NaiveLock holder's Unlock can delete its
-// successor's lock znode.
+// these runs found that a deposed NaiveLock holder's Unlock could delete its
+// successor's lock znode (its retried delete went out on go-zookeeper's new
+// session; zkrecipes now guards it with an owner marker, see its doc), and
+// they now show none.
+//
+// # Where the results go
+//
+// A lock run shares the runs directory with KV runs but not their schema,
+// so summary.json says "workload": "lock"; Run writes a report.html of its
+// own (report.WriteLockRun), the index lists it with its verdict, and
+// `chainraft check` refuses it rather than read the counter log as KV
+// operations.
 //
 // # Targeting the pause
 //

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chainraft/chainraft/harness/report"
 	"github.com/chainraft/chainraft/internal/proc"
 	"github.com/chainraft/chainraft/internal/zkserver"
 	"github.com/chainraft/chainraft/zkrecipes"
@@ -112,8 +113,19 @@ type NemesisEvent struct {
 	Err    string `json:"error,omitempty"`
 }
 
+// Workload is summary.json's "workload" for lock runs: they share the runs
+// directory with KV runs but not their schema, and the report, the index
+// and `chainraft check` tell them apart by it.
+const Workload = "lock"
+
 // Result is a run's outcome, also written as Dir/summary.json.
 type Result struct {
+	// Workload is always Workload ("lock").
+	Workload string `json:"workload"`
+	// Name is the run directory's base name; Start the run's wall-clock
+	// start (the index sorts by it).
+	Name           string        `json:"name"`
+	Start          time.Time     `json:"start"`
 	Recipe         string        `json:"recipe"`
 	Fencing        bool          `json:"fencing"`
 	Workers        int           `json:"workers"`
@@ -276,6 +288,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		}
 	}
 	res = &Result{
+		Workload: Workload, Name: filepath.Base(dir), Start: start.UTC(),
 		Recipe: cfg.Recipe, Fencing: cfg.Fencing, Workers: cfg.Workers,
 		Duration: cfg.Duration, SessionTimeout: cfg.SessionTimeout, PauseFor: cfg.PauseFor,
 		Seed: cfg.Seed, Dir: dir, ZK: joinAddrs(zkAddrs),
@@ -300,6 +313,11 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	b, _ := json.MarshalIndent(res, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, "summary.json"), append(b, '\n'), 0o644); err != nil {
 		return nil, fmt.Errorf("lockload: %w", err)
+	}
+	// The report is a reading aid: failing to write it does not undo the
+	// run, whose summary.json is written; say so and go on.
+	if err := report.WriteLockRun(dir); err != nil {
+		progress("report.html not written: %v", err)
 	}
 	progress("verdict %s", check.Verdict)
 	return res, nil

@@ -52,6 +52,9 @@ type compareExtra struct {
 type compareRun struct {
 	S     *Summary
 	Extra compareExtra
+	// NotApplied are the fault kinds the nemesis log shows skipped or
+	// failed (the store cannot do them yet): "not applied", not "–".
+	NotApplied map[string]bool
 }
 
 func readCompareRun(dir string) compareRun {
@@ -65,6 +68,15 @@ func readCompareRun(dir string) compareRun {
 	r := compareRun{S: s}
 	if b, err := os.ReadFile(filepath.Join(dir, "summary.json")); err == nil {
 		_ = json.Unmarshal(b, &r.Extra) // tolerant: a field of another type is absent
+	}
+	bands, _, _ := ReadBands(filepath.Join(dir, "nemesis.jsonl"), s.DurationS)
+	for _, b := range bands {
+		if b.NotApplied {
+			if r.NotApplied == nil {
+				r.NotApplied = map[string]bool{}
+			}
+			r.NotApplied[b.Kind] = true
+		}
 	}
 	return r
 }
@@ -181,9 +193,11 @@ func compareRows(runs []compareRun) []CompareRow {
 	}
 
 	for _, fk := range compareFaultKinds(runs) {
-		for _, stat := range []string{"median", "max"} {
-			add("recovery", fk+" "+stat+" ms", "lower", func(r compareRun) (*float64, string) {
-				return compareRecovery(r.S, fk, stat)
+		for _, m := range []struct{ what, stat string }{
+			{"ops", "median"}, {"ops", "max"}, {"throughput", "median"}, {"throughput", "max"},
+		} {
+			add("recovery", fk+" "+m.what+" back "+m.stat+" ms", "lower", func(r compareRun) (*float64, string) {
+				return compareRecovery(r, fk, m.what, m.stat)
 			})
 		}
 	}
@@ -256,11 +270,16 @@ func compareFaultKinds(runs []compareRun) []string {
 }
 
 // compareRecovery is the median or max, over the faults of group key in
-// s, of the time until both reads and writes succeeded again (the later of
-// the two; a workload without reads or without writes is not held to
-// them). A fault after which they never did counts as infinitely long, so
-// "never" shows whenever it decides the statistic.
-func compareRecovery(s *Summary, key, stat string) (*float64, string) {
+// the run, of a recovery time. what is "ops": until both reads and writes
+// succeeded again (the later of the two; a workload without reads or
+// without writes is not held to them) — fast to say that something works,
+// but an operation that slipped through just as the fault struck counts
+// too; or "throughput": until ok throughput was back to most of its level
+// before the fault, which an outage cannot hide from. A fault after which
+// that never happened counts as infinitely long, so "never" shows whenever
+// it decides the statistic.
+func compareRecovery(run compareRun, key, what, stat string) (*float64, string) {
+	s := run.S
 	var ts []float64
 	for _, r := range s.Recovery {
 		if compareFaultKey(r) != key {
@@ -268,11 +287,16 @@ func compareRecovery(s *Summary, key, stat string) (*float64, string) {
 		}
 		t := 0.0
 		var vs []*float64
-		if s.ReadFraction > 0 {
-			vs = append(vs, r.FirstReadMS)
-		}
-		if s.ReadFraction < 1 {
-			vs = append(vs, r.FirstWriteMS)
+		switch {
+		case what == "throughput":
+			vs = append(vs, r.ThroughputMS)
+		default:
+			if s.ReadFraction > 0 {
+				vs = append(vs, r.FirstReadMS)
+			}
+			if s.ReadFraction < 1 {
+				vs = append(vs, r.FirstWriteMS)
+			}
 		}
 		for _, v := range vs {
 			if v == nil || *v < 0 {
@@ -284,6 +308,9 @@ func compareRecovery(s *Summary, key, stat string) (*float64, string) {
 		ts = append(ts, t)
 	}
 	if len(ts) == 0 {
+		if kind, _, _ := strings.Cut(key, " ("); run.NotApplied[kind] {
+			return nil, "not applied"
+		}
 		return nil, "–"
 	}
 	sort.Float64s(ts)
@@ -591,7 +618,7 @@ tr.section th { background: #fff; border-bottom: 2px solid var(--line); padding-
 {{- end}}
 </tbody>
 </table>
-<p class="mut">Bold: the better value where one is plainly better. Latency is call to return of ok operations; recovery is the time from a fault's event until both a read and a write succeeded again.</p>
+<p class="mut">Bold: the better value where one is plainly better. Latency is call to return of ok operations. Recovery is timed from a fault's event (inject or heal): <i>ops back</i> until both a read and a write succeeded again, <i>throughput back</i> until ok throughput returned to most of its level before the fault (never: it did not, or there was no level to return to).</p>
 {{- if .OverlaySVG}}
 <h2>Throughput over time</h2>
 <figure>{{.OverlaySVG}}<figcaption>ok operations per second, each run from its own start{{if .F.Faults}}; bands: the faults of the shared schedule{{end}}</figcaption></figure>

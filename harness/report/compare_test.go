@@ -112,13 +112,35 @@ func TestCompareRowsSideBySide(t *testing.T) {
 
 	// Recovery: kill from inject took 3512 ms once (the later of read and
 	// write) and never came back once; the chain run had no faults.
-	require.Equal(t, []string{"3512", "–", "–"}, compareRowOf(t, rows, "kill (inject) median ms").Text)
-	require.Equal(t, []string{"never", "–", "–"}, compareRowOf(t, rows, "kill (inject) max ms").Text)
-	require.Nil(t, compareRowOf(t, rows, "kill (inject) max ms").Values[0], "never has no number")
-	require.Equal(t, "40.0", compareRowOf(t, rows, "kill (heal) max ms").Text[0])
+	require.Equal(t, []string{"3512", "–", "–"}, compareRowOf(t, rows, "kill (inject) ops back median ms").Text)
+	require.Equal(t, []string{"never", "–", "–"}, compareRowOf(t, rows, "kill (inject) ops back max ms").Text)
+	require.Nil(t, compareRowOf(t, rows, "kill (inject) ops back max ms").Values[0], "never has no number")
+	require.Equal(t, "40.0", compareRowOf(t, rows, "kill (heal) ops back max ms").Text[0])
+	// Throughput back: 4100 ms once, never once.
+	require.Equal(t, []string{"4100", "–", "–"}, compareRowOf(t, rows, "kill (inject) throughput back median ms").Text)
+	require.Equal(t, []string{"never", "–", "–"}, compareRowOf(t, rows, "kill (inject) throughput back max ms").Text)
+	require.Equal(t, "900", compareRowOf(t, rows, "kill (heal) throughput back max ms").Text[0])
+	var order []string
+	for _, r := range rows {
+		if r.Section == "recovery" && strings.HasSuffix(r.Metric, "max ms") {
+			order = append(order, r.Metric)
+		}
+	}
+	require.Equal(t, []string{"kill (inject) ops back max ms", "kill (inject) throughput back max ms",
+		"kill (heal) ops back max ms", "kill (heal) throughput back max ms"}, order,
+		"inject before heal: the order they happen in")
 
 	// No store counts messages here: the row is left out, not invented.
 	require.False(t, compareHasRow(rows, "messages between nodes per op"))
+}
+
+func TestCompareRowsSayWhenAFaultWasNotApplied(t *testing.T) {
+	dir := compareSynth(t, "ok", nil)
+	// The chain run's nemesis could not kill (the synthetic raft run did).
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "chain", "nemesis.jsonl"),
+		[]byte(`{"time":8000000000,"step":0,"fault":"kill","event":"inject","role":"head","error":"nemesis: unsupported","skipped":true}`+"\n"), 0o644))
+	rows := CompareRows([]string{filepath.Join(dir, "raft"), filepath.Join(dir, "chain")})
+	require.Equal(t, []string{"3512", "not applied"}, compareRowOf(t, rows, "kill (inject) ops back median ms").Text)
 }
 
 func TestCompareRowsMessagesOnlyWhenReported(t *testing.T) {
@@ -147,7 +169,7 @@ func TestWriteCompare(t *testing.T) {
 	require.Contains(t, html, `<th class="n">raft</th><th class="n">chain</th>`)
 	require.Contains(t, html, `href="raft/report.html"`, "a run with a report links it")
 	require.Contains(t, html, `href="chain/"`, "a run without one links its directory")
-	require.Contains(t, html, "kill (inject) max ms")
+	require.Contains(t, html, "kill (inject) ops back max ms")
 	require.Contains(t, html, "chainraft compare --time-limit 30s")
 	require.Equal(t, 3, strings.Count(html, `<svg class="chart"`), "the overlay and one stack per run")
 	require.NotRegexp(t, externalRef, html)
@@ -179,4 +201,37 @@ func TestCompareChecksCountsByState(t *testing.T) {
 		{Name: "a", OK: &yes}, {Name: "b", OK: &no}, {Name: "c", Status: "pass"},
 		{Name: "d", Status: "skipped"}, {Name: "e", Status: "weird"},
 	}))
+}
+
+// TestComparePageRendersOffline opens compare.html from disk in headless
+// Chromium: every chart renders, no request leaves file://, and a
+// screenshot is left in $CHAINRAFT_SCREENSHOTS (or a temporary directory).
+func TestComparePageRendersOffline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	bin := chromium(t)
+	dir := compareSynth(t, "ok", nil)
+	require.NoError(t, WriteRun(filepath.Join(dir, "raft")))
+	require.NoError(t, WriteRun(filepath.Join(dir, "chain")))
+	require.NoError(t, WriteCompare(dir))
+	url := "file://" + filepath.Join(dir, "compare.html")
+	dom, netLog := browse(t, bin, url, "--dump-dom")
+	for _, u := range requestedURLs(t, netLog) {
+		require.True(t, strings.HasPrefix(u, "file://"), "compare.html requested %s", u)
+	}
+	require.Equal(t, 3, strings.Count(dom, `<svg class="chart"`))
+	require.Contains(t, dom, `<table id="compare">`)
+
+	shots := os.Getenv("CHAINRAFT_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
+	}
+	require.NoError(t, os.MkdirAll(shots, 0o755))
+	png := filepath.Join(shots, "compare.png")
+	browse(t, bin, url, "--screenshot="+png, "--window-size=1280,3200")
+	fi, err := os.Stat(png)
+	require.NoError(t, err)
+	require.Greater(t, fi.Size(), int64(20_000), "the screenshot looks empty")
+	t.Logf("screenshot %s", png)
 }

@@ -37,7 +37,9 @@ type indexPage struct {
 }
 
 // WriteIndex renders <runsDir>/index.html listing every run directory (a
-// subdirectory with a summary.json), newest first. Symbolic links such as
+// subdirectory with a summary.json), newest first. Lock-workload runs are
+// listed with their own verdict (a violation shows as illegal) and their
+// lock report (see lockRow). Symbolic links such as
 // runs/latest are not listed twice; the page links latest when it exists.
 // A run whose summary cannot be read is listed as skipped, not fatal: one
 // broken run must not hide the others.
@@ -59,15 +61,31 @@ func WriteIndex(runsDir string) error {
 			continue
 		}
 		dir := filepath.Join(runsDir, e.Name())
+		var row indexRow
 		s, err := ReadSummary(dir)
-		if errors.Is(err, ErrNoSummary) {
-			continue
+		if errors.Is(err, ErrLockRun) {
+			ls, lerr := ReadLockSummary(dir)
+			if lerr != nil {
+				page.Skipped = append(page.Skipped, fmt.Sprintf("%s: %v", e.Name(), lerr))
+				continue
+			}
+			// WriteRun cannot render a lock run, so `chainraft serve` and
+			// `chainraft report` would leave one made before lock reports
+			// existed without a page: write the missing one here.
+			if _, err := os.Stat(filepath.Join(dir, "report.html")); errors.Is(err, os.ErrNotExist) {
+				_ = WriteLockRun(dir) // without it the row links the directory
+			}
+			row = lockRow(dir, e, ls)
+		} else {
+			if errors.Is(err, ErrNoSummary) {
+				continue
+			}
+			if err != nil {
+				page.Skipped = append(page.Skipped, fmt.Sprintf("%s: %v", e.Name(), err))
+				continue
+			}
+			row = rowOf(dir, e, s)
 		}
-		if err != nil {
-			page.Skipped = append(page.Skipped, fmt.Sprintf("%s: %v", e.Name(), err))
-			continue
-		}
-		row := rowOf(dir, e, s)
 		page.Rows = append(page.Rows, row)
 		switch row.Verdict {
 		case verdictOK:

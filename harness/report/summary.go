@@ -14,6 +14,11 @@ import (
 // ErrNoSummary means a directory is not a run: it has no summary.json.
 var ErrNoSummary = errors.New("report: no summary.json")
 
+// ErrLockRun means a run directory holds a lock-workload run, whose
+// summary.json and history.jsonl are not a KV run's: read it with
+// ReadLockSummary and render it with WriteLockRun (see lock.go).
+var ErrLockRun = errors.New("report: a lock-workload run (its check is in summary.json): not a KV run")
+
 // Latency is one op kind's latency distribution in milliseconds.
 type Latency struct {
 	Count int     `json:"count"`
@@ -107,6 +112,9 @@ type Check struct {
 // any run directory on disk (old ones included) without depending on the
 // harness; unknown fields are ignored and missing ones stay zero.
 type Summary struct {
+	// Workload is empty or "kv" for a KV run; a lock run never decodes as
+	// a Summary (ErrLockRun).
+	Workload     string    `json:"workload"`
 	Store        string    `json:"store"`
 	Name         string    `json:"name"`
 	Seed         int64     `json:"seed"`
@@ -171,6 +179,9 @@ func ReadSummary(dir string) (*Summary, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if isLockSummary(b) {
+		return nil, fmt.Errorf("%s: %w", dir, ErrLockRun)
 	}
 	return decodeSummary(b)
 }

@@ -38,6 +38,33 @@ type Router struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
+
+	// addrs are local addresses of nodes that win over the configuration's
+	// (SetAddrs): a harness's client→node proxies.
+	addrs map[uint64]string
+}
+
+// SetAddrs makes the router dial node id at addrs[id] instead of the
+// address in the chain configurations, so that a harness can route clients
+// through its own proxies.
+func (r *Router) SetAddrs(addrs map[uint64]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.addrs = make(map[uint64]string, len(addrs))
+	for id, a := range addrs {
+		r.addrs[id] = a
+	}
+}
+
+// memberClient is the client of node m, at its local address if it has one.
+func (r *Router) memberClient(m Member) (pb.ChainServiceClient, error) {
+	r.mu.Lock()
+	addr, ok := r.addrs[m.ID]
+	r.mu.Unlock()
+	if !ok {
+		addr = m.Addr
+	}
+	return r.client(addr)
 }
 
 // NewRouter connects to ZooKeeper and starts watching the chain configs.
@@ -253,7 +280,7 @@ func (c *Client) write(ctx context.Context, u *pb.Update) (bool, error) {
 			continue
 		}
 		head := cfg.Head()
-		cl, err := c.r.client(head.Addr)
+		cl, err := c.r.memberClient(head)
 		if err != nil {
 			last = err
 			c.wait(ctx, changed)
@@ -307,7 +334,7 @@ func (c *Client) Get(ctx context.Context, key string) (string, bool, error) {
 			continue
 		}
 		tail := cfg.Tail()
-		cl, err := c.r.client(tail.Addr)
+		cl, err := c.r.memberClient(tail)
 		if err != nil {
 			last = err
 			c.wait(ctx, changed)

@@ -25,6 +25,11 @@ type NodeConfig struct {
 	Tick time.Duration
 	// Bug plants a named bug in the Core (tests only).
 	Bug string
+	// PeerAddrs are local addresses of other nodes that win over the
+	// addresses in the configuration: a harness routes each directed link
+	// through its own proxy, and the configuration holds one address per
+	// node for every dialer.
+	PeerAddrs map[uint64]string
 }
 
 type waiterChan struct {
@@ -177,13 +182,22 @@ func (n *Node) Run() error {
 func (n *Node) setConfig(c Config) {
 	for _, m := range c.Members {
 		if m.ID != n.cfg.ID {
-			n.transport.SetPeer(m.ID, m.Addr)
+			n.transport.SetPeer(m.ID, n.peerAddr(m))
 		}
 	}
 	if c.Joining != nil && c.Joining.ID != n.cfg.ID {
-		n.transport.SetPeer(c.Joining.ID, c.Joining.Addr)
+		n.transport.SetPeer(c.Joining.ID, n.peerAddr(*c.Joining))
 	}
 	n.core.SetConfig(c)
+}
+
+// peerAddr is where this node dials m: its local address if it has one
+// (NodeConfig.PeerAddrs), else the configuration's.
+func (n *Node) peerAddr(m Member) string {
+	if a, ok := n.cfg.PeerAddrs[m.ID]; ok {
+		return a
+	}
+	return m.Addr
 }
 
 func (n *Node) request(r request) {

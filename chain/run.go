@@ -21,7 +21,9 @@ type RunConfig struct {
 	SessionTimeout time.Duration
 	Placement      Placement
 	Bug            string
-	Logf           func(format string, args ...any)
+	// PeerAddrs: see NodeConfig.PeerAddrs.
+	PeerAddrs map[uint64]string
+	Logf      func(format string, args ...any)
 }
 
 // Run runs a chain node until ctx ends: it listens, restores the node from
@@ -48,7 +50,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	if err != nil {
 		return fmt.Errorf("chain: listen: %w", err)
 	}
-	node, err := NewNode(NodeConfig{ID: cfg.ID, DataDir: cfg.DataDir, NoFsync: cfg.NoFsync, Chains: cfg.Placement.Chains, Bug: cfg.Bug})
+	node, err := NewNode(NodeConfig{ID: cfg.ID, DataDir: cfg.DataDir, NoFsync: cfg.NoFsync, Chains: cfg.Placement.Chains, Bug: cfg.Bug, PeerAddrs: cfg.PeerAddrs})
 	if err != nil {
 		lis.Close()
 		return err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chainraft/chainraft/chain"
 	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/internal/proc"
 )
@@ -223,7 +224,8 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// chainPlants says whether the chain store accepts the bug name yet.
+// chainPlants says whether the chain store accepts the bug name yet: its
+// Core refuses names it does not plant.
 func chainPlants(name string) bool {
-	return false
+	return chain.NewCore(1, 1, nil).PlantBug(name) == nil
 }

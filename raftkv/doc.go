@@ -67,6 +67,15 @@
 // the snapshot plus the committed entries raft redelivers (Config.Applied
 // = snapshot index), and deduplication makes that replay exact.
 //
+// # Seeded bugs
+//
+// For the harness's detection tests, NodeConfig.Bug (`chainraft node
+// --bug`) plants one of three classic mistakes (bugs.go): local-read (reads
+// from the receiving node's state, no ReadIndex), early-ack (a write
+// acknowledged on proposal) and no-dedup (the dedup table skipped). Off by
+// default; ParseBug is the one place that accepts names, and each planted
+// branch is marked SEEDED BUG and guarded by a flag only it sets.
+//
 // # Goroutines
 //
 //   - Node.run: owns the Core, the Storage and the waiters; ends on Stop or

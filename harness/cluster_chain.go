@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/chainraft/chainraft/internal/proc"
 	"github.com/chainraft/chainraft/internal/zkserver"
 	"github.com/chainraft/chainraft/kv"
+	"github.com/chainraft/chainraft/nemesis"
 	"github.com/chainraft/chainraft/zkrecipes"
 )
 
@@ -99,6 +101,26 @@ func StartChainCluster(ctx context.Context, cfg ClusterConfig) (_ *ChainCluster,
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "nodes"), 0o755); err != nil {
 		return nil, err
 	}
+	// With the nemesis's network, every node→node, node→ZooKeeper and
+	// client→node link goes through a proxy of its own: each node gets its
+	// ZooKeeper servers' and its peers' proxy addresses (--zk, --peers),
+	// the router its client proxies. The harness's own ZooKeeper session
+	// (the router, Master) stays direct: it is the observer, not a party.
+	var wiring *nemesis.Wiring
+	if cfg.Network != nil {
+		topo := nemesis.Topology{Nodes: map[int]string{}, ZK: map[int]string{}}
+		for i, a := range addrs {
+			topo.Nodes[i+1] = a
+		}
+		for i, a := range c.zkAddrs {
+			topo.ZK[i+1] = a
+		}
+		w, err := cfg.Network.Wire(topo)
+		if err != nil {
+			return nil, fmt.Errorf("chain cluster: wiring proxies: %w", err)
+		}
+		wiring = &w
+	}
 	for i := 0; i < cfg.Nodes; i++ {
 		id := uint64(i + 1)
 		n := &ChainNode{ID: id, Addr: addrs[i],
@@ -114,6 +136,9 @@ func StartChainCluster(ctx context.Context, cfg ClusterConfig) (_ *ChainCluster,
 		if cfg.Bug != "" {
 			args = append(args, "--bug", cfg.Bug)
 		}
+		if wiring != nil {
+			args = wireChainNode(args, *wiring, int(id))
+		}
 		n.Proc, err = proc.Start(proc.Spec{Name: fmt.Sprintf("chain-node-%d", id), Path: cfg.Binary, Args: args, LogPath: n.LogPath})
 		if err != nil {
 			return nil, fmt.Errorf("chain cluster: start node %d: %w", id, err)
@@ -123,6 +148,13 @@ func StartChainCluster(ctx context.Context, cfg ClusterConfig) (_ *ChainCluster,
 	c.router, err = chain.NewRouter(ctx, c.zkAddrs, cfg.Chains, 10*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("chain cluster: %w", err)
+	}
+	if wiring != nil {
+		clients := map[uint64]string{}
+		for id, a := range wiring.Clients {
+			clients[uint64(id)] = a
+		}
+		c.router.SetAddrs(clients)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -380,4 +412,23 @@ func (c *ChainCluster) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// wireChainNode points a chain node's --zk at its own ZooKeeper proxies and
+// adds --peers with its own proxies to every other node.
+func wireChainNode(args []string, w nemesis.Wiring, id int) []string {
+	for i := range args {
+		if args[i] == "--zk" && i+1 < len(args) {
+			args[i+1] = w.ZKConnect(id)
+		}
+	}
+	var peers []string
+	for b, a := range w.Peers[id] {
+		peers = append(peers, fmt.Sprintf("%d=%s", b, a))
+	}
+	sort.Strings(peers)
+	if len(peers) > 0 {
+		args = append(args, "--peers", strings.Join(peers, ","))
+	}
+	return args
 }

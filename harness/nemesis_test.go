@@ -134,8 +134,8 @@ func TestNemesisChainEveryFault(t *testing.T) {
 		t.Skip("ZooKeeper is not installed")
 	}
 	kinds := nemesisKinds(
-		[]string{nemesis.KindKill, nemesis.KindPause, nemesis.KindZKKill, nemesis.KindMember},
-		[]string{nemesis.KindKill, nemesis.KindZKKill})
+		[]string{nemesis.KindKill, nemesis.KindPause, nemesis.KindPartition, nemesis.KindZKPartition, nemesis.KindZKKill, nemesis.KindMember},
+		[]string{nemesis.KindKill, nemesis.KindZKPartition})
 	runWithNemesis(t, "chain", kinds)
 }
 

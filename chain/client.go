@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -42,6 +43,9 @@ type Router struct {
 	// addrs are local addresses of nodes that win over the configuration's
 	// (SetAddrs): a harness's client→node proxies.
 	addrs map[uint64]string
+
+	// headRead is the client half of the seeded bug BugHeadRead (PlantBug).
+	headRead atomic.Bool
 }
 
 // SetAddrs makes the router dial node id at addrs[id] instead of the
@@ -334,6 +338,9 @@ func (c *Client) Get(ctx context.Context, key string) (string, bool, error) {
 			continue
 		}
 		tail := cfg.Tail()
+		if c.r.headRead.Load() {
+			tail = cfg.Head() // SEEDED BUG (BugHeadRead): read at the head
+		}
 		cl, err := c.r.memberClient(tail)
 		if err != nil {
 			last = err

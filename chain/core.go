@@ -81,7 +81,8 @@ type Restored struct {
 // belong to. It is deterministic: no goroutines, clock or I/O. Exactly one
 // goroutine drives it (Node.run, or a test's simulated network).
 type Core struct {
-	// bug is a planted bug (BugEarlyReply), for showing the checker catches it.
+	// bug is a planted bug (bugs.go, BugEarlyReply), for showing the
+	// checker catches it; set only by PlantBug.
 	bug string
 	id  uint64
 	// snapEvery is snapshotEvery, lowered by tests.
@@ -139,14 +140,14 @@ type chainState struct {
 // the tail can miss an acknowledged write). Tests and `--bug` only.
 const BugEarlyReply = "early-reply"
 
-// PlantBug enables a named bug; unknown names are an error.
+// PlantBug enables a named bug (KnownBugs); unknown names are an error.
 func (c *Core) PlantBug(name string) error {
-	switch name {
-	case "", BugEarlyReply:
-		c.bug = name
-		return nil
+	name, err := ParseBug(name)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("chain: unknown bug %q (known: %s)", name, BugEarlyReply)
+	c.bug = name
+	return nil
 }
 
 // NewCore returns the Core of node id over the given number of chains,
@@ -460,11 +461,11 @@ func (c *Core) Read(token uint64, chain uint32, epoch uint64, key string) {
 	switch {
 	case cs == nil:
 		c.rd.Replies = append(c.rd.Replies, Reply{Token: token, Status: pb.Status_STATUS_UNAVAILABLE, Err: fmt.Sprintf("no chain %d", chain)})
-	case !c.session:
+	case !c.session && c.bug != BugStaleTail: // SEEDED BUG (BugStaleTail): serve without a session
 		c.reject(token, cs, pb.Status_STATUS_UNAVAILABLE, "no ZooKeeper session")
 	case epoch != cs.cfg.Epoch:
 		c.reject(token, cs, pb.Status_STATUS_WRONG_EPOCH, fmt.Sprintf("request epoch %d, node epoch %d", epoch, cs.cfg.Epoch))
-	case !cs.isTail():
+	case !cs.isTail() && !(c.bug == BugHeadRead && cs.isHead()): // SEEDED BUG (BugHeadRead): the head answers reads
 		c.reject(token, cs, pb.Status_STATUS_NOT_TAIL, "not the tail")
 	case !cs.synced:
 		c.reject(token, cs, pb.Status_STATUS_UNAVAILABLE, "new tail not yet synced with its predecessor")
@@ -510,6 +511,14 @@ func (c *Core) stepFromPred(cs *chainState, m *pb.Message) {
 		if e.Seq <= cs.lastSeq {
 			continue // a resend we already hold
 		}
+		if e.Seq != cs.lastSeq+1 && c.bug == BugNoResend {
+			// SEEDED BUG (BugNoResend): trust that nothing before e is
+			// missing and skip the gap, as if it were committed (the Sent
+			// list stays contiguous: it is emptied). The next flush
+			// snapshots, so the durable log never holds the gap.
+			cs.lastSeq, cs.committed, cs.log = e.Seq-1, max(cs.committed, e.Seq-1), nil
+			cs.sinceSnap = c.snapEvery
+		}
 		if e.Seq != cs.lastSeq+1 {
 			break // a gap: the predecessor resends once our ack shows it
 		}
@@ -540,6 +549,11 @@ func (c *Core) stepFromSucc(cs *chainState, m *pb.Message) {
 	if !cs.succKnown {
 		cs.succKnown = true
 		cs.next = m.Received + 1
+		if c.bug == BugNoResend {
+			// SEEDED BUG (BugNoResend): no Sent-list resend to a new
+			// successor; only what comes next.
+			cs.next = max(cs.next, cs.lastSeq+1)
+		}
 		cs.needSend = true
 	}
 	if m.Received > cs.lastSeq {

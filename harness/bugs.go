@@ -1,13 +1,17 @@
 package harness
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/chainraft/chainraft/chain"
+	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/nemesis"
 )
 
@@ -50,6 +54,16 @@ type SeededBug struct {
 	// AppendFraction, when positive, replaces a default (negative) append
 	// fraction: a write applied twice shows at once in an append.
 	AppendFraction float64
+	// RequestTimeout, when set, is the least request timeout that exposes
+	// the bug: clients must still be waiting when the store reconfigures,
+	// or the writes it loses are merely indeterminate.
+	RequestTimeout time.Duration
+	// RunTime is how long a detection run lasts (0: 8 s).
+	RunTime time.Duration
+	// Undetected, when set, says why the harness does not catch the bug
+	// yet: the detection tests skip it except under -long, where its rate
+	// is measured, and the README table shows it. A finding, not a pass.
+	Undetected string
 }
 
 // SeededBugs is the table of seeded bugs, raft first.
@@ -65,7 +79,7 @@ var SeededBugs = []SeededBug{
 			{Kind: nemesis.KindPause, Role: nemesis.RoleLeader},
 		},
 		Stagger:  2 * time.Second,
-		Duration: 3 * time.Second,
+		Duration: 4 * time.Second,
 		Exposes:  "partition isolating the leader, then pause the new leader",
 		Keys:     5,
 	},
@@ -87,22 +101,52 @@ var SeededBugs = []SeededBug{
 	{
 		Name: "head-read", Store: "chain",
 		Mistake: "reads served at the head, which has writes the tail has not acknowledged",
-		Exposes: "none needed: any mix of writes and reads",
-		Keys:    5,
+		// While the head lives every write it shows commits in the order it
+		// shows them, so reads there look linearizable. Cut the head off
+		// from the chain (it keeps ordering writes that go nowhere, and its
+		// reads show them), then kill it: the new head never had them.
+		Faults: []nemesis.Fault{
+			{Kind: nemesis.KindPartition, Shape: nemesis.ShapeIsolate, Role: nemesis.RoleHead},
+			{Kind: nemesis.KindKill, Role: nemesis.RoleHead},
+		},
+		Stagger:  1500 * time.Millisecond,
+		Duration: 4 * time.Second,
+		Exposes:  "partition isolating a head, then kill it (no fault: reads at a live head pass)",
+		Undetected: "with one operation in flight per client, every client soon blocks on a write to the cut-off " +
+			"chain, so few reads reach the head while it shows writes it will lose; needs reads that do not queue behind writes",
+		Keys:           5,
+		AppendFraction: 0.3,
+		RunTime:        12 * time.Second,
 	},
 	{
 		Name: "no-resend", Store: "chain",
 		Mistake: "after a middle node fails, its predecessor does not resend its Sent list",
 		Faults:  []nemesis.Fault{{Kind: nemesis.KindKill, Role: nemesis.RoleMiddle}},
-		Exposes: "kill a middle node",
-		Keys:    5,
+		// Down long enough for its session to expire and the master to
+		// splice it out; clients wait through the splice.
+		Duration:       5 * time.Second,
+		Exposes:        "kill a middle node",
+		Keys:           5,
+		AppendFraction: 0.3,
+		RequestTimeout: 8 * time.Second,
+		RunTime:        10 * time.Second,
 	},
 	{
 		Name: "stale-tail", Store: "chain",
 		Mistake: "a tail keeps serving reads after losing its ZooKeeper session",
-		Faults:  []nemesis.Fault{{Kind: nemesis.KindZKPartition, Role: nemesis.RoleTail}},
-		Exposes: "partition the tail from ZooKeeper only",
+		// Paused past its session timeout, the tail is spliced out and the
+		// new tail commits writes; reads that reached the old tail during
+		// the pause are answered from its old state when it resumes. (A
+		// ZooKeeper partition of the tail also loses its session, but the
+		// clients learn the new chain at once and stop reading there.)
+		Faults:   []nemesis.Fault{{Kind: nemesis.KindPause, Role: nemesis.RoleTail}},
+		Duration: 6 * time.Second,
+		Exposes:  "pause the tail past its ZooKeeper session timeout",
+		Undetected: "clients share one router that watches ZooKeeper, so they stop reading at the old tail the moment " +
+			"the master splices it out, and a read queued at the paused tail times out (2 s) before its session " +
+			"(2 s) expires; needs a fault that delays the clients' view of the configuration",
 		Keys:    5,
+		RunTime: 12 * time.Second,
 	},
 }
 
@@ -209,6 +253,11 @@ func ApplySeededBug(cfg *RunConfig, nemesisGiven bool) error {
 		return err
 	}
 	cfg.EndChecks = true
+	if b.Store == "chain" && b.Name == chain.BugHeadRead {
+		// The client half of the bug: reads go to the head.
+		cfg.Sidecars = append(slices.Clip(cfg.Sidecars), routerBug{name: b.Name})
+	}
+	cfg.Cluster.RequestTimeout = max(cfg.Cluster.RequestTimeout, b.RequestTimeout)
 	if nemesisGiven {
 		return nil
 	}
@@ -257,3 +306,21 @@ func WriteSchedule(path string, steps []nemesis.Step) error {
 	}
 	return f.Close()
 }
+
+// routerBug plants the client half of a chain bug in the cluster's router
+// (chain.Router.PlantBug) as the workload starts, and holds no resources.
+type routerBug struct{ name string }
+
+func (b routerBug) Run(ctx context.Context, env SidecarEnv) error {
+	c, ok := env.Cluster.(*ChainCluster)
+	if !ok {
+		return fmt.Errorf("bug %s: not a chain cluster (%T)", b.name, env.Cluster)
+	}
+	if err := c.router.PlantBug(b.name); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func (routerBug) Finish(*Summary) []histories.Annotation { return nil }

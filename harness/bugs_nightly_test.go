@@ -72,8 +72,9 @@ rounds:
 				break rounds
 			}
 			cfg := detectConfig(t, bin, b, dir, seed)
-			cfg.TimeLimit = runTime
+			cfg.TimeLimit = max(runTime, b.RunTime)
 			cfg.Progress = nil
+			cfg.Sidecars = nil
 			require.NoError(t, ApplySeededBug(&cfg, false)) // the schedule for this run length
 			start := time.Now()
 			res, err := Run(context.Background(), cfg)

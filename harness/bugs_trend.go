@@ -422,6 +422,11 @@ func CatchesTable(rec NightRecord) string {
 		}
 		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s |\n", sb.Store, sb.Name, sb.Mistake, sb.Exposes, rate, med)
 	}
+	for _, sb := range SeededBugs {
+		if sb.Undetected != "" {
+			fmt.Fprintf(&b, "\nNot caught yet — `%s`: %s.\n", sb.Name, sb.Undetected)
+		}
+	}
 	fmt.Fprintf(&b, "\nMeasured by `make nightly` on %s (%s of budget)", rec.Date, fmtDuration(rec.BudgetS))
 	if rec.Commit != "" {
 		fmt.Fprintf(&b, " at %s", rec.Commit)

@@ -161,6 +161,15 @@ func (r *runner) endOfRun(ctx context.Context, cluster Cluster) []CheckResult {
 	}
 	dctx, cancel := context.WithTimeout(ctx, replicaWait)
 	defer cancel()
+	if w, ok := cluster.(wholeWaiter); ok {
+		// A replica spliced out during a fault must be back before the
+		// comparison: comparing only the members left would pass a store
+		// that never rejoins its nodes.
+		if err := w.WaitServing(dctx); err != nil {
+			add("replica-digests", false, fmt.Sprintf("not every replica is back in its group: %v", err))
+			return out
+		}
+	}
 	detail, err := rc.CompareReplicas(dctx)
 	switch {
 	case errors.Is(err, errNoDigest):
@@ -171,6 +180,12 @@ func (r *runner) endOfRun(ctx context.Context, cluster Cluster) []CheckResult {
 		add("replica-digests", true, detail)
 	}
 	return out
+}
+
+// wholeWaiter is a cluster that can wait until every replica it was started
+// with is back in its group (the chain store's full chains, no joiner).
+type wholeWaiter interface {
+	WaitServing(ctx context.Context) error
 }
 
 // errNoDigest: the store cannot report a digest of its replicas' data.

@@ -129,6 +129,9 @@ func newNemesis(runCtx context.Context, cfg *RunConfig, seed int64) (*nemesisSid
 	if n.Interval <= 0 {
 		n.Interval = 5 * time.Second
 	}
+	if _, ok := storeRoles[cfg.Store]; !ok {
+		return nil, fmt.Errorf("%w: the %s store has nothing for a nemesis to fault (raft and chain have)", ErrInvalidConfig, cfg.Store)
+	}
 	var steps []nemesis.Step
 	if n.Replay != "" {
 		events, err := nemesis.ReadEventsFile(n.Replay)

@@ -158,12 +158,21 @@
 //     earliest-returning ok get (ok put, append or cas) invoked at or after
 //     it. Failed and unknown operations do not count.
 //   - throughput: from the event to the start of the first 1 s window
-//     (s, s+1s], s ≥ event, in which ok operations completed at ≥ 80% of
-//     their rate over the 5 s before the fault's injection (for a heal too:
-//     the 5 s before a heal are the fault). 0 means the event did not dent
-//     throughput; absent means no baseline (a fault in the first instant) or
-//     the history ended first. The window's start rather than its end is
-//     reported so that "no disruption" reads 0, not 1000 ms.
+//     (s, s+1s] in which ok operations completed at ≥ 80% of their rate
+//     over the 5 s before the fault's injection (for a heal too: the 5 s
+//     before a heal are the fault), looked for after the dent: the first
+//     window below that rate from the event on, ending by the next event
+//     (the window right at the event always counts).
+//     Measuring from the dent matters for faults whose effect is delayed (a
+//     ZooKeeper session that has yet to expire, an election timeout that
+//     has yet to run out): the first windows after them are whole, and a
+//     search from the event would call them harmless. 0 means no dent
+//     before the next event; absent means no baseline (a fault in the first
+//     instant) or the history ended first. The window's start rather than
+//     its end is reported so that "no disruption" reads 0, not 1000 ms.
+//     First read and first write have no such fix: they time the first ok
+//     operation invoked after the event, so a delayed effect reads as a
+//     fast recovery there, and throughput is the figure to look at.
 //
 // [SummarizeRecoveries] gives per fault kind and phase the median and maximum
 // of each, and how many events never recovered.

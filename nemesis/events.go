@@ -33,6 +33,9 @@ type Event struct {
 	// the store adds a fresh node rather than the same one (raft).
 	Added []int  `json:"added,omitempty"`
 	Error string `json:"error,omitempty"`
+	// Took is how long the injection or heal took; Time is when it began
+	// applying the fault (an injection: once its targets were resolved).
+	Took time.Duration `json:"took,omitempty"`
 	// Skipped: the store or cluster cannot do this fault; nothing was
 	// applied and no heal follows.
 	Skipped bool `json:"skipped,omitempty"`

@@ -218,6 +218,7 @@ func Inject(ctx context.Context, t Target, f Fault) (Injection, error) {
 		case KindMember:
 			do, undo = t.RemoveMember, t.AddMember
 		}
+		applying(ctx)
 		for i, n := range nodes {
 			if err := do(ctx, n); err != nil {
 				for _, m := range nodes[:i] {
@@ -252,6 +253,7 @@ func Inject(ctx context.Context, t Target, f Fault) (Injection, error) {
 		inj.Targets = isolate
 		inj.Grudge = &g
 		inj.Cuts = g.Cuts()
+		applying(ctx)
 		net.Cut(inj.Cuts)
 		return inj, nil
 
@@ -280,6 +282,7 @@ func Inject(ctx context.Context, t Target, f Fault) (Injection, error) {
 				inj.Cuts = append(inj.Cuts, Cut{From: ne, To: z}, Cut{From: z, To: ne})
 			}
 		}
+		applying(ctx)
 		net.Cut(inj.Cuts)
 		return inj, nil
 
@@ -293,6 +296,7 @@ func Inject(ctx context.Context, t Target, f Fault) (Injection, error) {
 		if err != nil {
 			return inj, err
 		}
+		applying(ctx)
 		for i, s := range servers {
 			if err := zk.Kill(ctx, s); err != nil {
 				for _, m := range servers[:i] {
@@ -325,10 +329,28 @@ func Inject(ctx context.Context, t Target, f Fault) (Injection, error) {
 		if len(inj.Links) == 0 {
 			return inj, fmt.Errorf("%w: no links touch %v", ErrNoTarget, nodes)
 		}
+		applying(ctx)
 		net.AddDelay(inj.Links, f.Delay)
 		return inj, nil
 	}
 	panic(fmt.Sprintf("nemesis: Inject: kind %q passed Validate but has no case", f.Kind))
+}
+
+// applyingKey carries the Runner's hook that Inject calls once the targets
+// are resolved, right before it applies the fault: the event's time is the
+// moment the fault began, not when its targets were looked up (asking the
+// nodes who leads takes a round trip, during which nothing is wrong yet).
+type applyingKey struct{}
+
+// withApplying returns ctx carrying f as the hook.
+func withApplying(ctx context.Context, f func()) context.Context {
+	return context.WithValue(ctx, applyingKey{}, f)
+}
+
+func applying(ctx context.Context) {
+	if f, ok := ctx.Value(applyingKey{}).(func()); ok {
+		f()
+	}
 }
 
 // Heal undoes an injection. It tries every target even when one fails and

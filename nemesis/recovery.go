@@ -1,6 +1,7 @@
 package nemesis
 
 import (
+	"math"
 	"sort"
 	"time"
 
@@ -31,10 +32,11 @@ type Recovery struct {
 	// FirstWriteMs: the same for ok writes (put, append, cas — a cas that
 	// did not swap still went through the write path and came back).
 	FirstWriteMs *float64 `json:"first_write_ms"`
-	// ThroughputMs: from the event to the start of the first 1 s window,
-	// starting at or after the event, in which ok operations completed at
-	// no less than 80% of their rate over the 5 s before the fault was
-	// injected (for a heal too: the 5 s before a heal are the fault).
+	// ThroughputMs: from the event to the start of the first 1 s window in
+	// which ok operations completed at no less than 80% of their rate over
+	// the 5 s before the fault was injected (for a heal too: the 5 s before
+	// a heal are the fault), looked for after the first window below that
+	// rate that ends by the next event; 0 when there is none.
 	ThroughputMs *float64 `json:"throughput_ms"`
 }
 
@@ -94,6 +96,22 @@ func Recoveries(ops []histories.Operation, events []Event) []Recovery {
 			injectedAt[e.Step] = e.Time
 		}
 	}
+	// An event's horizon for finding its dent in throughput is the next
+	// event that happened, of any step.
+	var times []int64
+	for _, e := range events {
+		if !e.Skipped && e.Error == "" {
+			times = append(times, e.Time)
+		}
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	horizon := func(t int64) int64 {
+		i := sort.Search(len(times), func(i int) bool { return times[i] > t })
+		if i == len(times) {
+			return math.MaxInt64
+		}
+		return times[i]
+	}
 	var out []Recovery
 	for _, e := range events {
 		if e.Skipped || e.Error != "" {
@@ -108,19 +126,31 @@ func Recoveries(ops []histories.Operation, events []Event) []Recovery {
 			Targets: e.Targets, Role: e.Role,
 			FirstReadMs:  first(rs, rMin, e.Time),
 			FirstWriteMs: first(ws, wMin, e.Time),
-			ThroughputMs: throughputRecovery(all, base, e.Time),
+			ThroughputMs: throughputRecovery(all, base, e.Time, horizon(e.Time)),
 		})
 	}
 	return out
 }
 
-// throughputRecovery finds the earliest s ≥ t such that the ok returns in
-// the window (s, s+W] number at least Fraction × the baseline rate × W. The
-// baseline is the rate over (b−B, b], b being the fault's injection,
-// shortened at the run's start. The count only grows when the window's end
-// reaches a return r, i.e. at s = r − W, so those and t are the only
-// candidates. The window must end within the history.
-func throughputRecovery(returns []int64, b, t int64) *float64 {
+// throughputRecovery measures from t how long throughput took to come back
+// after the event dented it. Windows are (s, s+W], s ≥ t; "low" means fewer
+// ok returns than Fraction × the baseline rate × W, the baseline being the
+// rate over (b−B, b], b the fault's injection, shortened at the run's start.
+//
+// The dent is looked for first: the earliest low window that starts at t,
+// or later and ends by horizon (the next event): a window reaching past
+// the next event would blame this one for that one's damage. A fault whose effect
+// is delayed — a session that expires, an election timeout that runs out —
+// leaves the first windows after it untouched, and measuring from the
+// first good window would call it harmless. No low window by the horizon:
+// 0, the event did not dent throughput. Otherwise the result is the start
+// of the first good window at or after the dent, less t. Windows must end
+// within the history: none at all after t gives nil.
+//
+// The count changes only when a window edge crosses a return r: the start
+// (s = r, the return leaves) or the end (s = r − W, it enters), so those
+// and t are the only candidates.
+func throughputRecovery(returns []int64, b, t, horizon int64) *float64 {
 	if len(returns) == 0 {
 		return nil
 	}
@@ -137,19 +167,40 @@ func throughputRecovery(returns []int64, b, t int64) *float64 {
 	// counts despite floating-point rounding.
 	need := RecoveryFraction*float64(base)*float64(W)/float64(b-from) - 1e-9
 	last := returns[len(returns)-1]
-	check := func(s int64) bool {
-		return s+W <= last && float64(countIn(returns, s, s+W)) >= need
+	if t+W > last {
+		return nil
 	}
-	if check(t) {
+	good := func(s int64) bool { return float64(countIn(returns, s, s+W)) >= need }
+
+	// The dent: a count falls only when the start passes a return, so the
+	// candidates are t and the returns after it.
+	dent := int64(-1)
+	if !good(t) {
+		dent = t
+	} else {
+		i := sort.Search(len(returns), func(i int) bool { return returns[i] > t })
+		for ; i < len(returns); i++ {
+			s := returns[i]
+			if s+W > horizon || s+W > last {
+				break
+			}
+			if !good(s) {
+				dent = s
+				break
+			}
+		}
+	}
+	if dent < 0 {
 		return ms(0)
 	}
-	i := sort.Search(len(returns), func(i int) bool { return returns[i]-W > t })
+	// Back: a count rises only when the end reaches a return, s = r − W.
+	i := sort.Search(len(returns), func(i int) bool { return returns[i]-W > dent })
 	for ; i < len(returns); i++ {
 		s := returns[i] - W
 		if s+W > last {
 			break
 		}
-		if check(s) {
+		if good(s) {
 			return ms(s - t)
 		}
 	}

@@ -191,3 +191,29 @@ func TestAnalyze(t *testing.T) {
 	require.Len(t, a.ByKind, 1)
 	require.Equal(t, 1, a.ByKind[0].Count)
 }
+
+func TestRecoveriesDelayedDent(t *testing.T) {
+	// 100/s; a fault at 10 s whose effect starts only at 11.5 s (a session
+	// that expires, an election timeout that runs out): nothing from 11.5 s
+	// to 13 s, then 100/s again; healed at 14 s. The first windows after
+	// the injection are full, but the fault did dent throughput: it is back
+	// with the window (12.791, 13.791], the first to hold 80 returns after
+	// the outage, 2791 ms after the injection.
+	ops := append(steadyHistory(0, 1150), steadyHistory(1300, 2000)...)
+	sec := func(s float64) int64 { return int64(s * float64(time.Second)) }
+	rs := Recoveries(ops, []Event{
+		{Time: sec(10), Step: 1, Fault: KindZKPartition, Event: PhaseInject},
+		{Time: sec(14), Step: 1, Fault: KindZKPartition, Event: PhaseHeal},
+	})
+	require.Len(t, rs, 2)
+	requireMs(t, 2791, rs[0].ThroughputMs, "throughput after a delayed outage")
+	requireMs(t, 0, rs[1].ThroughputMs, "the heal found it whole")
+	// A dent in windows that start after the next event is that event's,
+	// not this one's: the first low window starts at 10.71 s.
+	rs = Recoveries(ops, []Event{
+		{Time: sec(10), Step: 1, Fault: KindZKPartition, Event: PhaseInject},
+		{Time: sec(10.4), Step: 1, Fault: KindZKPartition, Event: PhaseHeal},
+	})
+	requireMs(t, 0, rs[0].ThroughputMs, "no dent before the heal")
+	requireMs(t, 2391, rs[1].ThroughputMs, "the dent counts from the heal")
+}

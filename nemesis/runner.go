@@ -158,14 +158,19 @@ func (r *Runner) sleepUntil(ctx context.Context, at time.Duration) error {
 	}
 }
 
+// inject and heal stamp their event with the time they began applying the
+// fault (for an injection: once its targets are resolved): the damage of a
+// slow injection (a node stopping cleanly, a conf change) starts with it,
+// and recovery is measured from there; Took says how long it took.
 func (r *Runner) inject(ctx context.Context, s Step) {
+	began := r.Clock()
 	octx, cancel := context.WithTimeout(ctx, r.opTimeout())
-	inj, err := Inject(octx, r.Target, s.Fault)
+	inj, err := Inject(withApplying(octx, func() { began = r.Clock() }), r.Target, s.Fault)
 	cancel()
 	now := r.Clock()
 	spec := s.Fault
 	e := Event{
-		Time: now, Step: s.ID, Fault: s.Fault.Kind, Event: PhaseInject, Role: s.Fault.role(),
+		Time: began, Took: time.Duration(now - began), Step: s.ID, Fault: s.Fault.Kind, Event: PhaseInject, Role: s.Fault.role(),
 		Targets: inj.Targets, Spec: &spec, At: s.At, Duration: s.Duration,
 		Grudge: inj.Grudge, Cuts: inj.Cuts,
 	}
@@ -180,11 +185,11 @@ func (r *Runner) inject(ctx context.Context, s Step) {
 		}
 	} else {
 		r.mu.Lock()
-		r.active = append(r.active, active{step: s, inj: inj, at: now})
+		r.active = append(r.active, active{step: s, inj: inj, at: began})
 		r.mu.Unlock()
 	}
 	r.record(e)
-	r.logf("nemesis %8.3fs step %d %s: %s%s", secs(now), s.ID, status, e.Description(), errSuffix(e.Error))
+	r.logf("nemesis %8.3fs step %d %s: %s%s%s", secs(began), s.ID, status, e.Description(), tookSuffix(e.Took), errSuffix(e.Error))
 }
 
 // heal heals step id if it is active; a step that was skipped or failed has
@@ -208,12 +213,13 @@ func (r *Runner) heal(ctx context.Context, id int) error {
 	// A heal runs to its end even when the run's ctx ends under it (the
 	// time limit falling during a slow heal), bounded by its own timeout: a
 	// heal cut in half leaves a fault behind that nothing will undo.
+	began := r.Clock()
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opTimeout())
 	err := Heal(octx, r.Target, a.inj)
 	cancel()
 	now := r.Clock()
 	e := Event{
-		Time: now, Step: id, Fault: a.step.Fault.Kind, Event: PhaseHeal,
+		Time: began, Took: time.Duration(now - began), Step: id, Fault: a.step.Fault.Kind, Event: PhaseHeal,
 		Role: a.step.Fault.role(), Targets: a.inj.Targets,
 	}
 	if err != nil {
@@ -227,8 +233,8 @@ func (r *Runner) heal(ctx context.Context, id int) error {
 		}
 	}
 	r.record(e)
-	r.logf("nemesis %8.3fs step %d healed: %s, active %.3fs–%.3fs (%.3fs)%s",
-		secs(now), id, eventWithSpec(e, a.step.Fault).Description(), secs(a.at), secs(now), secs(now-a.at), errSuffix(e.Error))
+	r.logf("nemesis %8.3fs step %d healed: %s, active %.3fs–%.3fs (%.3fs)%s%s",
+		secs(began), id, eventWithSpec(e, a.step.Fault).Description(), secs(a.at), secs(began), secs(began-a.at), tookSuffix(e.Took), errSuffix(e.Error))
 	if err != nil {
 		err = fmt.Errorf("heal step %d (%s): %w", id, a.step.Fault.Describe(), err)
 		r.mu.Lock()
@@ -268,6 +274,14 @@ func eventWithSpec(e Event, f Fault) Event {
 }
 
 func secs(ns int64) float64 { return float64(ns) / 1e9 }
+
+// tookSuffix notes an injection or heal that took long enough to matter.
+func tookSuffix(d time.Duration) string {
+	if d < 100*time.Millisecond {
+		return ""
+	}
+	return fmt.Sprintf(" (took %.3fs)", d.Seconds())
+}
 
 func errSuffix(s string) string {
 	if s == "" {

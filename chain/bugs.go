@@ -1,0 +1,66 @@
+package chain
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Seeded bugs. A test harness is worth what it catches, so the chain store
+// can be told to break itself in known ways, each a classic mistake of
+// chain replication, for the harness's detection tests
+// (harness/detect_test.go): a run with the bug must be judged not
+// linearizable (or fail an end-of-run check) and the same run without it
+// must pass.
+//
+// Every bug is off unless NodeConfig.Bug (`chainraft node --bug`) or
+// Router.PlantBug names it; ParseBug is the one place that accepts names,
+// and every planted branch is marked "SEEDED BUG" and guarded by the
+// Core's bug field, set only from here.
+const (
+	// BugHeadRead serves reads at the chain's head, from its own state,
+	// which holds writes the tail has not acknowledged yet (and may never:
+	// they die with the head). The node side lets a head answer reads; the
+	// client side (Router.PlantBug) sends reads to the head.
+	BugHeadRead = "head-read"
+	// BugNoResend skips the Sent-list resend when a node gets a new
+	// successor (a middle node failed and was spliced out): the
+	// predecessor sends only what comes next, and the successor, trusting
+	// that it holds everything before, accepts the gap. The writes the dead
+	// middle had not passed on are acknowledged and lost.
+	BugNoResend = "no-resend"
+	// BugStaleTail keeps a node serving reads after it lost its ZooKeeper
+	// session: the master may already have replaced it as the tail, and the
+	// new chain commits writes it never sees.
+	BugStaleTail = "stale-tail"
+)
+
+// ErrUnknownBug is wrapped by ParseBug for a name no bug answers to.
+var ErrUnknownBug = errors.New("unknown bug")
+
+// KnownBugs lists the seeded bug names.
+func KnownBugs() []string {
+	return []string{BugHeadRead, BugNoResend, BugStaleTail, BugEarlyReply}
+}
+
+// ParseBug checks a --bug value: "" (no bug) or one of KnownBugs.
+func ParseBug(name string) (string, error) {
+	for _, b := range append(KnownBugs(), "") {
+		if name == b {
+			return name, nil
+		}
+	}
+	return "", fmt.Errorf("chain: %w %q (known: %s)", ErrUnknownBug, name, strings.Join(KnownBugs(), ", "))
+}
+
+// PlantBug plants the client half of a seeded bug in every client of the
+// router: with BugHeadRead, reads go to the head. Other bugs live in the
+// nodes only; unknown names are an error.
+func (r *Router) PlantBug(name string) error {
+	name, err := ParseBug(name)
+	if err != nil {
+		return err
+	}
+	r.headRead.Store(name == BugHeadRead)
+	return nil
+}

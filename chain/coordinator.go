@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -41,9 +42,61 @@ type CoordinatorConfig struct {
 	Logf           func(format string, args ...any)
 }
 
-type quiet struct{}
+// MaxSessionTimeout is the longest session timeout a node may ask for:
+// ZooKeeper's default maxSessionTimeout, 20 × the default tickTime of 2 s
+// (internal/zkserver allows 120 × 500 ms = 60 s). A server grants at most its
+// maximum, silently; a node whose lease assumed the longer requested timeout
+// would keep serving after its shorter real session expired, so longer
+// requests are refused up front. Shorter ones are safe: a server that
+// raises a request to its minimum only makes the lease conservative.
+const MaxSessionTimeout = 40 * time.Second
 
-func (quiet) Printf(string, ...any) {}
+// MinSessionTimeout is the shortest: below it the lease loop (every sixth
+// of the timeout) would spin.
+const MinSessionTimeout = 100 * time.Millisecond
+
+// ErrSessionTimeout is wrapped by CheckSessionTimeout.
+var ErrSessionTimeout = errors.New("chain: session timeout out of range")
+
+// CheckSessionTimeout rejects a session timeout ZooKeeper may not grant as
+// asked (see MaxSessionTimeout).
+func CheckSessionTimeout(d time.Duration) error {
+	if d < MinSessionTimeout || d > MaxSessionTimeout {
+		return fmt.Errorf("%w: %v is outside [%v, %v]: ZooKeeper caps a session at its maxSessionTimeout "+
+			"(default 20 × tickTime = 40 s) without telling the client, and the node's lease must not outlive its session",
+			ErrSessionTimeout, d, MinSessionTimeout, MaxSessionTimeout)
+	}
+	return nil
+}
+
+// zkLog receives go-zookeeper's log lines and keeps one fact from them: the
+// session timeout the server granted, which the library reports nowhere
+// else (a server grants at most its maxSessionTimeout, whatever was asked).
+// Everything else is dropped, as before.
+type zkLog struct {
+	grantedMs atomic.Int64
+	got       chan struct{} // closed at the first grant
+	once      sync.Once
+}
+
+// zkAuthenticatedFormat is go-zookeeper's (v1.0.4) log line after a session
+// is established; its second argument is the negotiated timeout in ms.
+const zkAuthenticatedFormat = "authenticated: id=%d, timeout=%d"
+
+func (l *zkLog) Printf(format string, args ...any) {
+	if format != zkAuthenticatedFormat || len(args) != 2 {
+		return
+	}
+	ms, ok := args[1].(int32)
+	if !ok || ms <= 0 {
+		return
+	}
+	l.grantedMs.Store(int64(ms))
+	l.once.Do(func() { close(l.got) })
+}
+
+// granted is the negotiated session timeout, 0 while unknown.
+func (l *zkLog) granted() time.Duration { return time.Duration(l.grantedMs.Load()) * time.Millisecond }
 
 // coordinator connects a Node to ZooKeeper: it registers the node, feeds it
 // configurations and session state, reports joiner progress, keeps the
@@ -54,6 +107,7 @@ type coordinator struct {
 	node *Node
 	conn *zk.Conn
 	sess chan zk.State
+	zlog *zkLog
 
 	mu     sync.Mutex
 	synced map[int]uint64
@@ -65,8 +119,12 @@ func RunCoordinator(ctx context.Context, cfg CoordinatorConfig, node *Node) erro
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	c := &coordinator{cfg: cfg, node: node, sess: make(chan zk.State, 64), synced: map[int]uint64{}}
-	conn, _, err := zk.Connect(cfg.ZK, cfg.SessionTimeout, zk.WithLogger(quiet{}), zk.WithLogInfo(false),
+	if err := CheckSessionTimeout(cfg.SessionTimeout); err != nil {
+		return err
+	}
+	c := &coordinator{cfg: cfg, node: node, sess: make(chan zk.State, 64), synced: map[int]uint64{},
+		zlog: &zkLog{got: make(chan struct{})}}
+	conn, _, err := zk.Connect(cfg.ZK, cfg.SessionTimeout, zk.WithLogger(c.zlog), zk.WithLogInfo(true),
 		zk.WithEventCallback(c.event))
 	if err != nil {
 		return fmt.Errorf("chain coordinator: connect %v: %w", cfg.ZK, err)
@@ -88,6 +146,18 @@ func RunCoordinator(ctx context.Context, cfg CoordinatorConfig, node *Node) erro
 
 	if err := c.waitSession(ctx); err != nil {
 		return err
+	}
+	// The grant is logged just after the session event: wait for it briefly,
+	// so the first lease already uses it.
+	select {
+	case <-c.zlog.got:
+		if g := c.zlog.granted(); g < cfg.SessionTimeout {
+			cfg.Logf("coordinator: ZooKeeper granted a %v session of the %v asked; the lease follows the grant", g, cfg.SessionTimeout)
+		}
+	case <-time.After(time.Second):
+		cfg.Logf("coordinator: session timeout grant not seen; the lease assumes the %v asked (at most %v)", cfg.SessionTimeout, MaxSessionTimeout)
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	for _, p := range []string{RootPath, NodesPath, ChainsPath, MasterPath} {
 		if _, err := conn.Create(p, nil, zk.FlagPersistent, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
@@ -246,12 +316,22 @@ func (c *coordinator) register(ctx context.Context) error {
 func (c *coordinator) lease() {
 	t0 := time.Now()
 	if _, _, err := c.conn.Exists(RootPath); err == nil {
-		c.node.ExtendLease(t0, c.cfg.SessionTimeout*2/3)
+		c.node.ExtendLease(t0, c.sessionTimeout()*2/3)
 	}
 }
 
+// sessionTimeout is the session's real timeout: the one asked for, or the
+// server's grant if that is shorter.
+func (c *coordinator) sessionTimeout() time.Duration {
+	d := c.cfg.SessionTimeout
+	if g := c.zlog.granted(); g > 0 && g < d {
+		d = g
+	}
+	return d
+}
+
 func (c *coordinator) leaseLoop(ctx context.Context) {
-	t := time.NewTicker(c.cfg.SessionTimeout / 6)
+	t := time.NewTicker(c.sessionTimeout() / 6)
 	defer t.Stop()
 	for {
 		select {

@@ -33,9 +33,11 @@ type Reply struct {
 	Value   string // read
 	Err     string
 	// Durable says the reply depends on this node's own pending Persist: a
-	// chain of one, where the head is also the tail that commits. Other
-	// replies report a commit at the tail (durable there) or a refusal, and
-	// may be given before this node's fsync completes.
+	// chain of one, where the head is also the tail that commits, and reads
+	// there, which may see writes only this node holds. Other replies
+	// report a commit at the tail (durable there), a read at a tail whose
+	// predecessor still holds, durably, what the tail has not acknowledged,
+	// or a refusal, and may be given before this node's fsync completes.
 	Durable bool
 }
 
@@ -471,7 +473,11 @@ func (c *Core) Read(token uint64, chain uint32, epoch uint64, key string) {
 		c.reject(token, cs, pb.Status_STATUS_UNAVAILABLE, "new tail not yet synced with its predecessor")
 	default:
 		v, ok := cs.data[key]
-		c.rd.Replies = append(c.rd.Replies, Reply{Token: token, Status: pb.Status_STATUS_OK, Epoch: cs.cfg.Epoch, Found: ok, Value: v})
+		// A tail with no predecessor (a chain of one) is the only holder of
+		// what it applied: until its own fsync, nobody else has it, so the
+		// reply waits for this node's pending Persist like a write's does.
+		c.rd.Replies = append(c.rd.Replies, Reply{Token: token, Status: pb.Status_STATUS_OK, Epoch: cs.cfg.Epoch, Found: ok, Value: v,
+			Durable: cs.isTail() && cs.pred == 0})
 	}
 }
 

@@ -605,3 +605,38 @@ func TestLogCompactsIntoSnapshots(t *testing.T) {
 	s.requireAcked(0, "k", acked)
 	s.requireConsistent(0)
 }
+
+// Once a chain shrinks to one node, that node alone holds what it applies:
+// its read replies say they depend on its pending Persist (Durable), so the
+// Node answers them only after the fsync, and a crash cannot unsay a value
+// already read. A tail with a predecessor reads without waiting: the
+// predecessor keeps, durably, whatever the tail has not acknowledged.
+func TestLoneTailReadDependsOnItsPersist(t *testing.T) {
+	s := newSim(t, 3, 1, 3)
+	s.write(0, appendOf(1, 1, "k", "<a>"))
+	s.stabilize()
+	r := s.read(0, "k")
+	require.Equal(t, pb.Status_STATUS_OK, r.Status, r.Err)
+	require.False(t, r.Durable, "a tail with a predecessor need not wait for its own fsync")
+
+	s.crash(s.head(0))
+	s.stabilize()
+	s.crash(s.head(0))
+	s.stabilize()
+	require.Len(t, s.cfgs[0].Members, 1)
+	lone := s.cores[s.head(0)]
+	s.write(0, appendOf(1, 2, "k", "<b>"))
+	tok := s.nextToken()
+	lone.Read(tok, 0, s.cfgs[0].Epoch, "k")
+	rd := lone.Ready()
+	require.NotEmpty(t, rd.Persist, "the write is not on disk yet")
+	var got *Reply
+	for i := range rd.Replies {
+		if rd.Replies[i].Token == tok {
+			got = &rd.Replies[i]
+		}
+	}
+	require.NotNil(t, got)
+	require.Equal(t, "<a><b>", got.Value)
+	require.True(t, got.Durable, "a lone tail's read must wait for its pending fsync")
+}

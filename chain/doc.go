@@ -47,5 +47,8 @@
 // head failure already has the state, and a joiner's copy is one snapshot of
 // the tail. Safety beyond the paper's fail-stop model comes from epochs on
 // every message, the master's fenced Multi writes, no service without a
-// session, the lease against pauses, and the synced latch at a new tail.
+// session, the lease against pauses (checked on the loop after the Core read
+// the state, not only when a request is admitted, and sized from the
+// session timeout ZooKeeper granted), the synced latch at a new tail, and
+// replies at a chain of one that wait for its own fsync.
 package chain

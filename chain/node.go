@@ -76,7 +76,15 @@ type Node struct {
 	inspectc chan func(*Core) // runs a read-only function on the loop
 	syncedc  chan ChainEpoch  // to the coordinator; dropped when full (re-reported next epoch change)
 
-	session atomic.Bool
+	// session is whether the node serves with a live ZooKeeper session:
+	// cleared at once by SetSession(false), set only by the loop once it has
+	// applied every configuration queued before SetSession(true) (so a node
+	// back from an expiry never serves under a configuration older than the
+	// ones the coordinator re-read). sessMu orders the two writers;
+	// sessWant is the coordinator's latest word.
+	session  atomic.Bool
+	sessMu   sync.Mutex
+	sessWant bool
 	// leaseUntil is the monotonic deadline (ns since start) until which the
 	// coordinator vouches that the ZooKeeper session is alive; requests are
 	// refused after it, so a node paused past its session never serves.
@@ -91,6 +99,11 @@ type Node struct {
 	// loop, so the loop keeps stepping (and serving reads) during an fsync.
 	persistc   chan *batchOut
 	persistErr chan error
+	// pendingSaves counts batches with something to persist that the
+	// persister has not made durable yet. When it is zero and a Ready
+	// persists nothing, everything this node applied is on disk, so a
+	// Durable read reply need not queue behind the persister.
+	pendingSaves atomic.Int64
 
 	stopc chan struct{}
 	donec chan struct{}
@@ -150,7 +163,7 @@ func (n *Node) Run() error {
 		case c := <-n.cfgc:
 			n.setConfig(c)
 		case <-n.sesskc:
-			n.core.SetSession(n.session.Load())
+			n.applySession()
 		case sc := <-n.statusc:
 			sc <- n.core.Status()
 		case f := <-n.inspectc:
@@ -201,6 +214,14 @@ func (n *Node) peerAddr(m Member) string {
 }
 
 func (n *Node) request(r request) {
+	if r.write && !n.serving() {
+		// Checked again here, on the loop, right before Propose: do()'s check
+		// may be long past (the request queued, the process paused), and a
+		// head whose lease ran out may already have been spliced out. Nothing
+		// was proposed, so the refusal is definite.
+		r.replyc <- Reply{Status: pb.Status_STATUS_UNAVAILABLE, Err: errNotServing}
+		return
+	}
 	n.token++
 	n.waiters[n.token] = waiterChan{c: r.replyc, read: !r.write}
 	if r.write {
@@ -209,6 +230,8 @@ func (n *Node) request(r request) {
 		n.core.Read(n.token, r.chain, r.epoch, r.key)
 	}
 }
+
+const errNotServing = "node has no live ZooKeeper session or its lease ran out"
 
 // handleReady passes the Ready to the persister, which follows the Ready
 // contract: persist (fsync), then send, then reply. What does not depend on
@@ -222,7 +245,16 @@ func (n *Node) request(r request) {
 //   - acks from a node that is not the chain's tail: their committed part
 //     comes from the tail, and their received part only positions resends.
 //
-// Appends, snapshots and a tail's acks (the commit point) wait for the fsync.
+// Appends, snapshots, a tail's acks (the commit point) and replies marked
+// Durable (a chain of one: its writes, and its reads while something it
+// applied is not on disk yet) wait for the fsync.
+//
+// A read reply is served only if the lease still holds now, after the Core
+// read the state: the read then happened while the session was certainly
+// alive, so the master cannot have replaced this tail yet. The check in
+// do() alone is not enough: a read queued before a pause (SIGSTOP) would be
+// answered from stale state on resume, before the coordinator learns the
+// session expired.
 func (n *Node) handleReady(rd Ready) error {
 	out := &batchOut{persist: rd.Persist, synced: rd.Synced}
 	for _, m := range rd.Messages {
@@ -232,13 +264,19 @@ func (n *Node) handleReady(rd Ready) error {
 			out.messages = append(out.messages, m)
 		}
 	}
+	serving := n.serving()
+	allDurable := len(rd.Persist) == 0 && n.pendingSaves.Load() == 0
 	for _, r := range rd.Replies {
 		w, ok := n.waiters[r.Token]
 		if !ok {
 			continue
 		}
 		delete(n.waiters, r.Token)
-		if w.read || !r.Durable {
+		// SEEDED BUG (BugStaleTail): reads are served without the lease.
+		if w.read && r.Status == pb.Status_STATUS_OK && !serving && n.cfg.Bug != BugStaleTail {
+			r = Reply{Token: r.Token, Status: pb.Status_STATUS_UNAVAILABLE, Epoch: r.Epoch, Err: errNotServing}
+		}
+		if !r.Durable || (w.read && allDurable) {
 			w.c <- r
 		} else {
 			out.replies = append(out.replies, delivery{c: w.c, r: r})
@@ -247,6 +285,9 @@ func (n *Node) handleReady(rd Ready) error {
 	n.core.Advance()
 	if len(out.persist) == 0 && len(out.messages) == 0 && len(out.replies) == 0 && len(out.synced) == 0 {
 		return nil
+	}
+	if len(out.persist) > 0 {
+		n.pendingSaves.Add(1)
 	}
 	select {
 	case n.persistc <- out:
@@ -282,6 +323,11 @@ func (n *Node) persister() {
 			for range n.persistc {
 			}
 			return
+		}
+		for _, o := range batch {
+			if len(o.persist) > 0 {
+				n.pendingSaves.Add(-1)
+			}
 		}
 		for _, o := range batch {
 			for _, m := range o.messages {
@@ -325,13 +371,42 @@ func (n *Node) SetConfig(c Config) {
 
 // SetSession records whether the ZooKeeper session is live. Losing it takes
 // effect for new requests at once (they check the flag) and in the Core on
-// the loop's next turn.
+// the loop's next turn. Regaining it takes effect on the loop, after the
+// configurations the coordinator handed over before it (applySession).
 func (n *Node) SetSession(ok bool) {
+	n.sessMu.Lock()
+	n.sessWant = ok
 	n.session.Store(ok)
+	n.sessMu.Unlock()
 	select {
 	case n.sesskc <- struct{}{}:
 	default:
 	}
+}
+
+// applySession runs on the loop: configurations queued before the session
+// change apply first, then the flag and the Core follow the coordinator.
+// The wish is read before draining: every SetConfig that preceded it is
+// then already queued. If the wish changed meanwhile, its own kick is
+// pending and the next turn applies it.
+func (n *Node) applySession() {
+	n.sessMu.Lock()
+	ok := n.sessWant
+	n.sessMu.Unlock()
+	for drained := false; !drained; {
+		select {
+		case c := <-n.cfgc:
+			n.setConfig(c)
+		default:
+			drained = true
+		}
+	}
+	n.sessMu.Lock()
+	if n.sessWant == ok {
+		n.session.Store(ok)
+	}
+	n.sessMu.Unlock()
+	n.core.SetSession(ok)
 }
 
 // ExtendLease is called by the coordinator after a ZooKeeper request that

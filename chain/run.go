@@ -42,6 +42,9 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	if cfg.SessionTimeout == 0 {
 		cfg.SessionTimeout = 4 * time.Second
 	}
+	if err := CheckSessionTimeout(cfg.SessionTimeout); err != nil {
+		return err
+	}
 	if cfg.Logf == nil {
 		l := log.New(os.Stderr, fmt.Sprintf("node %d: ", cfg.ID), log.LstdFlags|log.Lmicroseconds)
 		cfg.Logf = l.Printf

@@ -1,7 +1,7 @@
 package chain
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,7 +21,9 @@ import (
 // the entries after it (chain-<i>.log, records of length, CRC32-C and a
 // protobuf Entry). Save fsyncs every file it touched before returning, which
 // is what lets the Node forward an entry only after it is durable. A torn
-// record at the end of a log (a crash mid-write) is cut off at open.
+// record at the end of a log (a crash mid-write) is cut off at open; a bad
+// record with good data after it is corruption and OpenStorage fails with
+// ErrCorrupt rather than forget durable entries (replayLog).
 type Storage struct {
 	dir     string
 	noFsync bool
@@ -46,6 +48,13 @@ func OpenStorage(dir string, chains int, noFsync bool) (*Storage, []Restored, er
 		}
 		restored[i] = r
 	}
+	// A log file created just now must survive a crash too: its directory
+	// entry is made durable before anything is appended to it and
+	// acknowledged.
+	if err := s.syncDir(); err != nil {
+		s.Close()
+		return nil, nil, err
+	}
 	return s, restored, nil
 }
 
@@ -64,7 +73,7 @@ func (s *Storage) load(i int) (Restored, error) {
 	default:
 		r.Snapshot = &pb.Snapshot{}
 		if err := proto.Unmarshal(b, r.Snapshot); err != nil {
-			return r, fmt.Errorf("chain storage: snapshot of chain %d: %w", i, err)
+			return r, fmt.Errorf("%w: snapshot of chain %d: %w", ErrCorrupt, i, err)
 		}
 	}
 	f, err := os.OpenFile(s.logPath(i), os.O_RDWR|os.O_CREATE, 0o644)
@@ -72,37 +81,92 @@ func (s *Storage) load(i int) (Restored, error) {
 		return r, fmt.Errorf("chain storage: %w", err)
 	}
 	s.logs[i] = f
-	br := bufio.NewReader(f)
-	var good int64
-	var hdr [8]byte
-	for {
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			break
-		}
-		n := binary.LittleEndian.Uint32(hdr[:4])
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(br, buf); err != nil {
-			break
-		}
-		if crc32.Checksum(buf, crcTable) != binary.LittleEndian.Uint32(hdr[4:]) {
-			break
-		}
-		e := &pb.Entry{}
-		if err := proto.Unmarshal(buf, e); err != nil {
-			break
-		}
+	// The whole log is read at once: it holds at most snapshotEvery entries
+	// (then it is truncated behind a snapshot), and no length field read
+	// from disk ever sizes an allocation.
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return r, fmt.Errorf("chain storage: read log of chain %d: %w", i, err)
+	}
+	entries, good, err := replayLog(data)
+	if err != nil {
+		return r, fmt.Errorf("chain %d log: %w", i, err)
+	}
+	for _, e := range entries {
 		if r.Snapshot == nil || e.Seq > r.Snapshot.LastSeq {
 			r.Entries = append(r.Entries, e)
 		}
-		good += int64(8 + n)
 	}
-	if err := f.Truncate(good); err != nil {
-		return r, fmt.Errorf("chain storage: cutting torn log tail: %w", err)
+	if good < int64(len(data)) {
+		if err := f.Truncate(good); err != nil {
+			return r, fmt.Errorf("chain storage: cutting torn log tail: %w", err)
+		}
+		if !s.noFsync {
+			if err := f.Sync(); err != nil {
+				return r, fmt.Errorf("chain storage: sync cut log: %w", err)
+			}
+		}
 	}
 	if _, err := f.Seek(good, io.SeekStart); err != nil {
 		return r, fmt.Errorf("chain storage: %w", err)
 	}
 	return r, nil
+}
+
+// replayLog decodes a log's records and returns the entries and the length
+// of the good prefix. It follows raftkv's rule: a bad record (short header,
+// length past the end, bad checksum) followed by nothing but zeros is a
+// write torn by a crash, and the log is cut there; a bad record with data
+// after it is corruption (ErrCorrupt), since the entries after it were made
+// durable and may have been acknowledged. A length field above
+// maxRecordSize cannot come from a write of ours (a record is at most one
+// entry of a gRPC message) and is judged by the same rule. A record whose
+// checksum holds but does not decode is corruption too.
+func replayLog(data []byte) ([]*pb.Entry, int64, error) {
+	var out []*pb.Entry
+	off := 0
+	for off < len(data) {
+		rest := data[off:]
+		if len(rest) < 8 {
+			return out, int64(off), nil // a torn header: nothing follows it
+		}
+		n := int(binary.LittleEndian.Uint32(rest[:4]))
+		if n == 0 || n > maxRecordSize {
+			good, err := tornOrCorrupt(data, off, off+8)
+			return out, good, err
+		}
+		end := off + 8 + n
+		if end > len(data) {
+			// A record cut short by a crash: nothing can follow it.
+			return out, int64(off), nil
+		}
+		body := rest[8 : 8+n]
+		if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(rest[4:8]) {
+			good, err := tornOrCorrupt(data, off, end)
+			return out, good, err
+		}
+		e := &pb.Entry{}
+		if err := proto.Unmarshal(body, e); err != nil {
+			return nil, 0, fmt.Errorf("%w: record at offset %d: %w", ErrCorrupt, off, err)
+		}
+		out = append(out, e)
+		off = end
+	}
+	return out, int64(off), nil
+}
+
+// maxRecordSize bounds a plausible log record: one entry, which arrived in
+// a gRPC message of at most maxMsgSize.
+const maxRecordSize = maxMsgSize
+
+// tornOrCorrupt judges a bad record at off whose claimed extent ends at end:
+// nothing or only zeros from end on means a torn write (cut at off);
+// anything else is corruption.
+func tornOrCorrupt(data []byte, off, end int) (int64, error) {
+	if end >= len(data) || len(bytes.Trim(data[end:], "\x00")) == 0 {
+		return int64(off), nil
+	}
+	return 0, fmt.Errorf("%w: bad record at offset %d with %d bytes after it", ErrCorrupt, off, len(data)-end)
 }
 
 // Save makes a Ready's Persist list durable, in order.

@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
@@ -71,4 +72,90 @@ func TestStorageCutsTornTail(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	require.Equal(t, map[string]string{"k": "ac"}, NewCore(1, 1, restored).Data(0), "appends continue after the cut")
+}
+
+// writeEntries saves entries 1..n to chain 0 of a fresh directory and
+// returns the log's path and the offset where each record starts.
+func writeEntries(t *testing.T, n int) (string, string, []int64) {
+	dir := t.TempDir()
+	s, _, err := OpenStorage(dir, 1, false)
+	require.NoError(t, err)
+	path := filepath.Join(dir, "chain-0.log")
+	var offs []int64
+	for i := 1; i <= n; i++ {
+		info, err := os.Stat(path)
+		require.NoError(t, err)
+		offs = append(offs, info.Size())
+		require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(uint64(i), "v")}}}))
+	}
+	require.NoError(t, s.Close())
+	return dir, path, offs
+}
+
+// Damage before the log's last record is not a torn write: the entries
+// after it were durable (and perhaps acknowledged), so the node refuses to
+// start instead of silently forgetting them.
+func TestStorageRefusesMidLogCorruption(t *testing.T) {
+	dir, path, offs := writeEntries(t, 3)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	b[offs[1]+10] ^= 0xff // inside the second record's body
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	_, _, err = OpenStorage(dir, 1, false)
+	require.ErrorIs(t, err, ErrCorrupt)
+
+	// The same damage in the last record is a torn write: cut, no error.
+	dir, path, offs = writeEntries(t, 3)
+	b, err = os.ReadFile(path)
+	require.NoError(t, err)
+	b[offs[2]+10] ^= 0xff
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	s, restored, err := OpenStorage(dir, 1, false)
+	require.NoError(t, err)
+	require.Len(t, restored[0].Entries, 2)
+	require.NoError(t, s.Close())
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, offs[2], info.Size(), "the torn record is cut off the file")
+}
+
+// A length field no record of ours can have is judged like a bad checksum:
+// corruption mid-log, a torn write at the end; it never sizes an allocation.
+func TestStorageImplausibleLength(t *testing.T) {
+	dir, path, offs := writeEntries(t, 3)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	binary.LittleEndian.PutUint32(b[offs[1]:], 0xfffffff0)
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	_, _, err = OpenStorage(dir, 1, false)
+	require.ErrorIs(t, err, ErrCorrupt)
+
+	dir, path, offs = writeEntries(t, 2)
+	b, err = os.ReadFile(path)
+	require.NoError(t, err)
+	b = append(b[:offs[1]], 0xf0, 0xff, 0xff, 0xff, 1, 2, 3, 4) // a garbled header with nothing after it
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	s, restored, err := OpenStorage(dir, 1, false)
+	require.NoError(t, err)
+	require.Len(t, restored[0].Entries, 1)
+	require.NoError(t, s.Close())
+}
+
+// Zeros past the end (a file extended but not written before a crash) are
+// a torn tail.
+func TestStorageZeroTailCut(t *testing.T) {
+	dir, path, offs := writeEntries(t, 2)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o644)
+	require.NoError(t, err)
+	_, err = f.Write(make([]byte, 100))
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	s, restored, err := OpenStorage(dir, 1, false)
+	require.NoError(t, err)
+	require.Len(t, restored[0].Entries, 2)
+	require.NoError(t, s.Close())
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Greater(t, info.Size(), offs[1])
+	require.Less(t, info.Size(), offs[1]+100)
 }

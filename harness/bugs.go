@@ -60,9 +60,10 @@ type SeededBug struct {
 	RequestTimeout time.Duration
 	// RunTime is how long a detection run lasts (0: 8 s).
 	RunTime time.Duration
-	// Undetected, when set, says why the harness does not catch the bug
-	// yet: the detection tests skip it except under -long, where its rate
-	// is measured, and the README table shows it. A finding, not a pass.
+	// Undetected, when set, says why the harness does not reliably catch
+	// the bug yet: the detection tests skip it except under -long, where
+	// its rate is measured, and the README table shows it. A finding, not
+	// a pass.
 	Undetected string
 }
 

@@ -278,7 +278,12 @@ func WriteTrendPage(path string, nights []NightRecord) error {
 	charts := []chart{
 		{Title: "Throughput (median over runs)", Unit: "ok ops/s", SVG: lineChart(dates, storeSeries(func(s StoreNight) float64 { return s.Throughput }))},
 		{Title: "p99 latency (median over runs)", Unit: "ms", SVG: lineChart(dates, storeSeries(func(s StoreNight) float64 { return s.P99MS }))},
-		{Title: "Recovery: first ok write after a fault (median)", Unit: "ms", SVG: lineChart(dates, storeSeries(func(s StoreNight) float64 { return s.RecoveryMS }))},
+		{Title: "Recovery: first ok write after a fault (median)", Unit: "ms", SVG: lineChart(dates, storeSeries(func(s StoreNight) float64 {
+			if s.RecoveryMS == 0 {
+				return -1 // no fault recovered from that night: no point
+			}
+			return s.RecoveryMS
+		}))},
 		{Title: "Check time (median over runs)", Unit: "s", SVG: lineChart(dates, storeSeries(func(s StoreNight) float64 { return s.CheckSeconds }))},
 		{Title: "Seeded bugs: detection rate", Unit: "% of runs", SVG: lineChart(dates, bugSeries)},
 	}
@@ -424,7 +429,7 @@ func CatchesTable(rec NightRecord) string {
 	}
 	for _, sb := range SeededBugs {
 		if sb.Undetected != "" {
-			fmt.Fprintf(&b, "\nNot caught yet — `%s`: %s.\n", sb.Name, sb.Undetected)
+			fmt.Fprintf(&b, "\nNot reliably caught yet — `%s`: %s.\n", sb.Name, sb.Undetected)
 		}
 	}
 	fmt.Fprintf(&b, "\nMeasured by `make nightly` on %s (%s of budget)", rec.Date, fmtDuration(rec.BudgetS))

@@ -43,8 +43,9 @@ func runWithNemesis(t *testing.T, store string, kinds []string) (*RunResult, []n
 	cfg := RunConfig{
 		Store: store, Name: "nemesis", Out: t.TempDir(),
 		// a quiet interval, then per kind a fault of one interval and a
-		// healthy interval after it
-		TimeLimit: time.Duration(2*len(kinds)+1) * interval,
+		// healthy interval after it, and two intervals of slack for slow
+		// injections (the schedule shifts behind them)
+		TimeLimit: time.Duration(2*len(kinds)+3) * interval,
 		Clients:   4,
 		Workload:  WorkloadConfig{Seed: 7, Keys: 20},
 		Cluster: ClusterConfig{
@@ -113,7 +114,7 @@ func TestNemesisRaftEveryFault(t *testing.T) {
 
 	// The same seed gives the same schedule, and replaying the recorded
 	// nemesis.jsonl gives it back.
-	limit := time.Duration(2*len(kinds)+1) * time.Second
+	limit := time.Duration(2*len(kinds)+3) * time.Second
 	cfg := RunConfig{Store: "raft", TimeLimit: limit, Nemesis: NemesisConfig{Kinds: kinds, Interval: time.Second}}
 	a, err := newNemesis(context.Background(), &cfg, 7)
 	require.NoError(t, err)

@@ -47,8 +47,19 @@ func (t *ChainTarget) Nodes() []int {
 	return out
 }
 
-// Resolve implements nemesis.Target.
-func (t *ChainTarget) Resolve(_ context.Context, role string) ([]int, error) {
+// Resolve implements nemesis.Target; a role nobody holds right now (a
+// chain still rejoining has no middle) is asked again for a while.
+func (t *ChainTarget) Resolve(ctx context.Context, role string) ([]int, error) {
+	return resolveRetry(ctx, func(ctx context.Context) ([]int, error) {
+		ids, err := t.resolve(ctx, role)
+		if err == nil && len(ids) == 0 {
+			err = fmt.Errorf("%w: no chain has a %s now", nemesis.ErrNoTarget, role)
+		}
+		return ids, err
+	})
+}
+
+func (t *ChainTarget) resolve(_ context.Context, role string) ([]int, error) {
 	name, chainSpec, hasChain := strings.Cut(role, ":")
 	chains := make([]int, 0, t.c.Chains())
 	if hasChain {
@@ -137,7 +148,10 @@ func (t *ChainTarget) RemoveMember(ctx context.Context, node int) error {
 		return fmt.Errorf("%w: no node %d", nemesis.ErrNoTarget, node)
 	}
 	began := time.Now()
-	if err := n.Proc.Stop(5 * time.Second); err != nil {
+	// A second is plenty for the node to close its ZooKeeper session, the
+	// part that matters; a node slower than that to exit is SIGKILLed (its
+	// session then expires instead, which waitMembership waits for).
+	if err := n.Proc.Stop(time.Second); err != nil {
 		return fmt.Errorf("chain: stop node %d: %w", node, err)
 	}
 	stopped := time.Since(began)
@@ -202,8 +216,12 @@ func (z *ZKTarget) Servers() []int {
 }
 
 // Resolve knows "zk-leader" (the leader, or the standalone server) and
-// "zk-follower".
-func (z *ZKTarget) Resolve(_ context.Context, role string) ([]int, error) {
+// "zk-follower", asked again for a while during an election.
+func (z *ZKTarget) Resolve(ctx context.Context, role string) ([]int, error) {
+	return resolveRetry(ctx, func(ctx context.Context) ([]int, error) { return z.resolve(ctx, role) })
+}
+
+func (z *ZKTarget) resolve(_ context.Context, role string) ([]int, error) {
 	switch role {
 	case nemesis.RoleZKLeader:
 		i, err := z.E.Leader()

@@ -2,9 +2,11 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/chainraft/chainraft/nemesis"
 )
@@ -46,8 +48,35 @@ func (t *RaftTarget) Nodes() []int {
 	return out
 }
 
+// resolveWait bounds how long a role may go unheld (an election running, a
+// chain rejoining a node) before the fault is skipped for want of a target.
+const resolveWait = 5 * time.Second
+
+// resolveRetry asks resolve until it names someone, an error that is not
+// ErrNoTarget comes back, or resolveWait passes: "kill the leader" right
+// after another fault must wait for the election, not skip.
+func resolveRetry(ctx context.Context, resolve func(context.Context) ([]int, error)) ([]int, error) {
+	ctx, cancel := context.WithTimeout(ctx, resolveWait)
+	defer cancel()
+	for {
+		ids, err := resolve(ctx)
+		if (err == nil && len(ids) > 0) || (err != nil && !errors.Is(err, nemesis.ErrNoTarget)) {
+			return ids, err
+		}
+		select {
+		case <-ctx.Done():
+			return ids, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // Resolve implements nemesis.Target.
 func (t *RaftTarget) Resolve(ctx context.Context, role string) ([]int, error) {
+	return resolveRetry(ctx, func(ctx context.Context) ([]int, error) { return t.resolve(ctx, role) })
+}
+
+func (t *RaftTarget) resolve(ctx context.Context, role string) ([]int, error) {
 	switch role {
 	case nemesis.RoleLeader:
 		id, err := t.c.Leader(ctx)

@@ -162,7 +162,8 @@
 //     over the 5 s before the fault's injection (for a heal too: the 5 s
 //     before a heal are the fault), looked for after the dent: the first
 //     window below that rate from the event on, ending by the next event
-//     (the window right at the event always counts).
+//     of another step (the window right at the event always counts), and
+//     absent if not back by then: what follows is that event's doing.
 //     Measuring from the dent matters for faults whose effect is delayed (a
 //     ZooKeeper session that has yet to expire, an election timeout that
 //     has yet to run out): the first windows after them are whole, and a

@@ -96,21 +96,29 @@ func Recoveries(ops []histories.Operation, events []Event) []Recovery {
 			injectedAt[e.Step] = e.Time
 		}
 	}
-	// An event's horizon for finding its dent in throughput is the next
-	// event that happened, of any step.
-	var times []int64
+	// An event's horizon, for its dent in throughput and the recovery from
+	// it, is the next event of another step: what happens after that is
+	// that event's doing. A fault's own heal does not end it (a heal only
+	// helps; a fault shorter than its recovery still gets its figure).
+	type stepTime struct {
+		t    int64
+		step int
+	}
+	var times []stepTime
 	for _, e := range events {
 		if !e.Skipped && e.Error == "" {
-			times = append(times, e.Time)
+			times = append(times, stepTime{e.Time, e.Step})
 		}
 	}
-	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
-	horizon := func(t int64) int64 {
-		i := sort.Search(len(times), func(i int) bool { return times[i] > t })
-		if i == len(times) {
-			return math.MaxInt64
+	sort.Slice(times, func(i, j int) bool { return times[i].t < times[j].t })
+	horizon := func(e Event) int64 {
+		i := sort.Search(len(times), func(i int) bool { return times[i].t > e.Time })
+		for ; i < len(times); i++ {
+			if times[i].step != e.Step {
+				return times[i].t
+			}
 		}
-		return times[i]
+		return math.MaxInt64
 	}
 	var out []Recovery
 	for _, e := range events {
@@ -126,7 +134,7 @@ func Recoveries(ops []histories.Operation, events []Event) []Recovery {
 			Targets: e.Targets, Role: e.Role,
 			FirstReadMs:  first(rs, rMin, e.Time),
 			FirstWriteMs: first(ws, wMin, e.Time),
-			ThroughputMs: throughputRecovery(all, base, e.Time, horizon(e.Time)),
+			ThroughputMs: throughputRecovery(all, base, e.Time, horizon(e)),
 		})
 	}
 	return out
@@ -138,14 +146,15 @@ func Recoveries(ops []histories.Operation, events []Event) []Recovery {
 // rate over (b−B, b], b the fault's injection, shortened at the run's start.
 //
 // The dent is looked for first: the earliest low window that starts at t,
-// or later and ends by horizon (the next event): a window reaching past
-// the next event would blame this one for that one's damage. A fault whose effect
+// or later and ends by horizon (the next event of another step): a window
+// reaching past that event would blame this one for that one's damage. A fault whose effect
 // is delayed — a session that expires, an election timeout that runs out —
 // leaves the first windows after it untouched, and measuring from the
 // first good window would call it harmless. No low window by the horizon:
 // 0, the event did not dent throughput. Otherwise the result is the start
-// of the first good window at or after the dent, less t. Windows must end
-// within the history: none at all after t gives nil.
+// of the first good window at or after the dent, less t, or nil if none
+// starts by the horizon. Windows must end within the history: none at all
+// after t gives nil.
 //
 // The count changes only when a window edge crosses a return r: the start
 // (s = r, the return leaves) or the end (s = r − W, it enters), so those
@@ -194,10 +203,12 @@ func throughputRecovery(returns []int64, b, t, horizon int64) *float64 {
 		return ms(0)
 	}
 	// Back: a count rises only when the end reaches a return, s = r − W.
+	// Not back by the next event: nil, since what follows is that event's
+	// to answer for.
 	i := sort.Search(len(returns), func(i int) bool { return returns[i]-W > dent })
 	for ; i < len(returns); i++ {
 		s := returns[i] - W
-		if s+W > last {
+		if s+W > last || s > horizon {
 			break
 		}
 		if good(s) {

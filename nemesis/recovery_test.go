@@ -208,12 +208,29 @@ func TestRecoveriesDelayedDent(t *testing.T) {
 	require.Len(t, rs, 2)
 	requireMs(t, 2791, rs[0].ThroughputMs, "throughput after a delayed outage")
 	requireMs(t, 0, rs[1].ThroughputMs, "the heal found it whole")
-	// A dent in windows that start after the next event is that event's,
-	// not this one's: the first low window starts at 10.71 s.
+	// A dent in windows that reach past the next event of another step is
+	// that event's: the first low window starts at 10.71 s.
+	rs = Recoveries(ops, []Event{
+		{Time: sec(10), Step: 1, Fault: KindZKPartition, Event: PhaseInject},
+		{Time: sec(10.4), Step: 2, Fault: KindKill, Event: PhaseInject},
+	})
+	requireMs(t, 0, rs[0].ThroughputMs, "no dent before the next fault")
+	requireMs(t, 2391, rs[1].ThroughputMs, "the dent is the next fault's")
+	// Not back by the next fault: no figure, rather than the next fault's.
+	rs = Recoveries(ops, []Event{
+		{Time: sec(10), Step: 1, Fault: KindZKPartition, Event: PhaseInject},
+		{Time: sec(12.5), Step: 2, Fault: KindKill, Event: PhaseInject},
+	})
+	require.Nil(t, rs[0].ThroughputMs, "still down when the next fault came")
+	// (its baseline, the 5 s before it, holds the outage: 80/s, so 64 in
+	// the window (12.631, 13.631])
+	requireMs(t, 131, rs[1].ThroughputMs, "back 131 ms after the next fault")
+	// Its own heal does not end a fault's claim: back 2791 ms after the
+	// injection even though healed at 10.4 s.
 	rs = Recoveries(ops, []Event{
 		{Time: sec(10), Step: 1, Fault: KindZKPartition, Event: PhaseInject},
 		{Time: sec(10.4), Step: 1, Fault: KindZKPartition, Event: PhaseHeal},
 	})
-	requireMs(t, 0, rs[0].ThroughputMs, "no dent before the heal")
-	requireMs(t, 2391, rs[1].ThroughputMs, "the dent counts from the heal")
+	requireMs(t, 2791, rs[0].ThroughputMs, "the fault's own figure")
+	requireMs(t, 2391, rs[1].ThroughputMs, "and the heal's")
 }

@@ -272,7 +272,11 @@ func (c *Client) do(ctx context.Context, cmd *pb.Command) (*pb.Result, error) {
 		last, rotate = id, true
 		cl := c.conns.client(id)
 		if cl == nil {
-			return nil, kv.Definitef("raftkv: no nodes")
+			// The connections were closed (the harness frees stuck clients
+			// that way): an earlier attempt may still have proposed the
+			// write, so this ends like a deadline, not with a definite error.
+			lastErr = errNoNodes
+			break
 		}
 		actx, cancel := context.WithTimeout(ctx, c.attemptTimeout(ctx))
 		resp, err := cl.Do(actx, req)
@@ -320,10 +324,19 @@ func (c *Client) do(ctx context.Context, cmd *pb.Command) (*pb.Result, error) {
 		}
 	}
 	if maybeApplied {
+		if ctx.Err() == nil {
+			return nil, fmt.Errorf("raftkv: %w: %w", ErrUnknown, lastErr)
+		}
 		return nil, fmt.Errorf("raftkv: %w after deadline: %w", ErrUnknown, lastErr)
+	}
+	if ctx.Err() == nil {
+		return nil, kv.Definite(fmt.Errorf("raftkv: %w", lastErr))
 	}
 	return nil, kv.Definite(fmt.Errorf("raftkv: %w (last: %w)", ctx.Err(), lastErr))
 }
+
+// errNoNodes: the client has no connection left to try.
+var errNoNodes = errors.New("no nodes")
 
 // attemptTimeout gives one try at most half of what is left (and at most
 // AttemptTimeout), so that a request stuck at a paused or cut-off leader

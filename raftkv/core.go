@@ -233,7 +233,13 @@ func (c *Core) restore(rec *Recovered) error {
 		c.confState = proto.Clone(snap.GetMetadata().GetConfState()).(*raftpb.ConfState)
 		c.membersChanged = true
 	}
-	if ents := rec.Entries; len(ents) > 0 {
+	ents, ok := logMatchesSnapshot(rec.Snapshot, rec.Entries)
+	if !ok {
+		// Stale entries behind a snapshot (OpenStorage already rewrote such
+		// a log on disk; a Recovered built elsewhere gets the same rule).
+		ents = nil
+	}
+	if len(ents) > 0 {
 		if first := ents[0].GetIndex(); first > c.applied+1 && c.applied > 0 {
 			return fmt.Errorf("raftkv: log starts at %d but snapshot ends at %d", first, c.applied)
 		}

@@ -59,7 +59,10 @@
 // measure — the fsync on the commit path. A torn tail (a short record, a
 // bad checksum on the last record, zeros past the end) is truncated on
 // open; a bad checksum with valid data after it is lost durable state and
-// the node refuses to start ([ErrCorrupt]). Every SnapshotEvery applied
+// the node refuses to start ([ErrCorrupt]). A crash between a leader
+// snapshot's rename and the log rewrite leaves the old log behind the new
+// snapshot; OpenStorage keeps its entries above the snapshot only if they
+// continue it (logMatchesSnapshot) and otherwise rewrites the log empty. Every SnapshotEvery applied
 // entries the node snapshots the state machine and rewrites the log to the
 // entries after the compaction point (SnapshotKeep entries stay for
 // followers that lag a little; further behind, they get the snapshot). The

@@ -95,7 +95,68 @@ func OpenStorage(dir string, noFsync bool) (*Storage, *Recovered, error) {
 		f.Close()
 		return nil, nil, err
 	}
+	if ents, ok := logMatchesSnapshot(rec.Snapshot, rec.Entries); !ok {
+		// A crash between a leader snapshot's rename and the log rewrite:
+		// the old log is not the one behind the snapshot. It is replaced by
+		// an empty one now, so later appends at snapshot+1 cannot leave a
+		// gap after the stale entries or sit behind entries of later terms.
+		rec.Entries = ents
+		if err := s.Rewrite(rec.HardState, nil); err != nil {
+			s.f.Close()
+			return nil, nil, err
+		}
+	}
 	return s, rec, nil
+}
+
+// logMatchesSnapshot decides whether the log entries recovered with a
+// snapshot at index S (term Ts) continue it, and returns what to keep. The
+// log behind a snapshot is one of:
+//
+//   - the node's own log, taken before its own snapshot (or the rewrite
+//     behind a leader snapshot keeping entries that raft kept): it holds
+//     entry S with term Ts, and by raft's log matching what follows S is
+//     the log raft had;
+//   - the rewrite behind a leader snapshot: it starts at S+1;
+//   - the old log, when the node crashed after renaming a leader snapshot
+//     into place but before rewriting the log: it may lack S, or hold S with
+//     another term, and the entries above S then come from a log the
+//     snapshot superseded (raft discarded them when it took the snapshot),
+//     their terms possibly going backwards from Ts.
+//
+// Entries above S are kept only in the first two cases and only if their
+// terms never decrease (from Ts on); otherwise nothing after the snapshot is
+// trustworthy and ok is false: the caller keeps no entries (those at or
+// below S are covered by the snapshot).
+func logMatchesSnapshot(snap *raftpb.Snapshot, ents []*raftpb.Entry) ([]*raftpb.Entry, bool) {
+	if raft.IsEmptySnap(snap) || len(ents) == 0 {
+		return ents, true
+	}
+	si, st := snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
+	first, last := ents[0].GetIndex(), ents[len(ents)-1].GetIndex()
+	switch {
+	case first > si+1:
+		// A gap after the snapshot: not a crash artefact of ours; the Core
+		// refuses it with a precise error.
+		return ents, true
+	case last < si:
+		// The log does not reach the snapshot: a stale log; appends at S+1
+		// would leave a gap after it.
+		return nil, false
+	case first <= si && ents[si-first].GetTerm() != st:
+		return nil, false
+	}
+	prev := st
+	for _, e := range ents {
+		if e.GetIndex() <= si {
+			continue
+		}
+		if e.GetTerm() < prev {
+			return nil, false
+		}
+		prev = e.GetTerm()
+	}
+	return ents, true
 }
 
 // replay decodes records into rec and returns the length of the good
@@ -173,7 +234,8 @@ func appendEntry(rec *Recovered, e *raftpb.Entry) error {
 
 // Persist makes one Ready's state durable. A snapshot from the leader
 // replaces the log: snapshot file first (a crash in between leaves the new
-// snapshot and the old log, which recovery reconciles), then a rewritten log.
+// snapshot and the old log, which OpenStorage reconciles: see
+// logMatchesSnapshot), then a rewritten log.
 func (s *Storage) Persist(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, sync bool) error {
 	if raft.IsEmptySnap(snap) {
 		return s.Save(hs, ents, sync)

@@ -117,6 +117,10 @@ var SeededBugs = []SeededBug{
 			"chain, so few reads reach the head while it shows writes it will lose; needs reads that do not queue behind writes",
 		Keys:           5,
 		AppendFraction: 0.3,
+		// Writers wait through the splice and retry at the new head, which
+		// applies their lost writes after others: a read already showed them
+		// before.
+		RequestTimeout: 8 * time.Second,
 		RunTime:        12 * time.Second,
 	},
 	{

@@ -54,6 +54,10 @@ type runFlags struct {
 	nemesisInterval time.Duration
 	nemesisOverlap  bool
 	replay          string
+	// workload is kv (the default) or lock: the ZooKeeper lock workload,
+	// with its own flags in lock.
+	workload string
+	lock     lockRunFlags
 }
 
 func newRunCmd() *cobra.Command {
@@ -77,6 +81,13 @@ linearizable or an end-of-run check failed, 2 bad usage, 3 unknown (the
 check ran out of budget), 4 the run failed or was interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch f.workload {
+			case "kv":
+			case "lock":
+				return f.runLock(cmd)
+			default:
+				return usageErrorf("run: --workload must be kv or lock, not %q", f.workload)
+			}
 			cfg, err := f.config()
 			if err != nil {
 				return err
@@ -106,7 +117,17 @@ check ran out of budget), 4 the run failed or was interrupted.`,
 	fl.DurationVar(&f.nemesisInterval, "nemesis-interval", 5*time.Second, "time between faults, and each fault's length")
 	fl.BoolVar(&f.nemesisOverlap, "nemesis-overlap", false, "start a fault every interval, each lasting two, so faults overlap")
 	fl.StringVar(&f.replay, "replay", "", "replay the fault schedule of a recorded nemesis.jsonl (overrides --nemesis)")
+	fl.StringVar(&f.workload, "workload", "kv", "kv: the KV workload against --store; lock: ZooKeeper lock clients under holder pauses (--recipe, --fencing)")
+	addLockRunFlags(cmd, &f.lock, false)
 	return cmd
+}
+
+// runLock runs the lock workload with the flags run shares with it.
+func (f *runFlags) runLock(cmd *cobra.Command) error {
+	l := f.lock
+	l.timeLimit, l.seed, l.out, l.name = f.timeLimit, f.seed, f.out, f.name
+	l.zk, l.zkServers, l.quiet = f.zk, f.zkServers, f.quiet
+	return runLockWorkload(cmd.Context(), cmd, l)
 }
 
 // nemesisConfig validates the nemesis flags.

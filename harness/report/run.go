@@ -93,9 +93,13 @@ type runPage struct {
 // (required), history.jsonl streamed into one-second buckets, nemesis.jsonl
 // paired into fault bands, and whatever visualizations and logs are there.
 // The page is written to a temporary file and renamed, so a reader (or
-// `chainraft serve`) never sees half a report.
+// `chainraft serve`) never sees half a report. A lock-workload run gets its
+// own page (WriteLockRun).
 func WriteRun(dir string) error {
 	s, err := ReadSummary(dir)
+	if errors.Is(err, ErrLockRun) {
+		return WriteLockRun(dir)
+	}
 	if err != nil {
 		return err
 	}

@@ -11,10 +11,6 @@ LDFLAGS  := -X main.version=$(VERSION)
 # One explicit limit for the whole suite, far above what it needs, so that a
 # hung test fails the build with every goroutine's stack instead of hanging CI.
 TEST_TIMEOUT ?= 20m
-# `make run` arguments. The memory store is fast enough to record a few
-# million operations in 10 s; checking them takes about a minute on two
-# cores, so the check budget is raised above the 60 s default.
-RUN_ARGS ?= --store memory --time-limit 10s --clients 16 --check-budget 5m
 # `make bench`: which benchmarks, where.
 BENCH    ?= .
 BENCH_PKGS ?= ./...
@@ -40,13 +36,11 @@ lint:
 	$(GO) vet ./...
 
 # run is the main job: raft, then chain, 30 s each under the same faults
-# (kill and pause, every 5 s, the raft run's schedule replayed on chain with
-# leader -> head), side by side; prints the table and the path of
-# compare.html. Partitions join the mix once the chain cluster's links go
-# through the nemesis's proxies (today the chain run skips them).
-# COMPARE_ARGS=... adds or overrides flags.
+# (kill, pause and partitions every 5 s; the raft run's schedule replayed on
+# chain with leader -> head), side by side; prints the table and the path of
+# compare.html. COMPARE_ARGS=... adds or overrides flags.
 run: deps build
-	$(BIN) compare --time-limit 30s --nemesis kill,pause $(COMPARE_ARGS)
+	$(BIN) compare --time-limit 30s --nemesis kill,pause,partition $(COMPARE_ARGS)
 
 # proto regenerates the stores' protobuf code from their //go:generate lines.
 proto:

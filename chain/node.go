@@ -376,7 +376,9 @@ func (n *Node) SetConfig(c Config) {
 func (n *Node) SetSession(ok bool) {
 	n.sessMu.Lock()
 	n.sessWant = ok
-	n.session.Store(ok)
+	if !ok {
+		n.session.Store(false)
+	}
 	n.sessMu.Unlock()
 	select {
 	case n.sesskc <- struct{}{}:

@@ -2,6 +2,7 @@ package chain
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,7 +35,10 @@ func blockLoop(t *testing.T, n *Node) func() {
 	entered, release := make(chan struct{}), make(chan struct{})
 	n.inspectc <- func(*Core) { close(entered); <-release }
 	<-entered
-	return func() { close(release) }
+	var once sync.Once
+	f := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(f) // a failed test must not leave the loop parked (Stop waits for it)
+	return f
 }
 
 // queue calls do() in the background and waits until the request is queued

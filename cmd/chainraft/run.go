@@ -95,6 +95,9 @@ check ran out of budget), 4 the run failed or was interrupted.`,
 			if cfg.Nemesis, err = f.nemesisConfig(); err != nil {
 				return err
 			}
+			if err := harness.ApplySeededBug(&cfg, cmd.Flags().Changed("nemesis") || f.replay != ""); err != nil {
+				return usageErrorf("%s: --bug: %v", f.command(), err)
+			}
 			cfg.EndChecks = true
 			cfg.Command = append([]string{"chainraft"}, os.Args[1:]...)
 			if !f.quiet {

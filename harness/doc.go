@@ -48,6 +48,19 @@
 // the checker prune unknown writes that no read observed. A cas expects the
 // value its client last saw for the key, so that many of them swap.
 //
+// # Faults, checks and reports
+//
+// The nemesis is a [Sidecar]: nemesis.go (its file comment has the design)
+// draws or replays the schedule, implements nemesis.Target for each store
+// (target_raft.go, target_chain.go: roles resolved at injection time), routes
+// links through proxies when the schedule has network faults, and after the
+// workload heals everything and runs the end-of-run checks (checks.go).
+// seeded bugs and the faults that expose them are in bugs.go. After every run
+// the report package writes report.html and refreshes runs/index.html; a
+// failure there is logged, never fatal. compare.go runs several stores under
+// one seed, workload and fault schedule (mapped by role) and writes
+// compare.json and compare.html.
+//
 // # Recording cost
 //
 // The recorder (histories.Recorder) has no shared lock on its hot path and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,16 @@ import (
 // attemptTimeout bounds one RPC of a request; the request's own deadline
 // bounds all its retries.
 const attemptTimeout = 2 * time.Second
+
+// configMaxAge is how long a Client trusts its cached configuration of a
+// chain without an error to doubt it: each fetch keeps it for a random time
+// in [configMaxAge/2, configMaxAge), so that clients do not re-read in step.
+// Clients of chain replication cache the configuration and re-read it when a
+// node rejects them or stops answering; a correct node that is no longer
+// the tail (or lost its session) rejects, so the cache costs a correct store
+// one failed attempt per reconfiguration. The periodic re-read bounds how
+// long a client keeps using a node that wrongly keeps answering.
+const configMaxAge = 5 * time.Second
 
 // Router is shared by a process's clients: one ZooKeeper session that
 // watches every chain's configuration, and one gRPC connection per node.
@@ -211,6 +222,48 @@ type Client struct {
 	seq      *kv.Sequencer
 	timeout  time.Duration
 	lastNode uint64
+
+	// mu guards cache and reads: a Client is meant for one goroutine, but
+	// a cache must not be corrupted if it is shared.
+	mu sync.Mutex
+	// cache is this client's own view of each chain's configuration,
+	// copied from the router when it is missing, doubted (an error) or old.
+	cache []cachedConfig
+	// reads counts Gets, for the client half of BugHeadRead.
+	reads uint64
+}
+
+// cachedConfig is one chain's configuration as a Client last fetched it.
+type cachedConfig struct {
+	cfg     Config
+	expires time.Time
+	doubted bool
+}
+
+// config is the configuration the client routes chain's requests by: its
+// cached copy, re-read from the router when doubted or expired; and the
+// router's channel closed on any configuration change.
+func (c *Client) config(chain int) (Config, <-chan struct{}) {
+	latest, changed := c.r.Config(chain)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := &c.cache[chain]
+	now := time.Now()
+	if e.doubted || e.cfg.Epoch == 0 || !now.Before(e.expires) {
+		age := configMaxAge/2 + rand.N(configMaxAge/2)
+		*e = cachedConfig{cfg: latest, expires: now.Add(age)}
+	}
+	return e.cfg, changed
+}
+
+// doubt marks the cached configuration of chain as suspect after a failed
+// attempt: the next attempt re-reads it from the router, which is asked to
+// re-read ZooKeeper (its watch may lag).
+func (c *Client) doubt(chain int) {
+	c.mu.Lock()
+	c.cache[chain].doubted = true
+	c.mu.Unlock()
+	c.r.Refresh(chain)
 }
 
 // LastNode is the node that answered the last request, for the history.
@@ -227,7 +280,7 @@ func (r *Router) NewClient(timeout time.Duration) *Client {
 	if timeout == 0 {
 		timeout = 5 * time.Second
 	}
-	return &Client{r: r, seq: kv.NewSequencer(), timeout: timeout}
+	return &Client{r: r, seq: kv.NewSequencer(), timeout: timeout, cache: make([]cachedConfig, r.chains)}
 }
 
 var _ kv.KV = (*Client)(nil)
@@ -277,7 +330,7 @@ func (c *Client) write(ctx context.Context, u *pb.Update) (bool, error) {
 	maybe := false
 	var last error
 	for ctx.Err() == nil {
-		cfg, changed := c.r.Config(chain)
+		cfg, changed := c.config(chain)
 		if cfg.Epoch == 0 || len(cfg.Members) == 0 {
 			last = fmt.Errorf("%w: chain %d has no configuration yet", ErrUnavailable, chain)
 			c.wait(ctx, changed)
@@ -287,6 +340,7 @@ func (c *Client) write(ctx context.Context, u *pb.Update) (bool, error) {
 		cl, err := c.r.memberClient(head)
 		if err != nil {
 			last = err
+			c.doubt(chain)
 			c.wait(ctx, changed)
 			continue
 		}
@@ -297,7 +351,7 @@ func (c *Client) write(ctx context.Context, u *pb.Update) (bool, error) {
 			// The request may have reached the head and been forwarded.
 			maybe = true
 			last = fmt.Errorf("write to node %d: %w", head.ID, err)
-			c.r.Refresh(chain)
+			c.doubt(chain)
 			c.wait(ctx, changed)
 			continue
 		}
@@ -309,9 +363,7 @@ func (c *Client) write(ctx context.Context, u *pb.Update) (bool, error) {
 		if resp.Status == pb.Status_STATUS_UNKNOWN {
 			maybe = true
 		}
-		if resp.Status == pb.Status_STATUS_WRONG_EPOCH || resp.Status == pb.Status_STATUS_NOT_HEAD {
-			c.r.Refresh(chain)
-		}
+		c.doubt(chain)
 		c.wait(ctx, changed)
 	}
 	if last == nil {
@@ -331,19 +383,20 @@ func (c *Client) Get(ctx context.Context, key string) (string, bool, error) {
 	chain := ChainOf(key, c.r.chains)
 	var last error
 	for ctx.Err() == nil {
-		cfg, changed := c.r.Config(chain)
+		cfg, changed := c.config(chain)
 		if cfg.Epoch == 0 || len(cfg.Members) == 0 {
 			last = fmt.Errorf("%w: chain %d has no configuration yet", ErrUnavailable, chain)
 			c.wait(ctx, changed)
 			continue
 		}
 		tail := cfg.Tail()
-		if c.r.headRead.Load() {
-			tail = cfg.Head() // SEEDED BUG (BugHeadRead): read at the head
+		if c.r.headRead.Load() && c.nextReadAtHead() {
+			tail = cfg.Head() // SEEDED BUG (BugHeadRead): every other read at the head
 		}
 		cl, err := c.r.memberClient(tail)
 		if err != nil {
 			last = err
+			c.doubt(chain)
 			c.wait(ctx, changed)
 			continue
 		}
@@ -352,7 +405,7 @@ func (c *Client) Get(ctx context.Context, key string) (string, bool, error) {
 		acancel()
 		if err != nil {
 			last = fmt.Errorf("read from node %d: %w", tail.ID, err)
-			c.r.Refresh(chain)
+			c.doubt(chain)
 			c.wait(ctx, changed)
 			continue
 		}
@@ -361,15 +414,23 @@ func (c *Client) Get(ctx context.Context, key string) (string, bool, error) {
 			return resp.Value, resp.Found, nil
 		}
 		last = fmt.Errorf("node %d: %w", tail.ID, statusErr(resp.Status, resp.Error))
-		if resp.Status == pb.Status_STATUS_WRONG_EPOCH || resp.Status == pb.Status_STATUS_NOT_TAIL {
-			c.r.Refresh(chain)
-		}
+		c.doubt(chain)
 		c.wait(ctx, changed)
 	}
 	if last == nil {
 		last = ctx.Err()
 	}
 	return "", false, kv.Definite(fmt.Errorf("chain %d read %q: %w", chain, key, last))
+}
+
+// nextReadAtHead is the client half of BugHeadRead: a client that spreads
+// its reads over both ends of the chain to halve the tail's load sends
+// every other read to the head.
+func (c *Client) nextReadAtHead() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reads++
+	return c.reads%2 == 1
 }
 
 // Put implements kv.KV.

@@ -521,23 +521,7 @@ func closeClients(clients []*client) {
 // makeRunDir creates Out/<timestamp>-<store>-<name>, the timestamp in UTC so
 // that names sort by time; a second run in the same second gets a suffix.
 func makeRunDir(out string, start time.Time, store, name string) (string, error) {
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return "", err
-	}
-	base := fmt.Sprintf("%s-%s-%s", start.UTC().Format("20060102T150405Z"), store, name)
-	for i := 1; ; i++ {
-		dir := filepath.Join(out, base)
-		if i > 1 {
-			dir = fmt.Sprintf("%s.%d", dir, i)
-		}
-		err := os.Mkdir(dir, 0o755)
-		if err == nil {
-			return dir, nil
-		}
-		if !errors.Is(err, os.ErrExist) || i >= 1000 {
-			return "", fmt.Errorf("creating run directory: %w", err)
-		}
-	}
+	return makeDir(out, fmt.Sprintf("%s-%s-%s", start.UTC().Format("20060102T150405Z"), store, name))
 }
 
 // linkLatest points out/latest at dir: a new symlink renamed over the old

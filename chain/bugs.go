@@ -21,7 +21,11 @@ const (
 	// BugHeadRead serves reads at the chain's head, from its own state,
 	// which holds writes the tail has not acknowledged yet (and may never:
 	// they die with the head). The node side lets a head answer reads; the
-	// client side (Router.PlantBug) sends reads to the head.
+	// client side (Router.PlantBug) spreads reads over both ends of the
+	// chain, every other read of a client at the head: a read there can
+	// show a write that a later read at the tail does not, with no fault at
+	// all. (Every read at the head would look linearizable while the head
+	// lives, as it shows writes in the order they commit.)
 	BugHeadRead = "head-read"
 	// BugNoResend skips the Sent-list resend when a node gets a new
 	// successor (a middle node failed and was spliced out): the
@@ -54,7 +58,8 @@ func ParseBug(name string) (string, error) {
 }
 
 // PlantBug plants the client half of a seeded bug in every client of the
-// router: with BugHeadRead, reads go to the head. Other bugs live in the
+// router: with BugHeadRead, every other read of each client goes to the
+// head. Other bugs live in the
 // nodes only; unknown names are an error.
 func (r *Router) PlantBug(name string) error {
 	name, err := ParseBug(name)

@@ -19,6 +19,20 @@
 //     writes to the head, reads to the tail, retries with the same request
 //     id, definite/indeterminate errors as package kv defines them.
 //
+// # Why each client caches its configuration
+//
+// The Router watches ZooKeeper for the whole process, but a Client routes by
+// its own cached copy of each chain's configuration, re-read from the Router
+// only after a failed attempt (rejection or timeout) or when the copy is
+// 2.5–5 s old (configMaxAge, jittered). An instantly shared view would hide
+// a class of faults: a node that keeps answering after the master replaced
+// it (BugStaleTail) would never be asked, since every client would leave it
+// the moment the new configuration appears. Real clients learn of a change
+// by being rejected, so the store must be correct against clients that lag:
+// a correct node that is not the tail of the client's epoch, or has no
+// session, rejects, and the client refreshes and retries. The cost for a
+// correct store is one failed attempt per client per reconfiguration.
+//
 // # Goroutines and owners
 //
 //   - Node.Run: started by Run (or a test), stopped by Node.Stop.
@@ -28,6 +42,7 @@
 //     master campaign (and the master's watch forwarders), a closer; all end
 //     when its ctx ends and RunCoordinator waits for them.
 //   - Router: one config watcher per chain, a refresher, a closer; Router.Close.
+//     A Client starts no goroutine: its cache is refreshed on its own calls.
 //
 // # Invariants (checked; a violation panics)
 //

@@ -131,10 +131,27 @@ type Core struct {
 	confirmed []confirmedReads
 	readSeq   uint64
 
+	// ticks counts Tick calls; probes remembers, per follower, the last
+	// non-empty MsgApp let out and when (see throttleProbes).
+	ticks  int64
+	probes map[uint64]probeMark
+
 	replies        []Reply
 	membersChanged bool
 	installed      int // snapshots received from a leader, for tests and logs
 }
+
+// probeMark identifies an append by the log position it continues.
+type probeMark struct {
+	index, term uint64
+	tick        int64
+}
+
+// probeRepeatTicks is how long a repeat of the same probing append is held
+// back: long enough for a follower to store and answer one append of up to
+// MaxSizePerMsg, short enough that a probe lost on the way is sent again
+// soon (raft treats a held-back repeat as one more lost message).
+const probeRepeatTicks = 2
 
 type readReq struct {
 	id  uint64
@@ -172,6 +189,7 @@ func NewCore(cfg CoreConfig, rec *Recovered, bootstrap []Member) (*Core, error) 
 		confState:   &raftpb.ConfState{},
 		pending:     map[kv.RequestID]int{},
 		pendingConf: map[uint64]bool{},
+		probes:      map[uint64]probeMark{},
 	}
 	if rec != nil {
 		if err := c.restore(rec); err != nil {
@@ -267,6 +285,7 @@ func (c *Core) restore(rec *Recovered) error {
 
 // Tick advances raft's logical clock and ages the ReadIndex round.
 func (c *Core) Tick() {
+	c.ticks++
 	c.rn.Tick()
 	if c.round != nil {
 		c.round.age++
@@ -434,10 +453,40 @@ func (c *Core) Ready() Ready {
 		Entries:   r.Entries,
 		Snapshot:  r.Snapshot,
 		MustSync:  r.MustSync,
-		Messages:  r.Messages,
+		Messages:  c.throttleProbes(r.Messages),
 		raft:      r,
 		hasRaft:   true,
 	}
+}
+
+// throttleProbes drops repeats of a probing append. A leader probing a
+// follower (StateProbe: after a restart, a snapshot, a rejection or
+// ReportUnreachable) sends the whole window from the follower's next index,
+// up to MaxSizePerMsg, again on every heartbeat response from it — and with
+// ReadOnlySafe every ReadIndex round is a heartbeat, hundreds a second, plus
+// the stale ones a paused follower answers in a burst on SIGCONT. Each
+// repeat is the same megabyte marshalled on the loop, queued and decoded by
+// the follower, which answers only the first usefully: a follower coming
+// back starved the leader's loop and the other follower's appends for
+// seconds. An append that continues the log at the same (index, term) as
+// the last non-empty one to that follower, within probeRepeatTicks, is such
+// a repeat (in StateReplicate each append continues where the previous one
+// ended, so repeats occur only while probing); it is dropped, which raft
+// tolerates as message loss.
+func (c *Core) throttleProbes(msgs []*raftpb.Message) []*raftpb.Message {
+	out := msgs[:0:0]
+	for _, m := range msgs {
+		if m.GetType() == raftpb.MsgApp && len(m.GetEntries()) > 0 {
+			to := m.GetTo()
+			last, ok := c.probes[to]
+			if ok && last.index == m.GetIndex() && last.term == m.GetLogTerm() && c.ticks-last.tick < probeRepeatTicks {
+				continue
+			}
+			c.probes[to] = probeMark{index: m.GetIndex(), term: m.GetLogTerm(), tick: c.ticks}
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // Apply runs after rd's state is durable and its messages are sent: it

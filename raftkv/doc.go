@@ -20,8 +20,14 @@
 // many requests), and handles each Ready in etcd raft's order: persist
 // (entries, hard state, snapshot; fdatasync when MustSync), send, apply and
 // reply, Advance. Every queue is bounded: a full request queue answers
-// ErrOverloaded (definite: nothing was proposed), a full peer queue drops
-// the message (raft retransmits) and reports the peer unreachable.
+// ErrOverloaded (definite: nothing was proposed), a full peer queue (4096
+// messages or 64 MB) drops the message (raft retransmits) and reports the
+// peer unreachable. Core drops repeats of a probing append (same index and
+// term to the same follower within 2 ticks): etcd raft resends the whole
+// window on every heartbeat response from a probing follower, and a
+// follower resumed after a pause answers hundreds of held ReadIndex
+// heartbeats at once — unthrottled, that flood starved the leader's loop
+// for seconds (design.md, Crash recovery).
 //
 // # Error classes
 //

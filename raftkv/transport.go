@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -17,7 +18,12 @@ import (
 )
 
 const (
-	peerQueue      = 4096        // messages queued per peer before dropping
+	peerQueue = 4096 // messages queued per peer before dropping
+	// peerQueueBytes bounds the bytes queued per peer: appends are up to
+	// MaxSizePerMsg each, so a count alone would let a stalled peer's queue
+	// hold gigabytes. A message larger than the bound (a snapshot) is still
+	// queued when the queue is empty.
+	peerQueueBytes = 64 << 20
 	streamLifetime = time.Minute // every stream has a deadline; a new one follows
 	batchMax       = 256         // messages per stream Send
 	batchBytes     = 4 << 20     // bytes per stream Send
@@ -54,6 +60,8 @@ type peer struct {
 	addr string
 	conn *grpc.ClientConn
 	q    chan outMsg
+	// queued is the bytes in q: added by Send, subtracted as pump takes.
+	queued atomic.Int64
 	// ctx ends when the peer is removed or the transport stops; every
 	// stream's context derives from it.
 	ctx    context.Context
@@ -140,10 +148,16 @@ func (t *Transport) Send(m *raftpb.Message) error {
 	if p == nil {
 		return fmt.Errorf("no address for node %d", m.GetTo())
 	}
+	size := int64(len(data))
+	if q := p.queued.Add(size); q > peerQueueBytes && q > size {
+		p.queued.Add(-size)
+		return fmt.Errorf("queue to node %d full (%d bytes)", m.GetTo(), q-size)
+	}
 	select {
 	case p.q <- outMsg{data: data, snap: m.GetType() == raftpb.MsgSnap}:
 		return nil
 	default:
+		p.queued.Add(-size)
 		return fmt.Errorf("queue to node %d full", m.GetTo())
 	}
 }
@@ -189,6 +203,7 @@ func (t *Transport) pump(ctx context.Context, p *peer, stream grpc.ClientStreami
 		case <-ctx.Done():
 			return nil // stream lifetime over (or stopping): open a new one
 		}
+		p.queued.Add(-int64(len(first.data)))
 		batch := &pb.MessageBatch{From: t.id, Messages: [][]byte{first.data}}
 		snaps := 0
 		if first.snap {
@@ -199,6 +214,7 @@ func (t *Transport) pump(ctx context.Context, p *peer, stream grpc.ClientStreami
 		for len(batch.Messages) < batchMax && size < batchBytes {
 			select {
 			case m := <-p.q:
+				p.queued.Add(-int64(len(m.data)))
 				batch.Messages = append(batch.Messages, m.data)
 				size += len(m.data)
 				if m.snap {

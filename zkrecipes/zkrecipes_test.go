@@ -2,6 +2,7 @@ package zkrecipes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -462,10 +463,20 @@ func TestDeposedLeaderMultiFails(t *testing.T) {
 	}
 	// The deposed leader's guarded write fails even if it had not looked at
 	// Lost, and the config keeps the successor's write.
-	_, err = oldConn.Multi(
-		&zk.CheckVersionRequest{Path: oldPath, Version: 0},
-		&zk.SetDataRequest{Path: cfg, Data: []byte("stale"), Version: -1},
-	)
+	// The old connection may still be re-establishing its session when Lost
+	// fires; a request it could not send proves nothing, so retry until the
+	// server itself answers.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err = oldConn.Multi(
+			&zk.CheckVersionRequest{Path: oldPath, Version: 0},
+			&zk.SetDataRequest{Path: cfg, Data: []byte("stale"), Version: -1},
+		)
+		if !errors.Is(err, zk.ErrNoServer) && !errors.Is(err, zk.ErrConnectionClosed) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	require.ErrorIs(t, err, zk.ErrNoNode)
 	b, _, err := newConn.Get(cfg)
 	require.NoError(t, err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -25,6 +26,7 @@ func newCheckCmd() *cobra.Command {
 		budget  time.Duration
 		out     string
 		workers int
+		ref     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "check PATH",
@@ -82,6 +84,9 @@ input, 3 unknown (the budget ran out).`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if ref {
+				return checkReference(ctx, cmd, ops, budget)
+			}
 			res, err := histories.Check(ctx, ops, histories.CheckOptions{
 				Budget:       budget,
 				Workers:      workers,
@@ -126,5 +131,27 @@ input, 3 unknown (the budget ran out).`,
 	fl.DurationVar(&budget, "budget", harness.DefaultCheckBudget, "time budget of the check; past it undecided keys are unknown")
 	fl.StringVar(&out, "out", "", "directory for visualizations (default: a run directory's porcupine/, none for a file)")
 	fl.IntVar(&workers, "workers", 0, "keys checked in parallel (0: one per CPU)")
+	fl.BoolVar(&ref, "reference", false, "re-check with the plain reference checker instead (no pruning; slower; overall verdict only)")
 	return cmd
+}
+
+// checkReference gives the verdict of histories.CheckReference, a second
+// opinion that shares none of the main checker's pruning.
+func checkReference(ctx context.Context, cmd *cobra.Command, ops []histories.Operation, budget time.Duration) error {
+	start := time.Now()
+	v, err := histories.CheckReference(ctx, ops, budget)
+	if err != nil {
+		return usageErrorf("check: %v", err)
+	}
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "%d operations, %.2fs, reference checker\n", len(ops), time.Since(start).Seconds())
+	fmt.Fprintf(w, "verdict: %s\n", v)
+	switch v {
+	case histories.VerdictOK:
+		return nil
+	case histories.VerdictIllegal:
+		return withCode(exitIllegal, errors.New(""))
+	default:
+		return withCode(exitUnknown, errors.New(""))
+	}
 }

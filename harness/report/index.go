@@ -34,6 +34,7 @@ type indexPage struct {
 	Latest    bool
 	Generated string
 	Skipped   []string // run directories whose summary.json would not decode
+	Compares  []string // compare directories (compare.html, no summary), newest first
 }
 
 // WriteIndex renders <runsDir>/index.html listing every run directory (a
@@ -78,6 +79,11 @@ func WriteIndex(runsDir string) error {
 			row = lockRow(dir, e, ls)
 		} else {
 			if errors.Is(err, ErrNoSummary) {
+				// A compare directory links its runs, which are listed
+				// themselves; the index links its side-by-side page.
+				if _, err := os.Stat(filepath.Join(dir, "compare.html")); err == nil {
+					page.Compares = append(page.Compares, e.Name())
+				}
 				continue
 			}
 			if err != nil {
@@ -105,6 +111,7 @@ func WriteIndex(runsDir string) error {
 		}
 		return page.Rows[i].Dir > page.Rows[j].Dir
 	})
+	sort.Sort(sort.Reverse(sort.StringSlice(page.Compares)))
 	for st := range stores {
 		page.Stores = append(page.Stores, st)
 	}

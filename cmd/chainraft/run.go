@@ -98,6 +98,10 @@ check ran out of budget), 4 the run failed or was interrupted.`,
 			if err := harness.ApplySeededBug(&cfg, cmd.Flags().Changed("nemesis") || f.replay != ""); err != nil {
 				return usageErrorf("%s: --bug: %v", f.command(), err)
 			}
+			if cmd.Flags().Changed("read-fraction") {
+				// The user's mix wins over the one the bug's schedule prefers.
+				cfg.Workload.ReadFraction = f.readFraction
+			}
 			cfg.EndChecks = true
 			cfg.Command = append([]string{"chainraft"}, os.Args[1:]...)
 			if !f.quiet {

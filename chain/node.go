@@ -511,7 +511,8 @@ func (s server) Digest(ctx context.Context, r *pb.DigestRequest) (*pb.DigestResp
 	out := make(chan *pb.DigestResponse, 1)
 	f := func(c *Core) {
 		st, d, keys := c.Digest(int(r.Chain))
-		out <- &pb.DigestResponse{Epoch: st.Epoch, Member: st.Member, LastSeq: st.LastSeq, Committed: st.Committed, Digest: d, Keys: int64(keys)}
+		out <- &pb.DigestResponse{Epoch: st.Epoch, Member: st.Member, LastSeq: st.LastSeq, Committed: st.Committed, Digest: d, Keys: int64(keys),
+			PeerMessagesSent: s.n.transport.MessagesSent()}
 	}
 	select {
 	case s.n.inspectc <- f:

@@ -3,6 +3,7 @@ package chain
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -33,7 +34,17 @@ type Transport struct {
 	stopc  chan struct{}
 	wg     sync.WaitGroup
 	closed bool
+
+	// sent counts chain messages a stream Send accepted, since the node
+	// started: the cost side of `chainraft compare` (messages between
+	// nodes per client operation). Dropped messages (full queue, failed
+	// stream) are not counted; one atomic add per batch keeps it cheap.
+	sent atomic.Uint64
 }
+
+// MessagesSent is the number of chain messages handed to peer streams since
+// the transport started.
+func (t *Transport) MessagesSent() uint64 { return t.sent.Load() }
 
 type peer struct {
 	addr   string
@@ -142,7 +153,9 @@ func (t *Transport) sendLoop(p *peer) {
 			if !t.pause(p) {
 				return
 			}
+			continue
 		}
+		t.sent.Add(uint64(len(batch.Messages)))
 	}
 }
 

@@ -102,6 +102,9 @@ func runRaftFaults(t *testing.T, faults func(context.Context, *harness.RaftClust
 		}
 	}()
 
+	msgBase := c.PeerMessagesSent(ctx)
+	require.Len(t, msgBase, 3, "every node reports its peer message count")
+
 	rec := histories.NewRecorder()
 	keys := []string{"k0", "k1", "k2"}
 	stop := make(chan struct{})
@@ -134,6 +137,16 @@ func runRaftFaults(t *testing.T, faults func(context.Context, *harness.RaftClust
 		faults(ctx, c)
 	}()
 
+	msgEnd := c.PeerMessagesSent(ctx)
+	var sent uint64
+	for id, n := range msgEnd {
+		if b := msgBase[id]; n >= b {
+			sent += n - b
+		} else {
+			sent += n // restarted: counting again from zero
+		}
+	}
+
 	// Final reads, recorded too, through a fresh client.
 	store, err := c.NewClient()
 	require.NoError(t, err)
@@ -164,6 +177,9 @@ func runRaftFaults(t *testing.T, faults func(context.Context, *harness.RaftClust
 		}
 	}
 	require.Greater(t, acked, 100, "the workload made progress")
+	okOps := counts[histories.OK]
+	t.Logf("%d peer messages for %d ok operations: %.2f per op", sent, okOps, float64(sent)/float64(okOps))
+	require.Greater(t, float64(sent)/float64(okOps), 0.0, "nodes count the messages they send each other")
 
 	res, err := histories.Check(ctx, ops, histories.CheckOptions{Budget: 30 * time.Second})
 	require.NoError(t, err)

@@ -59,7 +59,9 @@
 // the report package writes report.html and refreshes runs/index.html; a
 // failure there is logged, never fatal. compare.go runs several stores under
 // one seed, workload and fault schedule (mapped by role) and writes
-// compare.json and compare.html.
+// compare.json and compare.html. Its cost row, messages between nodes per
+// client operation, comes from messages.go: the nodes' own counters of
+// peer messages sent, read just before and just after the workload.
 //
 // # Recording cost
 //

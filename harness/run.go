@@ -401,6 +401,11 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	var clientsWG, othersWG sync.WaitGroup
 
+	mc, _ := cluster.(messageCounter)
+	var msgBase map[uint64]uint64
+	if mc != nil {
+		msgBase = mc.PeerMessagesSent(ctx)
+	}
 	fmt.Fprintf(r.log, "workload: %d clients for %v\n", len(clients), r.cfg.TimeLimit)
 	began := time.Now()
 	for i, c := range clients {
@@ -450,6 +455,12 @@ func (r *runner) run(ctx context.Context) error {
 		r.stuck = clientsDone
 	}
 	r.duration = time.Since(began)
+	if mc != nil && msgBase != nil {
+		if end := mc.PeerMessagesSent(ctx); len(end) > 0 {
+			n := sumMessages(msgBase, end)
+			r.s.PeerMessages = &n
+		}
+	}
 	close(progressDone)
 	othersWG.Wait()
 	r.status.Done()

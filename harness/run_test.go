@@ -211,6 +211,8 @@ func TestRunMemoryIsLinearizable(t *testing.T) {
 	require.Equal(t, "ok", s.Verdict, "the memory store is linearizable")
 	require.Empty(t, s.Error)
 	require.Empty(t, s.FailingKeys)
+	require.Nil(t, s.PeerMessages, "the memory store has no nodes to message")
+	require.Nil(t, s.MessagesPerOp)
 
 	// The run directory: named, linked, complete.
 	require.True(t, strings.HasSuffix(res.Dir, "-memory-test"), res.Dir)

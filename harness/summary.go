@@ -80,6 +80,15 @@ type Summary struct {
 	// Checks are the end-of-run checks (harness/checks.go); one that failed
 	// fails the run (exit code 1).
 	Checks []CheckResult `json:"checks,omitempty"`
+
+	// PeerMessages are the messages the store's nodes sent each other
+	// while the workload ran (harness/messages.go), summed over the nodes
+	// live at its end; MessagesPerOp divides them by OpsOK. Absent when the
+	// store does not count them (memory). A node restarted during the run
+	// starts counting again from zero and a node down at the end is not
+	// read, so under kill faults both are lower bounds.
+	PeerMessages  *uint64  `json:"peer_messages,omitempty"`
+	MessagesPerOp *float64 `json:"messages_per_op,omitempty"`
 }
 
 // KeyResult is one failing key's verdict.
@@ -134,6 +143,11 @@ func (s *Summary) countOps(ops []histories.Operation, duration time.Duration) {
 	}
 	s.ThroughputByOp = map[string]float64{}
 	s.Latency = map[string]Latency{}
+	s.MessagesPerOp = nil
+	if s.PeerMessages != nil && s.OpsOK > 0 {
+		m := float64(*s.PeerMessages) / float64(s.OpsOK)
+		s.MessagesPerOp = &m
+	}
 	if s.DurationS > 0 {
 		s.Throughput = float64(s.OpsOK) / s.DurationS
 	}

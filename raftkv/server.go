@@ -69,7 +69,8 @@ func (s *kvServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusR
 	if err != nil {
 		return nil, err
 	}
-	r := &pb.StatusResponse{Id: st.ID, LeaderId: st.Leader, Term: st.Term, Commit: st.Commit, Applied: st.Applied, Role: st.Role, Digest: st.Digest}
+	r := &pb.StatusResponse{Id: st.ID, LeaderId: st.Leader, Term: st.Term, Commit: st.Commit, Applied: st.Applied, Role: st.Role, Digest: st.Digest,
+		PeerMessagesSent: s.n.transport.MessagesSent()}
 	for _, m := range st.Members {
 		r.Members = append(r.Members, &pb.Member{Id: m.ID, Addr: m.Addr})
 	}

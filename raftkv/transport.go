@@ -53,7 +53,18 @@ type Transport struct {
 	peers   map[uint64]*peer
 	stopped bool
 	wg      sync.WaitGroup
+
+	// sent counts raft messages a stream Send accepted, since the node
+	// started: the cost side of `chainraft compare` (messages between
+	// nodes per client operation). Messages dropped from a full queue or a
+	// failed Send are not counted; one atomic add per batch keeps the hot
+	// path cheap.
+	sent atomic.Uint64
 }
+
+// MessagesSent is the number of raft messages handed to peer streams since
+// the transport started.
+func (t *Transport) MessagesSent() uint64 { return t.sent.Load() }
 
 type peer struct {
 	id   uint64
@@ -231,5 +242,6 @@ func (t *Transport) pump(ctx context.Context, p *peer, stream grpc.ClientStreami
 		if err != nil {
 			return fmt.Errorf("send to node %d: %w", p.id, err)
 		}
+		t.sent.Add(uint64(len(batch.Messages)))
 	}
 }

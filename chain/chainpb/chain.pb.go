@@ -978,10 +978,14 @@ type DigestResponse struct {
 	LastSeq   uint64                 `protobuf:"varint,3,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
 	Committed uint64                 `protobuf:"varint,4,opt,name=committed,proto3" json:"committed,omitempty"`
 	// digest is a SHA-256 over the sorted keys and values.
-	Digest        string `protobuf:"bytes,5,opt,name=digest,proto3" json:"digest,omitempty"`
-	Keys          int64  `protobuf:"varint,6,opt,name=keys,proto3" json:"keys,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Digest string `protobuf:"bytes,5,opt,name=digest,proto3" json:"digest,omitempty"`
+	Keys   int64  `protobuf:"varint,6,opt,name=keys,proto3" json:"keys,omitempty"`
+	// peer_messages_sent counts chain messages (all chains) this node handed
+	// to peer streams since it started (a restart resets it): the harness
+	// sums it to report messages between nodes per client operation.
+	PeerMessagesSent uint64 `protobuf:"varint,7,opt,name=peer_messages_sent,json=peerMessagesSent,proto3" json:"peer_messages_sent,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *DigestResponse) Reset() {
@@ -1056,6 +1060,13 @@ func (x *DigestResponse) GetKeys() int64 {
 	return 0
 }
 
+func (x *DigestResponse) GetPeerMessagesSent() uint64 {
+	if x != nil {
+		return x.PeerMessagesSent
+	}
+	return 0
+}
+
 var File_chain_proto protoreflect.FileDescriptor
 
 const file_chain_proto_rawDesc = "" +
@@ -1120,14 +1131,15 @@ const file_chain_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\"%\n" +
 	"\rDigestRequest\x12\x14\n" +
-	"\x05chain\x18\x01 \x01(\rR\x05chain\"\xa3\x01\n" +
+	"\x05chain\x18\x01 \x01(\rR\x05chain\"\xd1\x01\n" +
 	"\x0eDigestResponse\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06member\x18\x02 \x01(\bR\x06member\x12\x19\n" +
 	"\blast_seq\x18\x03 \x01(\x04R\alastSeq\x12\x1c\n" +
 	"\tcommitted\x18\x04 \x01(\x04R\tcommitted\x12\x16\n" +
 	"\x06digest\x18\x05 \x01(\tR\x06digest\x12\x12\n" +
-	"\x04keys\x18\x06 \x01(\x03R\x04keys*?\n" +
+	"\x04keys\x18\x06 \x01(\x03R\x04keys\x12,\n" +
+	"\x12peer_messages_sent\x18\a \x01(\x04R\x10peerMessagesSent*?\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +

@@ -40,8 +40,8 @@ type CompareRow struct {
 // report's Summary: fields a store or the nemesis may add.
 type compareExtra struct {
 	// MessagesPerOp is messages between nodes per client operation, when
-	// the store counts them; no store does yet, and the row is left out
-	// rather than guessed.
+	// the store counts them (raft and chain do: harness/messages.go); a
+	// store that does not (memory) has no value, never a guessed one.
 	MessagesPerOp *float64 `json:"messages_per_op"`
 	// ThroughputByOp is ok operations per second by kind, as the harness
 	// writes it.

@@ -130,7 +130,7 @@ func TestCompareRowsSideBySide(t *testing.T) {
 		"kill (heal) ops back max ms", "kill (heal) throughput back max ms"}, order,
 		"inject before heal: the order they happen in")
 
-	// No store counts messages here: the row is left out, not invented.
+	// Neither synthetic run counts messages: the row is left out, not invented.
 	require.False(t, compareHasRow(rows, "messages between nodes per op"))
 }
 

@@ -880,9 +880,13 @@ type StatusResponse struct {
 	// digest is a hash of the replicated data (keys and values) as applied
 	// at index applied: two nodes at the same applied index must report the
 	// same digest, which is what the harness's end-of-run check compares.
-	Digest        string `protobuf:"bytes,8,opt,name=digest,proto3" json:"digest,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Digest string `protobuf:"bytes,8,opt,name=digest,proto3" json:"digest,omitempty"`
+	// peer_messages_sent counts raft messages this node handed to peer
+	// streams since it started (a restart resets it): the harness sums it
+	// to report messages between nodes per client operation.
+	PeerMessagesSent uint64 `protobuf:"varint,9,opt,name=peer_messages_sent,json=peerMessagesSent,proto3" json:"peer_messages_sent,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -969,6 +973,13 @@ func (x *StatusResponse) GetDigest() string {
 		return x.Digest
 	}
 	return ""
+}
+
+func (x *StatusResponse) GetPeerMessagesSent() uint64 {
+	if x != nil {
+		return x.PeerMessagesSent
+	}
+	return 0
 }
 
 // MessageBatch carries marshalled raftpb.Message values from one node to
@@ -1116,7 +1127,7 @@ const file_raftkv_proto_rawDesc = "" +
 	"\vleader_addr\x18\x03 \x01(\tR\n" +
 	"leaderAddr\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"\x0f\n" +
-	"\rStatusRequest\"\xdb\x01\n" +
+	"\rStatusRequest\"\x89\x02\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x12\n" +
@@ -1125,7 +1136,8 @@ const file_raftkv_proto_rawDesc = "" +
 	"\aapplied\x18\x05 \x01(\x04R\aapplied\x12\x12\n" +
 	"\x04role\x18\x06 \x01(\tR\x04role\x12*\n" +
 	"\amembers\x18\a \x03(\v2\x10.raftkvpb.MemberR\amembers\x12\x16\n" +
-	"\x06digest\x18\b \x01(\tR\x06digest\">\n" +
+	"\x06digest\x18\b \x01(\tR\x06digest\x12,\n" +
+	"\x12peer_messages_sent\x18\t \x01(\x04R\x10peerMessagesSent\">\n" +
 	"\fMessageBatch\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x1a\n" +
 	"\bmessages\x18\x02 \x03(\fR\bmessages\"\a\n" +

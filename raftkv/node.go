@@ -215,12 +215,8 @@ func (n *Node) deliver(m *raftpb.Message) {
 // that do not wrap ErrUnknown mean the write was not proposed.
 func (n *Node) Write(ctx context.Context, cmd *pb.Command) (*pb.Result, error) {
 	reply := make(chan Reply, 1)
-	select {
-	case n.propc <- proposal{cmd: cmd, reply: reply}:
-	case <-n.donec:
-		return nil, ErrStopped
-	default:
-		return nil, ErrOverloaded
+	if err := enqueue(n, n.propc, proposal{cmd: cmd, reply: reply}); err != nil {
+		return nil, err
 	}
 	return n.wait(ctx, reply, true)
 }
@@ -228,14 +224,23 @@ func (n *Node) Write(ctx context.Context, cmd *pb.Command) (*pb.Result, error) {
 // Read performs a linearizable read (ReadIndex, or the lease).
 func (n *Node) Read(ctx context.Context, key string) (*pb.Result, error) {
 	reply := make(chan Reply, 1)
-	select {
-	case n.readc <- readRequest{key: key, reply: reply}:
-	case <-n.donec:
-		return nil, ErrStopped
-	default:
-		return nil, ErrOverloaded
+	if err := enqueue(n, n.readc, readRequest{key: key, reply: reply}); err != nil {
+		return nil, err
 	}
 	return n.wait(ctx, reply, false)
+}
+
+// enqueue hands a request to the loop without blocking: a full queue is
+// ErrOverloaded (definite: nothing was proposed), a stopped node ErrStopped.
+func enqueue[T any](n *Node, q chan<- T, req T) error {
+	select {
+	case q <- req:
+		return nil
+	case <-n.donec:
+		return ErrStopped
+	default:
+		return ErrOverloaded
+	}
 }
 
 // AddNode adds a voter at addr; RemoveNode removes one. They return once

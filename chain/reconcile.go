@@ -24,6 +24,12 @@ func (n LiveNode) encode() []byte {
 // Reconcile is the master's decision for one chain, a pure function so the
 // Core tests' in-memory coordinator and the ZooKeeper master share it.
 //
+//   - The first configuration (epoch 1) waits until every preferred node is
+//     live, and lists them in the preferred order. Formed from whoever
+//     registered first, it would make the late nodes join as tails, one by
+//     one: a node slow to start would become the tail of every chain and
+//     serve every read, and the rotation that spreads heads and tails over
+//     the nodes would be lost before the first request.
 //   - Members whose node is gone (no ephemeral znode, or registered again at
 //     another address) are spliced out, keeping order: a dead head makes its
 //     successor head, a dead tail its predecessor tail, a dead middle joins
@@ -42,9 +48,11 @@ func Reconcile(cur Config, preferred []uint64, live map[uint64]LiveNode) (Config
 	next := Config{Chain: cur.Chain, Epoch: cur.Epoch}
 	if cur.Epoch == 0 {
 		for _, id := range preferred {
-			if n, ok := live[id]; ok {
-				next.Members = append(next.Members, Member{ID: id, Addr: n.Addr})
+			n, ok := live[id]
+			if !ok {
+				return cur, false
 			}
+			next.Members = append(next.Members, Member{ID: id, Addr: n.Addr})
 		}
 		if len(next.Members) == 0 {
 			return cur, false

@@ -139,7 +139,7 @@ func StartChainCluster(ctx context.Context, cfg ClusterConfig) (_ *ChainCluster,
 		if wiring != nil {
 			args = wireChainNode(args, *wiring, int(id))
 		}
-		n.Proc, err = proc.Start(proc.Spec{Name: fmt.Sprintf("chain-node-%d", id), Path: cfg.Binary, Args: args, LogPath: n.LogPath})
+		n.Proc, err = proc.Start(proc.Spec{Name: fmt.Sprintf("chain-node-%d", id), Path: cfg.Binary, Args: args, LogPath: n.LogPath, CPUs: cfg.NodeCPUs})
 		if err != nil {
 			return nil, fmt.Errorf("chain cluster: start node %d: %w", id, err)
 		}

@@ -168,6 +168,7 @@ func (c *RaftCluster) startNode(id uint64, addr string, peers []string, join boo
 		Path:    c.cfg.Binary,
 		Args:    args,
 		LogPath: filepath.Join(c.cfg.Dir, "nodes", fmt.Sprintf("%d.log", id)),
+		CPUs:    c.cfg.NodeCPUs,
 	})
 	if err != nil {
 		return fmt.Errorf("raft cluster: start node %d: %w", id, err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/chainraft/chainraft/harness/report"
 	"github.com/chainraft/chainraft/histories"
+	"github.com/chainraft/chainraft/internal/proc"
 )
 
 // Errors Run returns for callers to branch on.
@@ -147,6 +148,16 @@ func (c RunConfig) Validate() error {
 	if c.CheckBudget < 0 {
 		return bad("check budget must be positive, got %v", c.CheckBudget)
 	}
+	switch {
+	case c.Cluster.NodeCPUs < 0:
+		return bad("node CPUs must not be negative, got %v", c.Cluster.NodeCPUs)
+	case c.Cluster.NodeCPUs > 0 && c.Store == "memory":
+		return bad("node CPUs %v: the memory store has no node processes to limit", c.Cluster.NodeCPUs)
+	case c.Cluster.NodeCPUs > 0:
+		if err := proc.CheckCPULimit(); err != nil {
+			return bad("node CPUs %v: %v", c.Cluster.NodeCPUs, err)
+		}
+	}
 	if err := c.Workload.Validate(); err != nil {
 		return bad("%v", err)
 	}
@@ -206,7 +217,7 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 		Clients: cfg.Clients, Keys: w.Keys,
 		ReadFraction: w.ReadFraction, AppendFraction: w.AppendFraction, CASFraction: w.CASFraction,
 		ValueSize: w.ValueSize, Nodes: cfg.Cluster.Nodes, NoFsync: cfg.Cluster.NoFsync,
-		ReadMode: cfg.Cluster.ReadMode, Bug: cfg.Cluster.Bug,
+		NodeCPUs: cfg.Cluster.NodeCPUs, ReadMode: cfg.Cluster.ReadMode, Bug: cfg.Cluster.Bug,
 		RequestTimeoutMS: ms(int64(cfg.Cluster.RequestTimeout)),
 		Verdict:          string(histories.VerdictUnknown), FailingKeys: []string{},
 		History: "history.jsonl",
@@ -406,6 +417,11 @@ func (r *runner) run(ctx context.Context) error {
 	if mc != nil {
 		msgBase = mc.PeerMessagesSent(ctx)
 	}
+	cm, _ := cluster.(cpuMeter)
+	var cpuBase map[uint64]time.Duration
+	if cm != nil {
+		cpuBase = cm.NodeCPU()
+	}
 	fmt.Fprintf(r.log, "workload: %d clients for %v\n", len(clients), r.cfg.TimeLimit)
 	began := time.Now()
 	for i, c := range clients {
@@ -455,6 +471,9 @@ func (r *runner) run(ctx context.Context) error {
 		r.stuck = clientsDone
 	}
 	r.duration = time.Since(began)
+	if cm != nil {
+		r.s.NodeCPUSeconds = cpuBetween(cpuBase, cm.NodeCPU())
+	}
 	if mc != nil && msgBase != nil {
 		if end := mc.PeerMessagesSent(ctx); len(end) > 0 {
 			n := sumMessages(msgBase, end)

@@ -34,6 +34,11 @@ type ClusterConfig struct {
 	Nodes int
 	// NoFsync turns fsync off in the nodes, for measurements only.
 	NoFsync bool
+	// NodeCPUs, when positive, gives every node process a CPU quota of
+	// that many cores in a cgroup of its own (proc.Spec.CPUs), so that
+	// the nodes compete for CPU like separate servers (harness/cpu.go).
+	// ZooKeeper and the harness are not limited.
+	NodeCPUs float64
 	// ReadMode is the raft read mode: "index" (default) or "lease".
 	ReadMode string
 	// ZK is an existing ZooKeeper ensemble (host:port,...); empty starts one.

@@ -33,8 +33,10 @@ type Summary struct {
 	CASFraction    float64 `json:"cas_fraction"`
 	ValueSize      int     `json:"value_size,omitempty"`
 
-	Nodes            int     `json:"nodes,omitempty"`
-	NoFsync          bool    `json:"no_fsync,omitempty"`
+	Nodes   int  `json:"nodes,omitempty"`
+	NoFsync bool `json:"no_fsync,omitempty"`
+	// NodeCPUs is each node process's CPU quota in cores; absent: none.
+	NodeCPUs         float64 `json:"node_cpus,omitempty"`
 	ReadMode         string  `json:"read_mode,omitempty"`
 	Bug              string  `json:"bug,omitempty"`
 	RequestTimeoutMS float64 `json:"request_timeout_ms"`
@@ -89,6 +91,15 @@ type Summary struct {
 	// read, so under kill faults both are lower bounds.
 	PeerMessages  *uint64  `json:"peer_messages,omitempty"`
 	MessagesPerOp *float64 `json:"messages_per_op,omitempty"`
+
+	// NodeCPUSeconds is the CPU time each node process used while the
+	// workload ran, by node id, every incarnation counted (harness/cpu.go).
+	// NodeCPUPerOpUS divides their sum by OpsOK, BusiestNodeCPUPerOpUS the
+	// largest one: microseconds of node CPU per ok operation. Absent when
+	// the store has no node processes (memory).
+	NodeCPUSeconds        map[string]float64 `json:"node_cpu_s,omitempty"`
+	NodeCPUPerOpUS        *float64           `json:"node_cpu_us_per_op,omitempty"`
+	BusiestNodeCPUPerOpUS *float64           `json:"busiest_node_cpu_us_per_op,omitempty"`
 }
 
 // KeyResult is one failing key's verdict.
@@ -147,6 +158,16 @@ func (s *Summary) countOps(ops []histories.Operation, duration time.Duration) {
 	if s.PeerMessages != nil && s.OpsOK > 0 {
 		m := float64(*s.PeerMessages) / float64(s.OpsOK)
 		s.MessagesPerOp = &m
+	}
+	s.NodeCPUPerOpUS, s.BusiestNodeCPUPerOpUS = nil, nil
+	if len(s.NodeCPUSeconds) > 0 && s.OpsOK > 0 {
+		var sum, busiest float64
+		for _, v := range s.NodeCPUSeconds {
+			sum += v
+			busiest = max(busiest, v)
+		}
+		all, top := sum*1e6/float64(s.OpsOK), busiest*1e6/float64(s.OpsOK)
+		s.NodeCPUPerOpUS, s.BusiestNodeCPUPerOpUS = &all, &top
 	}
 	if s.DurationS > 0 {
 		s.Throughput = float64(s.OpsOK) / s.DurationS

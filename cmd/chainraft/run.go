@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/chainraft/chainraft/harness"
 	"github.com/chainraft/chainraft/histories"
+	"github.com/chainraft/chainraft/internal/proc"
 	"github.com/chainraft/chainraft/nemesis"
 )
 
@@ -40,6 +42,7 @@ type runFlags struct {
 	checkBudget    time.Duration
 	nodes          int
 	noFsync        bool
+	nodeCPUs       float64
 	readMode       string
 	zk             string
 	zkServers      int
@@ -171,6 +174,7 @@ func (f *runFlags) addFlags(fl *pflag.FlagSet, timeLimit time.Duration) {
 	fl.DurationVar(&f.checkBudget, "check-budget", harness.DefaultCheckBudget, "time budget of the linearizability check")
 	fl.IntVar(&f.nodes, "nodes", 3, "number of store nodes")
 	fl.BoolVar(&f.noFsync, "no-fsync", false, "nodes skip fsync (measurements only: unsafe)")
+	fl.Float64Var(&f.nodeCPUs, "node-cpus", 0, "give each node process this many cores of CPU, in a cgroup of its own, so nodes compete like separate servers (needs root and a cgroup cpu controller; 0: no limit)")
 	fl.StringVar(&f.readMode, "read-mode", "index", "raft reads: index (ReadIndex) or lease")
 	fl.StringVar(&f.zk, "zk", "", "chain: existing ZooKeeper ensemble host:port,... (empty: start one)")
 	fl.IntVar(&f.zkServers, "zk-servers", 1, "chain: ZooKeeper servers to start (1 or 3)")
@@ -217,6 +221,15 @@ func (f *runFlags) config() (harness.RunConfig, error) {
 		return harness.RunConfig{}, usageErrorf(f.command()+": --replicas must be positive, got %d", f.replicas)
 	case f.out == "":
 		return harness.RunConfig{}, usageErrorf("%s: --out must not be empty", f.command())
+	case f.nodeCPUs < 0:
+		return harness.RunConfig{}, usageErrorf(f.command()+": --node-cpus must not be negative, got %v", f.nodeCPUs)
+	case f.nodeCPUs > 0 && f.store == "memory":
+		return harness.RunConfig{}, usageErrorf("%s: --node-cpus: the memory store has no node processes to limit", f.command())
+	}
+	if f.nodeCPUs > 0 {
+		if err := proc.CheckCPULimit(); err != nil {
+			return harness.RunConfig{}, usageErrorf(f.command()+": --node-cpus %v: %v", f.nodeCPUs, err)
+		}
 	}
 	cfg := harness.RunConfig{
 		Store:     f.store,
@@ -229,7 +242,7 @@ func (f *runFlags) config() (harness.RunConfig, error) {
 			AppendFraction: f.appendFraction, CASFraction: f.casFraction, ValueSize: f.valueSize,
 		},
 		Cluster: harness.ClusterConfig{
-			Nodes: f.nodes, NoFsync: f.noFsync, ReadMode: f.readMode, ZK: f.zk, ZKServers: f.zkServers,
+			Nodes: f.nodes, NoFsync: f.noFsync, NodeCPUs: f.nodeCPUs, ReadMode: f.readMode, ZK: f.zk, ZKServers: f.zkServers,
 			Chains: f.chains, Replicas: f.replicas, Bug: f.bug, RequestTimeout: f.requestTimeout,
 		},
 		CheckBudget: f.checkBudget,
@@ -298,6 +311,7 @@ func printSummary(w io.Writer, res *harness.RunResult) {
 			fmt.Fprintf(w, "            %-7s %10.4f %10.4f %10.4f %10.4f\n", k, l.P50MS, l.P99MS, l.P999MS, l.MaxMS)
 		}
 	}
+	printNodes(w, s)
 	fmt.Fprintf(w, "check:      %.2fs, %d unknown writes pruned, %d bounded\n", s.CheckSeconds, s.Pruned, s.Bounded)
 	for _, k := range s.KeyResults {
 		line := fmt.Sprintf("            %s %s (%d ops)", k.Key, k.Verdict, k.Ops)
@@ -311,6 +325,37 @@ func printSummary(w io.Writer, res *harness.RunResult) {
 		fmt.Fprintf(w, "error:      %s\n", s.Error)
 	}
 	fmt.Fprintf(w, "verdict:    %s\n", s.Verdict)
+}
+
+// printNodes prints what the nodes spent per ok operation, when the store
+// has node processes: CPU (all nodes, and the busiest) and messages.
+func printNodes(w io.Writer, s *harness.Summary) {
+	if s.NodeCPUPerOpUS == nil {
+		return
+	}
+	ids := make([]string, 0, len(s.NodeCPUSeconds))
+	for id := range s.NodeCPUSeconds {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		a, _ := strconv.Atoi(ids[i])
+		b, _ := strconv.Atoi(ids[j])
+		return a < b
+	})
+	var cpu []string
+	for _, id := range ids {
+		cpu = append(cpu, fmt.Sprintf("n%s %.1fs", id, s.NodeCPUSeconds[id]))
+	}
+	limit := ""
+	if s.NodeCPUs > 0 {
+		limit = fmt.Sprintf(", each limited to %g cores", s.NodeCPUs)
+	}
+	fmt.Fprintf(w, "nodes:      CPU %s%s\n", strings.Join(cpu, ", "), limit)
+	line := fmt.Sprintf("            per ok op: %.1f µs CPU on all nodes, %.1f µs on the busiest", *s.NodeCPUPerOpUS, *s.BusiestNodeCPUPerOpUS)
+	if s.MessagesPerOp != nil {
+		line += fmt.Sprintf(", %.2f messages between nodes", *s.MessagesPerOp)
+	}
+	fmt.Fprintln(w, line)
 }
 
 // printNemesis prints the recovery times per fault kind and the end-of-run

@@ -106,6 +106,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"--request-timeout", "0s"}, "--request-timeout"},
 		{[]string{"--zk-servers", "2"}, "--zk-servers"},
 		{[]string{"--read-mode", "fast"}, "--read-mode"},
+		{[]string{"--node-cpus", "-1", "--store", "raft"}, "--node-cpus must not be negative"},
+		{[]string{"--node-cpus", "0.5"}, "--node-cpus: the memory store has no node processes"},
 		{[]string{"--name", "a/b"}, "name"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 		{[]string{"extra-arg"}, "extra-arg"},

@@ -43,6 +43,12 @@ type compareExtra struct {
 	// the store counts them (raft and chain do: harness/messages.go); a
 	// store that does not (memory) has no value, never a guessed one.
 	MessagesPerOp *float64 `json:"messages_per_op"`
+	// NodeCPUPerOpUS and BusiestNodeCPUPerOpUS are node CPU microseconds
+	// per ok operation, all nodes and the busiest (harness/cpu.go), when
+	// the store has node processes; NodeCPUs is their quota, if any.
+	NodeCPUPerOpUS        *float64 `json:"node_cpu_us_per_op"`
+	BusiestNodeCPUPerOpUS *float64 `json:"busiest_node_cpu_us_per_op"`
+	NodeCPUs              float64  `json:"node_cpus"`
 	// ThroughputByOp is ok operations per second by kind, as the harness
 	// writes it.
 	ThroughputByOp map[string]float64 `json:"throughput_by_op"`
@@ -203,11 +209,33 @@ func compareRows(runs []compareRun) []CompareRow {
 	}
 
 	if slices.ContainsFunc(runs, func(r compareRun) bool { return r.Extra.MessagesPerOp != nil }) {
-		add("messages", "messages between nodes per op", "lower", func(r compareRun) (*float64, string) {
+		add("cost", "messages between nodes per op", "lower", func(r compareRun) (*float64, string) {
 			if r.Extra.MessagesPerOp == nil {
 				return nil, "–"
 			}
 			return num(*r.Extra.MessagesPerOp, "%.2f")
+		})
+	}
+	if slices.ContainsFunc(runs, func(r compareRun) bool { return r.Extra.NodeCPUPerOpUS != nil }) {
+		add("cost", "node CPU per op µs, all nodes", "lower", func(r compareRun) (*float64, string) {
+			if r.Extra.NodeCPUPerOpUS == nil {
+				return nil, "–"
+			}
+			return num(*r.Extra.NodeCPUPerOpUS, "%.1f")
+		})
+		add("cost", "node CPU per op µs, busiest node", "lower", func(r compareRun) (*float64, string) {
+			if r.Extra.BusiestNodeCPUPerOpUS == nil {
+				return nil, "–"
+			}
+			return num(*r.Extra.BusiestNodeCPUPerOpUS, "%.1f")
+		})
+	}
+	if slices.ContainsFunc(runs, func(r compareRun) bool { return r.Extra.NodeCPUs > 0 }) {
+		add("cost", "CPU quota per node, cores", "", func(r compareRun) (*float64, string) {
+			if r.Extra.NodeCPUs <= 0 {
+				return nil, "none"
+			}
+			return num(r.Extra.NodeCPUs, "%g")
 		})
 	}
 	return rows

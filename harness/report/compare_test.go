@@ -150,6 +150,21 @@ func TestCompareRowsMessagesOnlyWhenReported(t *testing.T) {
 	require.Equal(t, []string{"–", "2.50"}, m.Text)
 }
 
+func TestCompareRowsNodeCPU(t *testing.T) {
+	dir := compareSynth(t, "ok", map[string]any{"node_cpu_us_per_op": 21.04, "busiest_node_cpu_us_per_op": 7.26, "node_cpus": 0.25})
+	rows := CompareRows([]string{filepath.Join(dir, "raft"), filepath.Join(dir, "chain")})
+	require.Equal(t, []string{"–", "21.0"}, compareRowOf(t, rows, "node CPU per op µs, all nodes").Text)
+	busiest := compareRowOf(t, rows, "node CPU per op µs, busiest node")
+	require.Equal(t, []string{"–", "7.3"}, busiest.Text)
+	require.Equal(t, "cost", busiest.Section)
+	require.Equal(t, []string{"none", "0.25"}, compareRowOf(t, rows, "CPU quota per node, cores").Text)
+
+	plain := compareSynth(t, "ok", nil)
+	rows = CompareRows([]string{filepath.Join(plain, "raft"), filepath.Join(plain, "chain")})
+	require.False(t, compareHasRow(rows, "node CPU per op µs, all nodes"), "no run measured node CPU: no row")
+	require.False(t, compareHasRow(rows, "CPU quota per node, cores"), "no run had a quota: no row")
+}
+
 func TestCompareBestNeedsAPlainWinner(t *testing.T) {
 	f := func(v float64) *float64 { return &v }
 	require.Equal(t, 0, compareBest(CompareRow{Better: "lower", Values: []*float64{f(1), f(2)}, Text: []string{"1", "2"}}))

@@ -46,6 +46,11 @@ type Spec struct {
 	LogPath string
 	// Env entries are added to the harness's environment (later wins).
 	Env []string
+	// CPUs, when positive, gives every incarnation a CPU quota of that many
+	// cores in a cgroup of its own (cpu.go), and GOMAXPROCS to match unless
+	// Env sets it. It needs a cgroup CPU controller the harness may write
+	// (CheckCPULimit); Start fails without one.
+	CPUs float64
 }
 
 // Process is a child process that can be killed, paused and restarted. Its
@@ -60,6 +65,8 @@ type Process struct {
 	paused  bool
 	exited  chan struct{}
 	waitErr error
+	// cpuDone is the CPU time of the incarnations reaped so far.
+	cpuDone time.Duration
 }
 
 // Start starts spec in its own process group, with Pdeathsig=SIGKILL.
@@ -82,16 +89,29 @@ func (p *Process) start() error {
 	}
 	cmd := exec.Command(path, p.spec.Args...)
 	cmd.Dir = p.spec.Dir
-	if len(p.spec.Env) > 0 {
-		cmd.Env = append(os.Environ(), p.spec.Env...)
+	var env []string
+	var group *cpuGroup
+	if p.spec.CPUs > 0 {
+		g, err := newCPUGroup(p.spec.Name, p.spec.CPUs)
+		if err != nil {
+			return fmt.Errorf("proc: start %s: %w", p.spec.Name, err)
+		}
+		group = g
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(gomaxprocs(p.spec.CPUs)))
+	}
+	env = append(env, p.spec.Env...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
 	}
 	var logf *os.File
 	if p.spec.LogPath != "" {
 		if err := os.MkdirAll(filepath.Dir(p.spec.LogPath), 0o755); err != nil {
+			group.remove()
 			return fmt.Errorf("proc: start %s: %w", p.spec.Name, err)
 		}
 		f, err := os.OpenFile(p.spec.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 		if err != nil {
+			group.remove()
 			return fmt.Errorf("proc: start %s: %w", p.spec.Name, err)
 		}
 		logf = f
@@ -105,6 +125,7 @@ func (p *Process) start() error {
 		if logf != nil {
 			logf.Close()
 		}
+		group.remove()
 		return fmt.Errorf("proc: start %s: %w", p.spec.Name, err)
 	}
 	exited := make(chan struct{})
@@ -117,12 +138,20 @@ func (p *Process) start() error {
 	p.waitErr = nil
 	p.mu.Unlock()
 	register(p)
-	go p.wait(cmd, logf, exited)
+	go p.wait(cmd, logf, exited, group)
+	if group != nil {
+		// The child runs unlimited for the moment it takes to get here: a
+		// v1 cgroup cannot be entered at fork. Startup is not measured.
+		if err := group.add(cmd.Process.Pid); err != nil {
+			_ = p.Kill()
+			return fmt.Errorf("proc: start %s: %w", p.spec.Name, err)
+		}
+	}
 	return nil
 }
 
 // wait is the waiter goroutine of one incarnation; see doc.go.
-func (p *Process) wait(cmd *exec.Cmd, logf *os.File, exited chan struct{}) {
+func (p *Process) wait(cmd *exec.Cmd, logf *os.File, exited chan struct{}, group *cpuGroup) {
 	pid := cmd.Process.Pid
 	waitNoReap(pid)
 	p.mu.Lock()
@@ -130,6 +159,9 @@ func (p *Process) wait(cmd *exec.Cmd, logf *os.File, exited chan struct{}) {
 	// left behind, then reap.
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	err := cmd.Wait()
+	if st := cmd.ProcessState; st != nil {
+		p.cpuDone += st.UserTime() + st.SystemTime()
+	}
 	p.reaped = true
 	p.paused = false
 	p.waitErr = err
@@ -137,6 +169,7 @@ func (p *Process) wait(cmd *exec.Cmd, logf *os.File, exited chan struct{}) {
 	if logf != nil {
 		logf.Close()
 	}
+	group.remove()
 	unregister(p)
 	close(exited)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -36,8 +37,14 @@ func TestRaftClusterLeaderKill(t *testing.T) {
 		time.Sleep(time.Second)
 		old, err := c.Leader(ctx)
 		require.NoError(t, err)
+		cpuBefore := c.NodeCPU()[old]
+		require.Positive(t, cpuBefore, "the leader has worked")
 		require.NoError(t, c.Kill(old))
 		t.Logf("killed leader %d", old)
+		defer func() {
+			require.GreaterOrEqual(t, c.NodeCPU()[old], cpuBefore,
+				"the restarted leader's CPU time still counts its first life")
+		}()
 		require.Eventually(t, func() bool {
 			now, err := c.Leader(ctx)
 			return err == nil && now != old
@@ -277,4 +284,36 @@ func TestRaftClusterMembership(t *testing.T) {
 	next, err := c.AddNode(ctx)
 	require.NoError(t, err)
 	require.Equal(t, uint64(5), next, "ids are never reused")
+}
+
+// TestRaftClusterNodeCPUs starts nodes under a CPU quota: each node process
+// is in a cgroup of its own.
+func TestRaftClusterNodeCPUs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node processes")
+	}
+	if err := proc.CheckCPULimit(); err != nil {
+		t.Skipf("this machine cannot run the test: %v", err)
+	}
+	ctx := context.Background()
+	c, err := harness.StartRaftCluster(ctx, harness.ClusterConfig{
+		Dir: t.TempDir(), Nodes: 3, Binary: proc.BuildChainraft(t), NodeCPUs: 0.5,
+		RequestTimeout: 2 * time.Second, Log: testLog{t},
+	})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, c.Close()) }()
+	groups := map[string]bool{}
+	for _, id := range c.Nodes() {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", c.Process(id).Pid()))
+		require.NoError(t, err)
+		var group string
+		for _, line := range strings.Split(string(b), "\n") {
+			if i := strings.Index(line, "/chainraft/"); i >= 0 {
+				group = line[i:]
+			}
+		}
+		require.NotEmpty(t, group, "node %d is in no chainraft cgroup: %s", id, b)
+		groups[group] = true
+	}
+	require.Len(t, groups, 3, "one cgroup per node")
 }

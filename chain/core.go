@@ -13,9 +13,10 @@ import (
 // fell far behind is caught up in pieces instead of one huge message.
 const maxBatch = 512
 
-// snapshotEvery is how many entries a chain's log on disk may gain before
-// the Core asks for a snapshot of the chain's state, which lets the log be
-// truncated: restart time and disk use stay bounded.
+// snapshotEvery is how many entries a chain may add to the node's log on
+// disk before the Core asks for a snapshot of the chain's state, which makes
+// them dead so their log segments can go: restart time and disk use stay
+// bounded.
 const snapshotEvery = 10000
 
 // retransmitTicks is how many ticks a predecessor waits without its

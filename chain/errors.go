@@ -6,8 +6,9 @@ import "errors"
 // stops (their outcome is unknown: they may have been proposed).
 var ErrStopped = errors.New("chain: node stopped")
 
-// ErrCorrupt: a chain's log has a bad record with good data after it (not a
-// write torn by a crash), or its snapshot does not decode. Dropping the rest
+// ErrCorrupt: the node's log has a bad record with good data after it (not
+// a write torn by a crash), or a record it cannot place, or a snapshot does
+// not decode. Dropping the rest
 // would silently forget entries this node made durable and acknowledged, so
 // the node refuses to start instead.
 var ErrCorrupt = errors.New("chain: storage corrupt")

@@ -9,6 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"google.golang.org/protobuf/proto"
@@ -16,19 +19,53 @@ import (
 	pb "github.com/chainraft/chainraft/chain/chainpb"
 )
 
-// Storage is a node's durable state: per chain, a snapshot file
-// (chain-<i>.snap, replaced atomically by rename) and an append-only log of
-// the entries after it (chain-<i>.log, records of length, CRC32-C and a
-// protobuf Entry). Save fsyncs every file it touched before returning, which
-// is what lets the Node forward an entry only after it is durable. A torn
-// record at the end of a log (a crash mid-write) is cut off at open; a bad
-// record with good data after it is corruption and OpenStorage fails with
-// ErrCorrupt rather than forget durable entries (replayLog).
+// Storage is a node's durable state: per chain a snapshot file
+// (chain-<i>.snap, replaced atomically by rename), and one write-ahead log
+// shared by all the node's chains, in segments (wal-<n>.log). Save appends
+// a whole group commit to the open segment and fdatasyncs it once, which is
+// what lets the Node forward an entry only after it is durable: with every
+// node in every chain, a log per chain would cost a node one fdatasync per
+// chain per group commit.
+//
+// A log record is [u32 length][u32 CRC-32C][u32 chain][u64 generation]
+// [protobuf Entry], the checksum over everything after it. Each chain has a
+// generation, stored in its snapshot file: every snapshot written (a
+// compaction, a state installed from the predecessor, a wipe) takes the
+// next one, and on open only records of the snapshot's generation with a
+// sequence beyond it are replayed. A snapshot covers every record of its
+// chain written before it, so older generations are dead: a wiped chain's
+// old records are never replayed over its new state, and a sealed segment
+// whose records are all dead is deleted. A torn record at the end of the
+// last segment (a crash mid-write) is cut off at open; a bad record with
+// good data after it, or anywhere in an older segment, is corruption, and
+// OpenStorage fails with ErrCorrupt rather than forget durable entries
+// (replayLog).
 type Storage struct {
 	dir     string
 	noFsync bool
-	logs    []*os.File
+	chains  int
+	gen     []uint64 // per chain: the generation of its snapshot file
+
+	seg     *os.File // the open segment
+	cur     segment
+	segSize int64
+	segMax  int64     // segmentMax; smaller in tests
+	sealed  []segment // older segments, oldest first
 }
+
+// segment is what Storage knows of a log segment: per chain with records
+// in it, the newest generation among them.
+type segment struct {
+	n      uint64
+	maxGen map[int]uint64
+}
+
+// segmentMax is the size at which the open segment is sealed and a new one
+// started, so dead records can be deleted a segment at a time.
+const segmentMax = 4 << 20
+
+// recordHeader is the chain and generation before a record's Entry.
+const recordHeader = 4 + 8
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
@@ -38,92 +75,176 @@ func OpenStorage(dir string, chains int, noFsync bool) (*Storage, []Restored, er
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("chain storage: %w", err)
 	}
-	s := &Storage{dir: dir, noFsync: noFsync, logs: make([]*os.File, chains)}
+	s := &Storage{dir: dir, noFsync: noFsync, chains: chains, gen: make([]uint64, chains), segMax: segmentMax}
 	restored := make([]Restored, chains)
 	for i := range chains {
-		r, err := s.load(i)
-		if err != nil {
-			s.Close()
+		if err := s.loadSnapshot(i, &restored[i]); err != nil {
 			return nil, nil, err
 		}
-		restored[i] = r
 	}
-	// A log file created just now must survive a crash too: its directory
+	if err := s.loadLog(restored); err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	// A segment created just now must survive a crash too: its directory
 	// entry is made durable before anything is appended to it and
 	// acknowledged.
 	if err := s.syncDir(); err != nil {
 		s.Close()
 		return nil, nil, err
 	}
+	s.collect()
 	return s, restored, nil
 }
 
 func (s *Storage) snapPath(i int) string {
 	return filepath.Join(s.dir, fmt.Sprintf("chain-%d.snap", i))
 }
-func (s *Storage) logPath(i int) string { return filepath.Join(s.dir, fmt.Sprintf("chain-%d.log", i)) }
 
-func (s *Storage) load(i int) (Restored, error) {
-	var r Restored
+func (s *Storage) segPath(n uint64) string {
+	return filepath.Join(s.dir, fmt.Sprintf("wal-%d.log", n))
+}
+
+// loadSnapshot reads chain i's snapshot file: its generation, then the
+// protobuf Snapshot.
+func (s *Storage) loadSnapshot(i int, r *Restored) error {
 	b, err := os.ReadFile(s.snapPath(i))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
+		return nil
 	case err != nil:
-		return r, fmt.Errorf("chain storage: %w", err)
-	default:
-		r.Snapshot = &pb.Snapshot{}
-		if err := proto.Unmarshal(b, r.Snapshot); err != nil {
-			return r, fmt.Errorf("%w: snapshot of chain %d: %w", ErrCorrupt, i, err)
-		}
+		return fmt.Errorf("chain storage: %w", err)
+	case len(b) < 8:
+		return fmt.Errorf("%w: snapshot of chain %d: %d bytes, shorter than its generation", ErrCorrupt, i, len(b))
 	}
-	f, err := os.OpenFile(s.logPath(i), os.O_RDWR|os.O_CREATE, 0o644)
+	s.gen[i] = binary.LittleEndian.Uint64(b)
+	r.Snapshot = &pb.Snapshot{}
+	if err := proto.Unmarshal(b[8:], r.Snapshot); err != nil {
+		return fmt.Errorf("%w: snapshot of chain %d: %w", ErrCorrupt, i, err)
+	}
+	return nil
+}
+
+// loadLog replays the segments in order and opens the last one (or a new
+// one) for appending.
+func (s *Storage) loadLog(restored []Restored) error {
+	names, err := os.ReadDir(s.dir)
 	if err != nil {
-		return r, fmt.Errorf("chain storage: %w", err)
+		return fmt.Errorf("chain storage: %w", err)
 	}
-	s.logs[i] = f
-	// The whole log is read at once: it holds at most snapshotEvery entries
-	// (then it is truncated behind a snapshot), and no length field read
-	// from disk ever sizes an allocation.
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return r, fmt.Errorf("chain storage: read log of chain %d: %w", i, err)
-	}
-	entries, good, err := replayLog(data)
-	if err != nil {
-		return r, fmt.Errorf("chain %d log: %w", i, err)
-	}
-	for _, e := range entries {
-		if r.Snapshot == nil || e.Seq > r.Snapshot.LastSeq {
-			r.Entries = append(r.Entries, e)
-		}
-	}
-	if good < int64(len(data)) {
-		if err := f.Truncate(good); err != nil {
-			return r, fmt.Errorf("chain storage: cutting torn log tail: %w", err)
-		}
-		if !s.noFsync {
-			if err := f.Sync(); err != nil {
-				return r, fmt.Errorf("chain storage: sync cut log: %w", err)
+	var ns []uint64
+	for _, e := range names {
+		num, ok := strings.CutPrefix(e.Name(), "wal-")
+		if num, ok2 := strings.CutSuffix(num, ".log"); ok && ok2 {
+			if n, err := strconv.ParseUint(num, 10, 64); err == nil {
+				ns = append(ns, n)
 			}
 		}
 	}
-	if _, err := f.Seek(good, io.SeekStart); err != nil {
-		return r, fmt.Errorf("chain storage: %w", err)
+	sort.Slice(ns, func(a, b int) bool { return ns[a] < ns[b] })
+	for k, n := range ns {
+		last := k == len(ns)-1
+		path := s.segPath(n)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("chain storage: %w", err)
+		}
+		bodies, good, err := replayLog(data)
+		if err != nil {
+			return fmt.Errorf("chain storage: %s: %w", filepath.Base(path), err)
+		}
+		if !last && good < int64(len(data)) {
+			// Only the open segment can be torn: an older one was synced
+			// whole before the next was created.
+			return fmt.Errorf("%w: %s: bad record at offset %d of a sealed segment", ErrCorrupt, filepath.Base(path), good)
+		}
+		seg := segment{n: n, maxGen: map[int]uint64{}}
+		for _, b := range bodies {
+			if err := s.replay(b, restored, &seg); err != nil {
+				return fmt.Errorf("chain storage: %s: %w", filepath.Base(path), err)
+			}
+		}
+		if !last {
+			s.sealed = append(s.sealed, seg)
+			continue
+		}
+		f, err := os.OpenFile(path, os.O_RDWR, 0o644)
+		if err != nil {
+			return fmt.Errorf("chain storage: %w", err)
+		}
+		s.seg, s.cur, s.segSize = f, seg, good
+		if good < int64(len(data)) {
+			if err := f.Truncate(good); err != nil {
+				return fmt.Errorf("chain storage: cutting torn log tail: %w", err)
+			}
+			if err := s.sync(f); err != nil {
+				return fmt.Errorf("chain storage: sync cut log: %w", err)
+			}
+		}
+		if _, err := f.Seek(good, io.SeekStart); err != nil {
+			return fmt.Errorf("chain storage: %w", err)
+		}
 	}
-	return r, nil
+	if s.seg == nil {
+		var n uint64 = 1
+		if len(ns) > 0 {
+			n = ns[len(ns)-1] + 1
+		}
+		return s.openSegment(n)
+	}
+	return nil
 }
 
-// replayLog decodes a log's records and returns the entries and the length
-// of the good prefix. It follows raftkv's rule: a bad record (short header,
-// length past the end, bad checksum) followed by nothing but zeros is a
-// write torn by a crash, and the log is cut there; a bad record with data
-// after it is corruption (ErrCorrupt), since the entries after it were made
-// durable and may have been acknowledged. A length field above
+// replay decodes one record and keeps its entry if it is live: of its
+// chain's current generation and past the snapshot.
+func (s *Storage) replay(b []byte, restored []Restored, seg *segment) error {
+	if len(b) < recordHeader {
+		return fmt.Errorf("%w: a record of %d bytes", ErrCorrupt, len(b))
+	}
+	ch := int(binary.LittleEndian.Uint32(b))
+	gen := binary.LittleEndian.Uint64(b[4:])
+	if ch >= s.chains {
+		return fmt.Errorf("%w: a record of chain %d, and there are %d chains", ErrCorrupt, ch, s.chains)
+	}
+	if gen > s.gen[ch] {
+		// Records of a generation are written only once its snapshot is
+		// durable: this one has lost its snapshot.
+		return fmt.Errorf("%w: a record of chain %d generation %d, past its snapshot's %d", ErrCorrupt, ch, gen, s.gen[ch])
+	}
+	seg.maxGen[ch] = max(seg.maxGen[ch], gen)
+	if gen < s.gen[ch] {
+		return nil
+	}
+	e := &pb.Entry{}
+	if err := proto.Unmarshal(b[recordHeader:], e); err != nil {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	r := &restored[ch]
+	if r.Snapshot == nil || e.Seq > r.Snapshot.LastSeq {
+		r.Entries = append(r.Entries, e)
+	}
+	return nil
+}
+
+func (s *Storage) openSegment(n uint64) error {
+	f, err := os.OpenFile(s.segPath(n), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("chain storage: %w", err)
+	}
+	s.seg, s.cur, s.segSize = f, segment{n: n, maxGen: map[int]uint64{}}, 0
+	return nil
+}
+
+// replayLog decodes a segment's records and returns their bodies and the
+// length of the good prefix. It follows raftkv's rule: a bad record (short
+// header, length past the end, bad checksum) followed by nothing but zeros
+// is a write torn by a crash, and the log is cut there; a bad record with
+// data after it is corruption (ErrCorrupt), since the entries after it were
+// made durable and may have been acknowledged. A length field above
 // maxRecordSize cannot come from a write of ours (a record is at most one
-// entry of a gRPC message) and is judged by the same rule. A record whose
-// checksum holds but does not decode is corruption too.
-func replayLog(data []byte) ([]*pb.Entry, int64, error) {
-	var out []*pb.Entry
+// entry of a gRPC message) and is judged by the same rule.
+func replayLog(data []byte) ([][]byte, int64, error) {
+	var out [][]byte
 	off := 0
 	for off < len(data) {
 		rest := data[off:]
@@ -145,19 +266,15 @@ func replayLog(data []byte) ([]*pb.Entry, int64, error) {
 			good, err := tornOrCorrupt(data, off, end)
 			return out, good, err
 		}
-		e := &pb.Entry{}
-		if err := proto.Unmarshal(body, e); err != nil {
-			return nil, 0, fmt.Errorf("%w: record at offset %d: %w", ErrCorrupt, off, err)
-		}
-		out = append(out, e)
+		out = append(out, body)
 		off = end
 	}
 	return out, int64(off), nil
 }
 
 // maxRecordSize bounds a plausible log record: one entry, which arrived in
-// a gRPC message of at most maxMsgSize.
-const maxRecordSize = maxMsgSize
+// a gRPC message of at most maxMsgSize, and its header.
+const maxRecordSize = maxMsgSize + recordHeader
 
 // tornOrCorrupt judges a bad record at off whose claimed extent ends at end:
 // nothing or only zeros from end on means a torn write (cut at off);
@@ -169,85 +286,122 @@ func tornOrCorrupt(data []byte, off, end int) (int64, error) {
 	return 0, fmt.Errorf("%w: bad record at offset %d with %d bytes after it", ErrCorrupt, off, len(data)-end)
 }
 
-// Save makes a Ready's Persist list durable, in order.
+// Save makes a Ready's Persist list durable, in order: snapshots as they
+// come (each fsync'd before Save goes on), then every entry in one write
+// and one fdatasync. An entry is encoded with its chain's generation at
+// its place in the list, so entries after a snapshot belong to it.
 func (s *Storage) Save(ps []Persist) error {
-	dirty := map[int]bool{}
+	if s.segSize >= s.segMax {
+		if err := s.rotate(); err != nil {
+			return err
+		}
+	}
 	var buf []byte
+	replaced := false
 	for _, p := range ps {
 		switch {
 		case p.Wipe:
-			if err := s.replace(p.Chain, nil); err != nil {
+			if err := s.replace(p.Chain, &pb.Snapshot{}); err != nil {
 				return err
 			}
-			delete(dirty, p.Chain)
+			replaced = true
 		case p.Snapshot != nil:
 			if err := s.replace(p.Chain, p.Snapshot); err != nil {
 				return err
 			}
-			delete(dirty, p.Chain)
+			replaced = true
 		default:
-			buf = buf[:0]
 			for _, e := range p.Entries {
 				b, err := proto.Marshal(e)
 				if err != nil {
 					return fmt.Errorf("chain storage: %w", err)
 				}
-				buf = binary.LittleEndian.AppendUint32(buf, uint32(len(b)))
-				buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(b, crcTable))
+				var h [recordHeader]byte
+				binary.LittleEndian.PutUint32(h[:], uint32(p.Chain))
+				binary.LittleEndian.PutUint64(h[4:], s.gen[p.Chain])
+				crc := crc32.Update(crc32.Checksum(h[:], crcTable), crcTable, b)
+				buf = binary.LittleEndian.AppendUint32(buf, uint32(recordHeader+len(b)))
+				buf = binary.LittleEndian.AppendUint32(buf, crc)
+				buf = append(buf, h[:]...)
 				buf = append(buf, b...)
 			}
-			if _, err := s.logs[p.Chain].Write(buf); err != nil {
-				return fmt.Errorf("chain storage: append chain %d: %w", p.Chain, err)
+			if len(p.Entries) > 0 {
+				s.cur.maxGen[p.Chain] = max(s.cur.maxGen[p.Chain], s.gen[p.Chain])
 			}
-			dirty[p.Chain] = true
 		}
 	}
-	if s.noFsync {
+	if replaced {
+		s.collect()
+	}
+	if len(buf) == 0 {
 		return nil
 	}
-	// The chains' logs are fsync'd in parallel: the disk merges concurrent
-	// flushes, and one chain's write should not wait for another's.
-	errs := make(chan error, len(dirty))
-	for i := range dirty {
-		go func() {
-			if err := syscall.Fdatasync(int(s.logs[i].Fd())); err != nil {
-				errs <- fmt.Errorf("chain storage: fdatasync chain %d: %w", i, err)
-				return
-			}
-			errs <- nil
-		}()
+	if _, err := s.seg.Write(buf); err != nil {
+		return fmt.Errorf("chain storage: append: %w", err)
 	}
-	var first error
-	for range dirty {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-		}
+	s.segSize += int64(len(buf))
+	if err := s.sync(s.seg); err != nil {
+		return fmt.Errorf("chain storage: fdatasync: %w", err)
 	}
-	return first
+	return nil
 }
 
-// replace installs a snapshot (nil: an empty state) and empties the log:
-// the snapshot is written to a temporary file, fsync'd and renamed, then the
-// log truncated, so a crash in between leaves a snapshot whose sequence
-// covers the old log's entries (skipped on load).
-//
-// A wipe (nil) truncates the log first instead: an empty snapshot cannot
-// cover the old entries, and a crash in between then leaves the older
-// snapshot alone, still a prefix of the chain's history.
-func (s *Storage) replace(i int, snap *pb.Snapshot) error {
-	if snap == nil {
-		if err := s.truncateLog(i); err != nil {
-			return err
-		}
-		snap = &pb.Snapshot{}
+// rotate seals the open segment (already durable: every Save synced it)
+// and starts the next.
+func (s *Storage) rotate() error {
+	if err := s.seg.Close(); err != nil {
+		return fmt.Errorf("chain storage: %w", err)
 	}
+	s.sealed = append(s.sealed, s.cur)
+	if err := s.openSegment(s.cur.n + 1); err != nil {
+		return err
+	}
+	if err := s.syncDir(); err != nil {
+		return err
+	}
+	s.collect()
+	return nil
+}
+
+// collect deletes the sealed segments whose records are all dead. A
+// deleted segment that a crash brings back is harmless: its records are
+// still dead on replay.
+func (s *Storage) collect() {
+	kept := s.sealed[:0]
+	for _, seg := range s.sealed {
+		dead := true
+		for ch, g := range seg.maxGen {
+			if g >= s.gen[ch] {
+				dead = false
+				break
+			}
+		}
+		if dead && os.Remove(s.segPath(seg.n)) == nil {
+			continue
+		}
+		kept = append(kept, seg)
+	}
+	s.sealed = kept
+}
+
+// replace installs a snapshot of chain i under the chain's next
+// generation: written to a temporary file, fsync'd, renamed, and the
+// directory fsync'd, before any record of the new generation is written.
+// A crash before the rename leaves the old snapshot and its generation's
+// records, a prefix of the chain's history.
+func (s *Storage) replace(i int, snap *pb.Snapshot) error {
 	b, err := proto.Marshal(snap)
 	if err != nil {
 		return fmt.Errorf("chain storage: %w", err)
 	}
+	gen := s.gen[i] + 1
 	tmp := s.snapPath(i) + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {
+		return fmt.Errorf("chain storage: %w", err)
+	}
+	if _, err := f.Write(binary.LittleEndian.AppendUint64(nil, gen)); err != nil {
+		f.Close()
 		return fmt.Errorf("chain storage: %w", err)
 	}
 	if _, err := f.Write(b); err != nil {
@@ -269,22 +423,15 @@ func (s *Storage) replace(i int, snap *pb.Snapshot) error {
 	if err := s.syncDir(); err != nil {
 		return err
 	}
-	return s.truncateLog(i)
+	s.gen[i] = gen
+	return nil
 }
 
-func (s *Storage) truncateLog(i int) error {
-	if err := s.logs[i].Truncate(0); err != nil {
-		return fmt.Errorf("chain storage: %w", err)
+func (s *Storage) sync(f *os.File) error {
+	if s.noFsync {
+		return nil
 	}
-	if _, err := s.logs[i].Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("chain storage: %w", err)
-	}
-	if !s.noFsync {
-		if err := s.logs[i].Sync(); err != nil {
-			return fmt.Errorf("chain storage: %w", err)
-		}
-	}
-	return nil
+	return syscall.Fdatasync(int(f.Fd()))
 }
 
 func (s *Storage) syncDir() error {
@@ -302,15 +449,12 @@ func (s *Storage) syncDir() error {
 	return nil
 }
 
-// Close closes the log files.
+// Close closes the open segment.
 func (s *Storage) Close() error {
-	var first error
-	for _, f := range s.logs {
-		if f != nil {
-			if err := f.Close(); err != nil && first == nil {
-				first = err
-			}
-		}
+	if s.seg == nil {
+		return nil
 	}
-	return first
+	err := s.seg.Close()
+	s.seg = nil
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -58,7 +59,7 @@ func TestStorageCutsTornTail(t *testing.T) {
 	require.NoError(t, s.Close())
 
 	// A crash mid-append leaves half a record.
-	path := filepath.Join(dir, "chain-0.log")
+	path := filepath.Join(dir, "wal-1.log")
 	info, err := os.Stat(path)
 	require.NoError(t, err)
 	require.NoError(t, os.Truncate(path, info.Size()-3))
@@ -80,7 +81,7 @@ func writeEntries(t *testing.T, n int) (string, string, []int64) {
 	dir := t.TempDir()
 	s, _, err := OpenStorage(dir, 1, false)
 	require.NoError(t, err)
-	path := filepath.Join(dir, "chain-0.log")
+	path := filepath.Join(dir, "wal-1.log")
 	var offs []int64
 	for i := 1; i <= n; i++ {
 		info, err := os.Stat(path)
@@ -158,4 +159,120 @@ func TestStorageZeroTailCut(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, info.Size(), offs[1])
 	require.Less(t, info.Size(), offs[1]+100)
+}
+
+// segmentFiles lists the log segments in dir.
+func segmentFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "wal-*.log"))
+	require.NoError(t, err)
+	for i := range m {
+		m[i] = filepath.Base(m[i])
+	}
+	return m
+}
+
+// The chains share one log; a segment is deleted once every chain with
+// records in it has a newer snapshot, and not before.
+func TestStorageSharedLogSegments(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := OpenStorage(dir, 2, false)
+	require.NoError(t, err)
+	s.segMax = 1 // every Save after the first starts a new segment
+	require.NoError(t, s.Save([]Persist{{Chain: 1, Entries: []*pb.Entry{entry(1, "x")}}}))
+	for i := 1; i <= 3; i++ {
+		require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(uint64(i), strconv.Itoa(i))}}}))
+	}
+	require.Equal(t, []string{"wal-1.log", "wal-2.log", "wal-3.log", "wal-4.log"}, segmentFiles(t, dir))
+
+	// This Save seals wal-4 and writes entry 4 to wal-5. Chain 0's
+	// snapshot covers its entries 1..3: wal-2, wal-3 and wal-4 hold nothing
+	// else and go; wal-1 still holds chain 1's only entry.
+	require.NoError(t, s.Save([]Persist{
+		{Chain: 0, Snapshot: &pb.Snapshot{LastSeq: 3, Data: map[string]string{"k": "123"}}},
+		{Chain: 0, Entries: []*pb.Entry{entry(4, "4")}},
+	}))
+	require.Equal(t, []string{"wal-1.log", "wal-5.log"}, segmentFiles(t, dir))
+	require.NoError(t, s.Close())
+
+	s, restored, err := OpenStorage(dir, 2, false)
+	require.NoError(t, err)
+	c := NewCore(1, 2, restored)
+	require.Equal(t, map[string]string{"k": "1234"}, c.Data(0))
+	require.Equal(t, map[string]string{"k": "x"}, c.Data(1))
+
+	// Once chain 1 is snapshotted too, wal-1 goes at the next opportunity.
+	require.NoError(t, s.Save([]Persist{{Chain: 1, Snapshot: &pb.Snapshot{LastSeq: 1, Data: map[string]string{"k": "x"}}}}))
+	require.NotContains(t, segmentFiles(t, dir), "wal-1.log")
+	require.NoError(t, s.Close())
+	s, restored, err = OpenStorage(dir, 2, false)
+	require.NoError(t, err)
+	defer s.Close()
+	require.Equal(t, map[string]string{"k": "x"}, NewCore(1, 2, restored).Data(1))
+}
+
+// A wipe makes the chain's older records dead, even those whose sequence
+// numbers the new history reuses or passes.
+func TestStorageWipeKillsOlderRecords(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := OpenStorage(dir, 1, false)
+	require.NoError(t, err)
+	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(1, "a"), entry(2, "b"), entry(3, "c")}}}))
+	require.NoError(t, s.Save([]Persist{{Chain: 0, Wipe: true}}))
+	require.NoError(t, s.Close())
+	s, restored, err := OpenStorage(dir, 1, false)
+	require.NoError(t, err)
+	require.Empty(t, restored[0].Entries)
+	require.Empty(t, NewCore(1, 1, restored).Data(0))
+
+	require.NoError(t, s.Save([]Persist{{Chain: 0, Snapshot: &pb.Snapshot{LastSeq: 1, Data: map[string]string{"k": "p"}}}}))
+	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(2, "q"), entry(3, "r"), entry(4, "s")}}}))
+	require.NoError(t, s.Close())
+	s, restored, err = OpenStorage(dir, 1, false)
+	require.NoError(t, err)
+	defer s.Close()
+	require.Equal(t, map[string]string{"k": "pqrs"}, NewCore(1, 1, restored).Data(0))
+}
+
+func TestStorageRefusesRecordsItCannotPlace(t *testing.T) {
+	// A record of a generation whose snapshot is gone.
+	dir := t.TempDir()
+	s, _, err := OpenStorage(dir, 1, false)
+	require.NoError(t, err)
+	require.NoError(t, s.Save([]Persist{
+		{Chain: 0, Snapshot: &pb.Snapshot{LastSeq: 1}},
+		{Chain: 0, Entries: []*pb.Entry{entry(2, "b")}},
+	}))
+	require.NoError(t, s.Close())
+	require.NoError(t, os.Remove(filepath.Join(dir, "chain-0.snap")))
+	_, _, err = OpenStorage(dir, 1, false)
+	require.ErrorIs(t, err, ErrCorrupt)
+
+	// A record of a chain the node does not have.
+	dir = t.TempDir()
+	s, _, err = OpenStorage(dir, 2, false)
+	require.NoError(t, err)
+	require.NoError(t, s.Save([]Persist{{Chain: 1, Entries: []*pb.Entry{entry(1, "a")}}}))
+	require.NoError(t, s.Close())
+	_, _, err = OpenStorage(dir, 1, false)
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.ErrorContains(t, err, "chain 1")
+}
+
+// Only the open segment may end torn: a sealed one was synced whole.
+func TestStorageTornSealedSegmentIsCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := OpenStorage(dir, 1, false)
+	require.NoError(t, err)
+	s.segMax = 1
+	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(1, "a"), entry(2, "b")}}}))
+	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(3, "c")}}}))
+	require.NoError(t, s.Close())
+	path := filepath.Join(dir, "wal-1.log")
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(path, info.Size()-3))
+	_, _, err = OpenStorage(dir, 1, false)
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.ErrorContains(t, err, "wal-1.log")
 }

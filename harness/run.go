@@ -179,6 +179,7 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 	}
 	cfg = cfg.withDefaults()
 	w := cfg.Workload.withDefaults()
+	proc.SweepCPUGroups() // what a killed harness left (--node-cpus)
 	nem, err := newNemesis(ctx, &cfg, w.Seed)
 	if err != nil {
 		return nil, err

@@ -116,6 +116,11 @@ func (l cgroupLayout) prepare() error {
 			return err
 		}
 	}
+	return l.sweep()
+}
+
+// sweep removes the groups of harnesses that are no longer running.
+func (l cgroupLayout) sweep() error {
 	entries, err := os.ReadDir(l.parent)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", l.parent, err)
@@ -213,6 +218,20 @@ func (g *cpuGroup) remove() {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// SweepCPUGroups removes the CPU-limit cgroups left by harnesses that were
+// killed before they could remove them (their node processes died with
+// them, by Pdeathsig, so the groups are empty). A harness calls it when it
+// starts; it does nothing on a machine without them.
+func SweepCPUGroups() {
+	l, err := findCgroups()
+	if err != nil {
+		return
+	}
+	if _, err := os.Stat(l.parent); err == nil {
+		_ = l.sweep()
 	}
 }
 

@@ -109,4 +109,8 @@ func TestCPULimitStaleGroupsSwept(t *testing.T) {
 	t.Cleanup(func() { _ = os.Remove(dead) })
 	require.NoError(t, CheckCPULimit())
 	require.NoDirExists(t, dead)
+
+	require.NoError(t, os.Mkdir(dead, 0o755))
+	SweepCPUGroups()
+	require.NoDirExists(t, dead, "a harness sweeps when it starts, whether it limits CPU or not")
 }

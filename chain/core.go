@@ -656,6 +656,18 @@ func (c *Core) sendToSucc(cs *chainState) {
 	}
 }
 
+// Compact asks for a snapshot of chain i at the next Ready, if it has
+// entries since its last one: Storage wants the chain's old log records
+// dead (Storage.Pinning).
+func (c *Core) Compact(i int) {
+	if i < 0 || i >= len(c.chains) {
+		return
+	}
+	if cs := c.chains[i]; cs.sinceSnap > 0 {
+		cs.sinceSnap = c.snapEvery
+	}
+}
+
 // HasReady reports whether Ready would return anything.
 func (c *Core) HasReady() bool {
 	c.flush()

@@ -334,11 +334,13 @@ func TestHeadCrash(t *testing.T) {
 	s.requireConsistent(0)
 
 	// The old head comes back with disk state holding c1 at a sequence the
-	// chain reused: it is wiped and rejoins as the tail from a snapshot.
+	// chain reused: it is wiped and rejoins as the tail from a snapshot,
+	// and the master then moves nodes until the preferred order is back.
 	s.start(oldHead)
+	s.reconcile()
+	require.Equal(t, oldHead, s.cfgs[0].Joining.ID)
 	s.stabilize()
-	require.Equal(t, oldHead, s.tail(0))
-	require.Len(t, s.cfgs[0].Members, 3)
+	require.Equal(t, s.p.Members(0), memberIDs(s.cfgs[0]))
 	s.requireAcked(0, "k", acked)
 	s.requireConsistent(0)
 	require.Equal(t, s.cores[s.head(0)].Data(0), s.cores[oldHead].Data(0))
@@ -536,7 +538,7 @@ func TestDeposedHeadRejoinsWithoutItsFork(t *testing.T) {
 	require.Equal(t, head, s.cfgs[0].Joining.ID)
 	s.drop = nil
 	s.stabilize()
-	require.Equal(t, head, s.tail(0))
+	require.Equal(t, s.p.Members(0), memberIDs(s.cfgs[0]), "back in order, the old head included")
 	v := s.requireAcked(0, "k", []string{"a1", "a2", "a3", "after"})
 	require.NotContains(t, v, "<fork>")
 	s.requireConsistent(0)
@@ -639,4 +641,30 @@ func TestLoneTailReadDependsOnItsPersist(t *testing.T) {
 	require.NotNil(t, got)
 	require.Equal(t, "<a><b>", got.Value)
 	require.True(t, got.Durable, "a lone tail's read must wait for its pending fsync")
+}
+
+func memberIDs(c Config) []uint64 {
+	var ids []uint64
+	for _, m := range c.Members {
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
+func TestCompactSnapshotsAChainWithNewEntriesOnly(t *testing.T) {
+	s := newSim(t, 3, 1, 3)
+	tok := s.write(0, appendOf(1, 1, "k", "<a>"))
+	s.stabilize()
+	require.Equal(t, pb.Status_STATUS_OK, s.replies[tok].Status)
+	c := s.cores[s.head(0)]
+	c.Compact(0)
+	c.Compact(7) // no such chain: ignored
+	require.True(t, c.HasReady())
+	rd := c.Ready()
+	require.Len(t, rd.Persist, 1)
+	require.NotNil(t, rd.Persist[0].Snapshot)
+	require.Equal(t, map[string]string{"k": "<a>"}, rd.Persist[0].Snapshot.Data)
+	c.Advance()
+	c.Compact(0)
+	require.False(t, c.HasReady(), "nothing new since the snapshot: no second one")
 }

@@ -99,6 +99,9 @@ type Node struct {
 	// loop, so the loop keeps stepping (and serving reads) during an fsync.
 	persistc   chan *batchOut
 	persistErr chan error
+	// compactc carries Storage.Pinning from the persister to the loop;
+	// a full channel drops the news (the next Save repeats it).
+	compactc chan []int
 	// pendingSaves counts batches with something to persist that the
 	// persister has not made durable yet. When it is zero and a Ready
 	// persists nothing, everything this node applied is on disk, so a
@@ -130,7 +133,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		recvc: make(chan *pb.Message, 8192), reqc: make(chan request, 4096), cfgc: make(chan Config, 256),
 		sesskc: make(chan struct{}, 1), statusc: make(chan chan []Status), inspectc: make(chan func(*Core)), syncedc: make(chan ChainEpoch, 64),
 		start: time.Now(), waiters: map[uint64]waiterChan{},
-		persistc: make(chan *batchOut, 256), persistErr: make(chan error, 1), stopc: make(chan struct{}), donec: make(chan struct{}),
+		persistc: make(chan *batchOut, 256), persistErr: make(chan error, 1), compactc: make(chan []int, 1), stopc: make(chan struct{}), donec: make(chan struct{}),
 	}, nil
 }
 
@@ -168,6 +171,10 @@ func (n *Node) Run() error {
 			sc <- n.core.Status()
 		case f := <-n.inspectc:
 			f(n.core)
+		case chs := <-n.compactc:
+			for _, ch := range chs {
+				n.core.Compact(ch)
+			}
 		}
 		// Drain what else is waiting, so one Ready (one fsync) covers many
 		// requests and messages: group commit.
@@ -327,6 +334,12 @@ func (n *Node) persister() {
 		for _, o := range batch {
 			if len(o.persist) > 0 {
 				n.pendingSaves.Add(-1)
+			}
+		}
+		if chs := n.storage.Pinning(); len(chs) > 0 {
+			select {
+			case n.compactc <- chs:
+			default:
 			}
 		}
 		for _, o := range batch {

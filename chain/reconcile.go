@@ -38,6 +38,13 @@ func (n LiveNode) encode() []byte {
 //   - A live preferred node outside the chain becomes the joiner behind the
 //     tail; once it reports itself synced in the current epoch, and nothing
 //     else changes, it is appended as the new tail.
+//   - A whole chain (every preferred node a member, no joiner) that is not
+//     in its preferred order has one node moved to the tail (outOfPlace),
+//     one move at a time. A node back from a failure always joins as the
+//     tail, so without this the rotation would drift under faults until
+//     one node was the tail of every chain and served every read. The
+//     paper has no such step; it costs a state transfer per move, and the
+//     chain runs one replica short while the moved node catches up.
 //
 // It returns the next configuration and whether it differs from cur.
 func Reconcile(cur Config, preferred []uint64, live map[uint64]LiveNode) (Config, bool) {
@@ -82,6 +89,15 @@ func Reconcile(cur Config, preferred []uint64, live map[uint64]LiveNode) (Config
 			next.Joining = j
 		}
 	}
+	if !spliced && next.Joining == nil && len(next.Members) == len(preferred) {
+		if id, ok := outOfPlace(next.Members, preferred); ok {
+			// The chain is whole but not in its preferred order: the node
+			// that should come next is spliced out (a planned failure; it
+			// is live) and rejoins below as the joiner behind the tail.
+			i := next.index(id)
+			next.Members = slices.Delete(slices.Clone(next.Members), i, i+1)
+		}
+	}
 	if next.Joining == nil && len(next.Members) < len(preferred) {
 		for _, id := range preferred {
 			n, ok := live[id]
@@ -97,6 +113,26 @@ func Reconcile(cur Config, preferred []uint64, live map[uint64]LiveNode) (Config
 	}
 	next.Epoch = cur.Epoch + 1
 	return next, true
+}
+
+// outOfPlace picks the member to move when a whole chain is not in its
+// preferred order. Nodes can only leave a chain or join it at the tail, so
+// the members kept in place are the longest prefix p1..pk of the preferred
+// order that appears in the chain in that order; p(k+1) is moved: spliced
+// out, it comes back as the tail, behind p1..pk, and the kept prefix grows.
+// The order is back after at most len(preferred)-1 moves, each a state
+// transfer to the moved node.
+func outOfPlace(members []Member, preferred []uint64) (uint64, bool) {
+	k := 0
+	for _, m := range members {
+		if k < len(preferred) && m.ID == preferred[k] {
+			k++
+		}
+	}
+	if k == len(preferred) {
+		return 0, false
+	}
+	return preferred[k], true
 }
 
 func sameConfig(a, b Config) bool {

@@ -48,3 +48,55 @@ func TestReconcileLateNodeJoinsAsTailOnlyAfterTheFirstConfig(t *testing.T) {
 	require.Equal(t, uint64(1), cur.Joining.ID)
 	require.Len(t, cur.Members, 2)
 }
+
+// A whole chain out of its preferred order gets back to it by moves to the
+// tail, one at a time, each through the joiner path (the moved node syncs
+// first), and then stays put.
+func TestReconcileRestoresPreferredOrder(t *testing.T) {
+	preferred := []uint64{1, 2, 3}
+	for _, start := range [][]uint64{{2, 1, 3}, {3, 2, 1}, {1, 3, 2}, {2, 3, 1}, {3, 1, 2}} {
+		live := map[uint64]LiveNode{}
+		cur := Config{Chain: 0, Epoch: 7}
+		for _, id := range start {
+			addr := "n" + string(rune('0'+id))
+			live[id] = LiveNode{Addr: addr, Synced: map[int]uint64{}}
+			cur.Members = append(cur.Members, Member{ID: id, Addr: addr})
+		}
+		moves := 0
+		for step := 0; step < 20; step++ {
+			next, changed := Reconcile(cur, preferred, live)
+			if !changed {
+				break
+			}
+			require.Greater(t, next.Epoch, cur.Epoch)
+			require.GreaterOrEqual(t, len(next.Members), 2, "from %v: one replica short at most", start)
+			if j := next.Joining; j != nil {
+				if cur.Joining == nil {
+					moves++
+					require.Len(t, next.Members, 2, "the moved node leaves the chain as it becomes the joiner")
+				}
+				// The joiner syncs in this epoch; the next round appends it.
+				live[j.ID].Synced[0] = next.Epoch
+			}
+			cur = next
+		}
+		var ids []uint64
+		for _, m := range cur.Members {
+			ids = append(ids, m.ID)
+		}
+		require.Equal(t, preferred, ids, "from %v", start)
+		require.Nil(t, cur.Joining)
+		require.LessOrEqual(t, moves, 2, "from %v", start)
+		_, changed := Reconcile(cur, preferred, live)
+		require.False(t, changed, "from %v: in order, nothing moves", start)
+	}
+}
+
+// Nothing moves while the chain is short of a member or has a joiner: the
+// order is restored only from a whole chain.
+func TestReconcileDoesNotReorderADegradedChain(t *testing.T) {
+	live := map[uint64]LiveNode{2: {Addr: "n2"}, 1: {Addr: "n1"}}
+	cur := Config{Chain: 0, Epoch: 3, Members: []Member{{ID: 2, Addr: "n2"}, {ID: 1, Addr: "n1"}}}
+	next, changed := Reconcile(cur, []uint64{1, 2, 3}, live)
+	require.False(t, changed, "node 3 is down: nothing to do, %v", next)
+}

@@ -64,6 +64,12 @@ type segment struct {
 // started, so dead records can be deleted a segment at a time.
 const segmentMax = 4 << 20
 
+// sealedMax is how many sealed segments may stay before the chains still
+// holding live records in the oldest are asked for a snapshot (Pinning): a
+// chain that writes rarely would otherwise keep segments, and their replay
+// at restart, until its own 10,000th entry.
+const sealedMax = 4
+
 // recordHeader is the chain and generation before a record's Entry.
 const recordHeader = 4 + 8
 
@@ -344,6 +350,22 @@ func (s *Storage) Save(ps []Persist) error {
 		return fmt.Errorf("chain storage: fdatasync: %w", err)
 	}
 	return nil
+}
+
+// Pinning lists the chains that keep the oldest sealed segment alive, once
+// more than sealedMax are kept; a snapshot of each lets it go.
+func (s *Storage) Pinning() []int {
+	if len(s.sealed) <= sealedMax {
+		return nil
+	}
+	var out []int
+	for ch, g := range s.sealed[0].maxGen {
+		if g >= s.gen[ch] {
+			out = append(out, ch)
+		}
+	}
+	sort.Ints(out)
+	return out
 }
 
 // rotate seals the open segment (already durable: every Save synced it)

@@ -276,3 +276,24 @@ func TestStorageTornSealedSegmentIsCorrupt(t *testing.T) {
 	require.ErrorIs(t, err, ErrCorrupt)
 	require.ErrorContains(t, err, "wal-1.log")
 }
+
+// A chain that writes rarely pins the oldest segment; past sealedMax sealed
+// segments Storage names it, and its snapshot lets the segment go.
+func TestStoragePinningNamesChainsHoldingOldSegments(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := OpenStorage(dir, 2, false)
+	require.NoError(t, err)
+	defer s.Close()
+	s.segMax = 1
+	require.NoError(t, s.Save([]Persist{{Chain: 1, Entries: []*pb.Entry{entry(1, "x")}}}))
+	for i := 1; i <= sealedMax; i++ {
+		require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(uint64(i), "v")}}}))
+		require.Nil(t, s.Pinning(), "%d sealed segments", len(s.sealed))
+	}
+	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(sealedMax+1, "v")}}}))
+	require.Equal(t, []int{1}, s.Pinning(), "chain 1's only entry holds wal-1")
+
+	require.NoError(t, s.Save([]Persist{{Chain: 1, Snapshot: &pb.Snapshot{LastSeq: 1, Data: map[string]string{"k": "x"}}}}))
+	require.NotContains(t, segmentFiles(t, dir), "wal-1.log")
+	require.Equal(t, []int{0}, s.Pinning(), "now chain 0's entries hold the oldest")
+}

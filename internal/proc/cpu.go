@@ -131,8 +131,8 @@ func (l cgroupLayout) sweep() error {
 			continue
 		}
 		pid, err := strconv.Atoi(pidText)
-		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
-			continue
+		if err != nil || pid == os.Getpid() || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue // ours, or a harness alive (EPERM: alive, another user's)
 		}
 		_ = syscall.Rmdir(filepath.Join(l.parent, e.Name())) // fails only if not empty: left alone
 	}

@@ -291,6 +291,25 @@ func (c *ChainCluster) Head(ch int) uint64 { return c.Config(ch).Head().ID }
 // Tail is chain ch's tail node id (0 if none).
 func (c *ChainCluster) Tail(ch int) uint64 { return c.Config(ch).Tail().ID }
 
+// Rotated reports whether every chain has its preferred members in their
+// preferred order (chain i: nodes i+1, i+2, ...), as the master restores
+// them after failures.
+func (c *ChainCluster) Rotated() bool {
+	for i := 0; i < c.placement.Chains; i++ {
+		cfg := c.Config(i)
+		want := c.placement.Members(i)
+		if cfg.Joining != nil || len(cfg.Members) != len(want) {
+			return false
+		}
+		for j, m := range cfg.Members {
+			if m.ID != want[j] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // Middle is one of chain ch's middle nodes (0 if the chain has none).
 func (c *ChainCluster) Middle(ch int) uint64 {
 	cfg := c.Config(ch)

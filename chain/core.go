@@ -121,8 +121,11 @@ type chainState struct {
 	succJoiner     bool
 	// synced latches, once per epoch, when this node has received from its
 	// predecessor everything the predecessor held when it sent a message in
-	// this epoch. A tail serves reads only once synced: whatever the old tail
-	// acknowledged before it learned the new epoch is then here.
+	// this epoch, and the predecessor was synced itself then (the head is,
+	// by definition): so a synced node holds everything committed before
+	// the epoch began, wherever the old tail now sits. A tail serves reads
+	// only once synced, and a joiner reports itself caught up only once
+	// synced.
 	synced       bool
 	syncReported bool
 
@@ -533,7 +536,7 @@ func (c *Core) stepFromPred(cs *chainState, m *pb.Message) {
 		c.persistEntry(cs, e)
 	}
 	cs.needAck = true
-	if !cs.synced && m.Received <= cs.lastSeq {
+	if !cs.synced && m.Synced && m.Received <= cs.lastSeq {
 		cs.synced = true
 	}
 	if cs.joiner && cs.synced && !cs.syncReported {
@@ -568,7 +571,13 @@ func (c *Core) stepFromSucc(cs *chainState, m *pb.Message) {
 			cs.id, cs.cfg.Epoch, m.From, m.Received, c.id, cs.lastSeq))
 	}
 	cs.succMatch = m.Received
-	if !m.Synced {
+	if !m.Synced && cs.synced {
+		// The successor waits to learn our last sequence, and holds only
+		// what it says: the answer starts there (an append sent after a
+		// lost one would not sync it and would be acked again, back and
+		// forth, until the stall timer). An unsynced node's answer cannot
+		// sync it, so it waits: becoming synced sends to the successor.
+		cs.next = min(cs.next, m.Received+1)
 		cs.needSend = true
 	}
 	if !cs.succJoiner {
@@ -629,7 +638,7 @@ func (c *Core) flush() {
 func (c *Core) sendToSucc(cs *chainState) {
 	msg := func(t pb.MessageType) *pb.Message {
 		return &pb.Message{Type: t, Chain: uint32(cs.id), Epoch: cs.cfg.Epoch, From: c.id, To: cs.succ,
-			Received: cs.lastSeq, Committed: cs.committed}
+			Received: cs.lastSeq, Committed: cs.committed, Synced: cs.synced}
 	}
 	if cs.next <= cs.lastSeq && (len(cs.log) == 0 || cs.next < cs.log[0].Seq) {
 		// The successor lacks entries already trimmed from the Sent list (a

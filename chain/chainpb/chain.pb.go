@@ -474,9 +474,11 @@ type Message struct {
 	// committed: the highest sequence number known to have reached the tail.
 	Committed uint64    `protobuf:"varint,8,opt,name=committed,proto3" json:"committed,omitempty"`
 	Snapshot  *Snapshot `protobuf:"bytes,9,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
-	// synced (ack only): the successor has caught up with this predecessor in
-	// this epoch; until it says so the predecessor answers every ack with an
-	// append, so the successor learns the predecessor's last sequence number.
+	// synced: in an ack, the successor has caught up with this predecessor in
+	// this epoch (until it says so the predecessor answers every ack with an
+	// append, so the successor learns the predecessor's last sequence
+	// number); in an append or snapshot, the predecessor is synced itself, so
+	// catching up with it means holding everything committed so far.
 	Synced        bool `protobuf:"varint,10,opt,name=synced,proto3" json:"synced,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

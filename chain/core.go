@@ -577,7 +577,11 @@ func (c *Core) stepFromSucc(cs *chainState, m *pb.Message) {
 		// lost one would not sync it and would be acked again, back and
 		// forth, until the stall timer). An unsynced node's answer cannot
 		// sync it, so it waits: becoming synced sends to the successor.
-		cs.next = min(cs.next, m.Received+1)
+		if c.bug != BugNoResend {
+			// SEEDED BUG (BugNoResend): what the successor lacks is not
+			// sent again.
+			cs.next = min(cs.next, m.Received+1)
+		}
 		cs.needSend = true
 	}
 	if !cs.succJoiner {

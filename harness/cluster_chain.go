@@ -94,10 +94,13 @@ func StartChainCluster(ctx context.Context, cfg ClusterConfig) (_ *ChainCluster,
 		}
 		c.zkAddrs = c.zk.Addrs()
 	}
-	addrs, err := proc.FreeAddrs(cfg.Nodes)
+	// Held until each node starts: the proxies wired below must not be
+	// given a node's port (proc.Reservation).
+	ports, addrs, err := proc.ReserveAddrs(cfg.Nodes)
 	if err != nil {
 		return nil, err
 	}
+	defer ports.Close()
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "nodes"), 0o755); err != nil {
 		return nil, err
 	}
@@ -139,6 +142,7 @@ func StartChainCluster(ctx context.Context, cfg ClusterConfig) (_ *ChainCluster,
 		if wiring != nil {
 			args = wireChainNode(args, *wiring, int(id))
 		}
+		ports.Release(n.Addr)
 		n.Proc, err = proc.Start(proc.Spec{Name: fmt.Sprintf("chain-node-%d", id), Path: cfg.Binary, Args: args, LogPath: n.LogPath, CPUs: cfg.NodeCPUs})
 		if err != nil {
 			return nil, fmt.Errorf("chain cluster: start node %d: %w", id, err)

@@ -43,6 +43,8 @@ type RaftCluster struct {
 	// nodes AddNode may start (ids Nodes+1 ... Nodes+SpareNodes).
 	wiring     *nemesis.Wiring
 	spareAddrs map[uint64]string
+	// ports holds the nodes' (and spares') addresses until each node starts.
+	ports *proc.Reservation
 
 	closeOnce sync.Once
 	closeErr  error
@@ -67,11 +69,11 @@ func StartRaftCluster(ctx context.Context, cfg ClusterConfig) (*RaftCluster, err
 	if cfg.Network != nil {
 		spares = max(cfg.SpareNodes, 0)
 	}
-	addrs, err := proc.FreeAddrs(cfg.Nodes + spares)
+	ports, addrs, err := proc.ReserveAddrs(cfg.Nodes + spares)
 	if err != nil {
 		return nil, fmt.Errorf("raft cluster: %w", err)
 	}
-	c := &RaftCluster{cfg: cfg, nodes: map[uint64]*raftNode{}, spareAddrs: map[uint64]string{}}
+	c := &RaftCluster{cfg: cfg, nodes: map[uint64]*raftNode{}, spareAddrs: map[uint64]string{}, ports: ports}
 	var members, clientAddrs []raftkv.Member
 	var peers []string
 	for i, a := range addrs[:cfg.Nodes] {
@@ -91,6 +93,7 @@ func StartRaftCluster(ctx context.Context, cfg ClusterConfig) (*RaftCluster, err
 		}
 		w, err := cfg.Network.Wire(topo)
 		if err != nil {
+			ports.Close()
 			return nil, fmt.Errorf("raft cluster: wiring proxies: %w", err)
 		}
 		c.wiring = &w
@@ -101,6 +104,7 @@ func StartRaftCluster(ctx context.Context, cfg ClusterConfig) (*RaftCluster, err
 	}
 	c.conns, err = raftkv.Dial(clientAddrs, raftkv.ClientOptions{RequestTimeout: cfg.RequestTimeout})
 	if err != nil {
+		ports.Close()
 		return nil, fmt.Errorf("raft cluster: %w", err)
 	}
 	for _, m := range members {
@@ -163,6 +167,7 @@ func (c *RaftCluster) startNode(id uint64, addr string, peers []string, join boo
 	if c.cfg.Bug != "" {
 		args = append(args, "--bug", c.cfg.Bug)
 	}
+	c.ports.Release(addr)
 	p, err := c.group.Start(proc.Spec{
 		Name:    fmt.Sprintf("raft-%d", id),
 		Path:    c.cfg.Binary,
@@ -216,6 +221,7 @@ func (c *RaftCluster) Close() error {
 	c.closeOnce.Do(func() {
 		c.closeErr = c.group.CloseAll()
 		c.conns.Close()
+		c.ports.Close()
 	})
 	return c.closeErr
 }

@@ -69,25 +69,66 @@ func RunTests(m *testing.M) int {
 
 // FreeAddrs returns n distinct loopback addresses "127.0.0.1:port" that were
 // free a moment ago. All n listeners are held open together so the ports are
-// distinct; another program may still grab one between Close and use, which
-// callers tolerate by retrying their start.
+// distinct; another program may still grab one between Close and use.
 func FreeAddrs(n int) ([]string, error) {
-	ls := make([]net.Listener, 0, n)
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
+	r, addrs, err := ReserveAddrs(n)
+	r.Close()
+	return addrs, err
+}
+
+// Reservation holds loopback ports open until each is released to the
+// process that will listen on it. Between a port's choice and its use the
+// harness itself binds more ports (the nemesis's proxies, ZooKeeper
+// clients), and the kernel may hand any of them a port just closed: a
+// node then failed to start with "address already in use". A held port
+// cannot be handed out. Its methods are safe for concurrent use, and on a
+// nil Reservation do nothing.
+type Reservation struct {
+	mu sync.Mutex
+	ls map[string]net.Listener
+}
+
+// ReserveAddrs picks n distinct free loopback addresses and holds them.
+func ReserveAddrs(n int) (*Reservation, []string, error) {
+	r := &Reservation{ls: map[string]net.Listener{}}
 	addrs := make([]string, 0, n)
 	for i := 0; i < n; i++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, fmt.Errorf("proc: free address: %w", err)
+			r.Close()
+			return nil, nil, fmt.Errorf("proc: free address: %w", err)
 		}
-		ls = append(ls, l)
+		r.ls[l.Addr().String()] = l
 		addrs = append(addrs, l.Addr().String())
 	}
-	return addrs, nil
+	return r, addrs, nil
+}
+
+// Release frees addr for its process to listen on (Go's listeners set
+// SO_REUSEADDR, so it can at once). An address not held is ignored.
+func (r *Reservation) Release(addr string) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if l, ok := r.ls[addr]; ok {
+		l.Close()
+		delete(r.ls, addr)
+	}
+}
+
+// Close releases every address still held.
+func (r *Reservation) Close() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for a, l := range r.ls {
+		l.Close()
+		delete(r.ls, a)
+	}
 }
 
 // ---- BuildChainraft ----

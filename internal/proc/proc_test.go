@@ -2,6 +2,7 @@ package proc
 
 import (
 	"bufio"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -253,4 +254,26 @@ func TestBuildChainraft(t *testing.T) {
 		t.Fatal("chainraft --help did not exit")
 	}
 	require.NoError(t, p.ExitErr())
+}
+
+func TestReservationHoldsPortsUntilReleased(t *testing.T) {
+	r, addrs, err := ReserveAddrs(2)
+	require.NoError(t, err)
+	defer r.Close()
+	require.Len(t, addrs, 2)
+	require.NotEqual(t, addrs[0], addrs[1])
+	_, err = net.Listen("tcp", addrs[0])
+	require.Error(t, err, "a held port cannot be taken")
+	r.Release(addrs[0])
+	l, err := net.Listen("tcp", addrs[0])
+	require.NoError(t, err, "a released port can be listened on at once")
+	l.Close()
+	r.Release("127.0.0.1:1") // not held: ignored
+	r.Close()
+	l, err = net.Listen("tcp", addrs[1])
+	require.NoError(t, err)
+	l.Close()
+	var none *Reservation
+	none.Release(addrs[0])
+	none.Close()
 }

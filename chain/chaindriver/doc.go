@@ -1,0 +1,46 @@
+// Package chaindriver is the chain store's driver for the harness: how to
+// start a chain cluster, hand out clients, name the nodes holding each
+// role, fault them, and run one node (`chainraft node chain`). It
+// registers itself as "chain" from init (harness.RegisterDriver); the
+// harness names no store, and cmd/chainraft imports this package for its
+// side effect only.
+//
+// # Why it is shaped so
+//
+// The chain store's settings that no other store has — the number of
+// chains and replicas, the ZooKeeper ensemble — are the driver's own
+// flags (--chains, --replicas, --zk, --zk-servers), set on the registered
+// value; they are checked as they are parsed, because the flags are on
+// every run whatever the store, and again by Validate against the run's
+// node count, so a placement that cannot work (--nodes below --replicas)
+// is refused before anything starts.
+//
+// Start starts, in order: ZooKeeper (internal/zkserver, under the run
+// directory, unless --zk names an ensemble), the node processes through
+// harness/proccluster (ports, the nemesis's proxies for node→node,
+// node→ZooKeeper and client→node links, CPU accounting, kill / pause /
+// restart), then a chain.Router for the workload's clients and the
+// harness's own reads of the configuration. It returns once every chain
+// has its full membership and answers a read at its tail: a node alone
+// cannot tell, because the master builds the chains only once every node
+// has registered. The client half of a seeded bug (head-read) is planted
+// in that router last, so readiness is judged by correct reads.
+//
+// Who holds a role is read from ZooKeeper each time it is asked (the
+// chain configurations, the master's election node), never remembered:
+// a fault must hit whoever holds the role then. The harness's ZooKeeper
+// sessions and the end-of-run digests go direct, not through the proxies:
+// they observe the store and are no party to it.
+//
+// # Goroutines and processes
+//
+// The package starts no goroutine of its own. Its cluster owns: the
+// ZooKeeper server processes (the zkserver.Ensemble, when started here),
+// the node processes (the proccluster.Cluster, with internal/proc's
+// waiter goroutine per process), and the router's goroutines (a watcher
+// per chain, a refresher and its session's closer). Cluster.Close stops
+// the router, then the nodes (SIGTERM so they close their sessions, then
+// SIGKILL after a grace), then ZooKeeper; a Start that fails closes what
+// it started before returning. NodeMain runs chain.Run, which stops
+// everything it starts before it returns.
+package chaindriver

@@ -1,17 +1,13 @@
 package harness
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/chainraft/chainraft/chain"
-	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/nemesis"
 )
 
@@ -71,98 +67,36 @@ type SeededBug struct {
 	Undetected string
 }
 
-// SeededBugs is the table of seeded bugs, raft first.
-var SeededBugs = []SeededBug{
-	{
-		Name: "local-read", Store: "raft",
-		Mistake: "reads served from the receiving node's local state, without ReadIndex",
-		// Cut the leader off, then, once a new leader took over, pause that
-		// one: clients that give up on it rotate to the cut-off node, which
-		// answers from before the partition.
-		Faults: []nemesis.Fault{
-			{Kind: nemesis.KindPartition, Shape: nemesis.ShapeIsolate, Role: nemesis.RoleLeader},
-			{Kind: nemesis.KindPause, Role: nemesis.RoleLeader},
-		},
-		Stagger:  2 * time.Second,
-		Duration: 4 * time.Second,
-		Exposes:  "partition isolating the leader, then pause the new leader",
-		Keys:     5,
-	},
-	{
-		Name: "early-ack", Store: "raft",
-		Mistake: "a write acknowledged when the leader proposes it, before it commits",
-		Faults:  []nemesis.Fault{{Kind: nemesis.KindKill, Role: nemesis.RoleLeader}},
-		Exposes: "kill the leader (reads after the ack show it without faults too)",
-		Keys:    5,
-	},
-	{
-		Name: "no-dedup", Store: "raft",
-		Mistake:        "the dedup table skipped: a retried write applies twice",
-		Faults:         []nemesis.Fault{{Kind: nemesis.KindKill, Role: nemesis.RoleLeader}},
-		Exposes:        "kill the leader (clients retry writes it had replicated; the request timeout must outlast the election)",
-		Keys:           5,
-		AppendFraction: 0.3,
-	},
-	{
-		Name: "head-read", Store: "chain",
-		Mistake: "reads served at the head, which has writes the tail has not acknowledged",
-		// No fault: the client half of the bug spreads reads over both ends
-		// of the chain (every other read of a client at the head). A read
-		// at the head shows a write the tail has not applied yet; a later
-		// read at the tail, before the write reaches it, shows the value
-		// before: not linearizable. The window is the head's and middle's
-		// fsync plus two hops, which a dense workload on few keys hits in
-		// every run. (Reads only at the head would look linearizable while
-		// the head lives: it shows writes in the order they commit.)
-		Exposes:        "no fault: reads alternate between head and tail, and a head read runs ahead of the tail",
-		Keys:           5,
-		AppendFraction: 0.3,
-	},
-	{
-		Name: "no-resend", Store: "chain",
-		Mistake: "after a middle node fails, its predecessor does not resend its Sent list",
-		Faults:  []nemesis.Fault{{Kind: nemesis.KindKill, Role: nemesis.RoleMiddle}},
-		// Down long enough for its session to expire and the master to
-		// splice it out; clients wait through the splice.
-		Duration:       5 * time.Second,
-		Exposes:        "kill a middle node",
-		Keys:           5,
-		AppendFraction: 0.3,
-		RequestTimeout: 8 * time.Second,
-		RunTime:        10 * time.Second,
-	},
-	{
-		Name: "stale-tail", Store: "chain",
-		Mistake: "a tail keeps serving reads after losing its ZooKeeper session",
-		// Cut the tail off from ZooKeeper only: it stays reachable by its
-		// clients, its session expires after 2 s, and the master splices it
-		// out of every chain; the new chain commits writes it never sees.
-		// Clients cache the configuration (chain.Client) and re-read it
-		// after a rejection or every few seconds, so a client that has not
-		// been rejected since the splice still reads at the old tail: a
-		// correct one refuses (no session) and sends the client to the new
-		// configuration, the bug answers from its old state. (Pausing the
-		// tail instead does not show it: a read queued at the paused tail
-		// times out before its session expires.)
-		//
-		// Mostly reads: a client's first write to the chain after the
-		// splice is rejected by the head and refreshes its cache, so the
-		// window in which it still reads at the old tail is its run of
-		// reads before that write (about one operation at half reads,
-		// nine at nine in ten); with half reads, 1 seed in 10 missed.
-		Faults:       []nemesis.Fault{{Kind: nemesis.KindZKPartition, Role: nemesis.RoleTail}},
-		Duration:     6 * time.Second,
-		Exposes:      "cut the tail off from ZooKeeper past its session timeout (clients keep their cached configuration; 90% reads)",
-		Keys:         5,
-		ReadFraction: 0.9,
-		RunTime:      12 * time.Second,
-	},
+// SeededBugs lists the seeded bugs of every registered store, by store
+// name then in each driver's order: the detection tests and the nightly
+// job read this one table through the drivers, so that "the fault that
+// catches local-read" means the same thing everywhere.
+func SeededBugs() []SeededBug {
+	var out []SeededBug
+	for _, d := range Drivers() {
+		out = append(out, bugsOf(d)...)
+	}
+	return out
 }
 
-// BugNames lists the seeded bug names of store (all stores if empty).
+// bugsOf is a driver's seeded bugs, each with its store's name.
+func bugsOf(d Driver) []SeededBug {
+	bd, ok := d.(BugDriver)
+	if !ok {
+		return nil
+	}
+	bugs := bd.SeededBugs()
+	for i := range bugs {
+		bugs[i].Store = d.Name()
+	}
+	return bugs
+}
+
+// BugNames lists the seeded bug names of the registered store (of every
+// store if empty).
 func BugNames(store string) []string {
 	var out []string
-	for _, b := range SeededBugs {
+	for _, b := range SeededBugs() {
 		if store == "" || b.Store == store {
 			out = append(out, b.Name)
 		}
@@ -170,20 +104,21 @@ func BugNames(store string) []string {
 	return out
 }
 
-// LookupBug finds a seeded bug of store by name; the error lists the names
-// the store knows.
-func LookupBug(store, name string) (SeededBug, error) {
-	for _, b := range SeededBugs {
-		if b.Name == name && b.Store == store {
+// LookupBug finds a seeded bug of d by name; the error lists the names the
+// store knows.
+func LookupBug(d Driver, name string) (SeededBug, error) {
+	var known []string
+	for _, b := range bugsOf(d) {
+		if b.Name == name {
 			return b, nil
 		}
+		known = append(known, b.Name)
 	}
-	known := BugNames(store)
 	if len(known) == 0 {
-		return SeededBug{}, fmt.Errorf("%w: store %q has no seeded bugs (bug %q)", ErrInvalidConfig, store, name)
+		return SeededBug{}, fmt.Errorf("%w: store %q has no seeded bugs (bug %q)", ErrInvalidConfig, d.Name(), name)
 	}
 	sort.Strings(known)
-	return SeededBug{}, fmt.Errorf("%w: store %q has no seeded bug %q (known: %s)", ErrInvalidConfig, store, name, strings.Join(known, ", "))
+	return SeededBug{}, fmt.Errorf("%w: store %q has no seeded bug %q (known: %s)", ErrInvalidConfig, d.Name(), name, strings.Join(known, ", "))
 }
 
 // Kinds is the fault kinds of the bug's faults, as a --nemesis value
@@ -257,15 +192,18 @@ func ApplySeededBug(cfg *RunConfig, nemesisGiven bool) error {
 	if cfg.Cluster.Bug == "" {
 		return nil
 	}
-	b, err := LookupBug(cfg.Store, cfg.Cluster.Bug)
+	d := cfg.Driver
+	if d == nil {
+		var err error
+		if d, err = LookupDriver(cfg.Store); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+		}
+	}
+	b, err := LookupBug(d, cfg.Cluster.Bug)
 	if err != nil {
 		return err
 	}
 	cfg.EndChecks = true
-	if b.Store == "chain" && b.Name == chain.BugHeadRead {
-		// The client half of the bug: reads go to the head.
-		cfg.Sidecars = append(slices.Clip(cfg.Sidecars), routerBug{name: b.Name})
-	}
 	cfg.Cluster.RequestTimeout = max(cfg.Cluster.RequestTimeout, b.RequestTimeout)
 	if nemesisGiven {
 		return nil
@@ -318,21 +256,3 @@ func WriteSchedule(path string, steps []nemesis.Step) error {
 	}
 	return f.Close()
 }
-
-// routerBug plants the client half of a chain bug in the cluster's router
-// (chain.Router.PlantBug) as the workload starts, and holds no resources.
-type routerBug struct{ name string }
-
-func (b routerBug) Run(ctx context.Context, env SidecarEnv) error {
-	c, ok := env.Cluster.(*ChainCluster)
-	if !ok {
-		return fmt.Errorf("bug %s: not a chain cluster (%T)", b.name, env.Cluster)
-	}
-	if err := c.router.PlantBug(b.name); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	return nil
-}
-
-func (routerBug) Finish(*Summary) []histories.Annotation { return nil }

@@ -152,7 +152,7 @@ func SummarizeNight(rec NightRecord, runs []NightRun) NightRecord {
 		s.Throughput, s.P99MS, s.RecoveryMS, s.CheckSeconds = medianOf(tp), medianOf(p99), medianOf(recov), medianOf(check)
 		rec.Stores = append(rec.Stores, s)
 	}
-	for _, b := range SeededBugs {
+	for _, b := range SeededBugs() {
 		rs, ok := byBug[b.Store+"/"+b.Name]
 		if !ok {
 			continue
@@ -259,7 +259,7 @@ func WriteTrendPage(path string, nights []NightRecord) error {
 		return out
 	}
 	var bugSeries []series
-	for _, b := range SeededBugs {
+	for _, b := range SeededBugs() {
 		s := series{Name: b.Store + "/" + b.Name}
 		seen := false
 		for _, n := range nights {
@@ -415,7 +415,7 @@ func CatchesTable(rec NightRecord) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "| Store | Seeded bug | The mistake | Fault that exposes it | Detection rate | Median time to detection |\n")
 	fmt.Fprintf(&b, "| --- | --- | --- | --- | --- | --- |\n")
-	for _, sb := range SeededBugs {
+	for _, sb := range SeededBugs() {
 		rate, med := "not run", "–"
 		for _, bn := range rec.Bugs {
 			if bn.Bug == sb.Name && bn.Store == sb.Store {
@@ -427,7 +427,7 @@ func CatchesTable(rec NightRecord) string {
 		}
 		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s |\n", sb.Store, sb.Name, sb.Mistake, sb.Exposes, rate, med)
 	}
-	for _, sb := range SeededBugs {
+	for _, sb := range SeededBugs() {
 		if sb.Undetected != "" {
 			fmt.Fprintf(&b, "\nNot reliably caught yet — `%s`: %s.\n", sb.Name, sb.Undetected)
 		}

@@ -44,16 +44,6 @@ const (
 	replicaWait   = 30 * time.Second
 )
 
-// ReplicaComparer is a cluster whose replicas can be compared at the end of
-// a run: every replica of a raft group, or every member of a chain, must
-// hold the same data once quiescent.
-type ReplicaComparer interface {
-	// CompareReplicas waits (bounded by ctx) until the replicas are
-	// quiescent and agree. It returns what it compared, and an error
-	// saying how they differ when they do not agree by the deadline.
-	CompareReplicas(ctx context.Context) (detail string, err error)
-}
-
 // endOfRun runs the end-of-run checks after the workload and the nemesis
 // have stopped, in order: every fault healed; the store answers again
 // (bounded); a final write that must succeed; a final read of every key;
@@ -161,7 +151,7 @@ func (r *runner) endOfRun(ctx context.Context, cluster Cluster) []CheckResult {
 	}
 	dctx, cancel := context.WithTimeout(ctx, replicaWait)
 	defer cancel()
-	if w, ok := cluster.(wholeWaiter); ok {
+	if w, ok := cluster.(WholeWaiter); ok {
 		// A replica spliced out during a fault must be back before the
 		// comparison: comparing only the members left would pass a store
 		// that never rejoins its nodes.
@@ -172,7 +162,7 @@ func (r *runner) endOfRun(ctx context.Context, cluster Cluster) []CheckResult {
 	}
 	detail, err := rc.CompareReplicas(dctx)
 	switch {
-	case errors.Is(err, errNoDigest):
+	case errors.Is(err, ErrNoDigest):
 		skip("replica-digests", err.Error())
 	case err != nil:
 		add("replica-digests", false, err.Error())
@@ -181,12 +171,3 @@ func (r *runner) endOfRun(ctx context.Context, cluster Cluster) []CheckResult {
 	}
 	return out
 }
-
-// wholeWaiter is a cluster that can wait until every replica it was started
-// with is back in its group (the chain store's full chains, no joiner).
-type wholeWaiter interface {
-	WaitServing(ctx context.Context) error
-}
-
-// errNoDigest: the store cannot report a digest of its replicas' data.
-var errNoDigest = errors.New("the store reports no replica digest")

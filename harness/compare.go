@@ -25,13 +25,11 @@ import (
 	"github.com/chainraft/chainraft/histories"
 )
 
-// DefaultCompareStores are the stores `chainraft compare` runs, in order.
-var DefaultCompareStores = []string{"raft", "chain"}
-
 // How faults are aimed in the runs after the first.
 const (
-	// TargetsRole maps roles between the stores (leader ↔ head, follower ↔
-	// tail), so each fault hits the node doing the same job.
+	// TargetsRole maps roles between the stores by the job each driver
+	// declares for its roles (MapRoleByJob), so each fault hits the node
+	// doing the same job.
 	TargetsRole = "role"
 	// TargetsSameNode aims each fault at the node ids the first run's fault
 	// hit, whatever role they hold now.
@@ -49,7 +47,10 @@ const (
 // (schedule-<store>.jsonl). So every store gets the same faults at the same
 // offsets, aimed at the node doing the same job.
 type CompareConfig struct {
+	// Stores are registered store names, run in this order; Drivers, when
+	// set, are run instead (Stores is then ignored).
 	Stores  []string
+	Drivers []Driver
 	Run     RunConfig
 	Targets string
 }
@@ -102,33 +103,96 @@ type compareFile struct {
 
 // Validate reports a comparison Compare would refuse, naming the field.
 func (c CompareConfig) Validate() error {
-	stores := c.stores()
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 	}
-	if len(stores) == 0 {
-		return bad("no stores to compare")
+	ds, err := c.drivers()
+	if err != nil {
+		return bad("%v", err)
 	}
-	for _, st := range stores {
-		if !slices.Contains(Stores(), st) {
-			return bad("unknown store %q (known: %v)", st, Stores())
-		}
+	if len(ds) == 0 {
+		return bad("no stores to compare")
 	}
 	switch c.Targets {
 	case "", TargetsRole, TargetsSameNode:
 	default:
 		return bad("targets must be %s or %s, got %q", TargetsRole, TargetsSameNode, c.Targets)
 	}
-	rc := c.Run
-	rc.Store = stores[0]
-	return rc.Validate()
+	for i, d := range ds {
+		rc := c.Run
+		rc.Store, rc.Driver = d.Name(), d
+		rc.Cluster.ReadMode = readModeFor(d, rc.Cluster.ReadMode)
+		if i > 0 && rc.Nemesis.Enabled() {
+			// The later stores replay the first's schedule with its roles
+			// mapped by job: a role with no counterpart is refused now,
+			// not skipped in the middle of the comparison.
+			if err := checkMappable(ds[0], d, c.Run, c.Targets); err != nil {
+				return err
+			}
+			rc.Nemesis = NemesisConfig{}
+		}
+		if err := rc.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", d.Name(), err)
+		}
+	}
+	return nil
 }
 
-func (c CompareConfig) stores() []string {
-	if len(c.Stores) == 0 {
-		return DefaultCompareStores
+// readModeFor is the read mode a compared store runs: the one asked for if
+// the store offers it, else the store's default (compare --read-mode
+// serializable means etcd's, not raft's).
+func readModeFor(d Driver, mode string) string {
+	if checkReadMode(d, mode) == nil {
+		return mode
 	}
-	return c.Stores
+	return ""
+}
+
+// drivers are the drivers compared, in order.
+func (c CompareConfig) drivers() ([]Driver, error) {
+	if len(c.Drivers) > 0 {
+		return c.Drivers, nil
+	}
+	var out []Driver
+	for _, name := range c.Stores {
+		d, err := LookupDriver(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// checkMappable refuses a comparison whose first store's schedule has a
+// fault that store to cannot take: a role no role of to does the job of,
+// or a kind to does not support.
+func checkMappable(from, to Driver, run RunConfig, targets string) error {
+	first := run
+	first.Store, first.Driver = from.Name(), from
+	first = first.withDefaults()
+	steps, err := first.Nemesis.steps(first, first.Workload.withDefaults().Seed)
+	if err != nil {
+		return fmt.Errorf("%s: %w", from.Name(), err)
+	}
+	fd, ok := to.(FaultDriver)
+	if !ok {
+		return fmt.Errorf("%w: the %s store has nothing for a nemesis to fault", ErrInvalidConfig, to.Name())
+	}
+	for _, st := range steps {
+		if !slices.Contains(fd.FaultKinds(), st.Fault.Kind) {
+			return fmt.Errorf("%w: fault %d (%s) of the %s schedule: the %s store cannot take %s faults",
+				ErrInvalidConfig, st.ID, st.Fault.Describe(), from.Name(), to.Name(), st.Fault.Kind)
+		}
+		if targets == TargetsSameNode {
+			continue
+		}
+		if _, ok := MapRoleByJob(st.Fault.Role, RolesOf(from), fd.Roles()); !ok {
+			return fmt.Errorf("%w: fault %d (%s) of the %s schedule: no role of the %s store does the job of %q",
+				ErrInvalidConfig, st.ID, st.Fault.Describe(), from.Name(), to.Name(), st.Fault.Role)
+		}
+	}
+	return nil
 }
 
 // Compare runs each store in turn with the same configuration and writes
@@ -154,21 +218,23 @@ func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 		return nil, err
 	}
 	res := &CompareResult{Dir: dir}
-	stores := cfg.stores()
+	ds, _ := cfg.drivers() // Validate checked them
 	var runErr error
-	for i, st := range stores {
+	for i, d := range ds {
+		st := d.Name()
 		if ctx.Err() != nil {
 			runErr = ErrInterrupted
 			break
 		}
-		fmt.Fprintf(progress, "== %s (%d of %d) ==\n", st, i+1, len(stores))
+		fmt.Fprintf(progress, "== %s (%d of %d) ==\n", st, i+1, len(ds))
 		rc := cfg.Run
-		rc.Store = st
+		rc.Store, rc.Driver = st, d
+		rc.Cluster.ReadMode = readModeFor(d, rc.Cluster.ReadMode)
 		rc.Sidecars = slices.Clone(cfg.Run.Sidecars)
 		if i > 0 && cfg.Run.Nemesis.Enabled() {
 			first := filepath.Join(dir, res.Runs[0].Dir)
 			sched := filepath.Join(dir, "schedule-"+linkName(st, res.Runs)+".jsonl")
-			err := writeMappedSchedule(filepath.Join(first, "nemesis.jsonl"), sched, cfg.Targets, stores[0], st)
+			err := writeMappedSchedule(filepath.Join(first, "nemesis.jsonl"), sched, cfg.Targets, ds[0], d)
 			if err != nil {
 				// The first run left no schedule (it failed to start):
 				// this store makes its own from the same seed.
@@ -286,43 +352,14 @@ func makeDir(out, base string) (string, error) {
 	}
 }
 
-// roleMapper maps roles from one store's vocabulary to another's.
-type roleMapper struct{ from, to string }
+// roleMapper maps roles from one store's vocabulary to another's, by job.
+type roleMapper struct{ from, to []Role }
 
-func (m roleMapper) Role(_ int, role string) string { return MapRole(role, m.from, m.to) }
-
-// MapRole translates a role of store `from` into the role of store `to`
-// that does the same job: the raft leader orders writes as the chain head
-// does; a raft follower only follows, as the chain tail (which also serves
-// reads) does not quite — it is the replica the write reaches last, which
-// is the nearest match. Roles without a counterpart ("any", "minority",
-// "node:2", ZooKeeper roles) are unchanged; "head:K" keeps its chain index
-// between chain stores and drops it for raft, which has one group.
-func MapRole(role, from, to string) string {
-	if from == to {
-		return role
+func (m roleMapper) Role(_ int, role string) string {
+	if mapped, ok := MapRoleByJob(role, m.from, m.to); ok {
+		return mapped
 	}
-	name, suffix, _ := strings.Cut(role, ":")
-	if _, err := strconv.Atoi(suffix); suffix != "" && err != nil {
-		return role // "node:2" and the like
-	}
-	switch to {
-	case "chain":
-		switch name {
-		case "leader":
-			return "head"
-		case "follower":
-			return "tail"
-		}
-	case "raft":
-		switch name {
-		case "head", "master":
-			return "leader"
-		case "middle", "tail":
-			return "follower"
-		}
-	}
-	return role
+	return role // refused before the comparison started (checkMappable)
 }
 
 // sameNodeMapper aims every step at the nodes the first run's step hit.
@@ -341,8 +378,8 @@ func (m sameNodeMapper) Role(step int, role string) string {
 	return "node:" + strconv.Itoa(ts[0])
 }
 
-func newMapper(targets, from, to, firstDir string) (FaultMapper, error) {
-	rm := roleMapper{from: from, to: to}
+func newMapper(targets string, from, to Driver, firstDir string) (FaultMapper, error) {
+	rm := roleMapper{from: RolesOf(from), to: RolesOf(to)}
 	if targets != TargetsSameNode {
 		return rm, nil
 	}
@@ -357,7 +394,7 @@ func newMapper(targets, from, to, firstDir string) (FaultMapper, error) {
 // first run's) to to, with every fault's role translated for store `to`,
 // for the nemesis to replay. Lines are rewritten as generic JSON, so fields
 // this code does not know survive the copy.
-func writeMappedSchedule(from, to, targets, fromStore, toStore string) error {
+func writeMappedSchedule(from, to, targets string, fromStore, toStore Driver) error {
 	m, err := newMapper(targets, fromStore, toStore, filepath.Dir(from))
 	if err != nil {
 		return err

@@ -147,7 +147,7 @@ func TestMappedScheduleReplaysTheFirstRunsFaults(t *testing.T) {
 	}
 
 	to := filepath.Join(t.TempDir(), "schedule-chain.jsonl")
-	require.NoError(t, writeMappedSchedule(from, to, TargetsRole, "raft", "chain"))
+	require.NoError(t, writeMappedSchedule(from, to, TargetsRole, leaderDriver, chainDriver))
 	got := read(to)
 	require.Len(t, got, 3, "inject lines only: the replay needs nothing else")
 	spec := func(e map[string]any) map[string]any { return e["spec"].(map[string]any) }
@@ -159,34 +159,15 @@ func TestMappedScheduleReplaysTheFirstRunsFaults(t *testing.T) {
 	require.Nil(t, spec(got[1])["role"], "a partition shape has no role to map")
 	require.Equal(t, "majorities-ring", spec(got[1])["shape"])
 	require.Nil(t, got[1]["cuts"])
-	require.Equal(t, "tail", spec(got[2])["role"])
+	require.Equal(t, "middle", spec(got[2])["role"], "a follower replicates, as a middle node does")
 
-	require.NoError(t, writeMappedSchedule(from, to, TargetsSameNode, "raft", "chain"))
+	require.NoError(t, writeMappedSchedule(from, to, TargetsSameNode, leaderDriver, chainDriver))
 	got = read(to)
 	require.Equal(t, "node:2", spec(got[0])["role"], "the node the first run killed")
 	require.Equal(t, "node:3", spec(got[2])["role"])
 
-	require.Error(t, writeMappedSchedule(filepath.Join(t.TempDir(), "nemesis.jsonl"), to, TargetsRole, "raft", "chain"),
+	require.Error(t, writeMappedSchedule(filepath.Join(t.TempDir(), "nemesis.jsonl"), to, TargetsRole, leaderDriver, chainDriver),
 		"a first run without a schedule")
-}
-
-func TestMapRole(t *testing.T) {
-	for _, c := range []struct{ role, from, to, want string }{
-		{"leader", "raft", "chain", "head"},
-		{"follower", "raft", "chain", "tail"},
-		{"head", "chain", "raft", "leader"},
-		{"head:1", "chain", "raft", "leader"},
-		{"tail:2", "chain", "raft", "follower"},
-		{"middle", "chain", "raft", "follower"},
-		{"head:1", "chain", "chain", "head:1"},
-		{"any", "raft", "chain", "any"},
-		{"minority", "chain", "raft", "minority"},
-		{"node:2", "raft", "chain", "node:2"},
-		{"zk-leader", "chain", "raft", "zk-leader"},
-		{"leader", "raft", "memory", "leader"},
-	} {
-		require.Equal(t, c.want, MapRole(c.role, c.from, c.to), "%s %s->%s", c.role, c.from, c.to)
-	}
 }
 
 func TestSameNodeTargetsFollowTheFirstRun(t *testing.T) {
@@ -200,10 +181,10 @@ func TestSameNodeTargetsFollowTheFirstRun(t *testing.T) {
 	ts, err := parseInjectTargets(strings.NewReader(log))
 	require.NoError(t, err)
 	require.Equal(t, map[int][]int{0: {2}, 1: {1, 3}}, ts)
-	m := sameNodeMapper{targets: ts, fallback: roleMapper{from: "raft", to: "chain"}}
+	m := sameNodeMapper{targets: ts, fallback: roleMapper{from: leaderRoles, to: chainRoles}}
 	require.Equal(t, "node:2", m.Role(0, "leader"), "the node the first run's fault hit")
 	require.Equal(t, "minority", m.Role(1, "minority"), "several nodes: the role stays")
-	require.Equal(t, "tail", m.Role(2, "follower"), "not applied in the first run: mapped by role")
+	require.Equal(t, "middle", m.Role(2, "follower"), "not applied in the first run: mapped by role")
 	require.Equal(t, "zk-leader", m.Role(3, "zk-leader"))
 
 	_, err = parseInjectTargets(strings.NewReader("{\"step\":\n"))
@@ -211,13 +192,13 @@ func TestSameNodeTargetsFollowTheFirstRun(t *testing.T) {
 
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "nemesis.jsonl"), []byte(log), 0o644))
-	mm, err := newMapper(TargetsSameNode, "raft", "chain", dir)
+	mm, err := newMapper(TargetsSameNode, leaderDriver, chainDriver, dir)
 	require.NoError(t, err)
 	require.Equal(t, "node:2", mm.Role(0, "leader"))
-	mm, err = newMapper(TargetsRole, "raft", "chain", dir)
+	mm, err = newMapper(TargetsRole, leaderDriver, chainDriver, dir)
 	require.NoError(t, err)
 	require.Equal(t, "head", mm.Role(0, "leader"))
-	_, err = newMapper(TargetsSameNode, "raft", "chain", t.TempDir())
+	_, err = newMapper(TargetsSameNode, leaderDriver, chainDriver, t.TempDir())
 	require.Error(t, err, "no nemesis log to follow")
 }
 

@@ -19,41 +19,12 @@ import (
 	"time"
 )
 
-// cpuMeter is a cluster of node processes whose CPU time the harness can
-// read. The memory store is not one.
-type cpuMeter interface {
-	// NodeCPU is each node's CPU time so far, every incarnation counted.
-	NodeCPU() map[uint64]time.Duration
-}
-
 // cpuBetween is each node's CPU time between base and end, in seconds by
 // node id; a node absent from base (added during the run) counts from zero.
 func cpuBetween(base, end map[uint64]time.Duration) map[string]float64 {
 	out := make(map[string]float64, len(end))
 	for id, d := range end {
 		out[strconv.FormatUint(id, 10)] = (d - base[id]).Seconds()
-	}
-	return out
-}
-
-// NodeCPU implements cpuMeter.
-func (c *RaftCluster) NodeCPU() map[uint64]time.Duration {
-	out := map[uint64]time.Duration{}
-	for _, id := range c.Nodes() {
-		if p := c.Process(id); p != nil {
-			out[id] = p.CPUTime()
-		}
-	}
-	return out
-}
-
-// NodeCPU implements cpuMeter.
-func (c *ChainCluster) NodeCPU() map[uint64]time.Duration {
-	out := map[uint64]time.Duration{}
-	for _, n := range c.Nodes() {
-		if n.Proc != nil {
-			out[n.ID] = n.Proc.CPUTime()
-		}
 	}
 	return out
 }

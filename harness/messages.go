@@ -10,17 +10,8 @@ package harness
 // and sums the differences.
 
 import (
-	"context"
 	"time"
 )
-
-// messageCounter is a cluster whose nodes count the peer messages they
-// send. The memory store is not one, and its summary has no message row.
-type messageCounter interface {
-	// PeerMessagesSent reads each live node's counter; a node that is
-	// down, paused or does not answer is left out.
-	PeerMessagesSent(ctx context.Context) map[uint64]uint64
-}
 
 // messageReadTimeout bounds one node's answer: a node that cannot answer
 // in that time is left out rather than holding up the run's end.
@@ -41,42 +32,4 @@ func sumMessages(base, end map[uint64]uint64) uint64 {
 		}
 	}
 	return sum
-}
-
-// PeerMessagesSent implements messageCounter.
-func (c *RaftCluster) PeerMessagesSent(ctx context.Context) map[uint64]uint64 {
-	out := map[uint64]uint64{}
-	for _, id := range c.Nodes() {
-		if p := c.Process(id); p == nil || !p.Running() || p.Paused() {
-			continue
-		}
-		sctx, cancel := context.WithTimeout(ctx, messageReadTimeout)
-		st, err := c.conns.Status(sctx, id)
-		cancel()
-		if err != nil {
-			continue
-		}
-		out[id] = st.GetPeerMessagesSent()
-	}
-	return out
-}
-
-// PeerMessagesSent implements messageCounter. A node's counter covers all
-// its chains; it comes with the node's digest of chain 0, which every node
-// serves.
-func (c *ChainCluster) PeerMessagesSent(ctx context.Context) map[uint64]uint64 {
-	out := map[uint64]uint64{}
-	for _, n := range c.Nodes() {
-		if n.Proc == nil || !n.Proc.Running() || n.Proc.Paused() {
-			continue
-		}
-		dctx, cancel := context.WithTimeout(ctx, messageReadTimeout)
-		d, err := c.router.Digest(dctx, n.Addr, 0)
-		cancel()
-		if err != nil {
-			continue
-		}
-		out[n.ID] = d.GetPeerMessagesSent()
-	}
-	return out
 }

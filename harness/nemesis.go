@@ -13,9 +13,10 @@
 // raft node learns a new member's address from the log: one address for
 // every dialer, which would bypass the per-link proxies.
 //
-// Targets. RaftTarget and ChainTarget adapt the clusters to nemesis.Target;
-// roles are resolved when the fault is injected and recorded in
-// nemesis.jsonl with the resolved node ids.
+// Targets. A store's cluster adapts itself to nemesis.Target
+// (TargetCluster); roles are the driver's (FaultDriver), checked against the
+// schedule before the run starts, resolved when the fault is injected and
+// recorded in nemesis.jsonl with the resolved node ids.
 //
 // Goroutines. The nemesis runs on the Sidecar goroutine Run starts; it
 // injects and heals synchronously (the Runner starts none), heals whatever
@@ -57,9 +58,10 @@ import (
 type NemesisConfig struct {
 	// Kinds are --nemesis values: "kill", "pause", "partition", "zk",
 	// "zk-partition", "zk-kill", "member", "delay", or "all". Empty (and no
-	// Replay) means no nemesis. "all" leaves out the ZooKeeper faults for a
-	// store without ZooKeeper, so that a short run spends its faults on
-	// kinds that apply.
+	// Replay) means no nemesis. "all" is every kind the store's driver
+	// takes (FaultDriver.FaultKinds) but delay, so that a short run spends
+	// its faults on kinds that apply; a kind named outright that the store
+	// cannot take is refused.
 	Kinds []string
 	// Interval is the time between faults and each fault's length
 	// (default 5s); the first fault comes after a quiet Interval.
@@ -83,15 +85,6 @@ type NemesisInfo struct {
 	Steps      int      `json:"steps"`
 	Proxied    bool     `json:"proxied"` // links went through the nemesis's proxies
 }
-
-// storeRoles are the node roles the generator draws from, per store.
-var storeRoles = map[string][]string{
-	"raft":  {nemesis.RoleLeader, nemesis.RoleFollower},
-	"chain": {nemesis.RoleHead, nemesis.RoleMiddle, nemesis.RoleTail, nemesis.RoleMaster},
-}
-
-// storesWithZK are the stores that have a ZooKeeper ensemble to fault.
-var storesWithZK = []string{"chain"}
 
 // networkKinds need the proxied network.
 var networkKinds = []string{nemesis.KindPartition, nemesis.KindZKPartition, nemesis.KindDelay}
@@ -118,6 +111,71 @@ type nemesisSidecar struct {
 	ran     bool
 }
 
+// steps is the schedule of a run of cfg: replayed, or generated from seed
+// over the kinds and roles the store's driver declares. Every fault must be
+// one the store can take: a kind it lacks, or a role it does not define, is
+// refused here, before anything starts (exit 2), never recorded as skipped.
+func (n NemesisConfig) steps(cfg RunConfig, seed int64) ([]nemesis.Step, error) {
+	if n.Interval <= 0 {
+		n.Interval = 5 * time.Second
+	}
+	fd, ok := cfg.Driver.(FaultDriver)
+	if !ok {
+		return nil, fmt.Errorf("%w: the %s store has nothing for a nemesis to fault", ErrInvalidConfig, cfg.Store)
+	}
+	kinds := fd.FaultKinds()
+	var steps []nemesis.Step
+	if n.Replay != "" {
+		events, err := nemesis.ReadEventsFile(n.Replay)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --replay: %v", ErrInvalidConfig, err)
+		}
+		if steps, err = nemesis.Replay(events); err != nil {
+			return nil, fmt.Errorf("%w: --replay %s: %v", ErrInvalidConfig, n.Replay, err)
+		}
+	} else {
+		asked := n.Kinds
+		if slices.Contains(asked, "all") {
+			// Every kind this store takes, but delay (as nemesis.Generate
+			// reads "all").
+			asked = slices.DeleteFunc(slices.Clone(asked), func(k string) bool { return k == "all" })
+			for _, k := range kinds {
+				if k != nemesis.KindDelay && !slices.Contains(asked, k) {
+					asked = append(asked, k)
+				}
+			}
+		}
+		if slices.Contains(asked, "zk") {
+			asked = slices.DeleteFunc(slices.Clone(asked), func(k string) bool { return k == "zk" })
+			asked = append(asked, nemesis.KindZKPartition, nemesis.KindZKKill)
+		}
+		for _, k := range asked {
+			if slices.Contains(nemesis.Kinds, k) && !slices.Contains(kinds, k) {
+				return nil, fmt.Errorf("%w: --nemesis %s: the %s store cannot take %s faults (it takes %s)",
+					ErrInvalidConfig, k, cfg.Store, k, strings.Join(kinds, ", "))
+			}
+		}
+		var err error
+		steps, err = nemesis.Generate(seed, nemesis.ScheduleOptions{
+			Kinds: asked, Interval: n.Interval, Overlap: n.Overlap,
+			Total: cfg.TimeLimit, Roles: roleNames(fd.Roles()),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: --nemesis: %v", ErrInvalidConfig, err)
+		}
+	}
+	for _, st := range steps {
+		if !slices.Contains(kinds, st.Fault.Kind) {
+			return nil, fmt.Errorf("%w: fault %d (%s): the %s store cannot take %s faults (it takes %s)",
+				ErrInvalidConfig, st.ID, st.Fault.Describe(), cfg.Store, st.Fault.Kind, strings.Join(kinds, ", "))
+		}
+		if err := checkRole(cfg.Store, fd.Roles(), st.Fault.Role); err != nil {
+			return nil, fmt.Errorf("%w: fault %d (%s): %v", ErrInvalidConfig, st.ID, st.Fault.Describe(), err)
+		}
+	}
+	return steps, nil
+}
+
 // newNemesis prepares the schedule, and the network when a step needs one,
 // and points cfg.Cluster at them. It runs before the run directory exists,
 // so that a bad replay file is bad usage, not a failed run.
@@ -129,32 +187,9 @@ func newNemesis(runCtx context.Context, cfg *RunConfig, seed int64) (*nemesisSid
 	if n.Interval <= 0 {
 		n.Interval = 5 * time.Second
 	}
-	if _, ok := storeRoles[cfg.Store]; !ok {
-		return nil, fmt.Errorf("%w: the %s store has nothing for a nemesis to fault (raft and chain have)", ErrInvalidConfig, cfg.Store)
-	}
-	var steps []nemesis.Step
-	if n.Replay != "" {
-		events, err := nemesis.ReadEventsFile(n.Replay)
-		if err != nil {
-			return nil, fmt.Errorf("%w: --replay: %v", ErrInvalidConfig, err)
-		}
-		if steps, err = nemesis.Replay(events); err != nil {
-			return nil, fmt.Errorf("%w: --replay %s: %v", ErrInvalidConfig, n.Replay, err)
-		}
-	} else {
-		kinds := n.Kinds
-		if slices.Contains(kinds, "all") && !slices.Contains(storesWithZK, cfg.Store) {
-			kinds = slices.DeleteFunc(slices.Clone(kinds), func(k string) bool { return k == "all" })
-			kinds = append(kinds, nemesis.KindKill, nemesis.KindPause, nemesis.KindPartition, nemesis.KindMember)
-		}
-		var err error
-		steps, err = nemesis.Generate(seed, nemesis.ScheduleOptions{
-			Kinds: kinds, Interval: n.Interval, Overlap: n.Overlap,
-			Total: cfg.TimeLimit, Roles: storeRoles[cfg.Store],
-		})
-		if err != nil {
-			return nil, fmt.Errorf("%w: --nemesis: %v", ErrInvalidConfig, err)
-		}
+	steps, err := n.steps(*cfg, seed)
+	if err != nil {
+		return nil, err
 	}
 	s := &nemesisSidecar{runCtx: runCtx, steps: steps, info: NemesisInfo{
 		Kinds: n.Kinds, IntervalMS: ms(int64(n.Interval)), Overlap: n.Overlap, Replay: n.Replay, Steps: len(steps),
@@ -244,13 +279,11 @@ func targetFor(c Cluster, net *nemesis.Network) (nemesis.Target, error) {
 		// Without it, network faults are skipped as unsupported.
 		net = nil
 	}
-	switch c := c.(type) {
-	case *RaftCluster:
-		return NewRaftTarget(c), nil
-	case *ChainCluster:
-		return NewChainTarget(c, net), nil
+	tc, ok := c.(TargetCluster)
+	if !ok {
+		return nil, fmt.Errorf("nemesis: a %T cluster is no fault target", c)
 	}
-	return nil, fmt.Errorf("nemesis: no fault target for a %T cluster", c)
+	return tc.Target(net), nil
 }
 
 // ActiveFaults implements FaultReporter.

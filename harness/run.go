@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,7 +30,11 @@ var (
 
 // RunConfig is one run: a store, a workload against it, and the check.
 type RunConfig struct {
-	Store string
+	// Store is a registered store's name (--store); Driver, when set, is
+	// run instead of the registered one (a driver of a user's own, or one
+	// with settings of its own) and Store is taken from its Name.
+	Store  string
+	Driver Driver
 	// Name is the last part of the run directory's name.
 	Name string
 	// Out is the directory holding run directories and the latest link.
@@ -40,10 +45,10 @@ type RunConfig struct {
 	// in flight.
 	Clients  int
 	Workload WorkloadConfig
-	// Cluster is passed to the store; Run sets Dir, Log and, if empty, Binary
-	// (this executable). Cluster.RequestTimeout is also the deadline of each
-	// workload operation.
-	Cluster ClusterConfig
+	// Cluster is passed to the store's driver; Run sets Dir, Log, Seed and,
+	// if empty, Binary (this executable). Cluster.RequestTimeout is also the
+	// deadline of each workload operation.
+	Cluster Env
 	// CheckBudget bounds the linearizability check; past it, keys not yet
 	// decided are unknown.
 	CheckBudget  time.Duration
@@ -103,6 +108,19 @@ const (
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
 func (c RunConfig) withDefaults() RunConfig {
+	if c.Driver != nil {
+		c.Store = c.Driver.Name()
+	} else if d, err := LookupDriver(c.Store); err == nil {
+		c.Driver = d
+	}
+	if c.Cluster.Nodes == 0 {
+		c.Cluster.Nodes = 3
+	}
+	if c.Cluster.ReadMode == "" {
+		if rm, ok := c.Driver.(ReadModeDriver); ok && len(rm.ReadModes()) > 0 {
+			c.Cluster.ReadMode = rm.ReadModes()[0]
+		}
+	}
 	if c.Name == "" {
 		c.Name = "default"
 	}
@@ -130,8 +148,9 @@ func (c RunConfig) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 	}
-	if !slices.Contains(Stores(), c.Store) {
-		return bad("unknown store %q (known: %v)", c.Store, Stores())
+	if c.Driver == nil {
+		_, err := LookupDriver(c.Store)
+		return bad("%v", err)
 	}
 	if !nameRE.MatchString(c.Name) {
 		return bad("name %q: use letters, digits, '.', '_' and '-' only", c.Name)
@@ -148,18 +167,55 @@ func (c RunConfig) Validate() error {
 	if c.CheckBudget < 0 {
 		return bad("check budget must be positive, got %v", c.CheckBudget)
 	}
+	if c.Cluster.Nodes < 0 {
+		return bad("nodes must be positive, got %d", c.Cluster.Nodes)
+	}
+	if err := checkReadMode(c.Driver, c.Cluster.ReadMode); err != nil {
+		return bad("%v", err)
+	}
+	if v, ok := c.Driver.(Validator); ok {
+		if err := v.Validate(c.Cluster); err != nil {
+			return bad("%v", err)
+		}
+	}
 	switch {
-	case c.Cluster.NodeCPUs < 0:
-		return bad("node CPUs must not be negative, got %v", c.Cluster.NodeCPUs)
-	case c.Cluster.NodeCPUs > 0 && c.Store == "memory":
-		return bad("node CPUs %v: the memory store has no node processes to limit", c.Cluster.NodeCPUs)
+	case c.Cluster.NodeCPUs < 0 || c.Cluster.NodeCPUs != c.Cluster.NodeCPUs:
+		return bad("node CPUs must be a non-negative number, got %v", c.Cluster.NodeCPUs)
 	case c.Cluster.NodeCPUs > 0:
+		if _, ok := c.Driver.(NodeDriver); !ok {
+			return bad("node CPUs %v: the %s store has no node processes to limit", c.Cluster.NodeCPUs, c.Store)
+		}
 		if err := proc.CheckCPULimit(); err != nil {
 			return bad("node CPUs %v: %v", c.Cluster.NodeCPUs, err)
 		}
 	}
 	if err := c.Workload.Validate(); err != nil {
 		return bad("%v", err)
+	}
+	if c.Cluster.Bug != "" {
+		if _, err := LookupBug(c.Driver, c.Cluster.Bug); err != nil {
+			return err
+		}
+	}
+	if c.Nemesis.Enabled() {
+		if _, err := c.Nemesis.steps(c, c.Workload.withDefaults().Seed); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkReadMode refuses a read mode the store does not offer.
+func checkReadMode(d Driver, mode string) error {
+	rm, ok := d.(ReadModeDriver)
+	if !ok {
+		if mode != "" {
+			return fmt.Errorf("read mode %q: the %s store has no read modes", mode, d.Name())
+		}
+		return nil
+	}
+	if !slices.Contains(rm.ReadModes(), mode) {
+		return fmt.Errorf("read mode %q: the %s store offers %s", mode, d.Name(), strings.Join(rm.ReadModes(), ", "))
 	}
 	return nil
 }
@@ -212,6 +268,7 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 	}
 	cfg.Cluster.Dir = dir
 	cfg.Cluster.Log = log
+	cfg.Cluster.Seed = w.Seed
 
 	s := &Summary{
 		Store: cfg.Store, Name: cfg.Name, Command: cfg.Command, Seed: w.Seed, Start: start.UTC(),
@@ -375,7 +432,7 @@ func (r *runner) closeCluster() error {
 // (clients, sidecars, progress) are all stopped before it returns, except
 // clients stuck in a store call past their deadline (see r.stuck).
 func (r *runner) run(ctx context.Context) error {
-	cluster, err := StartCluster(ctx, r.cfg.Store, r.cfg.Cluster)
+	cluster, err := r.cfg.Driver.Start(ctx, r.cfg.Cluster)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ErrInterrupted
@@ -413,12 +470,12 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	var clientsWG, othersWG sync.WaitGroup
 
-	mc, _ := cluster.(messageCounter)
+	mc, _ := cluster.(MessageCounter)
 	var msgBase map[uint64]uint64
 	if mc != nil {
 		msgBase = mc.PeerMessagesSent(ctx)
 	}
-	cm, _ := cluster.(cpuMeter)
+	cm, _ := cluster.(CPUMeter)
 	var cpuBase map[uint64]time.Duration
 	if cm != nil {
 		cpuBase = cm.NodeCPU()

@@ -19,27 +19,6 @@ import (
 	"github.com/chainraft/chainraft/kv"
 )
 
-// Test-only stores, registered once for the test binary. Each is a wrapper
-// over kv.Memory that breaks one thing on purpose.
-func init() {
-	RegisterStore("test-stale", func(context.Context, ClusterConfig) (Cluster, error) {
-		return &staleCluster{m: kv.NewMemory(), old: map[string]string{}}, nil
-	})
-	RegisterStore("test-lost", func(context.Context, ClusterConfig) (Cluster, error) {
-		return &lostCluster{m: kv.NewMemory()}, nil
-	})
-	RegisterStore("test-tracked", func(_ context.Context, cfg ClusterConfig) (Cluster, error) {
-		c := &trackedCluster{m: kv.NewMemory()}
-		trackedMu.Lock()
-		tracked = append(tracked, c)
-		trackedMu.Unlock()
-		return c, nil
-	})
-	RegisterStore("test-fail-start", func(context.Context, ClusterConfig) (Cluster, error) {
-		return nil, errors.New("node 2 would not start")
-	})
-}
-
 // staleCluster serves reads from a copy of the data refreshed only every 20
 // writes: acknowledged writes are invisible to reads for a while.
 type staleCluster struct {
@@ -187,7 +166,7 @@ func baseConfig(t *testing.T, store string) RunConfig {
 		Workload: WorkloadConfig{
 			Seed: 7, Keys: 10, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1,
 		},
-		Cluster:     ClusterConfig{RequestTimeout: time.Second},
+		Cluster:     Env{RequestTimeout: time.Second},
 		CheckBudget: 30 * time.Second,
 	}
 }

@@ -40,6 +40,10 @@ type compareFlags struct {
 	nemesisInterval *time.Duration
 }
 
+// defaultCompareStores are the stores `chainraft compare` runs, in order:
+// the two designs the project compares.
+var defaultCompareStores = []string{"raft", "chain"}
+
 func newCompareCmd() *cobra.Command {
 	f := compareFlags{runFlags: runFlags{cmdName: "compare"}}
 	cmd := &cobra.Command{
@@ -102,7 +106,7 @@ failed or was interrupted, 3 if a verdict is unknown, 0 if all are ok;
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.stores, "stores", strings.Join(harness.DefaultCompareStores, ","), "stores to compare, run in this order: "+strings.Join(harness.Stores(), ", "))
+	fl.StringVar(&f.stores, "stores", strings.Join(defaultCompareStores, ","), "stores to compare, run in this order: "+strings.Join(harness.Stores(), ", "))
 	f.addFlags(fl, 30*time.Second)
 	fl.Lookup("time-limit").Usage = "how long the workload runs against each store"
 	fl.Lookup("name").DefValue = "compared"

@@ -2,92 +2,76 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/chainraft/chainraft/harness"
 )
-
-// NodeFlags are the flags of `chainraft node`, shared by every store; each
-// store reads the ones it needs.
-type NodeFlags struct {
-	Store    string
-	ID       uint64
-	Listen   string   // client and peer address, host:port
-	Peers    []string // id=host:port of every initial member, self included
-	DataDir  string
-	NoFsync  bool
-	ReadMode string // raft: index | lease
-	Join     bool   // raft: start as a node added by conf change, with no initial peers
-	ZK       string // chain: ZooKeeper ensemble host:port,...
-	Chains   int    // chain: number of chains
-	Replicas int    // chain: nodes per chain
-	Nodes    int    // chain: total node count the chains rotate over
-	Bug      string // a seeded bug, tests only
-	// SnapshotEvery is the raft log length between snapshots.
-	SnapshotEvery uint64
-	// SessionTimeout is the chain node's ZooKeeper session timeout.
-	SessionTimeout time.Duration
-}
-
-// nodeRunners maps a store name to the function that runs one node of it
-// until ctx is done. Each store's node file registers itself from init.
-var nodeRunners = map[string]func(ctx context.Context, f NodeFlags) error{}
 
 func init() {
 	subcommands = append(subcommands, newNodeCmd)
 }
 
+// newNodeCmd is `chainraft node STORE [FLAGS]`: one node of a store whose
+// driver runs its nodes as chainraft processes (harness.NodeDriver). The
+// driver parses its own flags, so this command knows none of them; the
+// older spelling `chainraft node --store STORE [FLAGS]` is accepted too.
 func newNodeCmd() *cobra.Command {
-	var f NodeFlags
-	cmd := &cobra.Command{
-		Use:   "node",
+	return &cobra.Command{
+		Use:   "node STORE [flags]",
 		Short: "Run one node of a store (started by the harness, or by hand)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			run, ok := nodeRunners[f.Store]
+		Long: `Node runs one node of STORE until SIGTERM or SIGINT. The flags are the
+store's own: 'chainraft node STORE --help' lists them.`,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, rest, err := nodeStore(args)
+			if err != nil {
+				return err
+			}
+			d, err := harness.LookupDriver(store)
+			if err != nil {
+				return usageErrorf("node: %v", err)
+			}
+			nd, ok := d.(harness.NodeDriver)
 			if !ok {
-				names := make([]string, 0, len(nodeRunners))
-				for n := range nodeRunners {
-					names = append(names, n)
-				}
-				sort.Strings(names)
-				return usageErrorf("node: unknown --store %q (known: %s)", f.Store, strings.Join(names, ", "))
-			}
-			if f.ID == 0 {
-				return usageErrorf("node: --id must be a positive integer")
-			}
-			if f.DataDir == "" {
-				return usageErrorf("node: --data-dir is required")
+				return usageErrorf("node: the %s store has no node processes of chainraft's own", store)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			if err := run(ctx, f); err != nil {
-				return withCode(exitRunFailed, fmt.Errorf("node %d: %w", f.ID, err))
+			if err := nd.NodeMain(ctx, rest); err != nil {
+				var ee *exitError
+				if errors.As(err, &ee) {
+					return err
+				}
+				if errors.Is(err, harness.ErrInvalidConfig) {
+					return withCode(exitUsage, fmt.Errorf("node: %w", err))
+				}
+				return withCode(exitRunFailed, fmt.Errorf("node: %w", err))
 			}
 			return nil
 		},
 	}
-	fl := cmd.Flags()
-	fl.StringVar(&f.Store, "store", "", "store: raft or chain")
-	fl.Uint64Var(&f.ID, "id", 0, "node id (positive, never reused)")
-	fl.StringVar(&f.Listen, "listen", "127.0.0.1:0", "address to listen on")
-	fl.StringSliceVar(&f.Peers, "peers", nil, "initial members as id=host:port, self included")
-	fl.StringVar(&f.DataDir, "data-dir", "", "directory for durable state")
-	fl.BoolVar(&f.NoFsync, "no-fsync", false, "skip fsync (measurements only: unsafe)")
-	fl.StringVar(&f.ReadMode, "read-mode", "index", "raft reads: index (ReadIndex) or lease")
-	fl.BoolVar(&f.Join, "join", false, "raft: join an existing cluster (added by conf change)")
-	fl.StringVar(&f.ZK, "zk", "", "chain: ZooKeeper ensemble host:port,...")
-	fl.IntVar(&f.Chains, "chains", 3, "chain: number of chains")
-	fl.IntVar(&f.Replicas, "replicas", 3, "chain: nodes per chain")
-	fl.IntVar(&f.Nodes, "nodes", 3, "chain: number of nodes the chains rotate over")
-	fl.StringVar(&f.Bug, "bug", "", "plant a seeded bug (tests only)")
-	fl.Uint64Var(&f.SnapshotEvery, "snapshot-every", 10000, "raft: entries between snapshots")
-	fl.DurationVar(&f.SessionTimeout, "session-timeout", 4*time.Second, "chain: ZooKeeper session timeout")
-	return cmd
+}
+
+// nodeStore takes the store's name off args: the first argument, or the
+// value of --store anywhere.
+func nodeStore(args []string) (string, []string, error) {
+	for i, a := range args {
+		switch {
+		case a == "--store" && i+1 < len(args):
+			return args[i+1], append(append([]string{}, args[:i]...), args[i+2:]...), nil
+		case strings.HasPrefix(a, "--store="):
+			return strings.TrimPrefix(a, "--store="), append(append([]string{}, args[:i]...), args[i+1:]...), nil
+		}
+	}
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return "", nil, usageErrorf("node: name the store: chainraft node STORE [flags] (known: %s)", strings.Join(harness.Stores(), ", "))
+	}
+	return args[0], args[1:], nil
 }

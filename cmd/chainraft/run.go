@@ -44,10 +44,6 @@ type runFlags struct {
 	noFsync        bool
 	nodeCPUs       float64
 	readMode       string
-	zk             string
-	zkServers      int
-	chains         int
-	replicas       int
 	bug            string
 	requestTimeout time.Duration
 	quiet          bool
@@ -135,8 +131,20 @@ check ran out of budget), 4 the run failed or was interrupted.`,
 // runLock runs the lock workload with the flags run shares with it.
 func (f *runFlags) runLock(cmd *cobra.Command) error {
 	l := f.lock
-	l.timeLimit, l.seed, l.out, l.name = f.timeLimit, f.seed, f.out, f.name
-	l.zk, l.zkServers, l.quiet = f.zk, f.zkServers, f.quiet
+	l.timeLimit, l.seed, l.out, l.name, l.quiet = f.timeLimit, f.seed, f.out, f.name, f.quiet
+	// --zk and --zk-servers are the chain driver's flags; the lock
+	// workload reads them by name, as a user types them.
+	l.zkServers = 1
+	if fl := cmd.Flags().Lookup("zk"); fl != nil {
+		l.zk = fl.Value.String()
+	}
+	if fl := cmd.Flags().Lookup("zk-servers"); fl != nil {
+		n, err := strconv.Atoi(fl.Value.String())
+		if err != nil {
+			return usageErrorf("run: --zk-servers: %v", err)
+		}
+		l.zkServers = n
+	}
 	return runLockWorkload(cmd.Context(), cmd, l)
 }
 
@@ -175,13 +183,22 @@ func (f *runFlags) addFlags(fl *pflag.FlagSet, timeLimit time.Duration) {
 	fl.IntVar(&f.nodes, "nodes", 3, "number of store nodes")
 	fl.BoolVar(&f.noFsync, "no-fsync", false, "nodes skip fsync (measurements only: unsafe)")
 	fl.Float64Var(&f.nodeCPUs, "node-cpus", 0, "give each node process this many cores of CPU, in a cgroup of its own, so nodes compete like separate servers (needs root and a cgroup cpu controller; 0: no limit)")
-	fl.StringVar(&f.readMode, "read-mode", "index", "raft reads: index (ReadIndex) or lease")
-	fl.StringVar(&f.zk, "zk", "", "chain: existing ZooKeeper ensemble host:port,... (empty: start one)")
-	fl.IntVar(&f.zkServers, "zk-servers", 1, "chain: ZooKeeper servers to start (1 or 3)")
-	fl.IntVar(&f.chains, "chains", 3, "chain: number of chains")
-	fl.IntVar(&f.replicas, "replicas", 3, "chain: nodes per chain")
+	fl.StringVar(&f.readMode, "read-mode", "", "how the store serves reads: "+readModesHelp()+"; empty: the store's default")
 	fl.DurationVar(&f.requestTimeout, "request-timeout", harness.DefaultRequestTimeout, "deadline of one client operation; past it the outcome is unknown")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress lines on stderr")
+	// Each store's own flags (the chain's --chains, --replicas, --zk, ...).
+	harness.RegisterDriverFlags(fl)
+}
+
+// readModesHelp lists each store's read modes, its default first.
+func readModesHelp() string {
+	var parts []string
+	for _, d := range harness.Drivers() {
+		if rm, ok := d.(harness.ReadModeDriver); ok {
+			parts = append(parts, d.Name()+" "+strings.Join(rm.ReadModes(), "|"))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // config validates the flags and builds the run configuration. Every
@@ -197,11 +214,11 @@ func (f *runFlags) config() (harness.RunConfig, error) {
 		return harness.RunConfig{}, usageErrorf(f.command()+": --clients must be positive, got %d", f.clients)
 	case f.keys <= 0:
 		return harness.RunConfig{}, usageErrorf(f.command()+": --keys must be positive, got %d", f.keys)
-	case f.readFraction < 0 || f.readFraction > 1:
+	case !(f.readFraction >= 0 && f.readFraction <= 1):
 		return harness.RunConfig{}, usageErrorf(f.command()+": --read-fraction must be in [0,1], got %v", f.readFraction)
-	case f.appendFraction > 1:
+	case !(f.appendFraction <= 1):
 		return harness.RunConfig{}, usageErrorf(f.command()+": --append-fraction must be at most 1, got %v", f.appendFraction)
-	case f.casFraction > 1:
+	case !(f.casFraction <= 1):
 		return harness.RunConfig{}, usageErrorf(f.command()+": --cas-fraction must be at most 1, got %v", f.casFraction)
 	case f.valueSize < 0:
 		return harness.RunConfig{}, usageErrorf(f.command()+": --value-size must not be negative, got %d", f.valueSize)
@@ -211,20 +228,10 @@ func (f *runFlags) config() (harness.RunConfig, error) {
 		return harness.RunConfig{}, usageErrorf(f.command()+": --request-timeout must be positive, got %v", f.requestTimeout)
 	case f.nodes <= 0:
 		return harness.RunConfig{}, usageErrorf(f.command()+": --nodes must be positive, got %d", f.nodes)
-	case f.readMode != "index" && f.readMode != "lease":
-		return harness.RunConfig{}, usageErrorf(f.command()+": --read-mode must be index or lease, got %q", f.readMode)
-	case f.zkServers != 1 && f.zkServers != 3:
-		return harness.RunConfig{}, usageErrorf(f.command()+": --zk-servers must be 1 or 3, got %d", f.zkServers)
-	case f.chains <= 0:
-		return harness.RunConfig{}, usageErrorf(f.command()+": --chains must be positive, got %d", f.chains)
-	case f.replicas <= 0:
-		return harness.RunConfig{}, usageErrorf(f.command()+": --replicas must be positive, got %d", f.replicas)
 	case f.out == "":
 		return harness.RunConfig{}, usageErrorf("%s: --out must not be empty", f.command())
-	case f.nodeCPUs < 0:
+	case !(f.nodeCPUs >= 0):
 		return harness.RunConfig{}, usageErrorf(f.command()+": --node-cpus must not be negative, got %v", f.nodeCPUs)
-	case f.nodeCPUs > 0 && f.store == "memory":
-		return harness.RunConfig{}, usageErrorf("%s: --node-cpus: the memory store has no node processes to limit", f.command())
 	}
 	if f.nodeCPUs > 0 {
 		if err := proc.CheckCPULimit(); err != nil {
@@ -241,9 +248,9 @@ func (f *runFlags) config() (harness.RunConfig, error) {
 			Seed: f.seed, Keys: f.keys, ReadFraction: f.readFraction,
 			AppendFraction: f.appendFraction, CASFraction: f.casFraction, ValueSize: f.valueSize,
 		},
-		Cluster: harness.ClusterConfig{
-			Nodes: f.nodes, NoFsync: f.noFsync, NodeCPUs: f.nodeCPUs, ReadMode: f.readMode, ZK: f.zk, ZKServers: f.zkServers,
-			Chains: f.chains, Replicas: f.replicas, Bug: f.bug, RequestTimeout: f.requestTimeout,
+		Cluster: harness.Env{
+			Nodes: f.nodes, NoFsync: f.noFsync, NodeCPUs: f.nodeCPUs, ReadMode: f.readMode,
+			Bug: f.bug, RequestTimeout: f.requestTimeout,
 		},
 		CheckBudget: f.checkBudget,
 	}

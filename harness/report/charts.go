@@ -53,7 +53,7 @@ func faultColor(kind string) color.RGBA {
 		return color.RGBA{255, 127, 14, 255}
 	case contains(kind, "partition", "blackhole", "isolate", "link"):
 		return color.RGBA{148, 103, 189, 255}
-	case contains(kind, "zk", "zookeeper"):
+	case contains(kind, "zk"): // ZooKeeper faults
 		return color.RGBA{140, 86, 75, 255}
 	case contains(kind, "restart", "heal"):
 		return color.RGBA{44, 160, 44, 255}

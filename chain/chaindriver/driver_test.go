@@ -3,6 +3,7 @@ package chaindriver
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -104,7 +105,7 @@ func TestValidate(t *testing.T) {
 // what it needs, before it starts anything.
 func TestStartRefusesBeforeStarting(t *testing.T) {
 	dir := t.TempDir()
-	_, err := (&Driver{}).Start(context.Background(), harness.Env{Dir: dir, Nodes: 2, Binary: "/nonexistent"})
+	_, err := (&Driver{Replicas: 3}).Start(context.Background(), harness.Env{Dir: dir, Nodes: 2, Binary: "/nonexistent"})
 	require.ErrorContains(t, err, "--replicas")
 	_, err = (&Driver{}).Start(context.Background(), harness.Env{Dir: dir})
 	require.ErrorContains(t, err, "Binary")
@@ -158,14 +159,18 @@ func TestNodeMainUsage(t *testing.T) {
 		{[]string{"--id", "1", "--data-dir", dir, "--zk", "127.0.0.1:1", "--peers", "0=127.0.0.1:2"}, "--peers"},
 		{[]string{"--id", "1", "--data-dir", dir, "--zk", "127.0.0.1:1", "extra"}, "extra"},
 		{[]string{"--store", "chain"}, "store"},
-		// The placement and id are the chain package's to check.
-		{[]string{"--id", "4", "--data-dir", dir, "--zk", "127.0.0.1:1"}, "outside 1..3"},
-		{[]string{"--id", "1", "--data-dir", dir, "--zk", "127.0.0.1:1", "--replicas", "4"}, "replicas"},
+		{[]string{"--id", "4", "--data-dir", dir, "--zk", "127.0.0.1:1"}, "--id 4 is outside 1..--nodes 3"},
+		{[]string{"--id", "1", "--data-dir", dir, "--zk", "127.0.0.1:1", "--replicas", "4"}, "--replicas"},
+		{[]string{"--id", "1", "--data-dir", dir, "--zk", "127.0.0.1:1", "--bug", "nope"}, "--bug"},
+		{[]string{"--id", "1", "--data-dir", dir, "--zk", "127.0.0.1:1", "--session-timeout", "1h"}, "--session-timeout"},
 	} {
 		err := d.NodeMain(ctx, tc.args)
-		require.Error(t, err, "%v", tc.args)
+		require.ErrorIs(t, err, harness.ErrInvalidConfig, "%v: bad usage, exit 2", tc.args)
 		require.Contains(t, err.Error(), tc.want, "%v", tc.args)
 	}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Empty(t, entries, "bad usage starts nothing")
 }
 
 func TestParsePeers(t *testing.T) {
@@ -179,4 +184,18 @@ func TestParsePeers(t *testing.T) {
 		_, err := parsePeers([]string{bad})
 		require.Error(t, err, bad)
 	}
+}
+
+// TestFailedStartLeavesNothing: a start that fails half way (ZooKeeper up,
+// the nodes' binary missing) closes what it started.
+func TestFailedStartLeavesNothing(t *testing.T) {
+	if _, err := os.Stat("/usr/share/zookeeper"); err != nil {
+		t.Skip("ZooKeeper is not installed")
+	}
+	dir := t.TempDir()
+	_, err := (&Driver{}).Start(context.Background(), harness.Env{Dir: dir, Nodes: 3, Binary: filepath.Join(dir, "no-such-chainraft")})
+	require.ErrorContains(t, err, "start node 1")
+	_, err = os.Stat(filepath.Join(dir, "zk"))
+	require.NoError(t, err, "ZooKeeper was started")
+	require.NoError(t, leftRunning(dir))
 }

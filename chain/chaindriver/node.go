@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/chainraft/chainraft/chain"
+	"github.com/chainraft/chainraft/harness"
 	"github.com/chainraft/chainraft/zkrecipes"
 )
 
@@ -29,37 +32,69 @@ type nodeFlags struct {
 	bug            string
 }
 
+// usageErrorf is an error about NodeMain's command line. It wraps
+// harness.ErrInvalidConfig, which `chainraft node` turns into exit 2 (bad
+// usage) rather than 1 (the node failed).
+func usageErrorf(format string, args ...any) error {
+	return fmt.Errorf("%w: chain node: %s", harness.ErrInvalidConfig, fmt.Sprintf(format, args...))
+}
+
+// nodeFlagSet is the flag set NodeMain parses.
+func nodeFlagSet(f *nodeFlags) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("chainraft node "+Name, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned; usage is printed on --help only
+	fs.Uint64Var(&f.id, "id", 0, "node id (1..--nodes, never reused)")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "address to listen on, for clients and peers")
+	fs.StringVar(&f.dataDir, "data-dir", "", "directory for durable state (required)")
+	fs.StringVar(&f.zk, "zk", "", "ZooKeeper ensemble host:port,... (required)")
+	fs.IntVar(&f.chains, "chains", DefaultChains, "number of chains (the same on every node)")
+	fs.IntVar(&f.replicas, "replicas", DefaultReplicas, "nodes per chain (the same on every node)")
+	fs.IntVar(&f.nodes, "nodes", 3, "number of nodes the chains rotate over (the same on every node)")
+	fs.DurationVar(&f.sessionTimeout, "session-timeout", 4*time.Second, "ZooKeeper session timeout: the failure-detection time")
+	fs.StringSliceVar(&f.peers, "peers", nil, "id=host:port of peers to dial at an address other than their configured one")
+	fs.BoolVar(&f.noFsync, "no-fsync", false, "skip fsync (measurements only: unsafe)")
+	fs.StringVar(&f.bug, "bug", "", "plant a seeded bug (tests only): "+strings.Join(chain.KnownBugs(), ", "))
+	return fs
+}
+
 // NodeMain implements harness.NodeDriver: `chainraft node chain ARGS` runs
 // one chain node until ctx is done. The chains come from ZooKeeper; the
 // placement flags must be the same on every node (the master builds the
 // rotation from them), and --peers only overrides where this node dials
-// its peers (the harness's proxies).
+// its peers (the harness's proxies). With --help it prints the flags to
+// stderr and returns nil.
 func (d *Driver) NodeMain(ctx context.Context, args []string) error {
 	var f nodeFlags
-	fs := pflag.NewFlagSet("chainraft node "+Name, pflag.ContinueOnError)
-	fs.Uint64Var(&f.id, "id", 0, "node id (1..--nodes, never reused)")
-	fs.StringVar(&f.listen, "listen", "127.0.0.1:0", "address to listen on, for clients and peers")
-	fs.StringVar(&f.dataDir, "data-dir", "", "directory for durable state")
-	fs.StringVar(&f.zk, "zk", "", "ZooKeeper ensemble host:port,...")
-	fs.IntVar(&f.chains, "chains", DefaultChains, "number of chains")
-	fs.IntVar(&f.replicas, "replicas", DefaultReplicas, "nodes per chain")
-	fs.IntVar(&f.nodes, "nodes", 3, "number of nodes the chains rotate over")
-	fs.DurationVar(&f.sessionTimeout, "session-timeout", 4*time.Second, "ZooKeeper session timeout (the failure-detection time)")
-	fs.StringSliceVar(&f.peers, "peers", nil, "id=host:port of peers to dial at an address other than their configured one")
-	fs.BoolVar(&f.noFsync, "no-fsync", false, "skip fsync (measurements only: unsafe)")
-	fs.StringVar(&f.bug, "bug", "", "plant a seeded bug (tests only)")
+	fs := nodeFlagSet(&f)
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprintf(os.Stderr, "Usage: chainraft node %s [flags]\n\n%s", Name, fs.FlagUsages())
+			return nil
+		}
+		return usageErrorf("%v", err)
 	}
 	switch {
 	case fs.NArg() > 0:
-		return fmt.Errorf("node chain: unexpected arguments %q", fs.Args())
+		return usageErrorf("unexpected argument %q (every setting is a flag)", fs.Arg(0))
 	case f.id == 0:
-		return errors.New("node chain: --id must be a positive integer")
+		return usageErrorf("--id must be a positive integer")
 	case f.dataDir == "":
-		return errors.New("node chain: --data-dir is required")
+		return usageErrorf("--data-dir is required")
 	case f.zk == "":
-		return errors.New("node chain: --zk is required")
+		return usageErrorf("--zk is required")
+	}
+	if _, err := chain.ParseBug(f.bug); err != nil {
+		return usageErrorf("--bug: %v", err)
+	}
+	placement := chain.Placement{Chains: f.chains, Replicas: f.replicas, Nodes: f.nodes}
+	if err := placement.Validate(); err != nil {
+		return usageErrorf("--chains, --replicas, --nodes: %v", err)
+	}
+	if f.id > uint64(f.nodes) {
+		return usageErrorf("--id %d is outside 1..--nodes %d", f.id, f.nodes)
+	}
+	if err := chain.CheckSessionTimeout(f.sessionTimeout); err != nil {
+		return usageErrorf("--session-timeout: %v", err)
 	}
 	peers, err := parsePeers(f.peers)
 	if err != nil {
@@ -68,8 +103,7 @@ func (d *Driver) NodeMain(ctx context.Context, args []string) error {
 	return chain.Run(ctx, chain.RunConfig{
 		ID: f.id, Listen: f.listen, DataDir: f.dataDir, NoFsync: f.noFsync,
 		ZK: zkrecipes.SplitAddrs(f.zk), SessionTimeout: f.sessionTimeout,
-		Placement: chain.Placement{Chains: f.chains, Replicas: f.replicas, Nodes: f.nodes},
-		Bug:       f.bug, PeerAddrs: peers,
+		Placement: placement, Bug: f.bug, PeerAddrs: peers,
 	})
 }
 
@@ -81,7 +115,7 @@ func parsePeers(specs []string) (map[uint64]string, error) {
 		idStr, addr, ok := strings.Cut(s, "=")
 		id, err := strconv.ParseUint(idStr, 10, 64)
 		if !ok || err != nil || id == 0 || addr == "" {
-			return nil, fmt.Errorf("node chain: bad --peers entry %q (want id=host:port)", s)
+			return nil, usageErrorf("bad --peers entry %q (want id=host:port)", s)
 		}
 		if out == nil {
 			out = map[uint64]string{}

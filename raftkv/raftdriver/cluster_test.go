@@ -310,3 +310,25 @@ func TestClusterNodeCPUs(t *testing.T) {
 	}
 	require.Len(t, groups, 3, "one cgroup per node")
 }
+
+// TestClusterLeaseReads: --read-mode reaches the nodes, and a lease-read
+// cluster serves reads of its writes.
+func TestClusterLeaseReads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts node processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := startCluster(t, ctx, harness.Env{Nodes: 3, ReadMode: raftdriver.ReadModeLease, NoFsync: true})
+	defer func() { require.NoError(t, c.Close()) }()
+	store, err := c.NewClient()
+	require.NoError(t, err)
+	require.NoError(t, store.Put(ctx, "k", "v"))
+	v, found, err := store.Get(ctx, "k")
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Equal(t, "v", v)
+	for _, id := range c.Nodes() {
+		require.Contains(t, c.Process(id).Spec().Args, "lease", "node %d runs with --read-mode lease", id)
+	}
+}

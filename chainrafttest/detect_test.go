@@ -1,4 +1,4 @@
-package harness
+package chainrafttest
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/chainraft/chainraft/chain"
+	"github.com/chainraft/chainraft/harness"
 	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/internal/proc"
 )
@@ -70,16 +70,13 @@ type detectOutcome struct {
 
 func TestSeededBugsAreCaught(t *testing.T) {
 	bin := proc.BuildChainraft(t)
-	for _, b := range SeededBugs {
+	for _, b := range harness.SeededBugs() {
 		t.Run(b.Store+"/"+b.Name, func(t *testing.T) {
-			if !slices.Contains(Stores(), b.Store) {
+			if !slices.Contains(harness.Stores(), b.Store) {
 				t.Skipf("store %s is not registered", b.Store)
 			}
 			if testing.Short() && !slices.Contains(shortBugs, b.Name) {
 				t.Skip("-short keeps one bug per store")
-			}
-			if !bugPlantable(b) {
-				t.Skipf("the %s store does not plant %s yet", b.Store, b.Name)
 			}
 			if b.Undetected != "" && !detectLong() {
 				t.Skipf("%s is not reliably caught yet (-long measures it): %s", b.Name, b.Undetected)
@@ -107,7 +104,6 @@ func TestSeededBugsAreCaught(t *testing.T) {
 				// without the bug must pass.
 				clean := cfg
 				clean.Cluster.Bug = ""
-				clean.Sidecars = nil // the client half of a bug (head-read) too
 				clean.Name = "clean-" + b.Name
 				c := detectRun(t, clean, b, seed)
 				require.True(t, c.Verdict == string(histories.VerdictOK) && c.Error == "" && c.FailedChecks == nil,
@@ -151,32 +147,32 @@ func newDetectOut(t *testing.T) string {
 
 // detectConfig is the bug's run: its store with the bug planted, its
 // workload, and its fault schedule, as `chainraft run --bug` makes it.
-func detectConfig(t *testing.T, bin string, b SeededBug, out string, seed int64) RunConfig {
+func detectConfig(t *testing.T, bin string, b harness.SeededBug, out string, seed int64) harness.RunConfig {
 	t.Helper()
 	runTime := detectTime
 	if b.RunTime > 0 {
 		runTime = b.RunTime
 	}
-	cfg := RunConfig{
+	cfg := harness.RunConfig{
 		Store: b.Store, Name: "bug-" + b.Name, Out: out, TimeLimit: runTime, Clients: 12,
-		Workload: WorkloadConfig{Seed: seed, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1},
-		Cluster: ClusterConfig{
-			Nodes: 3, Chains: 3, Replicas: 3, ZKServers: 1, Bug: b.Name, Binary: bin,
+		Workload: harness.WorkloadConfig{Seed: seed, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1},
+		Cluster: harness.Env{
+			Nodes: 3, Bug: b.Name, Binary: bin,
 			RequestTimeout: detectTimeout, Log: testLogWriter{t},
 		},
 		CheckBudget: detectCheck, Progress: testLogWriter{t}, ProgressEvery: 4 * time.Second,
 	}
-	require.NoError(t, ApplySeededBug(&cfg, false))
+	require.NoError(t, harness.ApplySeededBug(&cfg, false))
 	return cfg
 }
 
 // detectRun runs cfg and returns its outcome; a run that failed outright
 // (a node crashed, the cluster never served) is not a detection: it says
 // nothing about the checker.
-func detectRun(t *testing.T, cfg RunConfig, b SeededBug, seed int64) detectOutcome {
+func detectRun(t *testing.T, cfg harness.RunConfig, b harness.SeededBug, seed int64) detectOutcome {
 	t.Helper()
 	began := time.Now()
-	res, err := Run(context.Background(), cfg)
+	res, err := harness.Run(context.Background(), cfg)
 	o := detectOutcome{Bug: cfg.Cluster.Bug, Store: b.Store, Seed: seed, Faults: b.Kinds(), Seconds: time.Since(began).Seconds()}
 	if res != nil {
 		o.Dir = res.Dir
@@ -184,7 +180,7 @@ func detectRun(t *testing.T, cfg RunConfig, b SeededBug, seed int64) detectOutco
 		o.Ops = res.Summary.OpsTotal
 		o.Throughpt = res.Summary.Throughput
 		o.Error = res.Summary.Error
-		o.FailedChecks = FailedChecks(res.Summary)
+		o.FailedChecks = harness.FailedChecks(res.Summary)
 	}
 	if err != nil && o.Error == "" {
 		o.Error = err.Error()
@@ -211,17 +207,6 @@ func recordOutcome(t *testing.T, o detectOutcome) {
 	require.NoError(t, err)
 }
 
-// bugPlantable says whether the store's nodes accept the bug name yet:
-// `chainraft node --bug NAME` refuses unknown names before anything else.
-func bugPlantable(b SeededBug) bool {
-	switch b.Store {
-	case "raft":
-		return true
-	default:
-		return chainPlants(b.Name)
-	}
-}
-
 func errNote(e string) string {
 	if e == "" {
 		return ""
@@ -236,8 +221,11 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// chainPlants says whether the chain store accepts the bug name yet: its
-// Core refuses names it does not plant.
-func chainPlants(name string) bool {
-	return chain.NewCore(1, 1, nil).PlantBug(name) == nil
+func medianOf(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

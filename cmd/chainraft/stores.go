@@ -4,6 +4,7 @@ package main
 // itself (harness.RegisterDriver) from its package's init. A new store is a
 // new folder with its driver and one line here.
 import (
+	_ "github.com/chainraft/chainraft/chain/chaindriver"
 	_ "github.com/chainraft/chainraft/kv/memdriver"
 	_ "github.com/chainraft/chainraft/raftkv/raftdriver"
 )

@@ -210,12 +210,12 @@ func checkReadMode(d Driver, mode string) error {
 	rm, ok := d.(ReadModeDriver)
 	if !ok {
 		if mode != "" {
-			return fmt.Errorf("read mode %q: the %s store has no read modes", mode, d.Name())
+			return fmt.Errorf("--read-mode %q: the %s store has no read modes", mode, d.Name())
 		}
 		return nil
 	}
 	if !slices.Contains(rm.ReadModes(), mode) {
-		return fmt.Errorf("read mode %q: the %s store offers %s", mode, d.Name(), strings.Join(rm.ReadModes(), ", "))
+		return fmt.Errorf("--read-mode %q: the %s store offers %s", mode, d.Name(), strings.Join(rm.ReadModes(), ", "))
 	}
 	return nil
 }

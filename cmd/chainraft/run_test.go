@@ -8,19 +8,24 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/chainraft/chainraft/harness"
 	"github.com/chainraft/chainraft/kv"
+	"github.com/chainraft/chainraft/nemesis"
 )
 
 // cmdtest-lost acknowledges every fifth put without applying it: a store
 // the run must judge not linearizable (exit 1).
-func init() {
-	harness.RegisterStore("cmdtest-lost", func(context.Context, harness.ClusterConfig) (harness.Cluster, error) {
-		return &lostStore{m: kv.NewMemory()}, nil
-	})
+func init() { harness.RegisterDriver(lostDriver{}) }
+
+type lostDriver struct{}
+
+func (lostDriver) Name() string { return "cmdtest-lost" }
+func (lostDriver) Start(context.Context, harness.Env) (harness.Cluster, error) {
+	return &lostStore{m: kv.NewMemory()}, nil
 }
 
 type lostStore struct {
@@ -93,6 +98,15 @@ func TestRunBrokenStoreExitsIllegal(t *testing.T) {
 	require.NotEmpty(t, s.FailingKeys)
 }
 
+// tailSchedule is a recorded schedule that kills a chain tail.
+func tailSchedule(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "nemesis.jsonl")
+	require.NoError(t, harness.WriteSchedule(path, []nemesis.Step{
+		{ID: 1, At: time.Second, Duration: time.Second, Fault: nemesis.Fault{Kind: nemesis.KindKill, Role: nemesis.RoleTail}},
+	}))
+	return path
+}
+
 func TestRunUsageErrors(t *testing.T) {
 	tcs := []struct {
 		args []string
@@ -104,10 +118,14 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"--store", "nope"}, "--store"},
 		{[]string{"--time-limit", "0s"}, "--time-limit"},
 		{[]string{"--request-timeout", "0s"}, "--request-timeout"},
-		{[]string{"--zk-servers", "2"}, "--zk-servers"},
+		{[]string{"--zk-servers", "2", "--store", "chain"}, "--zk-servers"},
 		{[]string{"--read-mode", "fast"}, "--read-mode"},
+		{[]string{"--read-mode", "fast", "--store", "raft"}, "index, lease"},
+		{[]string{"--store", "raft", "--nemesis", "zk-kill"}, "cannot take zk-kill faults"},
+		{[]string{"--store", "raft", "--replay", tailSchedule(t)}, `the raft store has no role "tail"`},
+		{[]string{"--store", "nosuch"}, "known: chain, cmdtest-lost, memory, raft"},
 		{[]string{"--node-cpus", "-1", "--store", "raft"}, "--node-cpus must not be negative"},
-		{[]string{"--node-cpus", "0.5"}, "--node-cpus: the memory store has no node processes"},
+		{[]string{"--node-cpus", "0.5"}, "the memory store has no node processes"},
 		{[]string{"--name", "a/b"}, "name"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 		{[]string{"extra-arg"}, "extra-arg"},

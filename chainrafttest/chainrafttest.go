@@ -142,7 +142,7 @@ func Check(ctx context.Context, o Options, test string) (*Outcome, error) {
 	}
 	if why != "" {
 		out.Failure = fmt.Sprintf("%s: %s\n  seed:   %d\n  replay: %s\n  report: %s",
-			cfg.Store, why, cfg.Workload.Seed, replayCommand(cfg, res.Dir, test), filepath.Join(res.Dir, "report.html"))
+			cfg.Driver.Name(), why, cfg.Workload.Seed, replayCommand(cfg, res.Dir, test), filepath.Join(res.Dir, "report.html"))
 	}
 	return out, nil
 }

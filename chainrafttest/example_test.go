@@ -67,7 +67,7 @@ func TestRunFailsWithTheReplayCommand(t *testing.T) {
 	require.True(t, ft.failed, "a store with a seeded bug must fail the test")
 	require.NotNil(t, out)
 	t.Log(ft.msg)
-	require.Contains(t, ft.msg, "not linearizable")
+	require.Contains(t, ft.msg, "raft: not linearizable")
 	require.Contains(t, ft.msg, "seed:   2")
 	require.Contains(t, ft.msg, "CHAINRAFT_SEED=2")
 	require.Contains(t, ft.msg, "-run '^TestRaftWithABug$'")

@@ -157,6 +157,15 @@ type (
 	MessageCounter interface {
 		PeerMessagesSent(ctx context.Context) map[uint64]uint64
 	}
+	// HealthWatcher is a cluster that knows when something it started
+	// died unplanned: a node process the nemesis did not kill, a
+	// ZooKeeper server, a proxy, a full disk. The harness asks every
+	// second; an error ends the run with exit 4 (the infrastructure
+	// failed, not the store), naming what died and when, and the history
+	// recorded so far is kept and checked.
+	HealthWatcher interface {
+		Unplanned() error
+	}
 )
 
 // Jobs a role can do, for mapping faults between stores: a fault aimed at

@@ -1,54 +1,62 @@
 package raftkv
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/chainraft/chainraft/internal/wal"
 )
 
-// ErrCorrupt: a record that is not the log's last one fails its checksum,
-// or the snapshot file does. A torn last record is a crash artefact and is
-// truncated; damage before the tail is lost durable state (a vote, an
-// acknowledged entry), and a node that carried on would break raft's safety,
-// so it refuses to start.
+// ErrCorrupt: damage to the storage that is not a write torn by a crash —
+// a bad log record with a valid one after it, a damaged snapshot or vote
+// file, a log that lost a vote the vote file does not have. A torn tail of
+// the log is a crash artefact and is cut; anything else is lost durable
+// state (a vote, an acknowledged entry), and a node that carried on would
+// break raft's safety, so it refuses to start. The error names the file
+// and offset.
 var ErrCorrupt = errors.New("raftkv: storage corrupt")
 
 const (
-	walName      = "wal"
-	snapName     = "snap"
-	recordHeader = 8 // u32 length (of type byte + payload), u32 crc32c
+	walName  = "wal"
+	snapName = "snap"
+	// voteName is the file holding the term and vote, apart from the log,
+	// so that no cut of the log's tail can take them: a torn tail is judged
+	// by its bytes alone, and a flipped byte in a synced last record reads
+	// exactly like a torn write (internal/wal's doc.go).
+	voteName = "vote"
 
 	recEntry     byte = 1
 	recHardState byte = 2
 )
 
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
-
-// Storage is a node's durable state in its data directory: "snap", the
-// newest snapshot (written to a temporary file, fsynced, renamed), and
-// "wal", an append-only log of checksummed records (entries and hard
-// states) that holds everything after the snapshot. See doc.go for why a
-// log of our own rather than a database.
+// Storage is a node's durable state in its data directory, in
+// internal/wal's framing (shared with chain): "snap", the newest snapshot,
+// and "vote", the term and vote, both checksummed files replaced
+// atomically (temporary file, fsync, rename, directory fsync); and "wal", a
+// log of records [type][protobuf] — entries and hard states — holding
+// everything after the snapshot. A term or vote is made durable in "vote"
+// before the hard state carrying it is appended to the log, so the log's
+// hard states only ever trail it; the commit index is the log's. See
+// doc.go for why a log of our own rather than a database.
 type Storage struct {
 	dir     string
 	noFsync bool
-	f       *os.File
-	buf     []byte
+	log     *wal.Log
 	hs      *raftpb.HardState // last hard state written, carried over by Rewrite
+	// term and vote are what the vote file holds.
+	term, vote uint64
 }
 
 // OpenStorage opens (or creates) the storage in dir and returns what it
-// holds. A torn tail is truncated (and the truncation fsynced) before it
-// returns.
+// holds. A torn tail of the log is cut (and the cut fsynced) before it
+// returns; any other damage is ErrCorrupt, naming the file and offset.
 func OpenStorage(dir string, noFsync bool) (*Storage, *Recovered, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("raftkv: create data dir: %w", err)
@@ -60,41 +68,36 @@ func OpenStorage(dir string, noFsync bool) (*Storage, *Recovered, error) {
 		return nil, nil, err
 	}
 	rec.Snapshot = snap
-	f, err := os.OpenFile(filepath.Join(dir, walName), os.O_RDWR|os.O_CREATE, 0o644)
+	voted, err := s.readVote()
 	if err != nil {
-		return nil, nil, fmt.Errorf("raftkv: open wal: %w", err)
-	}
-	data, err := os.ReadFile(f.Name())
-	if err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("raftkv: read wal: %w", err)
-	}
-	good, err := replay(data, rec)
-	if err != nil {
-		f.Close()
 		return nil, nil, err
 	}
-	if good < int64(len(data)) {
-		if err := f.Truncate(good); err != nil {
-			f.Close()
-			return nil, nil, fmt.Errorf("raftkv: truncate torn wal tail: %w", err)
-		}
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return nil, nil, fmt.Errorf("raftkv: sync truncated wal: %w", err)
-		}
+	walPath := filepath.Join(dir, walName)
+	if _, err := os.Stat(walPath); errors.Is(err, os.ErrNotExist) && (snap != nil || voted) {
+		// The log is created before anything else is written and only
+		// ever replaced by rename: without it, its entries and commit
+		// index are lost.
+		return nil, nil, corrupt(wal.Corrupt(walPath, 0, "the log is missing, and the snapshot or vote file is not"))
 	}
-	if _, err := f.Seek(good, 0); err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("raftkv: seek wal: %w", err)
+	log, recs, err := wal.Open(walPath, noFsync)
+	if err != nil {
+		return nil, nil, corrupt(err)
 	}
-	s.f = f
+	s.log = log
+	logHS, err := replay(walPath, recs, rec)
+	if err != nil {
+		log.Close()
+		return nil, nil, err
+	}
+	if hs := logHS; hs != nil && (hs.GetTerm() > s.term || hs.GetTerm() == s.term && hs.GetVote() != 0 && hs.GetVote() != s.vote) {
+		log.Close()
+		return nil, nil, corrupt(wal.Corrupt(filepath.Join(dir, voteName), 0,
+			"holds term %d vote %d, and the log has a hard state of term %d vote %d: the vote file lost a vote", s.term, s.vote, hs.GetTerm(), hs.GetVote()))
+	}
+	if s.term != 0 || s.vote != 0 || logHS.GetCommit() != 0 {
+		rec.HardState = &raftpb.HardState{Term: proto.Uint64(s.term), Vote: proto.Uint64(s.vote), Commit: proto.Uint64(logHS.GetCommit())}
+	}
 	s.hs = rec.HardState
-	// A fresh file must survive a crash too: its directory entry is synced.
-	if err := s.syncDir(); err != nil {
-		f.Close()
-		return nil, nil, err
-	}
 	if ents, ok := logMatchesSnapshot(rec.Snapshot, rec.Entries); !ok {
 		// A crash between a leader snapshot's rename and the log rewrite:
 		// the old log is not the one behind the snapshot. It is replaced by
@@ -102,11 +105,53 @@ func OpenStorage(dir string, noFsync bool) (*Storage, *Recovered, error) {
 		// gap after the stale entries or sit behind entries of later terms.
 		rec.Entries = ents
 		if err := s.Rewrite(rec.HardState, nil); err != nil {
-			s.f.Close()
+			s.log.Close()
 			return nil, nil, err
 		}
 	}
 	return s, rec, nil
+}
+
+// corrupt wraps a framing error: wal's damage as ErrCorrupt (it names file
+// and offset), anything else (I/O) as it is.
+func corrupt(err error) error {
+	if errors.Is(err, wal.ErrCorrupt) {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return fmt.Errorf("raftkv: %w", err)
+}
+
+// readVote reads the vote file, if there is one, into s.term and s.vote.
+func (s *Storage) readVote() (bool, error) {
+	path := filepath.Join(s.dir, voteName)
+	b, err := wal.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, corrupt(err)
+	case len(b) != 16:
+		return false, corrupt(wal.Corrupt(path, wal.FileHeaderSize, "a vote of %d bytes", len(b)))
+	}
+	s.term, s.vote = binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
+	return true, nil
+}
+
+// saveVote makes hs's term and vote durable in the vote file if they are
+// not already, before the log gets a hard state carrying them. It costs a
+// file replacement (two fsyncs) per new term or vote: per election, not
+// per write.
+func (s *Storage) saveVote(hs *raftpb.HardState) error {
+	if raft.IsEmptyHardState(hs) || hs.GetTerm() == s.term && hs.GetVote() == s.vote {
+		return nil
+	}
+	b := binary.LittleEndian.AppendUint64(nil, hs.GetTerm())
+	b = binary.LittleEndian.AppendUint64(b, hs.GetVote())
+	if err := wal.WriteFile(filepath.Join(s.dir, voteName), b, s.noFsync); err != nil {
+		return fmt.Errorf("raftkv: save vote: %w", err)
+	}
+	s.term, s.vote = hs.GetTerm(), hs.GetVote()
+	return nil
 }
 
 // logMatchesSnapshot decides whether the log entries recovered with a
@@ -159,57 +204,34 @@ func logMatchesSnapshot(snap *raftpb.Snapshot, ents []*raftpb.Entry) ([]*raftpb.
 	return ents, true
 }
 
-// replay decodes records into rec and returns the length of the good
-// prefix. An entry at index i replaces every entry at or after i, as raft
-// requires of a log that overwrites a conflicting suffix.
-func replay(data []byte, rec *Recovered) (int64, error) {
-	off := 0
-	for off < len(data) {
-		rest := data[off:]
-		if len(rest) < recordHeader {
-			return tornOrCorrupt(data, off, len(data))
+// replay decodes the log's records into rec and returns the last hard
+// state among them. An entry at index i replaces every entry at or after
+// i, as raft requires of a log that overwrites a conflicting suffix.
+func replay(path string, recs []wal.Record, rec *Recovered) (*raftpb.HardState, error) {
+	var hs *raftpb.HardState
+	for _, r := range recs {
+		if len(r.Body) == 0 {
+			return nil, corrupt(wal.Corrupt(path, r.Offset, "an empty record"))
 		}
-		n := int(binary.LittleEndian.Uint32(rest[0:4]))
-		sum := binary.LittleEndian.Uint32(rest[4:8])
-		end := off + recordHeader + n
-		if n == 0 || end > len(data) {
-			return tornOrCorrupt(data, off, len(data))
-		}
-		body := rest[recordHeader : recordHeader+n]
-		if crc32.Checksum(body, crcTable) != sum {
-			return tornOrCorrupt(data, off, end)
-		}
-		switch body[0] {
+		switch typ, body := r.Body[0], r.Body[1:]; typ {
 		case recEntry:
 			e := &raftpb.Entry{}
-			if err := proto.Unmarshal(body[1:], e); err != nil {
-				return 0, fmt.Errorf("%w: wal entry at offset %d: %w", ErrCorrupt, off, err)
+			if err := proto.Unmarshal(body, e); err != nil {
+				return nil, corrupt(wal.Corrupt(path, r.Offset, "entry does not decode: %v", err))
 			}
 			if err := appendEntry(rec, e); err != nil {
-				return 0, fmt.Errorf("%w: wal offset %d: %w", ErrCorrupt, off, err)
+				return nil, corrupt(wal.Corrupt(path, r.Offset, "%v", err))
 			}
 		case recHardState:
-			hs := &raftpb.HardState{}
-			if err := proto.Unmarshal(body[1:], hs); err != nil {
-				return 0, fmt.Errorf("%w: wal hard state at offset %d: %w", ErrCorrupt, off, err)
+			hs = &raftpb.HardState{}
+			if err := proto.Unmarshal(body, hs); err != nil {
+				return nil, corrupt(wal.Corrupt(path, r.Offset, "hard state does not decode: %v", err))
 			}
-			rec.HardState = hs
 		default:
-			return 0, fmt.Errorf("%w: wal record type %d at offset %d", ErrCorrupt, body[0], off)
+			return nil, corrupt(wal.Corrupt(path, r.Offset, "record type %d", typ))
 		}
-		off = end
 	}
-	return int64(off), nil
-}
-
-// tornOrCorrupt decides what a bad record at off (ending at end) is: if
-// nothing but zeros or nothing at all follows it, a write torn by a crash
-// (truncate there); otherwise corruption.
-func tornOrCorrupt(data []byte, off, end int) (int64, error) {
-	if end >= len(data) || len(bytes.Trim(data[end:], "\x00")) == 0 {
-		return int64(off), nil
-	}
-	return 0, fmt.Errorf("%w: bad wal record at offset %d with %d bytes after it", ErrCorrupt, off, len(data)-end)
+	return hs, nil
 }
 
 func appendEntry(rec *Recovered, e *raftpb.Entry) error {
@@ -250,157 +272,106 @@ func (s *Storage) Persist(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raft
 }
 
 // Save appends entries and the hard state (either may be empty) in one
-// write, fsynced when sync is set (raft's MustSync) unless fsync is off.
+// write, fsynced when sync is set (raft's MustSync) unless fsync is off. A
+// new term or vote goes to the vote file first.
 func (s *Storage) Save(hs *raftpb.HardState, ents []*raftpb.Entry, sync bool) error {
-	buf := s.buf[:0]
-	var err error
-	for _, e := range ents {
-		if buf, err = appendRecord(buf, recEntry, e); err != nil {
-			return err
-		}
+	if err := s.saveVote(hs); err != nil {
+		return err
 	}
-	if !raft.IsEmptyHardState(hs) {
-		if buf, err = appendRecord(buf, recHardState, hs); err != nil {
-			return err
-		}
-		s.hs = hs
-	}
-	s.buf = buf
-	if len(buf) == 0 {
-		return nil
-	}
-	if _, err := s.f.Write(buf); err != nil {
-		return fmt.Errorf("raftkv: write wal: %w", err)
-	}
-	if sync && !s.noFsync {
-		if err := syscall.Fdatasync(int(s.f.Fd())); err != nil {
-			return fmt.Errorf("raftkv: fdatasync wal: %w", err)
-		}
-	}
-	return nil
-}
-
-func appendRecord(buf []byte, typ byte, m proto.Message) ([]byte, error) {
-	start := len(buf)
-	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, typ)
-	buf, err := proto.MarshalOptions{}.MarshalAppend(buf, m)
-	if err != nil {
-		return nil, fmt.Errorf("raftkv: marshal wal record: %w", err)
-	}
-	body := buf[start+recordHeader:]
-	binary.LittleEndian.PutUint32(buf[start:], uint32(len(body)))
-	binary.LittleEndian.PutUint32(buf[start+4:], crc32.Checksum(body, crcTable))
-	return buf, nil
-}
-
-// SaveSnapshot makes snap the durable snapshot: write a temporary file,
-// fsync it, rename it over the old one, fsync the directory. A crash leaves
-// the old snapshot or the new one, never a mix.
-func (s *Storage) SaveSnapshot(snap *raftpb.Snapshot) error {
-	body, err := proto.Marshal(snap)
-	if err != nil {
-		return fmt.Errorf("raftkv: marshal snapshot: %w", err)
-	}
-	buf := make([]byte, recordHeader, recordHeader+len(body))
-	binary.LittleEndian.PutUint32(buf[0:], uint32(len(body)))
-	binary.LittleEndian.PutUint32(buf[4:], crc32.Checksum(body, crcTable))
-	buf = append(buf, body...)
-	return s.replaceFile(snapName, buf)
-}
-
-// Rewrite replaces the log with just hs and ents (the log behind a new
-// snapshot), atomically like SaveSnapshot, and reopens it for appending.
-func (s *Storage) Rewrite(hs *raftpb.HardState, ents []*raftpb.Entry) error {
-	var buf []byte
-	var err error
-	for _, e := range ents {
-		if buf, err = appendRecord(buf, recEntry, e); err != nil {
-			return err
-		}
-	}
-	if !raft.IsEmptyHardState(hs) {
-		if buf, err = appendRecord(buf, recHardState, hs); err != nil {
-			return err
-		}
-	}
-	if err := s.replaceFile(walName, buf); err != nil {
+	b := s.log.Batch()
+	if err := addRecords(b, hs, ents); err != nil {
 		return err
 	}
 	if !raft.IsEmptyHardState(hs) {
 		s.hs = hs
 	}
-	f, err := os.OpenFile(filepath.Join(s.dir, walName), os.O_RDWR|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("raftkv: reopen wal: %w", err)
+	if b.Len() == 0 {
+		return nil
 	}
-	s.f.Close()
-	s.f = f
+	if err := s.log.Write(b); err != nil {
+		return fmt.Errorf("raftkv: %w", err)
+	}
+	if sync {
+		if err := s.log.Sync(); err != nil {
+			return fmt.Errorf("raftkv: %w", err)
+		}
+	}
 	return nil
 }
 
-func (s *Storage) replaceFile(name string, data []byte) error {
-	tmp := filepath.Join(s.dir, name+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("raftkv: create %s: %w", tmp, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("raftkv: write %s: %w", tmp, err)
-	}
-	if !s.noFsync {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return fmt.Errorf("raftkv: sync %s: %w", tmp, err)
+// addRecords adds the entries, then the hard state, to a batch.
+func addRecords(b *wal.Batch, hs *raftpb.HardState, ents []*raftpb.Entry) error {
+	for _, e := range ents {
+		if err := addRecord(b, recEntry, e); err != nil {
+			return err
 		}
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("raftkv: close %s: %w", tmp, err)
+	if !raft.IsEmptyHardState(hs) {
+		return addRecord(b, recHardState, hs)
 	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, name)); err != nil {
-		return fmt.Errorf("raftkv: rename %s: %w", tmp, err)
-	}
-	return s.syncDir()
+	return nil
 }
 
-func (s *Storage) syncDir() error {
-	if s.noFsync {
-		return nil
-	}
-	d, err := os.Open(s.dir)
+func addRecord(b *wal.Batch, typ byte, m proto.Message) error {
+	rec := append(b.Begin(), typ)
+	rec, err := proto.MarshalOptions{}.MarshalAppend(rec, m)
 	if err != nil {
-		return fmt.Errorf("raftkv: open data dir: %w", err)
+		return fmt.Errorf("raftkv: marshal wal record: %w", err)
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("raftkv: sync data dir: %w", err)
+	b.End(rec)
+	return nil
+}
+
+// SaveSnapshot makes snap the durable snapshot, a checksummed file
+// replaced atomically: a crash leaves the old snapshot or the new one,
+// never a mix, and damage is refused on open.
+func (s *Storage) SaveSnapshot(snap *raftpb.Snapshot) error {
+	body, err := proto.Marshal(snap)
+	if err != nil {
+		return fmt.Errorf("raftkv: marshal snapshot: %w", err)
 	}
+	if err := wal.WriteFile(filepath.Join(s.dir, snapName), body, s.noFsync); err != nil {
+		return fmt.Errorf("raftkv: save snapshot: %w", err)
+	}
+	return nil
+}
+
+// Rewrite replaces the log with just hs and ents (the log behind a new
+// snapshot), atomically like SaveSnapshot, and reopens it for appending.
+func (s *Storage) Rewrite(hs *raftpb.HardState, ents []*raftpb.Entry) error {
+	if err := s.saveVote(hs); err != nil {
+		return err
+	}
+	log, err := wal.Replace(filepath.Join(s.dir, walName), s.noFsync, func(b *wal.Batch) error {
+		return addRecords(b, hs, ents)
+	})
+	if err != nil {
+		return fmt.Errorf("raftkv: rewrite wal: %w", err)
+	}
+	if !raft.IsEmptyHardState(hs) {
+		s.hs = hs
+	}
+	if s.log != nil {
+		s.log.Close()
+	}
+	s.log = log
 	return nil
 }
 
 // Close closes the log file.
-func (s *Storage) Close() error { return s.f.Close() }
+func (s *Storage) Close() error { return s.log.Close() }
 
 func readSnapshot(path string) (*raftpb.Snapshot, error) {
-	data, err := os.ReadFile(path)
+	body, err := wal.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("raftkv: read snapshot: %w", err)
-	}
-	if len(data) < recordHeader {
-		return nil, fmt.Errorf("%w: snapshot file of %d bytes", ErrCorrupt, len(data))
-	}
-	n := binary.LittleEndian.Uint32(data[0:4])
-	sum := binary.LittleEndian.Uint32(data[4:8])
-	body := data[recordHeader:]
-	if uint32(len(body)) != n || crc32.Checksum(body, crcTable) != sum {
-		return nil, fmt.Errorf("%w: snapshot file checksum", ErrCorrupt)
+		return nil, corrupt(err)
 	}
 	snap := &raftpb.Snapshot{}
 	if err := proto.Unmarshal(body, snap); err != nil {
-		return nil, fmt.Errorf("%w: snapshot: %w", ErrCorrupt, err)
+		return nil, corrupt(wal.Corrupt(path, wal.FileHeaderSize, "snapshot does not decode: %v", err))
 	}
 	return snap, nil
 }

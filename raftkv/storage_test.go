@@ -1,6 +1,9 @@
 package raftkv
 
 import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -8,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/chainraft/chainraft/internal/wal"
 )
 
 func testEntries(lo, hi, term uint64) []*raftpb.Entry {
@@ -108,10 +113,11 @@ func TestStorageCorruptMiddleRefused(t *testing.T) {
 	path, _ := writeLog(t, dir)
 	full, err := os.ReadFile(path)
 	require.NoError(t, err)
-	full[recordHeader+2] ^= 0xff // inside the first record, valid ones follow
+	full[wal.LogHeaderSize+wal.RecordHeaderSize+2] ^= 0xff // inside the first record, valid ones follow
 	require.NoError(t, os.WriteFile(path, full, 0o644))
 	_, _, err = OpenStorage(dir, false)
 	require.ErrorIs(t, err, ErrCorrupt)
+	require.ErrorContains(t, err, fmt.Sprintf("%s: offset %d: ", path, wal.LogHeaderSize))
 }
 
 func TestStorageSnapshotAndRewrite(t *testing.T) {
@@ -152,4 +158,114 @@ func TestStorageSnapshotAndRewrite(t *testing.T) {
 	require.NoError(t, os.WriteFile(sp, b, 0o644))
 	_, _, err = OpenStorage(dir, false)
 	require.ErrorIs(t, err, ErrCorrupt)
+	require.ErrorContains(t, err, sp+": offset ")
+}
+
+// recordOffsets lists where each record of the log at path starts.
+func recordOffsets(t *testing.T, path string) []int64 {
+	t.Helper()
+	recs, err := wal.ReadSealed(path)
+	require.NoError(t, err)
+	var offs []int64
+	for _, r := range recs {
+		offs = append(offs, r.Offset)
+	}
+	return offs
+}
+
+// The power-loss issue's finding: zeroing the first record's header, with
+// six valid records after it, started a node with no entries, no term and
+// no vote, and fsynced the cut. Now it is refused, naming the file and the
+// offset, and the log is left as it was.
+func TestStorageZeroedFirstHeaderRefused(t *testing.T) {
+	dir := t.TempDir()
+	path, _ := writeLog(t, dir)
+	offs := recordOffsets(t, path)
+	require.Len(t, offs, 7, "5 entries and 2 hard states")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	clear(b[offs[0] : offs[0]+wal.RecordHeaderSize])
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	_, _, err = OpenStorage(dir, false)
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.ErrorContains(t, err, fmt.Sprintf("%s: offset %d: ", path, offs[0]))
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, b, after, "nothing was cut")
+}
+
+// A flipped bit in any length field mid-log is refused, never taken for a
+// torn tail.
+func TestStorageFlippedLengthMidLogRefused(t *testing.T) {
+	dir := t.TempDir()
+	path, _ := writeLog(t, dir)
+	good, err := os.ReadFile(path)
+	require.NoError(t, err)
+	offs := recordOffsets(t, path)
+	for _, off := range offs[:len(offs)-1] {
+		for bit := range 32 {
+			b := bytes.Clone(good)
+			b[off+int64(bit/8)] ^= 1 << (bit % 8)
+			require.NoError(t, os.WriteFile(path, b, 0o644))
+			_, _, err = OpenStorage(dir, false)
+			require.ErrorIs(t, err, ErrCorrupt, "record at %d, bit %d", off, bit)
+			require.ErrorContains(t, err, fmt.Sprintf("%s: offset %d: ", path, off))
+		}
+	}
+}
+
+// Term and vote live in the vote file too, so cutting a torn last record
+// (here a hard state) never takes them, and a damaged vote file is
+// refused.
+func TestStorageTermAndVoteNeverLostSilently(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := OpenStorage(dir, false)
+	require.NoError(t, err)
+	require.NoError(t, s.Save(hardState(1, 1, 0), testEntries(1, 2, 1), true))
+	require.NoError(t, s.Save(hardState(3, 2, 2), nil, true)) // a new term and vote
+	require.NoError(t, s.Close())
+	path := filepath.Join(dir, walName)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	b[len(b)-1] ^= 0x40 // the last record, the hard state of term 3, reads as torn
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	s, rec, err := OpenStorage(dir, false)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	require.Equal(t, uint64(3), rec.HardState.GetTerm())
+	require.Equal(t, uint64(2), rec.HardState.GetVote())
+	require.Equal(t, uint64(0), rec.HardState.GetCommit(), "the commit index is the log's, from the older hard state")
+	require.Len(t, rec.Entries, 2)
+
+	vp := filepath.Join(dir, voteName)
+	good, err := os.ReadFile(vp)
+	require.NoError(t, err)
+	for i := range good {
+		v := bytes.Clone(good)
+		v[i] ^= 1
+		require.NoError(t, os.WriteFile(vp, v, 0o644))
+		_, _, err = OpenStorage(dir, false)
+		require.ErrorIs(t, err, ErrCorrupt, "byte %d", i)
+		require.ErrorContains(t, err, vp+": offset ")
+	}
+
+	// A vote file that lost the log's vote: missing, or older.
+	require.NoError(t, os.Remove(vp))
+	_, _, err = OpenStorage(dir, false)
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.ErrorContains(t, err, vp)
+	require.NoError(t, wal.WriteFile(vp, binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, 1), 2), false))
+	_, _, err = OpenStorage(dir, false)
+	require.ErrorIs(t, err, ErrCorrupt, "term 1 vote 2 against the log's term 1 vote 1")
+}
+
+// The log is created before anything else; a snapshot or vote without it
+// means its entries are gone.
+func TestStorageMissingLogRefused(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir)
+	require.NoError(t, os.Remove(filepath.Join(dir, walName)))
+	_, _, err := OpenStorage(dir, false)
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.ErrorContains(t, err, filepath.Join(dir, walName)+": offset 0")
 }

@@ -1,0 +1,146 @@
+package raftkv
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/chainraft/chainraft/internal/wal"
+)
+
+// FuzzStorageReplay writes a raft log in batches (new terms and votes on
+// the way, maybe a snapshot and the log rewritten behind it), damages one
+// file — a flipped byte, a truncation, or both — and opens the storage.
+// The promise: the exact entries and commit index before the damage, with
+// only a torn tail of the log cut, and the term and vote last saved; or a
+// refusal naming the file and offset. Never a silent loss of a record with
+// a valid record after it, of a term or vote, or a damaged snapshot.
+func FuzzStorageReplay(f *testing.F) {
+	f.Add(uint8(4), uint8(0x5a), uint8(0), uint8(0), uint8(1), uint32(40), uint8(1), uint32(0))
+	f.Fuzz(func(t *testing.T, nBatch uint8, shape uint8, snapAt uint8, file uint8, op uint8, pos uint32, mask uint8, cut uint32) {
+		batches := 1 + int(nBatch)%6
+		snapBatch := int(snapAt) % (batches + 1) // 0: no snapshot
+		dir := t.TempDir()
+		s, _, err := OpenStorage(dir, true)
+		require.NoError(t, err)
+		term, vote, next := uint64(1), uint64(1), uint64(1)
+		for i := 1; i <= batches; i++ {
+			if shape>>(i%8)&1 != 0 {
+				term++
+				vote = term%3 + 1
+			}
+			k := 1 + uint64(shape>>((i+3)%8))%3
+			require.NoError(t, s.Save(hardState(term, vote, next-1), testEntries(next, next+k-1, term), true))
+			next += k
+			if i == snapBatch {
+				si := next - 1
+				snap := &raftpb.Snapshot{Data: []byte("state"), Metadata: &raftpb.SnapshotMetadata{
+					Index: proto.Uint64(si), Term: proto.Uint64(term), ConfState: &raftpb.ConfState{Voters: []uint64{1, 2, 3}}}}
+				require.NoError(t, s.SaveSnapshot(snap))
+				require.NoError(t, s.Rewrite(hardState(term, vote, si), testEntries(si, si, term)))
+			}
+		}
+		require.NoError(t, s.Close())
+
+		walPath := filepath.Join(dir, walName)
+		type record struct {
+			start, end int
+			ent        *raftpb.Entry
+			hs         *raftpb.HardState
+		}
+		var recs []record
+		rs, err := wal.ReadSealed(walPath)
+		require.NoError(t, err)
+		for _, r := range rs {
+			rc := record{start: int(r.Offset), end: int(r.Offset) + wal.RecordHeaderSize + len(r.Body)}
+			if r.Body[0] == recEntry {
+				rc.ent = &raftpb.Entry{}
+				require.NoError(t, proto.Unmarshal(r.Body[1:], rc.ent))
+			} else {
+				rc.hs = &raftpb.HardState{}
+				require.NoError(t, proto.Unmarshal(r.Body[1:], rc.hs))
+			}
+			recs = append(recs, rc)
+		}
+		files := []string{walName, voteName}
+		if snapBatch > 0 {
+			files = append(files, snapName)
+		}
+		target := files[int(file)%len(files)]
+		path := filepath.Join(dir, target)
+		orig, err := os.ReadFile(path)
+		require.NoError(t, err)
+		data := bytes.Clone(orig)
+		if op&1 != 0 {
+			data[int(pos)%len(data)] ^= mask
+		}
+		if op&2 != 0 {
+			data = data[:int(cut)%(len(data)+1)]
+		}
+		require.NoError(t, os.WriteFile(path, data, 0o644))
+		unchanged := bytes.Equal(data, orig)
+
+		firstBad, validAfter := len(recs), false
+		if target == walName {
+			intact := func(r record) bool {
+				return r.end <= len(data) && bytes.Equal(data[r.start:r.end], orig[r.start:r.end])
+			}
+			for i, r := range recs {
+				if !intact(r) {
+					firstBad = i
+					break
+				}
+			}
+			for _, r := range recs[min(firstBad+1, len(recs)):] {
+				validAfter = validAfter || intact(r)
+			}
+		}
+		headerOK := target == walName && len(data) >= wal.LogHeaderSize && bytes.Equal(data[:wal.LogHeaderSize], orig[:wal.LogHeaderSize])
+
+		s, rec, err := OpenStorage(dir, true)
+		if err != nil {
+			require.True(t, errors.Is(err, ErrCorrupt), "%v", err)
+			require.ErrorContains(t, err, path+": offset ")
+			require.False(t, unchanged, "an undamaged directory was refused: %v", err)
+			if headerOK && !validAfter {
+				var ce *wal.CorruptError
+				require.True(t, errors.As(err, &ce), "a torn tail was refused: %v", err)
+				require.False(t, slices.ContainsFunc(recs, func(r record) bool { return int64(r.start) == ce.Next }), "a torn tail was refused: %v", err)
+			}
+			return
+		}
+		defer s.Close()
+		if !unchanged {
+			require.Equal(t, walName, target, "damage to %s was accepted", target)
+			require.True(t, headerOK, "a damaged log header was accepted")
+			require.False(t, validAfter, "records dropped with an intact one after them")
+		}
+		var want []uint64
+		var commit uint64
+		for _, r := range recs[:firstBad] {
+			if r.ent != nil {
+				want = append(want, r.ent.GetIndex())
+			} else {
+				commit = r.hs.GetCommit()
+			}
+		}
+		var got []uint64
+		for _, e := range rec.Entries {
+			got = append(got, e.GetIndex())
+		}
+		require.Equal(t, want, got, "not the exact entries before the damage")
+		require.Equal(t, term, rec.HardState.GetTerm(), "the term was lost")
+		require.Equal(t, vote, rec.HardState.GetVote(), "the vote was lost")
+		require.Equal(t, commit, rec.HardState.GetCommit())
+		if snapBatch > 0 {
+			require.Equal(t, "state", string(rec.Snapshot.GetData()))
+		}
+	})
+}

@@ -178,6 +178,14 @@ func (s *Storage) loadLog(restored []Restored) error {
 		s.log, s.cur = log, seg
 	}
 	if s.log == nil {
+		// The first open creates a segment before any snapshot can be
+		// written, and only sealed segments are ever deleted: a snapshot
+		// without a segment means the log, with its entries, is gone.
+		for i := range s.chains {
+			if s.gen[i] > 0 {
+				return corrupt(wal.Corrupt(s.segPath(1), 0, "no log segment, and chain %d has a snapshot", i))
+			}
+		}
 		var n uint64 = 1
 		if len(ns) > 0 {
 			n = ns[len(ns)-1] + 1

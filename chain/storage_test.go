@@ -409,3 +409,17 @@ func TestStorageOlderFormatRefused(t *testing.T) {
 	require.ErrorIs(t, err, ErrCorrupt)
 	require.ErrorContains(t, err, "wal-1.log: offset 0")
 }
+
+// Only sealed segments are ever deleted: a snapshot with no segment beside
+// it means the log is gone, and the node refuses to start.
+func TestStorageMissingLogRefused(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := OpenStorage(dir, 1, false)
+	require.NoError(t, err)
+	require.NoError(t, s.Save([]Persist{{Chain: 0, Snapshot: &pb.Snapshot{LastSeq: 1}}, {Chain: 0, Entries: []*pb.Entry{entry(2, "b")}}}))
+	require.NoError(t, s.Close())
+	require.NoError(t, os.Remove(filepath.Join(dir, "wal-1.log")))
+	_, _, err = OpenStorage(dir, 1, false)
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.ErrorContains(t, err, "no log segment")
+}

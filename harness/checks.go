@@ -65,8 +65,8 @@ func (r *runner) endOfRun(ctx context.Context, cluster Cluster) []CheckResult {
 	}
 
 	for _, sc := range r.cfg.Sidecars {
-		if n, ok := sc.(*nemesisSidecar); ok {
-			if err := n.healed(); err != nil {
+		if h, ok := sc.(Healer); ok {
+			if err := h.Healed(); err != nil {
 				add("healed", false, err.Error())
 			} else {
 				add("healed", true, "every fault healed")

@@ -361,3 +361,37 @@ func TestRegisterTwicePanics(t *testing.T) {
 	require.True(t, sort.StringsAreSorted(names))
 	require.Contains(t, strings.Join(names, ","), "test-leader")
 }
+
+// sickCluster is a memory store whose pretend ZooKeeper dies after a while.
+type sickCluster struct {
+	memCluster
+	dies time.Time
+}
+
+func (c *sickCluster) Unplanned() error {
+	if time.Now().After(c.dies) {
+		return errors.New("zk server 1 (pid 42) exited on its own")
+	}
+	return nil
+}
+
+// TestUnplannedDeathEndsTheRun: an unplanned death ends the run as an
+// infrastructure failure naming what died; what was recorded is kept and
+// checked.
+func TestUnplannedDeathEndsTheRun(t *testing.T) {
+	cfg := baseConfig(t, "")
+	cfg.Driver = funcDriver{"test-sick", func(context.Context, Env) (Cluster, error) {
+		return &sickCluster{memCluster: memCluster{m: kv.NewMemory()}, dies: time.Now().Add(1500 * time.Millisecond)}, nil
+	}}
+	cfg.TimeLimit = 20 * time.Second
+	res, err := Run(context.Background(), cfg)
+	require.ErrorIs(t, err, ErrInfrastructure)
+	require.ErrorContains(t, err, "zk server 1")
+	require.NotNil(t, res)
+	require.Less(t, res.Summary.DurationS, 10.0, "the workload ended at the death, not at its time limit")
+	require.Equal(t, string(histories.VerdictOK), res.Summary.Verdict, "the history up to the death was checked")
+	require.Positive(t, res.Summary.OpsOK)
+	require.Contains(t, res.Summary.Error, "zk server 1")
+	_, err = os.Stat(filepath.Join(res.Dir, "history.jsonl"))
+	require.NoError(t, err)
+}

@@ -297,8 +297,9 @@ func (s *nemesisSidecar) ActiveFaults() []string {
 	return r.ActiveFaults()
 }
 
-// healed reports whether every fault was healed; the error says which not.
-func (s *nemesisSidecar) healed() error {
+// Healed implements Healer: whether every fault was healed; the error says
+// which not.
+func (s *nemesisSidecar) Healed() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.ran {
@@ -313,13 +314,10 @@ func (s *nemesisSidecar) healed() error {
 	return nil
 }
 
-// Finish implements Sidecar; the work is in finishHistory, which Run
-// prefers.
-func (s *nemesisSidecar) Finish(sum *Summary) []histories.Annotation { return nil }
-
-// finishHistory measures recovery from the history and the events, puts it
-// into the summary, and returns the fault intervals for the timelines.
-func (s *nemesisSidecar) finishHistory(sum *Summary, ops []histories.Operation) []histories.Annotation {
+// Finish implements Sidecar: it measures recovery from the history and
+// the events, puts it into the summary, and returns the fault intervals for
+// the timelines.
+func (s *nemesisSidecar) Finish(sum *Summary, ops []histories.Operation) []histories.Annotation {
 	info := s.info
 	sum.Nemesis = &info
 	events, err := nemesis.ReadEventsFile(s.path)
@@ -334,11 +332,6 @@ func (s *nemesisSidecar) finishHistory(sum *Summary, ops []histories.Operation) 
 		end = max(end, o.Return, o.Call)
 	}
 	return nemesis.Annotations(events, end)
-}
-
-// historyFinisher is a Sidecar whose Finish needs the history.
-type historyFinisher interface {
-	finishHistory(s *Summary, ops []histories.Operation) []histories.Annotation
 }
 
 // visualizeFaults makes sure the faults are on at least one Porcupine

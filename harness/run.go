@@ -26,6 +26,11 @@ var (
 	// ErrInterrupted: the context was cancelled (SIGINT, SIGTERM) before the
 	// run finished; what was recorded is written, unchecked.
 	ErrInterrupted = errors.New("interrupted")
+	// ErrInfrastructure: something the harness started died unplanned (a
+	// ZooKeeper server, a node the nemesis did not kill, a full disk): the
+	// run ends there, as a failed run, not as the store's failure. What was
+	// recorded until then is written and checked.
+	ErrInfrastructure = errors.New("infrastructure failed")
 )
 
 // RunConfig is one run: a store, a workload against it, and the check.
@@ -75,9 +80,15 @@ type Sidecar interface {
 	// interrupt) and must return promptly then. An error fails the run.
 	Run(ctx context.Context, env SidecarEnv) error
 	// Finish is called once, after the workload stopped and the cluster was
-	// closed and before the check. It may add to the summary and returns
-	// annotations for the visualizations' timelines.
-	Finish(s *Summary) []histories.Annotation
+	// closed and before the check, with the history. It may add to the
+	// summary and returns annotations for the visualizations' timelines.
+	Finish(s *Summary, ops []histories.Operation) []histories.Annotation
+}
+
+// Healer is a sidecar that injects faults: the end-of-run checks ask it
+// whether every fault it injected was healed.
+type Healer interface {
+	Healed() error
 }
 
 // SidecarEnv is what a sidecar can reach.
@@ -325,14 +336,10 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 	}
 	var annotations []histories.Annotation
 	for _, sc := range cfg.Sidecars {
-		if hf, ok := sc.(historyFinisher); ok {
-			annotations = append(annotations, hf.finishHistory(s, ops)...)
-			continue
-		}
-		annotations = append(annotations, sc.Finish(s)...)
+		annotations = append(annotations, sc.Finish(s, ops)...)
 	}
 
-	if runErr == nil {
+	if runErr == nil || errors.Is(runErr, ErrInfrastructure) {
 		fmt.Fprintf(log, "checking %d operations (budget %v)\n", len(ops), cfg.CheckBudget)
 		check, err := histories.Check(ctx, ops, histories.CheckOptions{
 			Budget:       cfg.CheckBudget,
@@ -363,7 +370,11 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 		}
 	}
 	if runErr != nil {
-		s.Verdict = string(histories.VerdictUnknown)
+		if !errors.Is(runErr, ErrInfrastructure) {
+			// An infrastructure failure keeps the verdict of what was
+			// recorded before it: a violation there is the store's.
+			s.Verdict = string(histories.VerdictUnknown)
+		}
 		if errors.Is(runErr, ErrInterrupted) {
 			s.Error = ErrInterrupted.Error()
 		} else {
@@ -503,6 +514,13 @@ func (r *runner) run(ctx context.Context) error {
 			}
 		}()
 	}
+	if hw, ok := cluster.(HealthWatcher); ok {
+		othersWG.Add(1)
+		go func() {
+			defer othersWG.Done()
+			watchHealth(sideCtx, hw, began, fail)
+		}()
+	}
 	progressDone := make(chan struct{})
 	othersWG.Add(1)
 	go func() {
@@ -555,8 +573,36 @@ func (r *runner) run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ErrInterrupted
 		}
+		if hw, ok := cluster.(HealthWatcher); ok && len(FailedChecks(r.s)) > 0 {
+			// A check that failed because ZooKeeper died is not the store's.
+			if err := hw.Unplanned(); err != nil {
+				return fmt.Errorf("%w during the end-of-run checks: %v", ErrInfrastructure, err)
+			}
+		}
 	}
 	return nil
+}
+
+// healthEvery is how often the harness asks a cluster whether something it
+// started died unplanned.
+const healthEvery = time.Second
+
+// watchHealth ends the run (fail) at the first unplanned death, naming it
+// and when it was seen, until ctx ends.
+func watchHealth(ctx context.Context, hw HealthWatcher, began time.Time, fail func(error)) {
+	t := time.NewTicker(healthEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := hw.Unplanned(); err != nil {
+				fail(fmt.Errorf("%w at %.1fs into the workload: %v", ErrInfrastructure, time.Since(began).Seconds(), err))
+				return
+			}
+		}
+	}
 }
 
 // progress shows the run's status every ProgressEvery until done is

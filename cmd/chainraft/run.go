@@ -278,6 +278,10 @@ func runExit(res *harness.RunResult, err error) error {
 	switch {
 	case err != nil && errors.Is(err, harness.ErrInvalidConfig):
 		return withCode(exitUsage, err)
+	case err != nil && errors.Is(err, harness.ErrInfrastructure) && res != nil &&
+		res.Summary.Verdict == string(histories.VerdictIllegal):
+		// What was recorded before the failure is already not linearizable.
+		return withCode(exitIllegal, fmt.Errorf("not linearizable (and then %v): see %s", err, res.Dir))
 	case err != nil:
 		return withCode(exitRunFailed, err)
 	case res == nil:

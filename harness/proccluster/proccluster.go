@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/chainraft/chainraft/internal/proc"
@@ -68,6 +69,9 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	procs map[int]*proc.Process
+	// down holds the nodes the harness took down itself (Kill, Stop), so
+	// that Unplanned can tell them from nodes that died on their own.
+	down map[int]bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -90,7 +94,7 @@ func New(cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s cluster: %w", cfg.Store, err)
 	}
-	c := &Cluster{cfg: cfg, ports: ports, peer: map[int]string{}, client: map[int]string{}, procs: map[int]*proc.Process{}}
+	c := &Cluster{cfg: cfg, ports: ports, peer: map[int]string{}, client: map[int]string{}, procs: map[int]*proc.Process{}, down: map[int]bool{}}
 	for i := 0; i < ids; i++ {
 		c.peer[i+1] = addrs[i]
 		c.client[i+1] = addrs[i]
@@ -245,10 +249,17 @@ func (c *Cluster) Kill(id int) error {
 	if err != nil {
 		return err
 	}
+	c.setDown(id, true)
 	if !p.Running() {
 		return nil
 	}
 	return p.Kill()
+}
+
+func (c *Cluster) setDown(id int, down bool) {
+	c.mu.Lock()
+	c.down[id] = down
+	c.mu.Unlock()
 }
 
 // Restart starts node id again on its data directory; a running node is
@@ -261,7 +272,11 @@ func (c *Cluster) Restart(id int) error {
 	if p.Running() {
 		return nil
 	}
-	return p.Restart()
+	if err := p.Restart(); err != nil {
+		return err
+	}
+	c.setDown(id, false)
+	return nil
 }
 
 // Pause SIGSTOPs node id.
@@ -291,6 +306,7 @@ func (c *Cluster) Stop(id int, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
+	c.setDown(id, true)
 	if err := p.Stop(timeout); err != nil && !errors.Is(err, proc.ErrNotRunning) {
 		return err
 	}
@@ -318,6 +334,45 @@ func (c *Cluster) Exited() error {
 			}
 		default:
 		}
+	}
+	return nil
+}
+
+// minFreeDisk is the free space below which the run directory's disk
+// counts as full: a node that cannot write its log stops, which is the
+// machine's failure, not the store's.
+const minFreeDisk = 64 << 20
+
+// Unplanned implements harness.HealthWatcher: a node process that exited
+// although the harness did not kill or stop it, or a run directory on a
+// disk that is (nearly) full.
+func (c *Cluster) Unplanned() error {
+	for _, id := range c.IDs() {
+		p := c.Process(id)
+		c.mu.Lock()
+		planned := c.down[id]
+		c.mu.Unlock()
+		if planned || p.Running() {
+			continue
+		}
+		select {
+		case <-p.Exited():
+			return fmt.Errorf("%s node %d exited on its own (noticed at %s): %v (see %s)",
+				c.cfg.Store, id, time.Now().Format("15:04:05.000"), p.ExitErr(), c.LogPath(id))
+		default:
+		}
+	}
+	return FreeDisk(c.cfg.Dir)
+}
+
+// FreeDisk reports a disk under dir with less than minFreeDisk free.
+func FreeDisk(dir string) error {
+	var st syscall.Statfs_t
+	if dir == "" || syscall.Statfs(dir, &st) != nil {
+		return nil
+	}
+	if free := st.Bavail * uint64(st.Bsize); free < minFreeDisk {
+		return fmt.Errorf("the disk of %s is full: %d bytes free", dir, free)
 	}
 	return nil
 }
@@ -351,6 +406,11 @@ func (c *Cluster) WaitReady(ctx context.Context, timeout time.Duration, probe fu
 // idempotent.
 func (c *Cluster) Close(grace time.Duration) error {
 	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		for id := range c.procs {
+			c.down[id] = true // going down is planned from here on
+		}
+		c.mu.Unlock()
 		var errs []error
 		var emu sync.Mutex
 		var wg sync.WaitGroup

@@ -4,8 +4,8 @@
 // # A run
 //
 // [Run] makes the run directory Out/<timestamp>-<store>-<name>/ (UTC
-// timestamp first, so the names sort by time), starts the cluster through the
-// store registry ([StartCluster]), drives the workload for the time limit,
+// timestamp first, so the names sort by time), starts the cluster through
+// the store's [Driver], drives the workload for the time limit,
 // closes the cluster, writes history.jsonl, checks it with
 // histories.Check (visualizations in porcupine/), writes summary.json
 // ([Summary]) and replaces Out/latest, a symlink, by renaming a new link over
@@ -51,11 +51,28 @@
 // # Faults, checks and reports
 //
 // The nemesis is a [Sidecar]: nemesis.go (its file comment has the design)
-// draws or replays the schedule, implements nemesis.Target for each store
-// (target_raft.go, target_chain.go: roles resolved at injection time), routes
-// links through proxies when the schedule has network faults, and after the
-// workload heals everything and runs the end-of-run checks (checks.go).
-// seeded bugs and the faults that expose them are in bugs.go. After every run
+// draws or replays the schedule from the kinds and roles the store's driver
+// declares (refusing, before anything starts, a fault the store cannot
+// take), acts on the cluster's own nemesis.Target (roles resolved at
+// injection time), routes links through proxies when the schedule has
+// network faults, and after the workload heals everything; the end-of-run
+// checks follow (checks.go). Seeded bugs come from the drivers; the
+// schedules that expose them, and the nightly trend, are in bugs.go and
+// bugs_trend.go.
+//
+// # Stores
+//
+// driver.go is the contract between the harness and a store: a Driver
+// starts a Cluster that hands out kv.KV clients, and optional capabilities,
+// found by type assertion, let the harness fault it, compare its replicas,
+// meter its nodes and watch for unplanned deaths. The harness names no
+// store and imports none: each registers itself (RegisterDriver) from its
+// own folder, and cmd/chainraft/stores.go imports them. proccluster is the
+// helper every driver of real processes shares. Why drivers rather than a
+// switch on store names: a third store used to take five new files in three
+// folders and edits to ten more, with two silent traps (a missing fault
+// target failed late; a missing role mapping recorded every fault of a
+// comparison as skipped). After every run
 // the report package writes report.html and refreshes runs/index.html; a
 // failure there is logged, never fatal. compare.go runs several stores under
 // one seed, workload and fault schedule (mapped by role) and writes

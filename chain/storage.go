@@ -36,8 +36,8 @@ import (
 // its new state, and a sealed segment whose records are all dead is
 // deleted. A torn tail of the open (last) segment is cut at open; a bad
 // record with a valid one after it, any damage in a sealed segment (synced
-// whole before the next was created) and any damage to a snapshot are
-// corruption, and OpenStorage fails with ErrCorrupt, naming the file and
+// whole, with a seal record last, before the next was created; a missing
+// seal means it was cut) and any damage to a snapshot are corruption, and OpenStorage fails with ErrCorrupt, naming the file and
 // offset, rather than forget durable entries. internal/wal's doc.go argues
 // the rule.
 type Storage struct {
@@ -134,7 +134,10 @@ func (s *Storage) loadSnapshot(i int, r *Restored) error {
 
 // loadLog replays the segments in order and opens the last one (or a new
 // one) for appending. Only the last can end torn: every older one was
-// synced whole (each Save syncs) before the next was created.
+// sealed (a seal record, synced) before the next was created, so damage to
+// it, or a cut even at a record boundary, is refused. A last segment found
+// sealed (a crash between the seal and the next segment's creation) is
+// kept as a sealed one and a new segment started.
 func (s *Storage) loadLog(restored []Restored) error {
 	names, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -171,13 +174,17 @@ func (s *Storage) loadLog(restored []Restored) error {
 				return err
 			}
 		}
+		if log != nil && log.Sealed() {
+			log.Close()
+			log = nil
+		}
 		if log == nil {
 			s.sealed = append(s.sealed, seg)
 			continue
 		}
 		s.log, s.cur = log, seg
 	}
-	if s.log == nil {
+	if len(ns) == 0 {
 		// The first open creates a segment before any snapshot can be
 		// written, and only sealed segments are ever deleted: a snapshot
 		// without a segment means the log, with its entries, is gone.
@@ -186,6 +193,8 @@ func (s *Storage) loadLog(restored []Restored) error {
 				return corrupt(wal.Corrupt(s.segPath(1), 0, "no log segment, and chain %d has a snapshot", i))
 			}
 		}
+	}
+	if s.log == nil {
 		var n uint64 = 1
 		if len(ns) > 0 {
 			n = ns[len(ns)-1] + 1
@@ -313,9 +322,15 @@ func (s *Storage) Pinning() []int {
 	return out
 }
 
-// rotate seals the open segment (already durable: every Save synced it)
-// and starts the next.
+// rotate seals the open segment and starts the next. The seal (a record
+// the segment's reader then requires at its end) is synced before the next
+// segment exists, so a sealed segment can never end torn, and one cut short
+// later, even at a record boundary, is refused rather than read as a
+// shorter log.
 func (s *Storage) rotate() error {
+	if err := s.log.Seal(); err != nil {
+		return fmt.Errorf("chain storage: %w", err)
+	}
 	if err := s.log.Close(); err != nil {
 		return fmt.Errorf("chain storage: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	pb "github.com/chainraft/chainraft/chain/chainpb"
+	"github.com/chainraft/chainraft/internal/wal"
 )
 
 func entry(seq uint64, v string) *pb.Entry {
@@ -422,4 +423,41 @@ func TestStorageMissingLogRefused(t *testing.T) {
 	_, _, err = OpenStorage(dir, 1, false)
 	require.ErrorIs(t, err, ErrCorrupt)
 	require.ErrorContains(t, err, "no log segment")
+}
+
+// A sealed segment cut at a record boundary reads as a valid shorter log;
+// only its missing seal shows that synced records were lost, and the node
+// refuses to start. A crash after the seal, before the next segment was
+// created, leaves a sealed last segment: a new one is started after it.
+func TestStorageSealedSegmentCutAtBoundary(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := OpenStorage(dir, 1, false)
+	require.NoError(t, err)
+	s.segMax = 1
+	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(1, "a"), entry(2, "b")}}}))
+	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(3, "c")}}}))
+	require.NoError(t, s.Close())
+	path := filepath.Join(dir, "wal-1.log")
+	full, err := os.ReadFile(path)
+	require.NoError(t, err)
+	// wal-1 is the header, two records of 40 bytes, the seal.
+	cut := int64(len(full)) - wal.RecordHeaderSize - 40
+	require.NoError(t, os.WriteFile(path, full[:cut], 0o644))
+	_, _, err = OpenStorage(dir, 1, false)
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.ErrorContains(t, err, fmt.Sprintf("%s: offset %d: ", path, cut))
+
+	// wal-1 whole and sealed, wal-2 never created.
+	require.NoError(t, os.WriteFile(path, full, 0o644))
+	require.NoError(t, os.Remove(filepath.Join(dir, "wal-2.log")))
+	s, restored, err := OpenStorage(dir, 1, false)
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"k": "ab"}, NewCore(1, 1, restored).Data(0))
+	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(3, "d")}}}))
+	require.NoError(t, s.Close())
+	require.Equal(t, []string{"wal-1.log", "wal-2.log"}, segmentFiles(t, dir))
+	s, restored, err = OpenStorage(dir, 1, false)
+	require.NoError(t, err)
+	defer s.Close()
+	require.Equal(t, map[string]string{"k": "abd"}, NewCore(1, 1, restored).Data(0))
 }

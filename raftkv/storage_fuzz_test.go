@@ -56,7 +56,9 @@ func FuzzStorageReplay(f *testing.F) {
 			hs         *raftpb.HardState
 		}
 		var recs []record
-		rs, err := wal.ReadSealed(walPath)
+		pristine, err := os.ReadFile(walPath)
+		require.NoError(t, err)
+		rs, _, _, err := wal.Scan(walPath, pristine, false)
 		require.NoError(t, err)
 		for _, r := range rs {
 			rc := record{start: int(r.Offset), end: int(r.Offset) + wal.RecordHeaderSize + len(r.Body)}

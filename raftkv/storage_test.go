@@ -164,7 +164,9 @@ func TestStorageSnapshotAndRewrite(t *testing.T) {
 // recordOffsets lists where each record of the log at path starts.
 func recordOffsets(t *testing.T, path string) []int64 {
 	t.Helper()
-	recs, err := wal.ReadSealed(path)
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	recs, _, _, err := wal.Scan(path, data, false)
 	require.NoError(t, err)
 	var offs []int64
 	for _, r := range recs {

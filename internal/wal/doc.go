@@ -13,7 +13,11 @@
 //	[u32 body length][u32 CRC-32C of body][u32 header CRC][body]
 //
 // where the header CRC is the CRC-32C of (file id, the record's u64 file
-// offset, the first 8 header bytes). All integers are little-endian.
+// offset, the first 8 header bytes). A log that is finished for good (a
+// chain segment before the next is started) ends with a seal: a record
+// with an empty body whose header CRC continues from the file id with the
+// bytes "seal" before the offset, so it is never read as a record, nor a
+// record as it. All integers are little-endian.
 //
 // A checksummed file (a snapshot, a vote) is a 32-byte header — the magic
 // "CHAINRAFT-DAT 1\n", the u64 body length, the body's CRC-32C, the CRC-32C
@@ -44,8 +48,15 @@
 //     ([CorruptError] naming the file, p, and the valid record's offset);
 //   - else, if the file is the one being appended to, the tail from p is a
 //     torn write: [Open] cuts it and syncs the cut;
-//   - else (a log that was synced whole before a newer one was created: the
-//     stores' sealed segments) it is refused.
+//   - else (a sealed log: synced whole, seal last, before a newer one was
+//     created) it is refused.
+//
+// A sealed log must end with its seal, and nothing may follow the seal.
+// Without the seal, a segment cut exactly at a record boundary would read
+// as a valid shorter log, and the records cut off — synced, with the next
+// segment's records after them — would be lost silently. The seal is
+// synced before the next log is created, so a sealed log can never have a
+// torn tail; a last log found sealed is a crash between the two.
 //
 // Why this never drops a synced record that has valid data after it, and
 // keeps every synced record before the damage: a store acknowledges

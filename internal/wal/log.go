@@ -79,34 +79,44 @@ func headerSum(seed uint32, off int64, h []byte) uint32 {
 	return crc32.Update(seed, table, b[:])
 }
 
-// recordAt reports whether a valid record starts at off, and its body
-// length. The header is checked first (a fixed 24 bytes of CRC), so
-// scanning every offset of a damaged file costs O(size), not O(size ×
-// record length).
-func recordAt(data []byte, off int, seed uint32) (int, bool) {
+// sealSeed is the seed of a seal record's header checksum: the file's
+// seed extended with a fixed tag, so a seal and a record can never be
+// taken for each other.
+func sealSeed(seed uint32) uint32 { return crc32.Update(seed, table, []byte("seal")) }
+
+// recordAt reports whether a valid record starts at off: its body length,
+// and whether it is the log's seal (a record with an empty body and the
+// seal's checksum domain). The header is checked first (a fixed 24 bytes
+// of CRC), so scanning every offset of a damaged file costs O(size), not
+// O(size × record length).
+func recordAt(data []byte, off int, seed uint32) (n int, seal, ok bool) {
 	if len(data)-off < RecordHeaderSize {
-		return 0, false
+		return 0, false, false
 	}
 	h := data[off : off+RecordHeaderSize]
-	if binary.LittleEndian.Uint32(h[8:]) != headerSum(seed, int64(off), h) {
-		return 0, false
+	switch sum := binary.LittleEndian.Uint32(h[8:]); {
+	case sum == headerSum(seed, int64(off), h):
+	case sum == headerSum(sealSeed(seed), int64(off), h):
+		seal = true
+	default:
+		return 0, false, false
 	}
-	n := binary.LittleEndian.Uint32(h)
-	if uint64(n) > uint64(len(data)-off-RecordHeaderSize) {
-		return 0, false
+	size := binary.LittleEndian.Uint32(h)
+	if uint64(size) > uint64(len(data)-off-RecordHeaderSize) || seal && size != 0 {
+		return 0, false, false
 	}
-	body := data[off+RecordHeaderSize : off+RecordHeaderSize+int(n)]
+	body := data[off+RecordHeaderSize : off+RecordHeaderSize+int(size)]
 	if crc32.Checksum(body, table) != binary.LittleEndian.Uint32(h[4:]) {
-		return 0, false
+		return 0, false, false
 	}
-	return int(n), true
+	return int(size), seal, true
 }
 
-// findRecord returns the offset of the first valid record at or after
-// from, or -1.
+// findRecord returns the offset of the first valid record (or seal) at or
+// after from, or -1.
 func findRecord(data []byte, from int, seed uint32) int {
 	for off := from; off+RecordHeaderSize <= len(data); off++ {
-		if _, ok := recordAt(data, off, seed); ok {
+		if _, _, ok := recordAt(data, off, seed); ok {
 			return off
 		}
 	}
@@ -139,46 +149,63 @@ func checkLogHeader(path string, data []byte) (uint32, error) {
 }
 
 // Scan reads the records of a log file's contents and judges any damage.
-// It returns the valid records, the length of the prefix they make up, and
-// an error when the damage is not a torn tail. A bad record is a torn tail
+// It returns the valid records, the length of the prefix they make up
+// (with the seal, if any), whether the log ends with its seal, and an
+// error when the damage is not a torn tail. A bad record is a torn tail
 // only if mayBeTorn (the file is the one being appended to) and no valid
 // record starts anywhere after it; doc.go argues why that rule never drops
-// a synced record. A tail that is not torn is refused with a
-// *CorruptError naming path and the bad record's offset.
-func Scan(path string, data []byte, mayBeTorn bool) ([]Record, int64, error) {
+// a synced record. A tail that is not torn, and anything after a seal, is
+// refused with a *CorruptError naming path and the offset.
+func Scan(path string, data []byte, mayBeTorn bool) (recs []Record, good int64, sealed bool, err error) {
 	seed, err := checkLogHeader(path, data)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
-	var recs []Record
 	off := LogHeaderSize
 	for off < len(data) {
-		if n, ok := recordAt(data, off, seed); ok {
+		n, seal, ok := recordAt(data, off, seed)
+		switch {
+		case ok && !seal:
 			recs = append(recs, Record{Offset: int64(off), Body: data[off+RecordHeaderSize : off+RecordHeaderSize+n]})
 			off += RecordHeaderSize + n
 			continue
+		case ok:
+			end := off + RecordHeaderSize
+			if end == len(data) {
+				return recs, int64(end), true, nil
+			}
+			// Nothing is written to a log after its seal was synced, so
+			// no byte after it can be a torn write.
+			return recs, int64(off), false, &CorruptError{File: path, Offset: int64(end), Next: int64(findRecord(data, end, seed)),
+				Reason: fmt.Sprintf("%d bytes after the log's seal", len(data)-end)}
 		}
 		if next := findRecord(data, off+1, seed); next >= 0 {
-			return recs, int64(off), &CorruptError{File: path, Offset: int64(off), Next: int64(next),
+			return recs, int64(off), false, &CorruptError{File: path, Offset: int64(off), Next: int64(next),
 				Reason: fmt.Sprintf("bad record with a valid record after it at offset %d (%d bytes to the end)", next, len(data)-off)}
 		}
 		if !mayBeTorn {
-			return recs, int64(off), &CorruptError{File: path, Offset: int64(off), Next: -1,
+			return recs, int64(off), false, &CorruptError{File: path, Offset: int64(off), Next: -1,
 				Reason: fmt.Sprintf("bad record in a log that was synced whole (%d bytes to the end)", len(data)-off)}
 		}
-		return recs, int64(off), nil
+		return recs, int64(off), false, nil
 	}
-	return recs, int64(off), nil
+	return recs, int64(off), false, nil
 }
 
-// ReadSealed reads a log that can have no torn tail (it was synced whole
-// before a newer one was created): any damage is refused.
+// ReadSealed reads a log that was sealed ([Log.Seal]): synced whole, seal
+// last, before a newer one was created. Any damage is refused, and so is a
+// log without its seal: cut at a record boundary, it would otherwise read
+// as a shorter valid log and silently lose its last records.
 func ReadSealed(path string) ([]Record, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
-	recs, _, err := Scan(path, data, false)
+	recs, good, sealed, err := Scan(path, data, false)
+	if err == nil && !sealed {
+		err = &CorruptError{File: path, Offset: good, Next: -1,
+			Reason: "a sealed log without its seal: records after this offset were lost"}
+	}
 	return recs, err
 }
 
@@ -190,6 +217,7 @@ type Log struct {
 	size   int64
 	noSync bool
 	batch  Batch
+	sealed bool
 	// err is the first failed write or sync: after it the file's tail is
 	// unknown, so every later call fails rather than write at an offset
 	// the records' checksums do not match.
@@ -199,7 +227,9 @@ type Log struct {
 // Open opens the log at path for appending, creating it (see [Create]) if
 // it does not exist. It returns the records it holds. A torn tail is cut
 // and the cut synced before Open returns, so appends start after the last
-// valid record; damage that is not a torn tail is refused (see [Scan]).
+// valid record; damage that is not a torn tail is refused (see [Scan]). A
+// log found sealed (a crash after [Log.Seal], before the next log was
+// created) is returned sealed: see [Log.Sealed].
 func Open(path string, noSync bool) (*Log, []Record, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -209,7 +239,7 @@ func Open(path string, noSync bool) (*Log, []Record, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("wal: %w", err)
 	}
-	recs, good, err := Scan(path, data, true)
+	recs, good, sealed, err := Scan(path, data, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -217,7 +247,7 @@ func Open(path string, noSync bool) (*Log, []Record, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("wal: %w", err)
 	}
-	l := &Log{path: path, f: f, seed: seedOf(data[16:24]), size: good, noSync: noSync}
+	l := &Log{path: path, f: f, seed: seedOf(data[16:24]), size: good, noSync: noSync, sealed: sealed}
 	if good < int64(len(data)) {
 		if err := f.Truncate(good); err != nil {
 			f.Close()
@@ -284,6 +314,9 @@ func (l *Log) Write(b *Batch) error {
 	if l.err != nil {
 		return l.err
 	}
+	if l.sealed {
+		return fmt.Errorf("wal: append to %s, which is sealed", l.path)
+	}
 	if b.open >= 0 {
 		panic("wal: Write with a record begun and not ended")
 	}
@@ -317,6 +350,34 @@ func (l *Log) Sync() error {
 	}
 	return nil
 }
+
+// Seal ends the log for good: a seal record, synced. A reader then knows
+// the log is whole ([ReadSealed]): a log cut at a record boundary reads as
+// a valid shorter log, and only a missing seal tells that records after
+// the cut, synced and acknowledged, were lost. A store seals a log before
+// it starts the next, so the seal is durable before anything is written
+// to the next.
+func (l *Log) Seal() error {
+	if l.err != nil {
+		return l.err
+	}
+	if l.sealed {
+		return nil
+	}
+	h := make([]byte, RecordHeaderSize)
+	binary.LittleEndian.PutUint32(h[4:], crc32.Checksum(nil, table))
+	binary.LittleEndian.PutUint32(h[8:], headerSum(sealSeed(l.seed), l.size, h))
+	if _, err := l.f.WriteAt(h, l.size); err != nil {
+		l.err = fmt.Errorf("wal: seal %s: %w", l.path, err)
+		return l.err
+	}
+	l.size += RecordHeaderSize
+	l.sealed = true
+	return l.Sync()
+}
+
+// Sealed reports whether the log ends with its seal; appends to it fail.
+func (l *Log) Sealed() bool { return l.sealed }
 
 // Size is the log file's length: where the next record goes.
 func (l *Log) Size() int64 { return l.size }

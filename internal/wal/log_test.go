@@ -173,18 +173,56 @@ func TestStorageLogDamageBeforeValidDataRefused(t *testing.T) {
 	}
 }
 
-// A log synced whole (a sealed segment) has no torn tail to forgive.
+// writeSealed is writeLog, then Seal.
+func writeSealed(t *testing.T, bs [][]byte) (string, []int64) {
+	t.Helper()
+	path, offs := writeLog(t, bs)
+	l, _, err := Open(path, false)
+	require.NoError(t, err)
+	require.NoError(t, l.Seal())
+	require.True(t, l.Sealed())
+	b := l.Batch()
+	b.Add([]byte("late"))
+	require.Error(t, l.Write(b), "a sealed log takes no more records")
+	require.NoError(t, l.Close())
+	return path, offs
+}
+
+// A sealed log (a segment older than the open one) was synced whole with
+// its seal last: it has no torn tail to forgive, and a cut at a record
+// boundary, which would read as a valid shorter log, is caught by the
+// missing seal.
 func TestStorageLogSealedRefusesTornTail(t *testing.T) {
 	bs := bodies(3)
-	path, offs := writeLog(t, bs)
+	path, offs := writeSealed(t, bs)
 	recs, err := ReadSealed(path)
 	require.NoError(t, err)
 	require.Equal(t, bs, recBodies(recs))
+	l, recs, err := Open(path, false)
+	require.NoError(t, err)
+	require.True(t, l.Sealed(), "a crash after the seal, before the next log")
+	require.Equal(t, bs, recBodies(recs))
+	require.NoError(t, l.Close())
 
-	edit(t, path, func(b []byte) []byte { return b[:len(b)-1] })
-	_, err = ReadSealed(path)
-	require.ErrorIs(t, err, ErrCorrupt)
-	require.ErrorContains(t, err, fmt.Sprintf("offset %d", offs[2]))
+	for _, tc := range []struct {
+		name string
+		cut  func([]byte) []byte
+		at   int64
+	}{
+		{"seal cut", func(b []byte) []byte { return b[:len(b)-1] }, size(t, path) - RecordHeaderSize},
+		{"last record cut", func(b []byte) []byte { return b[:len(b)-RecordHeaderSize-1] }, offs[2]},
+		{"cut at a record boundary", func(b []byte) []byte { return b[:offs[2]] }, offs[2]},
+		{"cut to the header", func(b []byte) []byte { return b[:LogHeaderSize] }, LogHeaderSize},
+		{"data after the seal", func(b []byte) []byte { return append(b, 0) }, size(t, path)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path, _ := writeSealed(t, bs)
+			edit(t, path, tc.cut)
+			_, err := ReadSealed(path)
+			require.ErrorIs(t, err, ErrCorrupt)
+			require.ErrorContains(t, err, fmt.Sprintf("%s: offset %d: ", path, tc.at))
+		})
+	}
 }
 
 func TestStorageLogBadHeaderRefused(t *testing.T) {
@@ -252,8 +290,9 @@ func TestStorageLogBatchMisuse(t *testing.T) {
 func TestStorageLogZerosAreNoRecord(t *testing.T) {
 	var id [8]byte
 	data := append(logHeader(id), make([]byte, 4096)...)
-	recs, good, err := Scan("z", data, true)
+	recs, good, sealed, err := Scan("z", data, true)
 	require.NoError(t, err)
+	require.False(t, sealed)
 	require.Empty(t, recs)
 	require.Equal(t, int64(LogHeaderSize), good)
 }

@@ -32,7 +32,7 @@ func TestPruneAndBoundCounts(t *testing.T) {
 		{"ok-unknown-cas-applied.jsonl", 1, 1},        // cas zz->c unobserved, a->b observed
 		{"ok-unknown-write-explains-cas.jsonl", 0, 0}, // a cas that did not swap may have seen it
 		{"ok-non-unique-values.jsonl", 0, 0},          // values repeat: no pruning
-		{"ok-appends.jsonl", 0, 0},                    // appends: no pruning
+		{"ok-appends.jsonl", 0, 1},                    // the unknown append "c" shows in the state "bac"
 		{"illegal-unknown-write-unobserved.jsonl", 2, 0},
 		{"illegal-unknown-write-seen-before-call.jsonl", 0, 0}, // left for the search to refute
 	} {

@@ -49,7 +49,15 @@ func tightenClusters(ops []Operation, call, ret []int64, drop []bool, notes []st
 		}
 		cluster[i] = c
 	}
-	k := len(id) + 1
+	narrowByClusters(cluster, len(id)+1, call, ret, notes)
+}
+
+// narrowByClusters applies the cluster bounds: cluster[i] is op i's
+// cluster (-1: none; 0: reads of an absent key, which precede every write),
+// and k the number of clusters. Every member of a cluster must sit in one
+// contiguous stretch of every linearization, with the stretches of
+// different clusters disjoint.
+func narrowByClusters(cluster []int, k int, call, ret []int64, notes []string) {
 	first := make([]int64, k) // earliest return in the cluster
 	last := make([]int64, k)  // latest call in the cluster
 	floor := make([]int64, k)
@@ -58,7 +66,7 @@ func tightenClusters(ops []Operation, call, ret []int64, drop []bool, notes []st
 		for c := range k {
 			first[c], last[c] = math.MaxInt64, math.MinInt64
 		}
-		for i := range ops {
+		for i := range cluster {
 			if c := cluster[i]; c >= 0 {
 				first[c] = min(first[c], ret[i])
 				last[c] = max(last[c], call[i])
@@ -66,7 +74,7 @@ func tightenClusters(ops []Operation, call, ret []int64, drop []bool, notes []st
 		}
 		clusterBounds(first, last, floor, ceil)
 		changed := false
-		for i := range ops {
+		for i := range cluster {
 			c := cluster[i]
 			if c < 0 {
 				continue

@@ -44,8 +44,10 @@ func segmentKey(ops []porcupine.Operation) []segment {
 	lo := 0
 	init := kvState{}
 	maxRet := int64(math.MinInt64)
-	last := -1                        // the segment's state-changing op with the latest call
-	othersRet := int64(math.MinInt64) // latest return among its other state-changing ops
+	last := -1                         // the segment's state-changing op with the latest call
+	othersRet := int64(math.MinInt64)  // latest return among its other state-changing ops
+	changesRet := int64(math.MinInt64) // latest return among all its state-changing ops
+	lastRead := -1                     // the segment's completed read with the latest call
 	for i, op := range ops {
 		maxRet = max(maxRet, op.Return)
 		if changesState(op) {
@@ -53,20 +55,29 @@ func segmentKey(ops []porcupine.Operation) []segment {
 				othersRet = max(othersRet, ops[last].Return)
 			}
 			last = i
+			changesRet = max(changesRet, op.Return)
+		}
+		if in, out := op.Input.(*kvInput), op.Output.(kvOutput); in.op == opGet && !out.unknown {
+			lastRead = i
 		}
 		if i+1 == len(ops) || i+1-lo < minSegmentOps || maxRet >= ops[i+1].Call {
 			continue
 		}
 		next := init
-		if last >= 0 {
-			in := ops[last].Input.(*kvInput)
-			if othersRet >= ops[last].Call || !forcesValue(ops[last]) {
-				continue
-			}
-			next = kvState{present: true, value: in.value}
+		switch {
+		case last < 0:
+		case othersRet < ops[last].Call && forcesValue(ops[last]):
+			next = kvState{present: true, value: ops[last].Input.(*kvInput).value}
+		case lastRead >= 0 && ops[lastRead].Call > changesRet:
+			// A read that began after every state change returned saw
+			// the state they leave.
+			out := ops[lastRead].Output.(kvOutput)
+			next = kvState{present: out.found, value: out.value}
+		default:
+			continue
 		}
 		segs = append(segs, segment{lo: lo, hi: i + 1, init: init})
-		lo, init, last, othersRet = i+1, next, -1, math.MinInt64
+		lo, init, last, othersRet, changesRet, lastRead = i+1, next, -1, math.MinInt64, math.MinInt64, -1
 	}
 	return append(segs, segment{lo: lo, hi: len(ops), init: init})
 }

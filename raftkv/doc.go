@@ -53,19 +53,24 @@
 //
 // # Storage: a write-ahead log of our own
 //
-// [Storage] is a data directory with two files: "snap", the newest
-// snapshot, replaced atomically (temporary file, fsync, rename, directory
-// fsync); and "wal", an append-only sequence of records [u32 length][u32
-// CRC-32C][type][protobuf] holding raft entries and hard states after the
-// snapshot. One Ready is one write(2) and at most one fdatasync. We chose
+// [Storage] is a data directory with three files in internal/wal's framing
+// (shared with the chain store): "snap", the newest snapshot, and "vote",
+// the term and vote, each a checksummed file replaced atomically
+// (temporary file, fsync, rename, directory fsync); and "wal", an
+// append-only log of checksummed records [type][protobuf] holding raft
+// entries and hard states after the snapshot. The vote file is written
+// before any hard state that carries a new term or vote (two fsyncs per
+// election, none per write), so a cut of the log's last record can never
+// take term and vote with it. One Ready is one write(2) and at most one fdatasync. We chose
 // this over bbolt because the raft log is append-only and truncated only at
 // its tail: bbolt's copy-on-write B+tree would cost page writes, a meta page
 // and two fsyncs per transaction for what is a sequential append, and
 // its durability knobs would hide the one thing the harness wants to
-// measure — the fsync on the commit path. A torn tail (a short record, a
-// bad checksum on the last record, zeros past the end) is truncated on
-// open; a bad checksum with valid data after it is lost durable state and
-// the node refuses to start ([ErrCorrupt]). A crash between a leader
+// measure — the fsync on the commit path. A bad record is cut on open only
+// when nothing valid follows it (a torn final write, internal/wal/doc.go
+// argues why that is the only provable case); damage with a valid record
+// after it is lost durable state, and the node refuses to start
+// ([ErrCorrupt], naming the file and offset). A crash between a leader
 // snapshot's rename and the log rewrite leaves the old log behind the new
 // snapshot; OpenStorage keeps its entries above the snapshot only if they
 // continue it (logMatchesSnapshot) and otherwise rewrites the log empty. Every SnapshotEvery applied

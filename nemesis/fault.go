@@ -20,10 +20,11 @@ const (
 	KindZKKill      = "zk-kill"      // kill ZooKeeper servers; heal restarts them
 	KindMember      = "member"       // remove the targets from the membership; heal adds them back
 	KindDelay       = "delay"        // delay every link to and from the targets
+	KindPower       = "power"        // SIGKILL the targets and drop what they wrote and did not sync; heal restarts them
 )
 
 // Kinds lists every fault kind.
-var Kinds = []string{KindKill, KindPause, KindPartition, KindZKPartition, KindZKKill, KindMember, KindDelay}
+var Kinds = []string{KindKill, KindPause, KindPartition, KindZKPartition, KindZKKill, KindMember, KindDelay, KindPower}
 
 // Roles understood by the nemesis itself; every other role is the Target's
 // (or, with the "zk" prefix, the ZKTarget's) to resolve.
@@ -86,6 +87,19 @@ type Target interface {
 	Network() *Network
 	// ZK is the ZooKeeper ensemble, or nil for a store without one.
 	ZK() ZKTarget
+}
+
+// PowerCutter is implemented by a Target whose nodes keep their data on a
+// disk that can lose what was not synced (the harness's powerfs). A power
+// fault kills every target first (Kill), so that a rack losing power loses
+// it everywhere at once, then calls LoseUnsynced on each; the heal
+// restarts them (Restart). A Target without it gets power faults skipped
+// as unsupported: a kill alone would pass for one, and the page cache
+// would keep what the store never synced.
+type PowerCutter interface {
+	// LoseUnsynced drops everything node wrote and did not sync; node is
+	// down (killed) and stays down.
+	LoseUnsynced(ctx context.Context, node int) error
 }
 
 // Replacer is implemented by a Target whose AddMember cannot bring the same
@@ -161,7 +175,7 @@ func (f Fault) role() string {
 // Validate checks that the fault is well formed.
 func (f Fault) Validate() error {
 	switch f.Kind {
-	case KindKill, KindPause, KindZKPartition, KindZKKill, KindMember:
+	case KindKill, KindPause, KindZKPartition, KindZKKill, KindMember, KindPower:
 	case KindPartition:
 		if f.Shape == "" {
 			return nil
@@ -228,6 +242,34 @@ func Inject(ctx context.Context, t Target, f Fault) (Injection, error) {
 			}
 		}
 		return inj, nil
+
+	case KindPower:
+		pc, ok := t.(PowerCutter)
+		if !ok {
+			return inj, fmt.Errorf("%w: power needs data directories on a disk that can lose unsynced writes", ErrUnsupported)
+		}
+		nodes, err := resolveNodes(ctx, t, f.role(), rng)
+		inj.Targets = nodes
+		if err != nil {
+			return inj, err
+		}
+		applying(ctx)
+		for i, n := range nodes {
+			if err := t.Kill(ctx, n); err != nil {
+				for _, m := range nodes[:i] {
+					_ = t.Restart(ctx, m)
+				}
+				return inj, fmt.Errorf("power node %d: %w", n, err)
+			}
+		}
+		var errs []error
+		for _, n := range nodes {
+			if err := pc.LoseUnsynced(ctx, n); err != nil {
+				errs = append(errs, fmt.Errorf("power node %d: %w", n, err))
+			}
+		}
+		// The nodes are down either way; the heal restarts them all.
+		return inj, errors.Join(errs...)
 
 	case KindPartition:
 		net := t.Network()
@@ -358,7 +400,7 @@ func applying(ctx context.Context) {
 func Heal(ctx context.Context, t Target, inj Injection) error {
 	var errs []error
 	switch inj.Fault.Kind {
-	case KindKill, KindPause, KindMember:
+	case KindKill, KindPause, KindMember, KindPower:
 		undo := t.Restart
 		switch inj.Fault.Kind {
 		case KindPause:

@@ -65,7 +65,7 @@ func ParseKinds(s string) ([]string, error) {
 func expandKind(k string) ([]string, error) {
 	switch k {
 	case "all":
-		return []string{KindKill, KindPause, KindPartition, KindZKPartition, KindZKKill, KindMember}, nil
+		return []string{KindKill, KindPause, KindPartition, KindZKPartition, KindZKKill, KindMember, KindPower}, nil
 	case "zk":
 		return []string{KindZKPartition, KindZKKill}, nil
 	}
@@ -128,6 +128,7 @@ func Generate(seed int64, o ScheduleOptions) ([]Step, error) {
 	// recovery figure per kind is what a run is for, and an independent
 	// draw per fault leaves kinds out of short runs.
 	var round []string
+	powers := 0
 	for at := o.Quiet; at+o.Duration <= o.Total; {
 		if len(round) == 0 {
 			round = append(round, pool...)
@@ -146,6 +147,17 @@ func Generate(seed int64, o ScheduleOptions) ([]Step, error) {
 		case KindDelay:
 			f.Role = roles[rng.Intn(len(roles))]
 			f.Delay = o.Delay
+		case KindPower:
+			// Every other power fault takes the whole cluster (a rack
+			// losing power): a store that acknowledges before it syncs
+			// loses acknowledged writes only when a majority forgets
+			// them at once. The first one does, so that a short run has
+			// one.
+			f.Role = roles[rng.Intn(len(roles))]
+			if powers%2 == 0 {
+				f.Role = RoleAll
+			}
+			powers++
 		default:
 			f.Role = roles[rng.Intn(len(roles))]
 		}

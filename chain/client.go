@@ -38,6 +38,7 @@ const configMaxAge = 5 * time.Second
 type Router struct {
 	chains int
 	conn   *zk.Conn
+	paths  Paths
 
 	mu      sync.Mutex
 	cfgs    []Config
@@ -82,14 +83,24 @@ func (r *Router) memberClient(m Member) (pb.ChainServiceClient, error) {
 	return r.client(addr)
 }
 
-// NewRouter connects to ZooKeeper and starts watching the chain configs.
+// NewRouter connects to ZooKeeper and starts watching the chain configs
+// under RootPath.
 func NewRouter(ctx context.Context, zkServers []string, chains int, sessionTimeout time.Duration) (*Router, error) {
+	return NewRouterAt(ctx, "", zkServers, chains, sessionTimeout)
+}
+
+// NewRouterAt is NewRouter for a store whose znodes live under root (empty:
+// RootPath).
+func NewRouterAt(ctx context.Context, root string, zkServers []string, chains int, sessionTimeout time.Duration) (*Router, error) {
+	if err := CheckRoot(root); err != nil {
+		return nil, err
+	}
 	conn, _, err := zkrecipes.ConnectContext(ctx, zkServers, sessionTimeout)
 	if err != nil {
 		return nil, err
 	}
 	wctx, cancel := context.WithCancel(context.Background())
-	r := &Router{chains: chains, conn: conn, cfgs: make([]Config, chains), conns: map[string]*grpc.ClientConn{},
+	r := &Router{chains: chains, conn: conn, paths: Paths{Root: root}, cfgs: make([]Config, chains), conns: map[string]*grpc.ClientConn{},
 		changed: make(chan struct{}), refreshc: make(chan int, 64), cancel: cancel}
 	for i := 0; i < chains; i++ {
 		r.cfgs[i].Chain = i
@@ -103,7 +114,7 @@ func NewRouter(ctx context.Context, zkServers []string, chains int, sessionTimeo
 }
 
 func (r *Router) watch(ctx context.Context, i int) {
-	path := ChainPath(i)
+	path := r.paths.Chain(i)
 	for ctx.Err() == nil {
 		b, _, ch, err := r.conn.GetW(path)
 		if errors.Is(err, zk.ErrNoNode) {
@@ -155,7 +166,7 @@ func (r *Router) refresher(ctx context.Context) {
 	for {
 		select {
 		case i := <-r.refreshc:
-			b, _, err := r.conn.Get(ChainPath(i))
+			b, _, err := r.conn.Get(r.paths.Chain(i))
 			if err != nil {
 				continue
 			}

@@ -19,11 +19,39 @@ type Member struct {
 // serves nothing and the tail does not wait for it, until the master
 // appends it to Members. Epoch grows by one with every change, and every
 // message between nodes carries it.
+//
+// Deposed lists nodes removed while their ZooKeeper session lived (the
+// master suspected them on the data path) that were the tail of an older
+// epoch, each with the epoch that removed it. Such a node may still answer
+// reads at its old epoch until it sees the change, and its lease cannot
+// stop it (its session is fine), so the tail of a configuration with a
+// Deposed entry neither commits nor serves reads. The master drops an
+// entry once the node reports (in its node znode) that it adopted that
+// epoch or a later one, or once its session is gone; that drop is a new
+// epoch, which frees the tail.
 type Config struct {
-	Chain   int      `json:"chain"`
-	Epoch   uint64   `json:"epoch"`
-	Members []Member `json:"members"`
-	Joining *Member  `json:"joining,omitempty"`
+	Chain   int       `json:"chain"`
+	Epoch   uint64    `json:"epoch"`
+	Members []Member  `json:"members"`
+	Joining *Member   `json:"joining,omitempty"`
+	Deposed []Deposed `json:"deposed,omitempty"`
+}
+
+// Deposed is a node removed from a chain while it lived, and the epoch
+// that removed it (see Config).
+type Deposed struct {
+	ID    uint64 `json:"id"`
+	Epoch uint64 `json:"epoch"`
+}
+
+// deposed reports whether the configuration names id deposed.
+func (c Config) deposed(id uint64) bool {
+	for _, d := range c.Deposed {
+		if d.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // Head is the chain's first member, or zero when the chain has none.

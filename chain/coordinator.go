@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,11 +16,14 @@ import (
 	"github.com/chainraft/chainraft/zkrecipes"
 )
 
-// Where the chain store keeps its configuration in ZooKeeper:
+// Where the chain store keeps its configuration in ZooKeeper, under a root
+// (RootPath by default; the harness gives every run its own,
+// /chainraft/<run id>, so that runs against one external ensemble never see
+// each other's chains):
 //
-//	/chainraft/nodes/<id>     ephemeral, JSON LiveNode {"addr":..., "synced":{"<chain>":epoch}}
-//	/chainraft/chains/<i>     persistent, JSON Config {"chain":i,"epoch":E,"members":[{"id":..,"addr":..}],"joining":{..}}
-//	/chainraft/master/_c_<guid>-n_<seq>   ephemeral-sequential election znodes
+//	<root>/nodes/<id>     ephemeral, JSON LiveNode {"addr":..., "synced":{"<chain>":epoch}, "stepped":{..}, "suspects":[..]}
+//	<root>/chains/<i>     persistent, JSON Config {"chain":i,"epoch":E,"members":[{"id":..,"addr":..}],"joining":{..},"deposed":[..]}
+//	<root>/master/_c_<guid>-n_<seq>   ephemeral-sequential election znodes
 const (
 	RootPath   = "/chainraft"
 	NodesPath  = RootPath + "/nodes"
@@ -26,15 +31,75 @@ const (
 	MasterPath = RootPath + "/master"
 )
 
-// ChainPath is chain i's configuration znode.
-func ChainPath(i int) string { return ChainsPath + "/" + strconv.Itoa(i) }
+// ChainPath is chain i's configuration znode under RootPath.
+func ChainPath(i int) string { return Paths{}.Chain(i) }
 
-// NodePath is node id's registration znode.
-func NodePath(id uint64) string { return NodesPath + "/" + strconv.FormatUint(id, 10) }
+// NodePath is node id's registration znode under RootPath.
+func NodePath(id uint64) string { return Paths{}.Node(id) }
+
+// Paths are the store's znodes under one root.
+type Paths struct {
+	// Root is an absolute znode path; empty means RootPath.
+	Root string
+}
+
+// CheckRoot refuses a root ZooKeeper would not take as a path.
+func CheckRoot(root string) error {
+	if root == "" {
+		return nil
+	}
+	if !strings.HasPrefix(root, "/") || strings.HasSuffix(root, "/") || strings.Contains(root, "//") {
+		return fmt.Errorf("chain: ZooKeeper root %q must be an absolute path without a trailing slash", root)
+	}
+	return nil
+}
+
+// RootOf is root, or RootPath when empty.
+func (p Paths) RootOf() string {
+	if p.Root == "" {
+		return RootPath
+	}
+	return p.Root
+}
+
+// Nodes is the parent of the node registrations.
+func (p Paths) Nodes() string { return p.RootOf() + "/nodes" }
+
+// Chains is the parent of the chain configurations.
+func (p Paths) Chains() string { return p.RootOf() + "/chains" }
+
+// Master is the master election's directory.
+func (p Paths) Master() string { return p.RootOf() + "/master" }
+
+// Chain is chain i's configuration znode.
+func (p Paths) Chain(i int) string { return p.Chains() + "/" + strconv.Itoa(i) }
+
+// Node is node id's registration znode.
+func (p Paths) Node(id uint64) string { return p.Nodes() + "/" + strconv.FormatUint(id, 10) }
+
+// create makes the root (and its parents) and the store's directories.
+func (p Paths) create(conn *zk.Conn) error {
+	var dirs []string
+	root := p.RootOf()
+	for i := 1; i < len(root); i++ {
+		if root[i] == '/' {
+			dirs = append(dirs, root[:i])
+		}
+	}
+	dirs = append(dirs, root, p.Nodes(), p.Chains(), p.Master())
+	for _, d := range dirs {
+		if _, err := conn.Create(d, nil, zk.FlagPersistent, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	return nil
+}
 
 // CoordinatorConfig is what a node's coordinator needs.
 type CoordinatorConfig struct {
-	ZK             []string
+	ZK []string
+	// Root is where the store's znodes live (empty: RootPath).
+	Root           string
 	SessionTimeout time.Duration
 	ID             uint64
 	Addr           string
@@ -103,14 +168,17 @@ func (l *zkLog) granted() time.Duration { return time.Duration(l.grantedMs.Load(
 // node's lease fresh, and campaigns for master. RunCoordinator owns every
 // goroutine it starts and waits for them before returning.
 type coordinator struct {
-	cfg  CoordinatorConfig
-	node *Node
-	conn *zk.Conn
-	sess chan zk.State
-	zlog *zkLog
+	cfg   CoordinatorConfig
+	paths Paths
+	node  *Node
+	conn  *zk.Conn
+	sess  chan zk.State
+	zlog  *zkLog
 
-	mu     sync.Mutex
-	synced map[int]uint64
+	mu       sync.Mutex
+	synced   map[int]uint64
+	stepped  map[int]uint64
+	suspects []uint64
 }
 
 // RunCoordinator runs until ctx ends, then closes the session (deleting the
@@ -122,7 +190,7 @@ func RunCoordinator(ctx context.Context, cfg CoordinatorConfig, node *Node) erro
 	if err := CheckSessionTimeout(cfg.SessionTimeout); err != nil {
 		return err
 	}
-	c := &coordinator{cfg: cfg, node: node, sess: make(chan zk.State, 64), synced: map[int]uint64{},
+	c := &coordinator{cfg: cfg, paths: Paths{Root: cfg.Root}, node: node, sess: make(chan zk.State, 64), synced: map[int]uint64{}, stepped: map[int]uint64{},
 		zlog: &zkLog{got: make(chan struct{})}}
 	conn, _, err := zk.Connect(cfg.ZK, cfg.SessionTimeout, zk.WithLogger(c.zlog), zk.WithLogInfo(true),
 		zk.WithEventCallback(c.event))
@@ -159,10 +227,8 @@ func RunCoordinator(ctx context.Context, cfg CoordinatorConfig, node *Node) erro
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	for _, p := range []string{RootPath, NodesPath, ChainsPath, MasterPath} {
-		if _, err := conn.Create(p, nil, zk.FlagPersistent, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
-			return fmt.Errorf("chain coordinator: create %s: %w", p, err)
-		}
+	if err := c.paths.create(conn); err != nil {
+		return fmt.Errorf("chain coordinator: %w", err)
 	}
 	if err := c.register(ctx); err != nil {
 		return err
@@ -170,7 +236,7 @@ func RunCoordinator(ctx context.Context, cfg CoordinatorConfig, node *Node) erro
 	c.lease()
 	c.readConfigs()
 	node.SetSession(true)
-	cfg.Logf("coordinator: registered %s as %s, session 0x%x", NodePath(cfg.ID), cfg.Addr, conn.SessionID())
+	cfg.Logf("coordinator: registered %s as %s, session 0x%x", c.paths.Node(cfg.ID), cfg.Addr, conn.SessionID())
 
 	goFunc(func() { c.leaseLoop(ctx) })
 	for i := 0; i < cfg.Placement.Chains; i++ {
@@ -183,7 +249,7 @@ func RunCoordinator(ctx context.Context, cfg CoordinatorConfig, node *Node) erro
 	// epoch and the master promotes the joiner only when it reads it.
 	reportDirty := false
 	report := func() {
-		if _, err := conn.Set(NodePath(cfg.ID), c.liveData(), -1); err != nil {
+		if _, err := conn.Set(c.paths.Node(cfg.ID), c.liveData(), -1); err != nil {
 			reportDirty = true
 			cfg.Logf("coordinator: report synced chains: %v", err)
 			return
@@ -218,6 +284,13 @@ func RunCoordinator(ctx context.Context, cfg CoordinatorConfig, node *Node) erro
 			c.readConfigs()
 			node.SetSession(true)
 			cfg.Logf("coordinator: session 0x%x live again", conn.SessionID())
+		case <-node.Reports():
+			suspects, stepped := node.Report()
+			c.mu.Lock()
+			c.suspects, c.stepped = suspects, stepped
+			c.mu.Unlock()
+			cfg.Logf("coordinator: suspects %v, stepped down %v", suspects, stepped)
+			report()
 		case ce := <-node.Synced():
 			c.mu.Lock()
 			c.synced[ce.Chain] = ce.Epoch
@@ -265,9 +338,12 @@ func (c *coordinator) waitSession(ctx context.Context) error {
 func (c *coordinator) liveData() []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ln := LiveNode{Addr: c.cfg.Addr, Synced: map[int]uint64{}}
+	ln := LiveNode{Addr: c.cfg.Addr, Synced: map[int]uint64{}, Stepped: map[int]uint64{}, Suspects: slices.Clone(c.suspects)}
 	for k, v := range c.synced {
 		ln.Synced[k] = v
+	}
+	for k, v := range c.stepped {
+		ln.Stepped[k] = v
 	}
 	return ln.encode()
 }
@@ -277,7 +353,7 @@ func (c *coordinator) liveData() []byte {
 // to go, so the master sees the old incarnation die and splices it out
 // before the new one appears.
 func (c *coordinator) register(ctx context.Context) error {
-	path := NodePath(c.cfg.ID)
+	path := c.paths.Node(c.cfg.ID)
 	for ctx.Err() == nil {
 		_, st, err := c.conn.Get(path)
 		switch {
@@ -315,7 +391,7 @@ func (c *coordinator) register(ctx context.Context) error {
 // expire before t0 + timeout. The node serves until t0 + 2/3 of it.
 func (c *coordinator) lease() {
 	t0 := time.Now()
-	if _, _, err := c.conn.Exists(RootPath); err == nil {
+	if _, _, err := c.conn.Exists(c.paths.RootOf()); err == nil {
 		c.node.ExtendLease(t0, c.sessionTimeout()*2/3)
 	}
 }
@@ -345,7 +421,7 @@ func (c *coordinator) leaseLoop(ctx context.Context) {
 
 func (c *coordinator) readConfigs() {
 	for i := 0; i < c.cfg.Placement.Chains; i++ {
-		b, _, err := c.conn.Get(ChainPath(i))
+		b, _, err := c.conn.Get(c.paths.Chain(i))
 		if err != nil {
 			continue
 		}
@@ -358,7 +434,7 @@ func (c *coordinator) readConfigs() {
 // watchConfig delivers chain i's configuration to the node whenever it
 // changes: a one-shot watch, re-armed after each event with a fresh read.
 func (c *coordinator) watchConfig(ctx context.Context, i int) {
-	path := ChainPath(i)
+	path := c.paths.Chain(i)
 	for ctx.Err() == nil {
 		b, _, ch, err := c.conn.GetW(path)
 		if errors.Is(err, zk.ErrNoNode) {
@@ -392,7 +468,7 @@ func (c *coordinator) watchConfig(ctx context.Context, i int) {
 // master until leadership is lost.
 func (c *coordinator) campaign(ctx context.Context) {
 	for ctx.Err() == nil {
-		el := zkrecipes.NewElection(c.conn, MasterPath, []byte(strconv.FormatUint(c.cfg.ID, 10)))
+		el := zkrecipes.NewElection(c.conn, c.paths.Master(), []byte(strconv.FormatUint(c.cfg.ID, 10)))
 		if err := el.Campaign(ctx); err != nil {
 			select {
 			case <-time.After(200 * time.Millisecond):
@@ -403,6 +479,15 @@ func (c *coordinator) campaign(ctx context.Context) {
 		c.cfg.Logf("master: elected (%s)", el.Path())
 		m := newMaster(c, el)
 		m.run(ctx)
+		if ctx.Err() != nil {
+			// Shutting down: the session's close deletes the election
+			// znode with every other ephemeral. Resigning here would retry
+			// the delete on a connection already closed until zkrecipes'
+			// release deadline, holding up the node's exit past the
+			// harness's SIGTERM grace (every cluster close took 5 s).
+			c.cfg.Logf("master: stepping down (node stopping)")
+			return
+		}
 		c.cfg.Logf("master: stepping down")
 		_ = el.Resign()
 	}

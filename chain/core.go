@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 
 	pb "github.com/chainraft/chainraft/chain/chainpb"
@@ -23,6 +24,12 @@ const snapshotEvery = 10000
 // successor's progress before it resends from what the successor last
 // acknowledged (messages can be dropped by a full queue or a failed call).
 const retransmitTicks = 4
+
+// defaultDetectTicks is how many ticks a predecessor waits for its
+// successor (silent, or behind and not progressing) before it suspects it:
+// 20 ticks of 50 ms, one second, unless the Node sets its own
+// (SetDetectTicks, from NodeConfig.DetectTimeout).
+const defaultDetectTicks = 20
 
 // Reply answers one client request, matched by the token the Node gave it.
 type Reply struct {
@@ -68,10 +75,22 @@ type Ready struct {
 	// Synced lists chains where this node, joining behind the tail, has
 	// caught up: the coordinator tells the master, which makes it the tail.
 	Synced []ChainEpoch
+	// Deposed lists chains where this node adopted a configuration that
+	// names it deposed (Config.Deposed): from now on it serves nothing of
+	// the older epoch, and the coordinator tells the master so, which lets
+	// the new tail commit and serve.
+	Deposed []ChainEpoch
+	// Suspects, when SuspectsChanged, is the sorted set of peers this node
+	// now suspects on the data path (a successor silent, or behind and not
+	// progressing, for the detection time), over all its chains; the
+	// coordinator publishes it for the master.
+	Suspects        []uint64
+	SuspectsChanged bool
 }
 
 func (rd Ready) empty() bool {
-	return len(rd.Persist) == 0 && len(rd.Messages) == 0 && len(rd.Replies) == 0 && len(rd.Synced) == 0
+	return len(rd.Persist) == 0 && len(rd.Messages) == 0 && len(rd.Replies) == 0 && len(rd.Synced) == 0 &&
+		len(rd.Deposed) == 0 && !rd.SuspectsChanged
 }
 
 // Restored is a chain's durable state read back at start.
@@ -90,9 +109,13 @@ type Core struct {
 	id  uint64
 	// snapEvery is snapshotEvery, lowered by tests.
 	snapEvery int
-	session   bool
-	chains    []*chainState
-	rd        Ready
+	// detectTicks is the failure-detection time in ticks (SetDetectTicks).
+	detectTicks int
+	// suspects is the suspect set last put in a Ready.
+	suspects []uint64
+	session  bool
+	chains   []*chainState
+	rd       Ready
 }
 
 type waiter struct {
@@ -131,10 +154,20 @@ type chainState struct {
 
 	succKnown  bool   // heard the successor's ack in this epoch
 	succMatch  uint64 // successor's last sequence as it last reported
+	succSynced bool   // the successor's last ack said it was synced
 	next       uint64 // next sequence to send to the successor
 	stallTicks int
 	needAck    bool
 	needSend   bool // send an append to the successor even if empty
+
+	// Failure detection of the successor (a member, not a joiner: a
+	// joiner blocks nothing). succSilent counts ticks since the last
+	// message from it in this epoch; succBehind counts ticks it has been
+	// behind (lacking entries, or unsynced behind a synced node) without
+	// progress. Either reaching detectTicks makes it a suspect. Both
+	// directions of a cut show here: a successor that cannot send is
+	// silent, one that cannot receive acks without progress.
+	succSilent, succBehind int
 
 	waiting map[uint64][]waiter // head only: client writes by sequence
 
@@ -162,7 +195,7 @@ func NewCore(id uint64, chains int, restored []Restored) *Core {
 	if id == 0 {
 		panic("chain: node id 0 is reserved for 'no node'")
 	}
-	c := &Core{id: id, chains: make([]*chainState, chains), snapEvery: snapshotEvery}
+	c := &Core{id: id, chains: make([]*chainState, chains), snapEvery: snapshotEvery, detectTicks: defaultDetectTicks}
 	for i := range c.chains {
 		cs := &chainState{id: i}
 		cs.reset()
@@ -268,6 +301,18 @@ func (cs *chainState) isTail() bool { return cs.member && cs.succ == 0 || cs.mem
 
 func (cs *chainState) isHead() bool { return cs.member && cs.pred == 0 }
 
+// fenced reports whether this node, as the chain's tail, must neither
+// commit nor serve: the configuration names a deposed member (removed while
+// its session lived, the tail of an older epoch) that has not yet reported
+// adopting the epoch that removed it, and may still answer reads at the
+// old epoch. Committing or reading here first could show a write that a
+// later read at the old tail lacks.
+func (cs *chainState) fenced() bool { return cs.isTail() && len(cs.cfg.Deposed) > 0 }
+
+// SetDetectTicks sets the failure-detection time in ticks (at least
+// retransmitTicks+1, so that a resend always comes before a suspicion).
+func (c *Core) SetDetectTicks(n int) { c.detectTicks = max(n, retransmitTicks+1) }
+
 // IsTail reports whether this node is the tail of chain i.
 func (c *Core) IsTail(i uint32) bool {
 	cs := c.chain(i)
@@ -283,11 +328,16 @@ func (c *Core) SetSession(ok bool) {
 		return
 	}
 	c.session = ok
-	if !ok {
-		for _, cs := range c.chains {
+	for _, cs := range c.chains {
+		// Ticks stop and messages are dropped without a session: the
+		// detection starts over, so a node back from a lost session does
+		// not suspect peers it was not listening to.
+		cs.succSilent, cs.succBehind = 0, 0
+		if !ok {
 			c.failWaiters(cs, "node lost its ZooKeeper session")
 		}
 	}
+	c.updateSuspects()
 }
 
 // SetConfig moves a chain to a newer configuration. Older or equal epochs are
@@ -300,6 +350,7 @@ func (c *Core) SetConfig(cfg Config) {
 	if cfg.Epoch <= cs.cfg.Epoch {
 		return
 	}
+	defer c.updateSuspects()
 	wasHead, wasJoiner := cs.isHead(), cs.joiner
 	cs.cfg = cfg
 	idx := cfg.index(c.id)
@@ -324,8 +375,14 @@ func (c *Core) SetConfig(cfg Config) {
 	}
 	cs.synced = cs.pred == 0
 	cs.syncReported = false
-	cs.succKnown, cs.succMatch, cs.next, cs.stallTicks = false, 0, 0, 0
+	cs.succKnown, cs.succMatch, cs.succSynced, cs.next, cs.stallTicks = false, 0, false, 0, 0
+	cs.succSilent, cs.succBehind = 0, 0
 	cs.needAck, cs.needSend = cs.pred != 0, false
+	if cfg.deposed(c.id) {
+		// Adopted: from here on this node answers nothing at an older
+		// epoch. Reported at once (it depends on nothing on disk).
+		c.rd.Deposed = append(c.rd.Deposed, ChainEpoch{Chain: cfg.Chain, Epoch: cfg.Epoch})
+	}
 
 	if wasHead && !cs.isHead() {
 		c.failWaiters(cs, "node is no longer the head")
@@ -367,6 +424,9 @@ func (c *Core) failWaiters(cs *chainState, why string) {
 // commit raises committed, trims the Sent list and answers the head's
 // waiting writes.
 func (cs *chainState) commit(c *Core, upTo uint64) {
+	if cs.fenced() {
+		return // a deposed tail may still serve reads: see fenced
+	}
 	if upTo > cs.lastSeq {
 		upTo = cs.lastSeq
 	}
@@ -475,6 +535,8 @@ func (c *Core) Read(token uint64, chain uint32, epoch uint64, key string) {
 		c.reject(token, cs, pb.Status_STATUS_NOT_TAIL, "not the tail")
 	case !cs.synced:
 		c.reject(token, cs, pb.Status_STATUS_UNAVAILABLE, "new tail not yet synced with its predecessor")
+	case cs.fenced():
+		c.reject(token, cs, pb.Status_STATUS_UNAVAILABLE, "new tail waits for the deposed tail to step down")
 	default:
 		v, ok := cs.data[key]
 		// A tail with no predecessor (a chain of one) is the only holder of
@@ -556,6 +618,11 @@ func (c *Core) stepFromSucc(cs *chainState, m *pb.Message) {
 	if !cs.succKnown || m.Received != cs.succMatch {
 		cs.stallTicks = 0
 	}
+	cs.succSilent = 0
+	if !cs.succKnown || m.Received > cs.succMatch || m.Synced && !cs.succSynced {
+		cs.succBehind = 0
+	}
+	cs.succSynced = m.Synced
 	if !cs.succKnown {
 		cs.succKnown = true
 		cs.next = m.Received + 1
@@ -611,8 +678,44 @@ func (c *Core) Tick() {
 				cs.needSend = true
 			}
 		}
+		if cs.member && cs.succ != 0 && !cs.succJoiner {
+			cs.succSilent++
+			if cs.succKnown && (cs.succMatch < cs.lastSeq || cs.synced && !cs.succSynced) {
+				cs.succBehind++
+			} else {
+				cs.succBehind = 0
+			}
+		}
 	}
+	c.updateSuspects()
 }
+
+// suspect reports whether this node suspects its successor in cs.
+func (c *Core) suspect(cs *chainState) bool {
+	return cs.cfg.Epoch != 0 && cs.member && cs.succ != 0 && !cs.succJoiner &&
+		(cs.succSilent >= c.detectTicks || cs.succBehind >= c.detectTicks)
+}
+
+// updateSuspects recomputes the suspect set and puts it in the Ready when
+// it changed. A suspicion lasts while its cause does: a successor heard
+// from again, or a new configuration without it, withdraws it.
+func (c *Core) updateSuspects() {
+	var out []uint64
+	for _, cs := range c.chains {
+		if c.session && c.suspect(cs) && !slices.Contains(out, cs.succ) {
+			out = append(out, cs.succ)
+		}
+	}
+	slices.Sort(out)
+	if slices.Equal(out, c.suspects) {
+		return
+	}
+	c.suspects = out
+	c.rd.Suspects, c.rd.SuspectsChanged = slices.Clone(out), true
+}
+
+// Suspects is the set of peers this node suspects now, sorted.
+func (c *Core) Suspects() []uint64 { return slices.Clone(c.suspects) }
 
 // flush turns pending acks and sends into messages.
 func (c *Core) flush() {

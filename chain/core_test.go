@@ -31,12 +31,17 @@ type sim struct {
 	drop    func(m *pb.Message) bool
 	token   uint64
 	replies map[uint64]Reply
+	// out is the master's data-path decision (Cover, holds) the sim's
+	// master reconciles with; noConfig holds back new configurations from
+	// nodes, as a ZooKeeper watch that lags.
+	out      map[uint64]bool
+	noConfig map[uint64]bool
 }
 
 func newSim(t *testing.T, nodes, chains, replicas int) *sim {
 	s := &sim{t: t, p: Placement{Chains: chains, Replicas: replicas, Nodes: nodes},
 		cores: map[uint64]*Core{}, disks: map[uint64][]simDisk{}, live: map[uint64]LiveNode{},
-		cfgs: make([]Config, chains), replies: map[uint64]Reply{}}
+		cfgs: make([]Config, chains), replies: map[uint64]Reply{}, noConfig: map[uint64]bool{}}
 	for i := range s.cfgs {
 		s.cfgs[i].Chain = i
 	}
@@ -69,7 +74,7 @@ func (s *sim) start(id uint64) {
 		}
 	}
 	s.cores[id] = c
-	s.live[id] = LiveNode{Addr: s.addr(id), Synced: map[int]uint64{}}
+	s.live[id] = LiveNode{Addr: s.addr(id), Synced: map[int]uint64{}, Stepped: map[int]uint64{}}
 }
 
 // crash stops a node: its session ends (the ephemeral znode goes) and
@@ -83,19 +88,30 @@ func (s *sim) crash(id uint64) {
 func (s *sim) reconcile() bool {
 	changed := false
 	for i := range s.cfgs {
-		next, ok := Reconcile(s.cfgs[i], s.p.Members(i), s.live)
+		next, ok := ReconcileExcluding(s.cfgs[i], s.p.Members(i), s.live, s.out)
 		if !ok {
 			continue
 		}
 		changed = true
 		s.cfgs[i] = next
-		for _, c := range s.cores {
-			if c.session {
-				c.SetConfig(next)
+	}
+	s.pushConfigs()
+	return changed
+}
+
+// pushConfigs hands the current configurations to every node with a
+// session whose watch is not held back.
+func (s *sim) pushConfigs() {
+	for id, c := range s.cores {
+		if !c.session || s.noConfig[id] {
+			continue
+		}
+		for _, cfg := range s.cfgs {
+			if cfg.Epoch > 0 {
+				c.SetConfig(cfg)
 			}
 		}
 	}
-	return changed
 }
 
 // handle runs every Ready: persist to the sim disk, queue messages, record
@@ -127,6 +143,14 @@ func (s *sim) handle() bool {
 		}
 		for _, ce := range rd.Synced {
 			s.live[id].Synced[ce.Chain] = ce.Epoch
+		}
+		for _, ce := range rd.Deposed {
+			s.live[id].Stepped[ce.Chain] = max(s.live[id].Stepped[ce.Chain], ce.Epoch)
+		}
+		if rd.SuspectsChanged {
+			n := s.live[id]
+			n.Suspects = rd.Suspects
+			s.live[id] = n
 		}
 		c.Advance()
 	}

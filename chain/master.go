@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -30,10 +31,20 @@ type master struct {
 	firedc chan string
 	stopc  chan struct{}
 	wg     sync.WaitGroup
+
+	// det is the data-path failure policy's memory (detect.go); lastCover
+	// and lastLinks are what was last logged.
+	det       *detector
+	lastCover []uint64
+	lastLinks []Link
+	// wake is when the policy's decision may change by time alone (a
+	// reported link settling, a hold running out); zero: never.
+	wake time.Time
 }
 
 func newMaster(c *coordinator, el *zkrecipes.Election) *master {
-	return &master{c: c, el: el, armed: map[string]bool{}, firedc: make(chan string, 64), stopc: make(chan struct{})}
+	return &master{c: c, el: el, armed: map[string]bool{}, firedc: make(chan string, 64), stopc: make(chan struct{}),
+		det: newDetector()}
 }
 
 // close stops the watch forwarders.
@@ -46,9 +57,18 @@ func (m *master) run(ctx context.Context) {
 	defer m.close()
 	t := time.NewTicker(masterPoll)
 	defer t.Stop()
+	wakeT := time.NewTimer(time.Hour)
+	defer wakeT.Stop()
 	for {
 		m.reconcile()
+		wakeT.Stop()
+		var wakec <-chan time.Time
+		if !m.wake.IsZero() {
+			wakeT.Reset(max(time.Until(m.wake), time.Millisecond))
+			wakec = wakeT.C
+		}
 		select {
+		case <-wakec:
 		case p := <-m.firedc:
 			m.armed[p] = false
 		drain:
@@ -103,13 +123,13 @@ func (m *master) reconcile() {
 	conn, logf := m.c.conn, m.c.cfg.Logf
 	var kids []string
 	var err error
-	if m.armed[NodesPath] {
-		kids, _, err = conn.Children(NodesPath)
+	if m.armed[m.c.paths.Nodes()] {
+		kids, _, err = conn.Children(m.c.paths.Nodes())
 	} else {
 		var ch <-chan zk.Event
-		kids, _, ch, err = conn.ChildrenW(NodesPath)
+		kids, _, ch, err = conn.ChildrenW(m.c.paths.Nodes())
 		if err == nil {
-			m.watch(NodesPath, ch)
+			m.watch(m.c.paths.Nodes(), ch)
 		}
 	}
 	if err != nil {
@@ -122,7 +142,7 @@ func (m *master) reconcile() {
 		if err != nil {
 			continue
 		}
-		b, _, err := m.get(NodePath(id))
+		b, _, err := m.get(m.c.paths.Node(id))
 		if err != nil {
 			continue // gone meanwhile
 		}
@@ -131,9 +151,15 @@ func (m *master) reconcile() {
 			live[id] = ln
 		}
 	}
+	dec := m.det.decide(time.Now(), live, m.c.cfg.ID)
+	m.wake = dec.wake
+	if !slices.Equal(dec.cover, m.lastCover) || !slices.Equal(dec.links, m.lastLinks) {
+		logf("master: data path: links reported broken %v, taken out %v, out (with holds) %v", dec.links, dec.cover, dec.out)
+		m.lastCover, m.lastLinks = dec.cover, dec.links
+	}
 	p := m.c.cfg.Placement
 	for i := 0; i < p.Chains; i++ {
-		path := ChainPath(i)
+		path := m.c.paths.Chain(i)
 		cur := Config{Chain: i}
 		b, st, err := m.get(path)
 		exists := true
@@ -149,7 +175,7 @@ func (m *master) reconcile() {
 				continue
 			}
 		}
-		next, changed := Reconcile(cur, p.Members(i), live)
+		next, changed := ReconcileExcluding(cur, p.Members(i), live, dec.out)
 		if !changed {
 			continue
 		}
@@ -164,6 +190,6 @@ func (m *master) reconcile() {
 			logf("master: write %s epoch %d: %v", path, next.Epoch, err)
 			continue
 		}
-		logf("master: chain %d epoch %d members %v joining %v", i, next.Epoch, next.Members, next.Joining)
+		logf("master: chain %d epoch %d members %v joining %v deposed %v", i, next.Epoch, next.Members, next.Joining, next.Deposed)
 	}
 }

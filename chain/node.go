@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,10 @@ type NodeConfig struct {
 	Chains  int
 	// Tick is the Core's clock period: acks/heartbeats and resend checks.
 	Tick time.Duration
+	// DetectTimeout is how long a successor may stay silent, or behind
+	// without progress, before this node suspects it and tells the master
+	// (0: 20 ticks, one second).
+	DetectTimeout time.Duration
 	// Bug plants a named bug in the Core (tests only).
 	Bug string
 	// PeerAddrs are local addresses of other nodes that win over the
@@ -76,6 +81,16 @@ type Node struct {
 	inspectc chan func(*Core) // runs a read-only function on the loop
 	syncedc  chan ChainEpoch  // to the coordinator; dropped when full (re-reported next epoch change)
 
+	// What the coordinator publishes for the master, set by the loop:
+	// the peers suspected now, and per chain the latest epoch adopted
+	// while named deposed. Level-triggered: the loop overwrites and kicks
+	// reportc (capacity 1), the coordinator reads the latest, so a slow
+	// coordinator skips states but never loses the last one.
+	repMu       sync.Mutex
+	repSuspects []uint64
+	repStepped  map[int]uint64
+	reportc     chan struct{}
+
 	// session is whether the node serves with a live ZooKeeper session:
 	// cleared at once by SetSession(false), set only by the loop once it has
 	// applied every configuration queued before SetSession(true) (so a node
@@ -128,11 +143,14 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		st.Close()
 		return nil, err
 	}
+	if cfg.DetectTimeout > 0 {
+		core.SetDetectTicks(int(cfg.DetectTimeout / cfg.Tick))
+	}
 	return &Node{
 		cfg: cfg, core: core, storage: st, transport: NewTransport(),
 		recvc: make(chan *pb.Message, 8192), reqc: make(chan request, 4096), cfgc: make(chan Config, 256),
 		sesskc: make(chan struct{}, 1), statusc: make(chan chan []Status), inspectc: make(chan func(*Core)), syncedc: make(chan ChainEpoch, 64),
-		start: time.Now(), waiters: map[uint64]waiterChan{},
+		start: time.Now(), waiters: map[uint64]waiterChan{}, repStepped: map[int]uint64{}, reportc: make(chan struct{}, 1),
 		persistc: make(chan *batchOut, 256), persistErr: make(chan error, 1), compactc: make(chan []int, 1), stopc: make(chan struct{}), donec: make(chan struct{}),
 	}, nil
 }
@@ -263,6 +281,20 @@ const errNotServing = "node has no live ZooKeeper session or its lease ran out"
 // answered from stale state on resume, before the coordinator learns the
 // session expired.
 func (n *Node) handleReady(rd Ready) error {
+	if rd.SuspectsChanged || len(rd.Deposed) > 0 {
+		n.repMu.Lock()
+		if rd.SuspectsChanged {
+			n.repSuspects = rd.Suspects
+		}
+		for _, d := range rd.Deposed {
+			n.repStepped[d.Chain] = max(n.repStepped[d.Chain], d.Epoch)
+		}
+		n.repMu.Unlock()
+		select {
+		case n.reportc <- struct{}{}:
+		default:
+		}
+	}
 	out := &batchOut{persist: rd.Persist, synced: rd.Synced}
 	for _, m := range rd.Messages {
 		if m.Type == pb.MessageType_MSG_ACK && !n.core.IsTail(m.Chain) {
@@ -439,6 +471,23 @@ func (n *Node) ExtendLease(started time.Time, d time.Duration) {
 
 func (n *Node) serving() bool {
 	return n.session.Load() && int64(time.Since(n.start)) < n.leaseUntil.Load()
+}
+
+// Reports is kicked when the node's report for the master changed
+// (Report).
+func (n *Node) Reports() <-chan struct{} { return n.reportc }
+
+// Report is what the node tells the master now: the peers it suspects on
+// the data path, and per chain the latest epoch it adopted while named
+// deposed.
+func (n *Node) Report() (suspects []uint64, stepped map[int]uint64) {
+	n.repMu.Lock()
+	defer n.repMu.Unlock()
+	stepped = make(map[int]uint64, len(n.repStepped))
+	for k, v := range n.repStepped {
+		stepped[k] = v
+	}
+	return slices.Clone(n.repSuspects), stepped
 }
 
 // Synced delivers the chains where this node caught up as a joiner.

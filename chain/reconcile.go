@@ -6,11 +6,15 @@ import (
 	"slices"
 )
 
-// LiveNode is what the master knows of a registered node: its address and,
-// per chain, the epoch in which it reported itself caught up as a joiner.
+// LiveNode is what the master knows of a registered node: its address; per
+// chain, the epoch in which it reported itself caught up as a joiner, and
+// the latest epoch it adopted while named deposed (Config.Deposed); and the
+// peers it suspects on the data path now.
 type LiveNode struct {
-	Addr   string         `json:"addr"`
-	Synced map[int]uint64 `json:"synced,omitempty"`
+	Addr     string         `json:"addr"`
+	Synced   map[int]uint64 `json:"synced,omitempty"`
+	Stepped  map[int]uint64 `json:"stepped,omitempty"`
+	Suspects []uint64       `json:"suspects,omitempty"`
 }
 
 func (n LiveNode) encode() []byte {
@@ -21,8 +25,19 @@ func (n LiveNode) encode() []byte {
 	return b
 }
 
-// Reconcile is the master's decision for one chain, a pure function so the
-// Core tests' in-memory coordinator and the ZooKeeper master share it.
+// Reconcile is ReconcileExcluding with nobody excluded: the master's
+// decision when no node suspects another.
+func Reconcile(cur Config, preferred []uint64, live map[uint64]LiveNode) (Config, bool) {
+	return ReconcileExcluding(cur, preferred, live, nil)
+}
+
+// ReconcileExcluding is the master's decision for one chain, a pure
+// function so the Core tests' in-memory coordinator and the ZooKeeper
+// master share it. out names live nodes the master has taken out of the
+// chains (suspected on the data path, or held down after such a removal:
+// see Cover and the master's detector): they are treated as gone, except
+// that one may still be the joiner, copying state in the background, and
+// is never promoted.
 //
 //   - The first configuration (epoch 1) waits until every preferred node is
 //     live, and lists them in the preferred order. Formed from whoever
@@ -31,23 +46,30 @@ func (n LiveNode) encode() []byte {
 //     serve every read, and the rotation that spreads heads and tails over
 //     the nodes would be lost before the first request.
 //   - Members whose node is gone (no ephemeral znode, or registered again at
-//     another address) are spliced out, keeping order: a dead head makes its
-//     successor head, a dead tail its predecessor tail, a dead middle joins
-//     its neighbours. The last member is never removed: whoever holds the
-//     chain's only copy must come back.
+//     another address) or out are spliced out, keeping order: a removed head
+//     makes its successor head, a removed tail its predecessor tail, a
+//     removed middle joins its neighbours. The last member is never removed:
+//     whoever holds the chain's only copy must come back; and when every
+//     live member is out, the first of them stays.
+//   - A tail removed while its session lives is listed in Deposed until it
+//     reports adopting the epoch that removed it (or its session ends): the
+//     new tail neither commits nor serves until then (see Config).
 //   - A live preferred node outside the chain becomes the joiner behind the
-//     tail; once it reports itself synced in the current epoch, and nothing
-//     else changes, it is appended as the new tail.
+//     tail (one not out first); once it reports itself synced in the
+//     current epoch, is not out, and nothing else changes, it is appended as
+//     the new tail.
 //   - A whole chain (every preferred node a member, no joiner) that is not
 //     in its preferred order has one node moved to the tail (outOfPlace),
 //     one move at a time. A node back from a failure always joins as the
 //     tail, so without this the rotation would drift under faults until
 //     one node was the tail of every chain and served every read. The
 //     paper has no such step; it costs a state transfer per move, and the
-//     chain runs one replica short while the moved node catches up.
+//     chain runs one replica short while the moved node catches up. (The
+//     node moved is never the tail, so a move deposes nobody.)
 //
-// It returns the next configuration and whether it differs from cur.
-func Reconcile(cur Config, preferred []uint64, live map[uint64]LiveNode) (Config, bool) {
+// It returns the next configuration and whether it differs from cur; a
+// changed configuration always has the next epoch.
+func ReconcileExcluding(cur Config, preferred []uint64, live map[uint64]LiveNode, out map[uint64]bool) (Config, bool) {
 	isLive := func(m Member) bool {
 		n, ok := live[m.ID]
 		return ok && n.Addr == m.Addr
@@ -68,10 +90,21 @@ func Reconcile(cur Config, preferred []uint64, live map[uint64]LiveNode) (Config
 		return next, true
 	}
 	for _, m := range cur.Members {
-		if isLive(m) {
+		if isLive(m) && !out[m.ID] {
 			next.Members = append(next.Members, m)
 		}
 	}
+	if len(next.Members) == 0 {
+		// Every live member is out: the first stays, so the chain keeps a
+		// holder of every committed write that can serve.
+		for _, m := range cur.Members {
+			if isLive(m) {
+				next.Members = []Member{m}
+				break
+			}
+		}
+	}
+	next.Deposed = stillDeposed(cur, live)
 	if len(next.Members) == 0 {
 		// Every member is gone: nobody else holds the chain's state, so the
 		// configuration waits for one of them to come back.
@@ -79,11 +112,15 @@ func Reconcile(cur Config, preferred []uint64, live map[uint64]LiveNode) (Config
 		if cur.Joining != nil && isLive(*cur.Joining) {
 			next.Joining = cur.Joining
 		}
-		return next, !sameConfig(cur, next)
+		if sameConfig(cur, next) {
+			return cur, false
+		}
+		next.Epoch = cur.Epoch + 1
+		return next, true
 	}
 	spliced := len(next.Members) != len(cur.Members)
 	if j := cur.Joining; j != nil && isLive(*j) {
-		if !spliced && live[j.ID].Synced[cur.Chain] == cur.Epoch {
+		if !spliced && !out[j.ID] && live[j.ID].Synced[cur.Chain] == cur.Epoch {
 			next.Members = append(next.Members, *j)
 		} else {
 			next.Joining = j
@@ -99,20 +136,38 @@ func Reconcile(cur Config, preferred []uint64, live map[uint64]LiveNode) (Config
 		}
 	}
 	if next.Joining == nil && len(next.Members) < len(preferred) {
-		for _, id := range preferred {
-			n, ok := live[id]
-			if !ok || next.index(id) >= 0 {
-				continue
+	pick:
+		for _, wantOut := range []bool{false, true} {
+			for _, id := range preferred {
+				n, ok := live[id]
+				if !ok || next.index(id) >= 0 || out[id] != wantOut {
+					continue
+				}
+				next.Joining = &Member{ID: id, Addr: n.Addr}
+				break pick
 			}
-			next.Joining = &Member{ID: id, Addr: n.Addr}
-			break
 		}
+	}
+	if t := cur.Tail(); isLive(t) && next.index(t.ID) < 0 && !cur.deposed(t.ID) {
+		next.Deposed = append(next.Deposed, Deposed{ID: t.ID, Epoch: cur.Epoch + 1})
 	}
 	if sameConfig(cur, next) {
 		return cur, false
 	}
 	next.Epoch = cur.Epoch + 1
 	return next, true
+}
+
+// stillDeposed is cur's Deposed entries whose node still has a session and
+// has not reported adopting the entry's epoch.
+func stillDeposed(cur Config, live map[uint64]LiveNode) []Deposed {
+	var keep []Deposed
+	for _, d := range cur.Deposed {
+		if n, ok := live[d.ID]; ok && n.Stepped[cur.Chain] < d.Epoch {
+			keep = append(keep, d)
+		}
+	}
+	return keep
 }
 
 // outOfPlace picks the member to move when a whole chain is not in its
@@ -136,7 +191,7 @@ func outOfPlace(members []Member, preferred []uint64) (uint64, bool) {
 }
 
 func sameConfig(a, b Config) bool {
-	if !slices.Equal(a.Members, b.Members) {
+	if !slices.Equal(a.Members, b.Members) || !slices.Equal(a.Deposed, b.Deposed) {
 		return false
 	}
 	switch {

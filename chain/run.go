@@ -19,8 +19,13 @@ type RunConfig struct {
 	NoFsync        bool
 	ZK             []string
 	SessionTimeout time.Duration
-	Placement      Placement
-	Bug            string
+	// DetectTimeout is the data-path failure detection time (0: half the
+	// session timeout; see NodeConfig.DetectTimeout).
+	DetectTimeout time.Duration
+	// Root is where the store's znodes live (empty: RootPath).
+	Root      string
+	Placement Placement
+	Bug       string
 	// PeerAddrs: see NodeConfig.PeerAddrs.
 	PeerAddrs map[uint64]string
 	Logf      func(format string, args ...any)
@@ -45,6 +50,15 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	if err := CheckSessionTimeout(cfg.SessionTimeout); err != nil {
 		return err
 	}
+	if err := CheckRoot(cfg.Root); err != nil {
+		return err
+	}
+	if cfg.DetectTimeout == 0 {
+		// Half the session: a node cut off from its neighbours is out of
+		// its chains well before a dead one's session would expire, and a
+		// hiccup of a few ticks is not a suspicion.
+		cfg.DetectTimeout = cfg.SessionTimeout / 2
+	}
 	if cfg.Logf == nil {
 		l := log.New(os.Stderr, fmt.Sprintf("node %d: ", cfg.ID), log.LstdFlags|log.Lmicroseconds)
 		cfg.Logf = l.Printf
@@ -53,7 +67,8 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	if err != nil {
 		return fmt.Errorf("chain: listen: %w", err)
 	}
-	node, err := NewNode(NodeConfig{ID: cfg.ID, DataDir: cfg.DataDir, NoFsync: cfg.NoFsync, Chains: cfg.Placement.Chains, Bug: cfg.Bug, PeerAddrs: cfg.PeerAddrs})
+	node, err := NewNode(NodeConfig{ID: cfg.ID, DataDir: cfg.DataDir, NoFsync: cfg.NoFsync, Chains: cfg.Placement.Chains, Bug: cfg.Bug,
+		PeerAddrs: cfg.PeerAddrs, DetectTimeout: cfg.DetectTimeout})
 	if err != nil {
 		lis.Close()
 		return err
@@ -64,7 +79,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	ctx, cancel := context.WithCancel(ctx)
 	coordErr := make(chan error, 1)
 	go func() {
-		coordErr <- RunCoordinator(ctx, CoordinatorConfig{ZK: cfg.ZK, SessionTimeout: cfg.SessionTimeout, ID: cfg.ID,
+		coordErr <- RunCoordinator(ctx, CoordinatorConfig{ZK: cfg.ZK, Root: cfg.Root, SessionTimeout: cfg.SessionTimeout, ID: cfg.ID,
 			Addr: lis.Addr().String(), Placement: cfg.Placement, Logf: cfg.Logf}, node)
 	}()
 	cfg.Logf("serving on %s, data in %s", lis.Addr(), cfg.DataDir)

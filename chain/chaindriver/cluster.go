@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chainraft/chainraft/chain"
@@ -29,11 +30,21 @@ type Cluster struct {
 	placement chain.Placement
 	zk        *zkserver.Ensemble // nil when Driver.ZK is used
 	zkAddrs   []string
-	pc        *proccluster.Cluster
-	router    *chain.Router
+	// root is the run's znode root (runRoot): removed at Close when the
+	// ensemble is external.
+	root   string
+	pc     *proccluster.Cluster
+	router *chain.Router
 
 	closeOnce sync.Once
 	closeErr  error
+	closed    atomic.Bool
+
+	// zkKilled marks servers the nemesis killed and has not restarted;
+	// deadSeen is when Unplanned first saw each failure. Guarded by zkMu.
+	zkMu     sync.Mutex
+	zkKilled map[int]bool
+	deadSeen map[string]time.Time
 }
 
 var (
@@ -43,6 +54,7 @@ var (
 	_ harness.WholeWaiter     = (*Cluster)(nil)
 	_ harness.CPUMeter        = (*Cluster)(nil)
 	_ harness.MessageCounter  = (*Cluster)(nil)
+	_ harness.HealthWatcher   = (*Cluster)(nil)
 )
 
 // messageReadTimeout bounds one node's answer to a message count: a node
@@ -180,7 +192,7 @@ func (c *Cluster) Master() (uint64, error) {
 		return 0, err
 	}
 	defer conn.Close()
-	_, data, err := zkrecipes.Leader(conn, chain.MasterPath)
+	_, data, err := zkrecipes.Leader(conn, chain.Paths{Root: c.root}.Master())
 	if err != nil {
 		return 0, err
 	}
@@ -199,7 +211,7 @@ func (c *Cluster) ZKConnect() string { return strings.Join(c.zkAddrs, ",") }
 func (c *Cluster) Target(net *nemesis.Network) nemesis.Target {
 	t := &Target{Target: proccluster.Target{C: c.pc}, c: c}
 	if c.zk != nil {
-		t.ZKT = &zkserver.Target{E: c.zk}
+		t.ZKT = &zkTarget{Target: &zkserver.Target{E: c.zk}, c: c}
 	}
 	return t
 }
@@ -288,11 +300,16 @@ func (c *Cluster) PeerMessagesSent(ctx context.Context) map[uint64]uint64 {
 	return out
 }
 
+// Root is the znode under which the cluster's nodes keep their state.
+func (c *Cluster) Root() string { return c.root }
+
 // Close stops the router, the nodes (SIGTERM, so they close their
-// sessions; SIGKILL after a grace), then ZooKeeper. It is idempotent and
-// safe on a cluster whose start failed half way.
+// sessions; SIGKILL after a grace), then ZooKeeper, or, on an external
+// ensemble, removes the run's root. It is idempotent and safe on a
+// cluster whose start failed half way.
 func (c *Cluster) Close() error {
 	c.closeOnce.Do(func() {
+		c.closed.Store(true)
 		var errs []error
 		if c.router != nil {
 			c.router.Close()
@@ -304,6 +321,10 @@ func (c *Cluster) Close() error {
 		}
 		if c.zk != nil {
 			if err := c.zk.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		} else if len(c.zkAddrs) > 0 {
+			if err := c.removeRoot(); err != nil {
 				errs = append(errs, err)
 			}
 		}

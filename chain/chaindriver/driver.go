@@ -43,7 +43,11 @@ const (
 const (
 	startWait  = 60 * time.Second
 	routerWait = 10 * time.Second // the router's ZooKeeper session timeout
-	closeGrace = 5 * time.Second  // SIGTERM, then SIGKILL
+	// closeGrace bounds a node's exit after SIGTERM before it is SIGKILLed.
+	// A node exits in milliseconds (it closes its session, which takes its
+	// ephemerals, the master's election znode among them); the grace is
+	// for a node that is stuck, and a stuck node loses nothing to a kill.
+	closeGrace = 2 * time.Second
 )
 
 func init() {
@@ -245,7 +249,7 @@ func (d *Driver) StartCluster(ctx context.Context, env harness.Env) (_ *Cluster,
 	if env.Log == nil {
 		env.Log = io.Discard
 	}
-	c := &Cluster{env: env, placement: s.placement}
+	c := &Cluster{env: env, placement: s.placement, root: runRoot(env.Dir), zkKilled: map[int]bool{}, deadSeen: map[string]time.Time{}}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -259,6 +263,8 @@ func (d *Driver) StartCluster(ctx context.Context, env harness.Env) (_ *Cluster,
 			return nil, fmt.Errorf("chain cluster: %w", err)
 		}
 		c.zkAddrs = c.zk.Addrs()
+	} else if err := c.clearRoot(ctx); err != nil {
+		return nil, fmt.Errorf("chain cluster: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Join(env.Dir, "nodes"), 0o755); err != nil {
 		return nil, fmt.Errorf("chain cluster: %w", err)
@@ -278,7 +284,7 @@ func (d *Driver) StartCluster(ctx context.Context, env harness.Env) (_ *Cluster,
 			return nil, err
 		}
 	}
-	c.router, err = chain.NewRouter(ctx, c.zkAddrs, s.placement.Chains, routerWait)
+	c.router, err = chain.NewRouterAt(ctx, c.root, c.zkAddrs, s.placement.Chains, routerWait)
 	if err != nil {
 		return nil, fmt.Errorf("chain cluster: %w", err)
 	}
@@ -300,8 +306,8 @@ func (d *Driver) StartCluster(ctx context.Context, env harness.Env) (_ *Cluster,
 			return nil, err
 		}
 	}
-	fmt.Fprintf(env.Log, "chain: %d nodes serving %d chains of %d (ZooKeeper %s)\n",
-		s.nodes, s.placement.Chains, s.placement.Replicas, strings.Join(c.zkAddrs, ","))
+	fmt.Fprintf(env.Log, "chain: %d nodes serving %d chains of %d (ZooKeeper %s, under %s)\n",
+		s.nodes, s.placement.Chains, s.placement.Replicas, strings.Join(c.zkAddrs, ","), c.root)
 	return c, nil
 }
 
@@ -312,7 +318,7 @@ func (c *Cluster) nodeArgs(s settings, id int) []string {
 		"--id", strconv.Itoa(id), "--listen", c.pc.PeerListen(id), "--data-dir", c.pc.DataDir(id),
 		"--zk", c.pc.ZKConnect(id),
 		"--chains", strconv.Itoa(s.placement.Chains), "--replicas", strconv.Itoa(s.placement.Replicas),
-		"--nodes", strconv.Itoa(s.nodes), "--session-timeout", s.session.String()}
+		"--nodes", strconv.Itoa(s.nodes), "--session-timeout", s.session.String(), "--zk-root", c.root}
 	if c.env.NoFsync {
 		args = append(args, "--no-fsync")
 	}

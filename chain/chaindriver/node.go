@@ -27,6 +27,8 @@ type nodeFlags struct {
 	replicas       int
 	nodes          int
 	sessionTimeout time.Duration
+	detectTimeout  time.Duration
+	root           string
 	peers          []string
 	noFsync        bool
 	bug            string
@@ -51,6 +53,8 @@ func nodeFlagSet(f *nodeFlags) *pflag.FlagSet {
 	fs.IntVar(&f.replicas, "replicas", DefaultReplicas, "nodes per chain (the same on every node)")
 	fs.IntVar(&f.nodes, "nodes", 3, "number of nodes the chains rotate over (the same on every node)")
 	fs.DurationVar(&f.sessionTimeout, "session-timeout", 4*time.Second, "ZooKeeper session timeout: the failure-detection time")
+	fs.DurationVar(&f.detectTimeout, "detect-timeout", 0, "how long a successor may be silent, or behind without progress, before it is reported to the master (0: half the session timeout)")
+	fs.StringVar(&f.root, "zk-root", chain.RootPath, "ZooKeeper znode under which the store keeps its nodes, chains and master election")
 	fs.StringSliceVar(&f.peers, "peers", nil, "id=host:port of peers to dial at an address other than their configured one")
 	fs.BoolVar(&f.noFsync, "no-fsync", false, "skip fsync (measurements only: unsafe)")
 	fs.StringVar(&f.bug, "bug", "", "plant a seeded bug (tests only): "+strings.Join(chain.KnownBugs(), ", "))
@@ -96,13 +100,19 @@ func (d *Driver) NodeMain(ctx context.Context, args []string) error {
 	if err := chain.CheckSessionTimeout(f.sessionTimeout); err != nil {
 		return usageErrorf("--session-timeout: %v", err)
 	}
+	if err := chain.CheckRoot(f.root); err != nil {
+		return usageErrorf("--zk-root: %v", err)
+	}
+	if f.detectTimeout < 0 {
+		return usageErrorf("--detect-timeout must not be negative, got %v", f.detectTimeout)
+	}
 	peers, err := parsePeers(f.peers)
 	if err != nil {
 		return err
 	}
 	return chain.Run(ctx, chain.RunConfig{
 		ID: f.id, Listen: f.listen, DataDir: f.dataDir, NoFsync: f.noFsync,
-		ZK: zkrecipes.SplitAddrs(f.zk), SessionTimeout: f.sessionTimeout,
+		ZK: zkrecipes.SplitAddrs(f.zk), SessionTimeout: f.sessionTimeout, DetectTimeout: f.detectTimeout, Root: f.root,
 		Placement: placement, Bug: f.bug, PeerAddrs: peers,
 	})
 }

@@ -93,12 +93,61 @@
 //     enumerates them on small histories); the search then meets operations
 //     in an order closer to the true one and finds more places to cut.
 //
+// # Appends
+//
+// On a key with appends, a state is a base (the value of the last put or
+// swapped cas, or "" when appends started from an absent key) followed by
+// the appended values in the order applied. decoder parses a state seen (a
+// read's output, a swapped cas's expected value) over the key's put and cas
+// values and its append values; when there is exactly one parse, it is
+// what happened: the real state was made by some such sequence, and there
+// is only one. Nothing below needs values to be unique; a value with
+// several writers, or a state with several parses, simply names nothing.
+//
+//   - Bounding: each write a decoded state names (its base's writer, each
+//     append) took effect before the observer returned, so its return is
+//     lowered to the earliest such observer's, and the observer's call is
+//     raised to the latest named write's call (exact, as above).
+//   - Order: consecutive writes of one decoded state were applied with no
+//     state change between them (a, then b right after): b's call is
+//     raised to a's, a's return lowered to b's; a swapped cas comes right
+//     after the write whose state it expected.
+//   - Clusters generalised: a write that certainly took effect (ok, or an
+//     unknown one some decoded state names) and the reads whose decoded
+//     state it made last are contiguous in every linearization (states
+//     never recur: a recurrence would be a second production of the same
+//     string, and the parse is unique), and adjacent clusters (the Order
+//     pairs) merge into one contiguous run. The bounds of "Value
+//     clusters" then apply unchanged (narrowByClusters).
+//   - Pruning: an unknown write w is dropped unless its value shows in a
+//     decoded state, or inside a state that did not decode or a cas's
+//     expected value that did not (by substring), or some completed cas
+//     that did not swap may need w to explain it. In a linearization the
+//     operations between w and the next reset would all see w's value, so
+//     none is a read or a swapping cas, and removing w changes only states
+//     nobody looks at, except a non-swapping cas c whose expected value
+//     equals the state without w. That needs c to return after w's call,
+//     and c's expected value to be a state that may still hold at w's call:
+//     one with no parse never holds, and one whose last write x was
+//     certainly followed by a write that returned at r (an Order pair, or
+//     a write that began after x returned) was gone by r. So w is kept when
+//     some such c has min(c's return, r) ≥ w's call.
+//   - Segments also cut where a read began after every state change of the
+//     segment returned: that read saw the state the segment leaves.
+//   - Witness: before searching, each segment is walked in time order,
+//     taking reads as soon as legal, applying writes at their return
+//     unless a read needs them first (its decoded state says which pending
+//     writes, in which order). An Ok comes only with a complete sequence of
+//     legal model steps, each inside its (narrowed) interval: a
+//     linearization, so it needs no further argument; when the walk gets
+//     stuck the segment is searched as before.
+//
 // These rules narrow the intervals the search sees; the visualization draws
 // those, and each operation's tooltip gives its recorded times and which
-// rule narrowed it. Keys with appends or repeated values get none of these
-// rules (an appended value is not the state, and a repeated value does not
-// name its writer); the Jepsen etcd histories in the tests repeat values and
-// exercise that path. Result.Pruned and Result.Bounded count the unknown
+// rule narrowed it. Keys with appends get the rules of "Appends" above
+// instead; keys without appends whose values repeat get none (a repeated
+// value does not name its writer); the Jepsen etcd histories in the tests
+// repeat values and exercise that path. Result.Pruned and Result.Bounded count the unknown
 // writes pruned and bounded. Finally, on every key:
 //
 //   - Segments: a key is cut where every operation before the cut returned

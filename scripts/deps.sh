@@ -5,6 +5,11 @@
 #     pulls libzookeeper-java), installed only when missing. Never `zookeeperd`:
 #     its postinst starts a system ZooKeeper on :2181. chainraft starts its own
 #     servers from the jars (internal/zkserver).
+#   - Debian's etcd-server (etcd 3.4, /usr/bin/etcd) for `--store etcd`,
+#     installed only when missing. Its package enables a system etcd on
+#     :2379; chainraft never uses it, so the install runs with a policy-rc.d
+#     that forbids starting services (unless one is already in place), and
+#     the service is stopped and disabled afterwards where systemd runs.
 #   - the Go module dependencies (go mod download).
 #
 # Works as root (CI containers) or with sudo; prints every step it takes.
@@ -44,6 +49,48 @@ else
 	have_java || { say "java still missing after install" >&2; exit 1; }
 	have_zk_jars || { say "ZooKeeper jars still missing after install" >&2; exit 1; }
 	say "installed: $(command -v java), /usr/share/java/zookeeper.jar"
+fi
+
+have_etcd() { [ -x /usr/bin/etcd ] || command -v etcd >/dev/null 2>&1; }
+
+if have_etcd; then
+	say "etcd is installed: $(command -v etcd || echo /usr/bin/etcd)"
+else
+	if ! command -v apt-get >/dev/null 2>&1; then
+		say "etcd is missing and there is no apt-get: install etcd 3.4+ yourself (set ETCD to its path if not in PATH)" >&2
+		exit 1
+	fi
+	if [ "$(id -u)" -ne 0 ] && [ -z "$SUDO" ]; then
+		say "need root or sudo to apt-get install etcd-server" >&2
+		exit 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	# No service may start during the install: a policy-rc.d that says
+	# 101 ("action forbidden"), ours only if none is there already.
+	ours_policy=""
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		say "adding a temporary /usr/sbin/policy-rc.d so the package starts no etcd service"
+		printf '#!/bin/sh\n# chainraft scripts/deps.sh: no service starts during the install\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+		$SUDO chmod 755 /usr/sbin/policy-rc.d
+		ours_policy=yes
+	fi
+	say "running: $SUDO apt-get update"
+	$SUDO apt-get update || { [ -n "$ours_policy" ] && $SUDO rm -f /usr/sbin/policy-rc.d; exit 1; }
+	say "running: $SUDO apt-get install -y --no-install-recommends etcd-server"
+	$SUDO apt-get install -y --no-install-recommends etcd-server || { [ -n "$ours_policy" ] && $SUDO rm -f /usr/sbin/policy-rc.d; exit 1; }
+	if [ -n "$ours_policy" ]; then
+		$SUDO rm -f /usr/sbin/policy-rc.d
+	fi
+	have_etcd || { say "etcd still missing after install" >&2; exit 1; }
+	say "installed: $(command -v etcd || echo /usr/bin/etcd)"
+fi
+# Whatever installed it, no system etcd may run: chainraft starts its own
+# on free ports and never depends on one.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+	if systemctl is-active --quiet etcd 2>/dev/null || systemctl is-enabled --quiet etcd 2>/dev/null; then
+		say "running: $SUDO systemctl disable --now etcd (the package's system service)"
+		$SUDO systemctl disable --now etcd || true
+	fi
 fi
 
 if command -v go >/dev/null 2>&1; then

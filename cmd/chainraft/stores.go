@@ -5,6 +5,8 @@ package main
 // new folder with its driver and one line here.
 import (
 	_ "github.com/chainraft/chainraft/chain/chaindriver"
+	_ "github.com/chainraft/chainraft/etcd"
 	_ "github.com/chainraft/chainraft/kv/memdriver"
 	_ "github.com/chainraft/chainraft/raftkv/raftdriver"
+	_ "github.com/chainraft/chainraft/zookeeper"
 )

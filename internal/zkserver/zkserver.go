@@ -46,6 +46,19 @@ type Config struct {
 	StartTimeout time.Duration
 	// JavaOpts are extra JVM options.
 	JavaOpts []string
+	// PeerAddrs, when set, gives the addresses server from dials to reach
+	// server to's quorum and election ports (ids are myids, 1-based), given
+	// where to listens. A server binds the addresses of its own server.N
+	// line and dials those of the others' lines, so each server's zoo.cfg
+	// can name other addresses for its peers — the nemesis's proxies — and
+	// server-to-server links can then be cut. Nil: every server dials
+	// where the others listen. It may be called again with new listen
+	// addresses if a start is retried on new ports.
+	PeerAddrs func(from, to int, quorum, election string) (string, string)
+	// CPUs, when positive, is each server's CPU quota in cores
+	// (proc.Spec.CPUs): the zookeeper store's nodes are these servers, and
+	// --node-cpus must hold for them as for any store's nodes.
+	CPUs float64
 }
 
 // Ensemble is a running set of ZooKeeper servers started by this package.
@@ -53,8 +66,10 @@ type Ensemble struct {
 	cfg     Config
 	zkDir   string
 	clients []string // client address per server
-	servers []*proc.Process
-	group   proc.Group
+	// quorum and election are where each server listens for its peers.
+	quorum, election []string
+	servers          []*proc.Process
+	group            proc.Group
 
 	mu     sync.Mutex
 	closed bool
@@ -190,11 +205,26 @@ func start(ctx context.Context, cfg Config, inst Installation, dir string) (*Ens
 		return nil, err
 	}
 	e := &Ensemble{cfg: cfg, zkDir: dir}
-	var servers strings.Builder
-	if n > 1 {
-		for i := 0; i < n; i++ {
-			fmt.Fprintf(&servers, "server.%d=127.0.0.1:%s:%s\n", i+1, port(ports[3*i+1]), port(ports[3*i+2]))
+	e.quorum = make([]string, n)
+	e.election = make([]string, n)
+	for i := 0; i < n; i++ {
+		e.quorum[i], e.election[i] = ports[3*i+1], ports[3*i+2]
+	}
+	// servers is server from's view of the ensemble: its own line where it
+	// listens, the others where it dials them (Config.PeerAddrs).
+	servers := func(from int) string {
+		if n == 1 {
+			return ""
 		}
+		var b strings.Builder
+		for i := 0; i < n; i++ {
+			q, el := e.quorum[i], e.election[i]
+			if i != from && cfg.PeerAddrs != nil {
+				q, el = cfg.PeerAddrs(from+1, i+1, q, el)
+			}
+			fmt.Fprintf(&b, "server.%d=%s:%s\n", i+1, q, port(el))
+		}
+		return b.String()
 	}
 	tick := cfg.TickTime.Milliseconds()
 	if tick < 1 {
@@ -224,7 +254,7 @@ admin.enableServer=false
 4lw.commands.whitelist=ruok,srvr,stat,mntr,conf
 minSessionTimeout=%d
 maxSessionTimeout=%d
-%s`, tick, data, port(client), 2*tick, 120*tick, servers.String())
+%s`, tick, data, port(client), 2*tick, 120*tick, servers(i))
 		cfgPath := filepath.Join(sdir, "zoo.cfg")
 		if err := os.WriteFile(cfgPath, []byte(zooCfg), 0o644); err != nil {
 			return nil, err
@@ -251,6 +281,7 @@ maxSessionTimeout=%d
 			Args:    args,
 			Dir:     sdir,
 			LogPath: filepath.Join(dir, strconv.Itoa(i)+".log"),
+			CPUs:    cfg.CPUs,
 		}
 	}
 	for i := 0; i < n; i++ {

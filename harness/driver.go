@@ -82,6 +82,12 @@ type Env struct {
 	// SpareNodes is how many nodes a run may add beyond Nodes (member
 	// faults that add fresh ids): their ports and proxies are wired at start.
 	SpareNodes int
+	// PowerFS, set when the schedule has power faults, puts every node's
+	// data directory on a filesystem that can lose what was not synced
+	// (internal/powerfs, through proccluster.Config.PowerFS), so that a
+	// power fault drops it. Off otherwise, so that other runs measure the
+	// store on the bare disk.
+	PowerFS bool
 }
 
 // Optional capabilities of a Driver.

@@ -13,6 +13,14 @@
 // raft node learns a new member's address from the log: one address for
 // every dialer, which would bypass the per-link proxies.
 //
+// Power. When the schedule has a power fault, Env.PowerFS asks the driver
+// to mount every node's data directory on internal/powerfs (proccluster
+// does it for every driver of node processes), so that the fault can drop
+// what a node wrote and did not sync. Power faults need FUSE: a run that
+// names them where it is missing is refused before anything starts (exit
+// 2, with the reason); "all" leaves them out there. The mounts a harness
+// killed with SIGKILL leaves are swept by the next run's proccluster.
+//
 // Targets. A store's cluster adapts itself to nemesis.Target
 // (TargetCluster); roles are the driver's (FaultDriver), checked against the
 // schedule before the run starts, resolved when the fault is injected and
@@ -50,6 +58,7 @@ import (
 	"time"
 
 	"github.com/chainraft/chainraft/histories"
+	"github.com/chainraft/chainraft/internal/powerfs"
 	"github.com/chainraft/chainraft/nemesis"
 )
 
@@ -140,6 +149,9 @@ func (n NemesisConfig) steps(cfg RunConfig, seed int64) ([]nemesis.Step, error) 
 			// reads "all").
 			asked = slices.DeleteFunc(slices.Clone(asked), func(k string) bool { return k == "all" })
 			for _, k := range kinds {
+				if k == nemesis.KindPower && powerAvailable() != nil {
+					continue // "all" where it is available
+				}
 				if k != nemesis.KindDelay && !slices.Contains(asked, k) {
 					asked = append(asked, k)
 				}
@@ -172,9 +184,20 @@ func (n NemesisConfig) steps(cfg RunConfig, seed int64) ([]nemesis.Step, error) 
 		if err := checkRole(cfg.Store, fd.Roles(), st.Fault.Role); err != nil {
 			return nil, fmt.Errorf("%w: fault %d (%s): %v", ErrInvalidConfig, st.ID, st.Fault.Describe(), err)
 		}
+		if st.Fault.Kind == nemesis.KindPower {
+			if err := powerAvailable(); err != nil {
+				return nil, fmt.Errorf("%w: fault %d (%s): power faults need a filesystem that can lose unsynced writes: %v",
+					ErrInvalidConfig, st.ID, st.Fault.Describe(), err)
+			}
+		}
 	}
 	return steps, nil
 }
+
+// powerAvailable reports why power faults cannot run here (no FUSE, or
+// neither root nor fusermount3), or nil. A variable so that tests can
+// pretend either way.
+var powerAvailable = powerfs.Available
 
 // newNemesis prepares the schedule, and the network when a step needs one,
 // and points cfg.Cluster at them. It runs before the run directory exists,
@@ -201,6 +224,9 @@ func newNemesis(runCtx context.Context, cfg *RunConfig, seed int64) (*nemesisSid
 		}
 		if st.Fault.Kind == nemesis.KindMember {
 			members++
+		}
+		if st.Fault.Kind == nemesis.KindPower {
+			cfg.Cluster.PowerFS = true
 		}
 	}
 	s.info.Proxied = s.net != nil

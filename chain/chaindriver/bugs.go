@@ -73,5 +73,6 @@ func (d *Driver) SeededBugs() []harness.SeededBug {
 			ReadFraction: 0.9,
 			RunTime:      12 * time.Second,
 		},
+		noFsyncBug(),
 	}
 }

@@ -188,7 +188,7 @@ func (d *Driver) settings(env harness.Env) (settings, error) {
 	if err := chain.CheckSessionTimeout(s.session); err != nil {
 		return s, err
 	}
-	if _, err := chain.ParseBug(env.Bug); err != nil {
+	if err := checkBug(env.Bug); err != nil {
 		return s, fmt.Errorf("--bug: %w", err)
 	}
 	s.placement = chain.Placement{Chains: chains, Replicas: replicas, Nodes: s.nodes}
@@ -220,10 +220,11 @@ func (d *Driver) Roles() []harness.Role {
 
 // FaultKinds implements harness.FaultDriver: every kind. zk-kill needs the
 // ensemble the harness started (with --zk there is none to kill, and the
-// nemesis skips it); member is a planned departure (Target.RemoveMember).
+// nemesis skips it); member is a planned departure (Target.RemoveMember);
+// power cuts the nodes, not ZooKeeper (power.go).
 func (d *Driver) FaultKinds() []string {
 	return []string{nemesis.KindKill, nemesis.KindPause, nemesis.KindPartition, nemesis.KindZKPartition,
-		nemesis.KindZKKill, nemesis.KindMember, nemesis.KindDelay}
+		nemesis.KindZKKill, nemesis.KindMember, nemesis.KindDelay, nemesis.KindPower}
 }
 
 // Start implements harness.Driver: ZooKeeper (unless d.ZK), the nodes, the
@@ -275,7 +276,7 @@ func (d *Driver) StartCluster(ctx context.Context, env harness.Env) (_ *Cluster,
 	// stays direct: it is the observer, not a party. A chain member fault
 	// brings the same node back, so no spare ids are wired.
 	c.pc, err = proccluster.New(proccluster.Config{Store: Name, Dir: env.Dir, Nodes: s.nodes,
-		CPUs: env.NodeCPUs, Network: env.Network, ZK: c.zkAddrs, Log: env.Log})
+		CPUs: env.NodeCPUs, Network: env.Network, ZK: c.zkAddrs, Log: env.Log, PowerFS: env.PowerFS})
 	if err != nil {
 		return nil, err
 	}
@@ -319,11 +320,12 @@ func (c *Cluster) nodeArgs(s settings, id int) []string {
 		"--zk", c.pc.ZKConnect(id),
 		"--chains", strconv.Itoa(s.placement.Chains), "--replicas", strconv.Itoa(s.placement.Replicas),
 		"--nodes", strconv.Itoa(s.nodes), "--session-timeout", s.session.String(), "--zk-root", c.root}
-	if c.env.NoFsync {
+	bug, noFsync := nodeBug(c.env)
+	if noFsync {
 		args = append(args, "--no-fsync")
 	}
-	if c.env.Bug != "" {
-		args = append(args, "--bug", c.env.Bug)
+	if bug != "" {
+		args = append(args, "--bug", bug)
 	}
 	if c.pc.Proxied() {
 		// --peers only overrides where the node dials its peers; the

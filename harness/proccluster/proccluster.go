@@ -12,9 +12,20 @@
 // peer's address from its log, one address for every dialer, which would
 // bypass per-link proxies made later.
 //
+// Power. With Config.PowerFS every node's data directory is mounted on
+// internal/powerfs before the node first starts, served from the harness
+// process (a SIGKILLed node must not take its disk down), so that
+// LoseUnsynced can drop what a killed node wrote and did not sync: the
+// nemesis's power fault, which every driver of this package gets by adding
+// "power" to its FaultKinds. Close unmounts every disk after the processes
+// are gone and puts each node's files back in <Dir>/nodes/<id>/. New sweeps
+// the mounts a harness killed with SIGKILL left behind (powerfs.Sweep),
+// whether or not this run mounts any.
+//
 // Goroutines: none of its own; each process has the waiter goroutine
-// internal/proc gives it. Close kills every process, releases every port
-// and is idempotent.
+// internal/proc gives it, and each disk the FUSE server goroutines
+// powerfs gives it, ended by Close. Close kills every process, unmounts
+// every disk, releases every port and is idempotent.
 package proccluster
 
 import (
@@ -30,6 +41,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chainraft/chainraft/internal/powerfs"
 	"github.com/chainraft/chainraft/internal/proc"
 	"github.com/chainraft/chainraft/nemesis"
 )
@@ -56,6 +68,9 @@ type Config struct {
 	ZK []string
 	// Log receives a line per node started.
 	Log io.Writer
+	// PowerFS mounts every node's data directory on powerfs before the
+	// node first starts, for power faults (LoseUnsynced).
+	PowerFS bool
 }
 
 // Cluster is a set of node processes. Its methods are safe for concurrent
@@ -72,6 +87,11 @@ type Cluster struct {
 	// down holds the nodes the harness took down itself (Kill, Stop), so
 	// that Unplanned can tell them from nodes that died on their own.
 	down map[int]bool
+	// disks are the nodes' powerfs mounts (PowerFS); diskMu serializes
+	// mounting, power cuts and unmounting, which take milliseconds, apart
+	// from mu.
+	diskMu sync.Mutex
+	disks  map[int]*powerfs.Disk
 
 	closeOnce sync.Once
 	closeErr  error
@@ -85,6 +105,18 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
+	// What a harness killed by SIGKILL left mounted: its FUSE servers died
+	// with it, and their mountpoints answer ENOTCONN until detached.
+	if swept, err := powerfs.Sweep(); err != nil {
+		fmt.Fprintf(cfg.Log, "warning: %v\n", err)
+	} else if len(swept) > 0 {
+		fmt.Fprintf(cfg.Log, "%s: detached %d powerfs mount(s) a killed harness left: %s\n", cfg.Store, len(swept), strings.Join(swept, ", "))
+	}
+	if cfg.PowerFS {
+		if err := powerfs.Available(); err != nil {
+			return nil, fmt.Errorf("%s cluster: power faults: %w", cfg.Store, err)
+		}
+	}
 	ids := cfg.Nodes + max(cfg.Spares, 0)
 	n := ids
 	if cfg.ClientPorts {
@@ -94,7 +126,7 @@ func New(cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s cluster: %w", cfg.Store, err)
 	}
-	c := &Cluster{cfg: cfg, ports: ports, peer: map[int]string{}, client: map[int]string{}, procs: map[int]*proc.Process{}, down: map[int]bool{}}
+	c := &Cluster{cfg: cfg, ports: ports, peer: map[int]string{}, client: map[int]string{}, procs: map[int]*proc.Process{}, down: map[int]bool{}, disks: map[int]*powerfs.Disk{}}
 	for i := 0; i < ids; i++ {
 		c.peer[i+1] = addrs[i]
 		c.client[i+1] = addrs[i]
@@ -195,6 +227,9 @@ func (c *Cluster) Start(id int, path string, args, env []string) error {
 	if dup {
 		return fmt.Errorf("%s cluster: node %d started twice", c.cfg.Store, id)
 	}
+	if err := c.mountDisk(id); err != nil {
+		return err
+	}
 	c.ports.Release(c.peer[id])
 	c.ports.Release(c.client[id])
 	p, err := proc.Start(proc.Spec{
@@ -209,6 +244,69 @@ func (c *Cluster) Start(id int, path string, args, env []string) error {
 	c.mu.Unlock()
 	fmt.Fprintf(c.cfg.Log, "%s: node %d started at %s (pid %d)\n", c.cfg.Store, id, c.peer[id], p.Pid())
 	return nil
+}
+
+// mountDisk mounts node id's data directory on powerfs (PowerFS), once.
+func (c *Cluster) mountDisk(id int) error {
+	if !c.cfg.PowerFS {
+		return nil
+	}
+	c.diskMu.Lock()
+	defer c.diskMu.Unlock()
+	if c.disks == nil {
+		return fmt.Errorf("%s cluster: closed", c.cfg.Store)
+	}
+	if c.disks[id] != nil {
+		return nil
+	}
+	d, err := powerfs.Mount(c.DataDir(id))
+	if err != nil {
+		return fmt.Errorf("%s cluster: node %d: %w", c.cfg.Store, id, err)
+	}
+	c.disks[id] = d
+	return nil
+}
+
+// LoseUnsynced cuts node id's power after a Kill: everything it wrote and
+// did not sync is gone when it restarts. It needs PowerFS (else an error
+// wrapping nemesis.ErrUnsupported) and a node that is not running.
+func (c *Cluster) LoseUnsynced(id int) error {
+	p, err := c.must(id)
+	if err != nil {
+		return err
+	}
+	if p.Running() {
+		return fmt.Errorf("%s cluster: node %d is running: kill it before cutting its power", c.cfg.Store, id)
+	}
+	c.diskMu.Lock()
+	defer c.diskMu.Unlock()
+	d := c.disks[id]
+	if d == nil {
+		return fmt.Errorf("%w: %s node %d's data directory is not on powerfs", nemesis.ErrUnsupported, c.cfg.Store, id)
+	}
+	began := time.Now()
+	st := d.Stats()
+	if err := d.LoseUnsynced(); err != nil {
+		return fmt.Errorf("%s cluster: node %d: %w", c.cfg.Store, id, err)
+	}
+	fmt.Fprintf(c.cfg.Log, "%s: node %d lost its unsynced writes (%d files, %d bytes to restore, %d names kept) in %v\n",
+		c.cfg.Store, id, st.DirtyFiles, st.UndoBytes, st.Graved, time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// closeDisks unmounts every disk, its processes gone, and puts its files
+// back in the node's data directory.
+func (c *Cluster) closeDisks() error {
+	c.diskMu.Lock()
+	defer c.diskMu.Unlock()
+	var errs []error
+	for id, d := range c.disks {
+		if err := d.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("node %d: %w", id, err))
+		}
+	}
+	c.disks = nil
+	return errors.Join(errs...)
 }
 
 // IDs lists the nodes started so far, sorted.
@@ -433,6 +531,9 @@ func (c *Cluster) Close(grace time.Duration) error {
 			}()
 		}
 		wg.Wait()
+		if err := c.closeDisks(); err != nil {
+			errs = append(errs, err)
+		}
 		c.ports.Close()
 		c.closeErr = errors.Join(errs...)
 	})
@@ -482,6 +583,9 @@ func (t *Target) Kill(_ context.Context, id int) error { return t.C.Kill(id) }
 
 // Restart implements nemesis.Target.
 func (t *Target) Restart(_ context.Context, id int) error { return t.C.Restart(id) }
+
+// LoseUnsynced implements nemesis.PowerCutter.
+func (t *Target) LoseUnsynced(_ context.Context, id int) error { return t.C.LoseUnsynced(id) }
 
 // Pause implements nemesis.Target.
 func (t *Target) Pause(_ context.Context, id int) error { return t.C.Pause(id) }

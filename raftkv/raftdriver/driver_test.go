@@ -54,12 +54,12 @@ func TestDeclarations(t *testing.T) {
 		require.NotEmpty(t, b.Faults, "%s: every raft bug needs a fault to show", b.Name)
 		for _, f := range b.Faults {
 			require.Contains(t, d.FaultKinds(), f.Kind, "%s: a fault the driver takes", b.Name)
-			require.True(t, slices.ContainsFunc(roles, func(r harness.Role) bool { return r.Name == f.Role }),
-				"%s: role %q is one of the driver's", b.Name, f.Role)
+			require.True(t, f.Role == nemesis.RoleAll || slices.ContainsFunc(roles, func(r harness.Role) bool { return r.Name == f.Role }),
+				"%s: role %q is one of the driver's (or every node)", b.Name, f.Role)
 		}
 		require.NoError(t, d.Validate(harness.Env{Bug: b.Name}), "%s: the nodes take it", b.Name)
 	}
-	require.Equal(t, raftkv.KnownBugs(), names)
+	require.Equal(t, append(raftkv.KnownBugs(), raftdriver.BugNoFsync), names)
 }
 
 func TestValidate(t *testing.T) {

@@ -10,6 +10,10 @@
 #     :2379; chainraft never uses it, so the install runs with a policy-rc.d
 #     that forbids starting services (unless one is already in place), and
 #     the service is stopped and disabled afterwards where systemd runs.
+#   - fuse3 (fusermount3) for power faults (internal/powerfs), installed
+#     only when missing: as root the harness mounts FUSE directly and needs
+#     only /dev/fuse, but without root go-fuse mounts through fusermount3.
+#     Power faults are optional, so a failure here is a warning.
 #   - the Go module dependencies (go mod download).
 #
 # Works as root (CI containers) or with sudo; prints every step it takes.
@@ -91,6 +95,25 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 		say "running: $SUDO systemctl disable --now etcd (the package's system service)"
 		$SUDO systemctl disable --now etcd || true
 	fi
+fi
+
+if command -v fusermount3 >/dev/null 2>&1; then
+	say "fuse3 is installed: $(command -v fusermount3)"
+elif ! command -v apt-get >/dev/null 2>&1; then
+	say "warning: no fusermount3 and no apt-get: power faults need root or FUSE 3's fusermount3" >&2
+elif [ "$(id -u)" -ne 0 ] && [ -z "$SUDO" ]; then
+	say "warning: need root or sudo to apt-get install fuse3 (power faults without root)" >&2
+else
+	export DEBIAN_FRONTEND=noninteractive
+	say "running: $SUDO apt-get install -y --no-install-recommends fuse3"
+	if ! $SUDO apt-get install -y --no-install-recommends fuse3; then
+		say "running: $SUDO apt-get update"
+		$SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends fuse3 ||
+			say "warning: could not install fuse3: power faults need root without it" >&2
+	fi
+fi
+if [ ! -e /dev/fuse ]; then
+	say "warning: no /dev/fuse: power faults are unavailable here (containers need --device /dev/fuse)" >&2
 fi
 
 if command -v go >/dev/null 2>&1; then

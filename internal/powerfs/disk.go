@@ -183,6 +183,8 @@ func Available() error {
 }
 
 func probe() error {
+	// As root go-fuse opens /dev/fuse itself; otherwise fusermount3 opens
+	// it with the caller's rights (it is world-writable on a usual host).
 	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("FUSE is unavailable: %v", err)

@@ -30,6 +30,12 @@
 // at start): the proxy they dial if the log ever adds that id. Without the
 // network there are no proxies and an added node takes any free port.
 //
+// Power. Power faults are proccluster's too (data directories on
+// internal/powerfs when env.PowerFS); the driver only declares the kind.
+// Its own seeded bug no-fsync runs the nodes with --no-fsync instead of
+// passing --bug: raftkv's switch is the mechanism, the harness's table
+// (SeededBugs) names it a bug, exposed by a power cut of every node.
+//
 // Membership. Raft never reuses a node id: a member fault removes a node by
 // conf change and its heal adds a fresh id with an empty data directory,
 // which catches up from the leader. Target records the replacement

@@ -82,23 +82,27 @@ type CompareResult struct {
 	Runs []CompareRun
 	// Rows is the side-by-side table, one value per run.
 	Rows []report.CompareRow
+	// Roles maps each store's roles onto the others' (RoleTable).
+	Roles []RoleRow
 }
 
 // compareFile is compare.json.
 type compareFile struct {
-	Start        time.Time           `json:"start"`
-	Command      []string            `json:"command,omitempty"`
-	Seed         int64               `json:"seed"`
-	TimeLimitS   float64             `json:"time_limit_s"`
-	Clients      int                 `json:"clients"`
-	Keys         int                 `json:"keys"`
-	ReadFraction float64             `json:"read_fraction"`
-	ValueSize    int                 `json:"value_size,omitempty"`
-	Targets      string              `json:"targets"`
-	Faults       bool                `json:"faults"`
-	Verdict      string              `json:"verdict"`
-	Runs         []CompareRun        `json:"runs"`
-	Table        []report.CompareRow `json:"table"`
+	Start        time.Time `json:"start"`
+	Command      []string  `json:"command,omitempty"`
+	Seed         int64     `json:"seed"`
+	TimeLimitS   float64   `json:"time_limit_s"`
+	Clients      int       `json:"clients"`
+	Keys         int       `json:"keys"`
+	ReadFraction float64   `json:"read_fraction"`
+	ValueSize    int       `json:"value_size,omitempty"`
+	Targets      string    `json:"targets"`
+	Faults       bool      `json:"faults"`
+	Verdict      string    `json:"verdict"`
+	// Roles maps each store's roles onto the others' (RoleTable).
+	Roles []RoleRow           `json:"roles,omitempty"`
+	Runs  []CompareRun        `json:"runs"`
+	Table []report.CompareRow `json:"table"`
 }
 
 // Validate reports a comparison Compare would refuse, naming the field.
@@ -217,8 +221,8 @@ func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &CompareResult{Dir: dir}
 	ds, _ := cfg.drivers() // Validate checked them
+	res := &CompareResult{Dir: dir, Roles: RoleTable(ds)}
 	var runErr error
 	for i, d := range ds {
 		st := d.Name()
@@ -231,6 +235,7 @@ func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 		rc.Store, rc.Driver = st, d
 		rc.Cluster.ReadMode = readModeFor(d, rc.Cluster.ReadMode)
 		rc.Sidecars = slices.Clone(cfg.Run.Sidecars)
+		rc.Compare = dir
 		if i > 0 && cfg.Run.Nemesis.Enabled() {
 			first := filepath.Join(dir, res.Runs[0].Dir)
 			sched := filepath.Join(dir, "schedule-"+linkName(st, res.Runs)+".jsonl")
@@ -288,7 +293,7 @@ func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 		TimeLimitS: cfg.Run.TimeLimit.Seconds(), Clients: cfg.Run.Clients, Keys: cfg.Run.Workload.Keys,
 		ReadFraction: cfg.Run.Workload.ReadFraction, ValueSize: cfg.Run.Workload.ValueSize,
 		Targets: cfg.Targets, Faults: cfg.Run.Nemesis.Enabled(), Verdict: res.Verdict(),
-		Runs: res.Runs, Table: res.Rows,
+		Roles: res.Roles, Runs: res.Runs, Table: res.Rows,
 	}
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
@@ -300,6 +305,11 @@ func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 	if err := report.WriteCompare(dir); err != nil {
 		// Like a run's report: the numbers are in compare.json already.
 		fmt.Fprintf(progress, "warning: compare.html: %v\n", err)
+	}
+	// The runs rewrote the index before compare.html existed: again, so it
+	// links this comparison.
+	if err := report.WriteIndex(base.Out); err != nil {
+		fmt.Fprintf(progress, "warning: %s: %v\n", filepath.Join(base.Out, "index.html"), err)
 	}
 	return res, runErr
 }

@@ -71,6 +71,9 @@ type RunConfig struct {
 	// EndChecks runs the end-of-run checks (harness/checks.go) after the
 	// workload even without a nemesis; with one they always run.
 	EndChecks bool
+	// Compare is the directory of the comparison this run is part of
+	// (set by Compare): summary.json and the report link back to it.
+	Compare string
 }
 
 // Sidecar is work that runs alongside the workload against the same cluster
@@ -115,6 +118,11 @@ const (
 	// client stuck in a store call that ignores its deadline.
 	stopGrace = 5 * time.Second
 )
+
+// MaxValueSize bounds --value-size: a cas's history line holds its
+// expected and its new value, and the checker refuses lines over 1 MiB, so
+// a run must never record one (values are ASCII: no escaping grows them).
+const MaxValueSize = 256 << 10
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
@@ -202,6 +210,9 @@ func (c RunConfig) Validate() error {
 	}
 	if err := c.Workload.Validate(); err != nil {
 		return bad("%v", err)
+	}
+	if c.Workload.ValueSize > MaxValueSize {
+		return bad("value size %d is above %d bytes: the history's lines would be longer than its checker reads", c.Workload.ValueSize, MaxValueSize)
 	}
 	if c.Cluster.Bug != "" {
 		if _, err := LookupBug(c.Driver, c.Cluster.Bug); err != nil {
@@ -295,7 +306,7 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 	fmt.Fprintf(log, "run %s: store %s, %d clients, %d keys, seed %d, %v\n",
 		dir, cfg.Store, cfg.Clients, w.Keys, w.Seed, cfg.TimeLimit)
 
-	r := &runner{cfg: cfg, w: w, dir: dir, log: log, status: status, s: s, rec: histories.NewRecorder()}
+	r := &runner{cfg: cfg, w: w, dir: dir, log: log, status: status, s: s, rec: histories.NewRecorder(), started: time.Now()}
 	defer func() {
 		// A panic in Run itself: close what is open, leave a summary
 		// behind, and let the panic go on.
@@ -337,6 +348,11 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 	var annotations []histories.Annotation
 	for _, sc := range cfg.Sidecars {
 		annotations = append(annotations, sc.Finish(s, ops)...)
+	}
+	// availability: healthy throughput and unavailable time (availability.go).
+	s.Availability = availabilityOf(dir, ops, r.duration)
+	if cfg.Compare != "" {
+		s.Compare = relLink(dir, cfg.Compare)
 	}
 
 	if runErr == nil || errors.Is(runErr, ErrInfrastructure) {
@@ -415,7 +431,10 @@ type runner struct {
 	log    io.Writer
 	status *statusWriter
 	s      *Summary
-	rec    *histories.Recorder
+	// rec is replaced by a fresh recorder once the cluster serves, so the
+	// history's clock starts with the workload.
+	rec     *histories.Recorder
+	started time.Time // when the cluster started starting
 
 	mu      sync.Mutex
 	cluster Cluster
@@ -453,6 +472,12 @@ func (r *runner) run(ctx context.Context) error {
 	r.mu.Lock()
 	r.cluster = cluster
 	r.mu.Unlock()
+	// One clock: the history's, and so the nemesis's, the charts' and the
+	// progress lines', starts with the workload, not with the cluster's
+	// start-up, which is reported on its own (summary startup_s).
+	r.s.StartupS = time.Since(r.started).Seconds()
+	fmt.Fprintf(r.log, "cluster started in %.1fs; times from here on count from the workload's start\n", r.s.StartupS)
+	r.rec = histories.NewRecorder()
 
 	keys := KeyNames(r.w.Keys)
 	clients := make([]*client, r.cfg.Clients)
@@ -492,7 +517,7 @@ func (r *runner) run(ctx context.Context) error {
 		cpuBase = cm.NodeCPU()
 	}
 	fmt.Fprintf(r.log, "workload: %d clients for %v\n", len(clients), r.cfg.TimeLimit)
-	began := time.Now()
+	began := time.Now().Add(-time.Duration(r.rec.Now())) // the recorder's zero
 	for i, c := range clients {
 		clientsWG.Add(1)
 		go func() {

@@ -23,8 +23,15 @@ type Summary struct {
 	Seed    int64     `json:"seed"`
 	Start   time.Time `json:"start"`
 	// DurationS is the time the workload ran, in seconds: the divisor of
-	// every throughput.
+	// every throughput. Every other time in the run directory (history,
+	// nemesis log, charts, progress lines) counts from the workload's
+	// start too; StartupS is how long the cluster took to start before it,
+	// reported on its own so that it is neither hidden nor mixed in.
 	DurationS float64 `json:"duration_s"`
+	StartupS  float64 `json:"startup_s"`
+	// Compare is the comparison this run is part of: its directory,
+	// relative to the run directory ("../20261203T220523Z-compare").
+	Compare string `json:"compare,omitempty"`
 
 	Clients        int     `json:"clients"`
 	Keys           int     `json:"keys"`
@@ -48,8 +55,11 @@ type Summary struct {
 	OpsOK    int    `json:"ops_ok"`
 	OpsFail  int    `json:"ops_fail"`
 	OpsInfo  int    `json:"ops_info"`
-	// Throughput is ok operations per second of workload.
-	Throughput float64 `json:"throughput"`
+	// Throughput is ok operations per second of workload, faults and
+	// outages included: speed and availability mixed. Availability gives
+	// the two apart (availability.go).
+	Throughput   float64       `json:"throughput"`
+	Availability *Availability `json:"availability,omitempty"`
 	// ThroughputByOp is ok operations per second by kind (get, put, append, cas).
 	ThroughputByOp map[string]float64 `json:"throughput_by_op"`
 	// OpsByKind counts operations by kind and outcome: ops_by_kind.get.ok.

@@ -1,11 +1,25 @@
 package nemesis
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand"
+	"os"
 	"sort"
 	"strings"
 	"time"
+)
+
+// Bounds of a schedule, checked before a run starts: a fault needs time to
+// take hold and to heal (a kill and its restart take tens of milliseconds,
+// a partition's proxies as long), and a schedule of millions of steps is a
+// typo, not a test — --nemesis-interval 1ns once built steps until the
+// kernel killed the process.
+const (
+	MinInterval = 100 * time.Millisecond
+	MaxSteps    = 10000
 )
 
 // Step is one scheduled fault: injected At after the run's start, healed
@@ -78,8 +92,18 @@ func expandKind(k string) ([]string, error) {
 }
 
 // Generate makes a schedule from seed: the same seed and options give the
-// same steps, faults, roles and per-fault seeds.
+// same steps, faults, roles and per-fault seeds. An interval (or duration)
+// below MinInterval, or options that would make more than MaxSteps steps,
+// are refused before a step is made.
 func Generate(seed int64, o ScheduleOptions) ([]Step, error) {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"interval", o.Interval}, {"quiet", o.Quiet}, {"duration", o.Duration}} {
+		if d.v != 0 && d.v < MinInterval {
+			return nil, fmt.Errorf("nemesis: %s %v is below %v: a fault needs time to take hold and heal", d.name, d.v, MinInterval)
+		}
+	}
 	if o.Interval <= 0 {
 		o.Interval = 5 * time.Second
 	}
@@ -121,6 +145,13 @@ func Generate(seed int64, o ScheduleOptions) ([]Step, error) {
 		}
 	}
 
+	step := o.Duration + o.Interval
+	if o.Overlap {
+		step = o.Interval
+	}
+	if n := (o.Total - o.Quiet) / step; n > MaxSteps {
+		return nil, fmt.Errorf("nemesis: %d faults in %v at an interval of %v: more than %d", n, o.Total, o.Interval, MaxSteps)
+	}
 	rng := rand.New(rand.NewSource(seed))
 	var steps []Step
 	// Kinds are dealt in rounds, each a seeded shuffle of the pool, so that
@@ -168,5 +199,68 @@ func Generate(seed int64, o ScheduleOptions) ([]Step, error) {
 			at += o.Duration + o.Interval
 		}
 	}
+	return steps, nil
+}
+
+// ReadSchedule reads a schedule to replay from a nemesis.jsonl (a recorded
+// run's, or one written by hand or by harness.WriteSchedule) and checks
+// every step before anything runs: each inject line must carry its spec,
+// a fault kind this nemesis knows, well-formed fields, offsets that are
+// not negative, and a step id not seen before; and the file must hold at
+// least one step. Errors name the file and the line. Heal lines are
+// skipped (a recorded run's own heals), as are blank lines.
+func ReadSchedule(path string) ([]Step, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var steps []Step
+	seen := map[int]int{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for line := 1; sc.Scan(); line++ {
+		text := bytes.TrimSpace(sc.Bytes())
+		if len(text) == 0 {
+			continue
+		}
+		bad := func(format string, args ...any) error {
+			return fmt.Errorf("%s:%d: %s", path, line, fmt.Sprintf(format, args...))
+		}
+		var e Event
+		if err := json.Unmarshal(text, &e); err != nil {
+			return nil, bad("not a nemesis event: %v", err)
+		}
+		switch e.Event {
+		case PhaseHeal:
+			continue
+		case PhaseInject:
+		default:
+			return nil, bad("event %q is neither inject nor heal", e.Event)
+		}
+		if e.Spec == nil {
+			return nil, bad("inject of step %d has no spec: nothing to replay", e.Step)
+		}
+		if err := e.Spec.Validate(); err != nil {
+			return nil, bad("step %d: %v", e.Step, err)
+		}
+		if e.At < 0 || e.Duration < 0 {
+			return nil, bad("step %d: negative at (%v) or duration (%v)", e.Step, e.At, e.Duration)
+		}
+		if first, dup := seen[e.Step]; dup {
+			return nil, bad("step %d injected again (first on line %d)", e.Step, first)
+		}
+		seen[e.Step] = line
+		steps = append(steps, Step{ID: e.Step, At: e.At, Duration: e.Duration, Fault: *e.Spec})
+		if len(steps) > MaxSteps {
+			return nil, bad("more than %d steps", MaxSteps)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(steps) == 0 {
+		return nil, fmt.Errorf("%s: no inject lines: nothing to replay", path)
+	}
+	sort.SliceStable(steps, func(i, j int) bool { return steps[i].ID < steps[j].ID })
 	return steps, nil
 }

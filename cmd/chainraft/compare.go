@@ -16,8 +16,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/chainraft/chainraft/harness"
+	"github.com/chainraft/chainraft/harness/report"
 	"github.com/chainraft/chainraft/histories"
 )
 
@@ -32,12 +34,18 @@ type compareFlags struct {
 	stores  string
 	targets string
 	sweep   string
-	// nemesis and nemesisInterval are registered here only while run's
-	// shared flags (addFlags) have no nemesis flags of their own; once they
-	// do, runFlags.config carries the schedule into every run and these stay
-	// unset.
-	nemesis         *string
-	nemesisInterval *time.Duration
+	// refused are run's flags compare does not take, each with the reason
+	// it gives when one is used.
+	refusedBug, refusedWorkload string
+	flags                       *pflag.FlagSet
+}
+
+// compareRefuses are the flags of `run` that compare does not take, and
+// why; they are registered (hidden) so that using one says why instead of
+// "unknown flag".
+var compareRefuses = map[string]string{
+	"bug":      "a planted bug belongs to one store, and a comparison of a store with a bug against one without measures the bug: use run --store S --bug NAME",
+	"workload": "the lock workload runs against ZooKeeper alone, with no store to compare: use run --workload lock",
 }
 
 // defaultCompareStores are the stores `chainraft compare` runs, in order:
@@ -56,10 +64,22 @@ fault kind, verdicts. The runs are ordinary run directories under --out; the
 compare directory <out>/<timestamp>-compare/ links them and holds
 compare.json and compare.html.
 
-Faults: --nemesis makes a schedule from the seed for the first store; every
-later store replays it (same faults, same offsets), aimed by --targets
-(role: leader <-> head, follower <-> tail; same-node: the node ids the first
-run's faults hit).
+Faults: --nemesis makes a schedule for the first store (critical: its most
+critical role killed, paused and cut off, once each; or kinds drawn from
+the seed; or --replay FILE); every later store replays it (same faults, same
+offsets), aimed by --targets (role: each role mapped to the role of the
+other store that does the same job, as the printed role table shows;
+same-node: the node ids the first run's faults hit).
+
+Compare takes every flag of run but --bug (a planted bug belongs to one
+store) and --workload (the lock workload has no store to compare).
+
+The table leads with the verdict, then availability: healthy ok ops/s (the
+rate outside every fault and its recovery: speed) and unavailable seconds
+(time below a tenth of that rate: availability); then throughput over the
+whole run, latency, each fault's cost, and cost per operation. The last
+column is each later store's value over the first's; a value is bold only
+when it is better by more than 10%.
 
 --sweep-read-fraction 0.1,0.5,0.9 repeats the comparison for each read
 fraction and ends with throughput against read fraction.
@@ -113,10 +133,12 @@ failed or was interrupted, 3 if a verdict is unknown, 0 if all are ok;
 	f.name = "compared"
 	fl.StringVar(&f.targets, "targets", harness.TargetsRole, "how faults are aimed in the later runs: role (leader <-> head) or same-node")
 	fl.StringVar(&f.sweep, "sweep-read-fraction", "", "comma-separated read fractions: one comparison per fraction (overrides --read-fraction)")
-	if fl.Lookup("nemesis") == nil {
-		f.nemesis = fl.String("nemesis", "", "fault kinds, comma-separated (kill, pause, partition, zk, member, delay, all); empty: no faults. The first store's schedule is replayed on the others")
-		f.nemesisInterval = fl.Duration("nemesis-interval", 5*time.Second, "time between faults and each fault's length")
-	}
+	fl.Lookup("nemesis").Usage += ". The first store's schedule is replayed on the others, roles mapped by job"
+	fl.StringVar(&f.refusedBug, "bug", "", "refused by compare: "+compareRefuses["bug"])
+	fl.StringVar(&f.refusedWorkload, "workload", "", "refused by compare: "+compareRefuses["workload"])
+	_ = fl.MarkHidden("bug")
+	_ = fl.MarkHidden("workload")
+	f.flags = fl
 	return cmd
 }
 
@@ -128,6 +150,14 @@ func (f *compareFlags) config() (harness.CompareConfig, []float64, error) {
 		if s = strings.TrimSpace(s); s != "" {
 			stores = append(stores, s)
 		}
+	}
+	for _, name := range []string{"bug", "workload"} {
+		if fl := f.flags.Lookup(name); fl != nil && fl.Changed {
+			return harness.CompareConfig{}, nil, usageErrorf("compare: --%s is refused: %s", name, compareRefuses[name])
+		}
+	}
+	if strings.Contains(","+f.stores+",", ",,") || strings.HasSuffix(strings.TrimSpace(f.stores), ",") {
+		return harness.CompareConfig{}, nil, usageErrorf("compare: --stores %q has an empty entry", f.stores)
 	}
 	known := harness.Stores()
 	if len(stores) == 0 {
@@ -146,7 +176,7 @@ func (f *compareFlags) config() (harness.CompareConfig, []float64, error) {
 		fractions = nil
 		for _, part := range strings.Split(f.sweep, ",") {
 			v, err := strconv.ParseFloat(strings.TrimSpace(part), 64)
-			if err != nil || v < 0 || v > 1 {
+			if err != nil || !(v >= 0 && v <= 1) { // NaN is no fraction
 				return harness.CompareConfig{}, nil, usageErrorf("compare: --sweep-read-fraction: %q is not a fraction in [0,1]", part)
 			}
 			fractions = append(fractions, v)
@@ -157,16 +187,8 @@ func (f *compareFlags) config() (harness.CompareConfig, []float64, error) {
 	if err != nil {
 		return harness.CompareConfig{}, nil, err
 	}
-	if f.nemesis != nil && *f.nemesis != "" {
-		for _, k := range strings.Split(*f.nemesis, ",") {
-			if k = strings.TrimSpace(k); k != "" && k != "none" {
-				rc.Nemesis.Kinds = append(rc.Nemesis.Kinds, k)
-			}
-		}
-		rc.Nemesis.Interval = *f.nemesisInterval
-		if rc.Nemesis.Interval <= 0 {
-			return harness.CompareConfig{}, nil, usageErrorf("compare: --nemesis-interval must be positive, got %v", rc.Nemesis.Interval)
-		}
+	if rc.Nemesis, err = f.nemesisConfig(rc.Driver); err != nil {
+		return harness.CompareConfig{}, nil, err
 	}
 	ccfg := harness.CompareConfig{Stores: stores, Run: rc, Targets: f.targets}
 	if err := ccfg.Validate(); err != nil {
@@ -226,6 +248,9 @@ func printCompare(w io.Writer, res *harness.CompareResult) {
 		}
 		header = append(header, name)
 	}
+	for i, n := 2, len(header); i < n; i++ {
+		header = append(header, header[i]+" / "+header[1])
+	}
 	lines := [][]string{header}
 	section := ""
 	for _, row := range res.Rows {
@@ -233,7 +258,13 @@ func printCompare(w io.Writer, res *harness.CompareResult) {
 			section = row.Section
 			lines = append(lines, []string{section})
 		}
-		lines = append(lines, append([]string{"  " + row.Metric}, row.Text...))
+		line := append([]string{"  " + row.Metric}, row.Text...)
+		for i := range row.Text {
+			if best := bestOf(row); best == i {
+				line[i+1] = "*" + line[i+1]
+			}
+		}
+		lines = append(lines, append(line, row.Ratio...))
 	}
 	widths := make([]int, len(header))
 	for _, l := range lines {
@@ -256,6 +287,8 @@ func printCompare(w io.Writer, res *harness.CompareResult) {
 		}
 		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
 	}
+	fmt.Fprintf(w, "* better by more than %.0f%%; healthy: outside faults and their recovery; unavailable: ok rate below a tenth of healthy\n", 100*report.NoiseFraction)
+	printRoles(w, res)
 	for _, r := range res.Runs {
 		if r.Dir != "" {
 			fmt.Fprintf(w, "%-14s%s\n", "run "+r.Dir+":", filepath.Join(res.Dir, r.Dir))
@@ -264,6 +297,50 @@ func printCompare(w io.Writer, res *harness.CompareResult) {
 	fmt.Fprintf(w, "verdict:      %s\n", res.Verdict())
 	fmt.Fprintf(w, "compare.json: %s\n", filepath.Join(res.Dir, "compare.json"))
 	fmt.Fprintf(w, "compare.html: %s\n", filepath.Join(res.Dir, "compare.html"))
+}
+
+// bestOf is the index of the run a row marks better, -1 for none.
+func bestOf(row report.CompareRow) int { return report.BestOf(row) }
+
+// printRoles prints how each store's roles map onto the others': who a
+// fault aimed at a role hits in each other store, so that a reader can
+// see the stores took the same blows.
+func printRoles(w io.Writer, res *harness.CompareResult) {
+	if len(res.Roles) == 0 {
+		return
+	}
+	var stores []string
+	for _, r := range res.Roles {
+		if !slices.Contains(stores, r.Store) {
+			stores = append(stores, r.Store)
+		}
+	}
+	fmt.Fprintln(w, "roles (a fault aimed at a role hits, in each other store, the role doing the same job):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "  store\trole\tjobs")
+	for _, st := range stores {
+		fmt.Fprintf(tw, "\tin %s", st)
+	}
+	fmt.Fprintln(tw)
+	for _, r := range res.Roles {
+		role := r.Role
+		if r.Critical {
+			role += " (most critical)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s", r.Store, role, strings.Join(r.Jobs, ", "))
+		for _, st := range stores {
+			switch m, ok := r.MapsTo[st]; {
+			case st == r.Store:
+				fmt.Fprint(tw, "\t–")
+			case !ok || m == "":
+				fmt.Fprint(tw, "\tnone")
+			default:
+				fmt.Fprintf(tw, "\t%s", m)
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
 }
 
 // printSweep prints ok throughput (all, reads, writes) against the read

@@ -17,11 +17,12 @@ func init() {
 
 // newReportCmd regenerates report.html of existing runs (after a template
 // change, or for runs made by an older chainraft) and the index of each
-// parent directory, from the files on disk alone.
+// parent directory, from the files on disk alone. A compare directory is
+// redrawn whole: each of its runs' reports, then compare.html.
 func newReportCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "report RUNDIR...",
-		Short: "Regenerate report.html of runs and the index.html of their parent directories",
+		Use:   "report DIR...",
+		Short: "Regenerate report.html of runs, compare.html of comparisons, and the index.html of their parent directories",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			parents := map[string]bool{}
@@ -30,17 +31,28 @@ func newReportCmd() *cobra.Command {
 			for _, dir := range args {
 				dir = filepath.Clean(dir)
 				if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-					return usageErrorf("report: %s is not a run directory", dir)
+					return usageErrorf("report: %s is not a run or compare directory", dir)
 				}
-				if err := report.WriteRun(dir); err != nil {
+				if _, err := os.Stat(filepath.Join(dir, "compare.json")); err == nil {
+					pages, err := report.WriteCompareAll(dir)
+					for _, p := range pages {
+						fmt.Fprintln(cmd.OutOrStdout(), p)
+					}
+					if err != nil {
+						fmt.Fprintf(cmd.ErrOrStderr(), "chainraft: report %s: %v\n", dir, err)
+						failed = err
+						continue
+					}
+				} else if err := report.WriteRun(dir); err != nil {
 					if errors.Is(err, report.ErrNoSummary) {
-						return usageErrorf("report: %s has no summary.json: not a run directory", dir)
+						return usageErrorf("report: %s has neither summary.json nor compare.json: not a run or compare directory", dir)
 					}
 					fmt.Fprintf(cmd.ErrOrStderr(), "chainraft: report %s: %v\n", dir, err)
 					failed = err
 					continue
+				} else {
+					fmt.Fprintln(cmd.OutOrStdout(), filepath.Join(dir, "report.html"))
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), filepath.Join(dir, "report.html"))
 				// Resolve runs/latest to runs, not to the directory it names.
 				parent := filepath.Dir(dir)
 				if !parents[parent] {

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"path/filepath"
 	"os/signal"
 	"slices"
 	"sort"
@@ -91,7 +93,7 @@ check ran out of budget), 4 the run failed or was interrupted.`,
 			if err != nil {
 				return err
 			}
-			if cfg.Nemesis, err = f.nemesisConfig(); err != nil {
+			if cfg.Nemesis, err = f.nemesisConfig(cfg.Driver); err != nil {
 				return err
 			}
 			if err := harness.ApplySeededBug(&cfg, cmd.Flags().Changed("nemesis") || f.replay != ""); err != nil {
@@ -119,13 +121,23 @@ check ran out of budget), 4 the run failed or was interrupted.`,
 	fl.StringVar(&f.store, "store", "memory", "store under test: "+strings.Join(harness.Stores(), ", "))
 	f.addFlags(fl, 10*time.Second)
 	fl.StringVar(&f.bug, "bug", "", "plant a named bug in the store (to see the checker catch it)")
-	fl.StringVar(&f.nemesis, "nemesis", "none", "faults: comma-separated kill, pause, partition, zk, zk-partition, zk-kill, member, delay; all; or none")
-	fl.DurationVar(&f.nemesisInterval, "nemesis-interval", 5*time.Second, "time between faults, and each fault's length")
-	fl.BoolVar(&f.nemesisOverlap, "nemesis-overlap", false, "start a fault every interval, each lasting two, so faults overlap")
-	fl.StringVar(&f.replay, "replay", "", "replay the fault schedule of a recorded nemesis.jsonl (overrides --nemesis)")
 	fl.StringVar(&f.workload, "workload", "kv", "kv: the KV workload against --store; lock: ZooKeeper lock clients under holder pauses (--recipe, --fencing)")
-	addLockRunFlags(cmd, &f.lock, false)
+	markLockFlags(fl, func() { addLockRunFlags(cmd, &f.lock, false) })
 	return cmd
+}
+
+// markLockFlags registers the lock workload's own flags (through add) and
+// says in each one's help that only --workload lock reads it, so they do
+// not pass for KV flags in `run --help`.
+func markLockFlags(fl *pflag.FlagSet, add func()) {
+	before := map[string]bool{}
+	fl.VisitAll(func(f *pflag.Flag) { before[f.Name] = true })
+	add()
+	fl.VisitAll(func(f *pflag.Flag) {
+		if !before[f.Name] {
+			f.Usage = "[--workload lock only] " + f.Usage
+		}
+	})
 }
 
 // runLock runs the lock workload with the flags run shares with it.
@@ -148,22 +160,46 @@ func (f *runFlags) runLock(cmd *cobra.Command) error {
 	return runLockWorkload(cmd.Context(), cmd, l)
 }
 
-// nemesisConfig validates the nemesis flags.
-func (f *runFlags) nemesisConfig() (harness.NemesisConfig, error) {
-	kinds, err := nemesis.ParseKinds(f.nemesis)
-	if err != nil {
-		return harness.NemesisConfig{}, usageErrorf("%s: --nemesis: %v", f.command(), err)
+// nemesisConfig validates the nemesis flags; first is the driver whose
+// roles a critical schedule aims at (compare: the first store's). A replay
+// file is read and checked here, line by line, so a bad one is named with
+// its line before anything starts.
+func (f *runFlags) nemesisConfig(first harness.Driver) (harness.NemesisConfig, error) {
+	if first == nil {
+		d, err := harness.LookupDriver(f.store)
+		if err != nil {
+			return harness.NemesisConfig{}, usageErrorf("%s: --store: %v", f.command(), err)
+		}
+		first = d
 	}
-	if f.nemesisInterval <= 0 {
-		return harness.NemesisConfig{}, usageErrorf("%s: --nemesis-interval must be positive, got %v", f.command(), f.nemesisInterval)
+	if f.nemesisInterval < nemesis.MinInterval {
+		return harness.NemesisConfig{}, usageErrorf("%s: --nemesis-interval must be at least %v (a fault needs time to take hold and heal), got %v", f.command(), nemesis.MinInterval, f.nemesisInterval)
 	}
 	if f.replay != "" {
-		if _, err := os.Stat(f.replay); err != nil {
+		if _, err := nemesis.ReadSchedule(f.replay); err != nil {
 			return harness.NemesisConfig{}, usageErrorf("%s: --replay: %v", f.command(), err)
 		}
-		kinds = nil
+		return harness.NemesisConfig{Interval: f.nemesisInterval, Overlap: f.nemesisOverlap, Replay: f.replay}, nil
 	}
-	return harness.NemesisConfig{Kinds: kinds, Interval: f.nemesisInterval, Overlap: f.nemesisOverlap, Replay: f.replay}, nil
+	if strings.TrimSpace(f.nemesis) == harness.NemesisCritical {
+		if f.nemesisOverlap {
+			return harness.NemesisConfig{}, usageErrorf("%s: --nemesis-overlap: the %s schedule deals its faults one at a time", f.command(), harness.NemesisCritical)
+		}
+		steps, err := harness.CriticalSteps(first, f.nemesisInterval, f.timeLimit)
+		if err != nil {
+			return harness.NemesisConfig{}, usageErrorf("%s: %v", f.command(), err)
+		}
+		path := filepath.Join(f.out, "schedules", fmt.Sprintf("critical-%s-%v-%v.jsonl", first.Name(), f.nemesisInterval, f.timeLimit))
+		if err := harness.WriteSchedule(path, steps); err != nil {
+			return harness.NemesisConfig{}, usageErrorf("%s: --out: writing the %s schedule: %v", f.command(), harness.NemesisCritical, err)
+		}
+		return harness.NemesisConfig{Interval: f.nemesisInterval, Replay: path}, nil
+	}
+	kinds, err := nemesis.ParseKinds(f.nemesis)
+	if err != nil {
+		return harness.NemesisConfig{}, usageErrorf("%s: --nemesis: %v (or %s, or none)", f.command(), err, harness.NemesisCritical)
+	}
+	return harness.NemesisConfig{Kinds: kinds, Interval: f.nemesisInterval, Overlap: f.nemesisOverlap}, nil
 }
 
 // addFlags registers the flags `run` shares with `compare` (all but the
@@ -186,6 +222,10 @@ func (f *runFlags) addFlags(fl *pflag.FlagSet, timeLimit time.Duration) {
 	fl.StringVar(&f.readMode, "read-mode", "", "how the store serves reads: "+readModesHelp()+"; empty: the store's default")
 	fl.DurationVar(&f.requestTimeout, "request-timeout", harness.DefaultRequestTimeout, "deadline of one client operation; past it the outcome is unknown")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress lines on stderr")
+	fl.StringVar(&f.nemesis, "nemesis", "none", "faults: critical (the store's most critical role killed, paused and cut off, once each); or comma-separated kill, pause, partition, zk (zk-partition and zk-kill), zk-partition, zk-kill, member, delay; all (every kind the store takes but delay); or none")
+	fl.DurationVar(&f.nemesisInterval, "nemesis-interval", 5*time.Second, "time between faults, and each fault's length (at least 100ms)")
+	fl.BoolVar(&f.nemesisOverlap, "nemesis-overlap", false, "start a fault every interval, each lasting two, so faults overlap")
+	fl.StringVar(&f.replay, "replay", "", "replay the fault schedule of a recorded nemesis.jsonl (overrides --nemesis)")
 	// Each store's own flags (the chain's --chains, --replicas, --zk, ...).
 	harness.RegisterDriverFlags(fl)
 }
@@ -220,8 +260,8 @@ func (f *runFlags) config() (harness.RunConfig, error) {
 		return harness.RunConfig{}, usageErrorf(f.command()+": --append-fraction must be at most 1, got %v", f.appendFraction)
 	case !(f.casFraction <= 1):
 		return harness.RunConfig{}, usageErrorf(f.command()+": --cas-fraction must be at most 1, got %v", f.casFraction)
-	case f.valueSize < 0:
-		return harness.RunConfig{}, usageErrorf(f.command()+": --value-size must not be negative, got %d", f.valueSize)
+	case f.valueSize < 0 || f.valueSize > harness.MaxValueSize:
+		return harness.RunConfig{}, usageErrorf(f.command()+": --value-size must be between 0 and %d bytes (a cas line holds two values, and the checker reads lines up to 1 MiB), got %d", harness.MaxValueSize, f.valueSize)
 	case f.checkBudget <= 0:
 		return harness.RunConfig{}, usageErrorf(f.command()+": --check-budget must be positive, got %v", f.checkBudget)
 	case f.requestTimeout <= 0:
@@ -230,8 +270,11 @@ func (f *runFlags) config() (harness.RunConfig, error) {
 		return harness.RunConfig{}, usageErrorf(f.command()+": --nodes must be positive, got %d", f.nodes)
 	case f.out == "":
 		return harness.RunConfig{}, usageErrorf("%s: --out must not be empty", f.command())
-	case !(f.nodeCPUs >= 0):
-		return harness.RunConfig{}, usageErrorf(f.command()+": --node-cpus must not be negative, got %v", f.nodeCPUs)
+	case !(f.nodeCPUs >= 0) || math.IsInf(f.nodeCPUs, 1):
+		return harness.RunConfig{}, usageErrorf(f.command()+": --node-cpus must be a finite number of cores, not negative, got %v", f.nodeCPUs)
+	}
+	if err := checkOut(f.out); err != nil {
+		return harness.RunConfig{}, usageErrorf("%s: --out %v", f.command(), err)
 	}
 	if f.nodeCPUs > 0 {
 		if err := proc.CheckCPULimit(); err != nil {
@@ -263,6 +306,25 @@ func (f *runFlags) config() (harness.RunConfig, error) {
 		return harness.RunConfig{}, usageErrorf(f.command()+": %v", err)
 	}
 	return cfg, nil
+}
+
+// checkOut makes sure runs can be written under out before anything
+// starts: it creates the directory if need be and writes and removes a
+// file in it. A file in its place, or a directory that cannot be written,
+// is bad usage (exit 2), not a run that fails after its cluster started.
+func checkOut(out string) error {
+	if fi, err := os.Stat(out); err == nil && !fi.IsDir() {
+		return fmt.Errorf("%s is a file, not a directory", out)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return fmt.Errorf("%s: cannot create it: %v", out, err)
+	}
+	probe, err := os.CreateTemp(out, ".chainraft-write-test-*")
+	if err != nil {
+		return fmt.Errorf("%s is not writable: %v", out, err)
+	}
+	probe.Close()
+	return os.Remove(probe.Name())
 }
 
 // command names the command in usage messages.
@@ -305,6 +367,9 @@ func printSummary(w io.Writer, res *harness.RunResult) {
 	s := res.Summary
 	fmt.Fprintf(w, "run:        %s\n", res.Dir)
 	fmt.Fprintf(w, "store:      %s, %d clients, %d keys, seed %d, %.1fs\n", s.Store, s.Clients, s.Keys, s.Seed, s.DurationS)
+	if s.StartupS > 0 {
+		fmt.Fprintf(w, "cluster:    started in %.1fs, before the workload; every time below counts from the workload's start\n", s.StartupS)
+	}
 	fmt.Fprintf(w, "operations: %d (ok %d, fail %d, info %d)\n", s.OpsTotal, s.OpsOK, s.OpsFail, s.OpsInfo)
 	fmt.Fprintf(w, "throughput: %.0f ok ops/s", s.Throughput)
 	kinds := make([]string, 0, len(s.ThroughputByOp))
@@ -315,8 +380,9 @@ func printSummary(w io.Writer, res *harness.RunResult) {
 	for _, k := range kinds {
 		fmt.Fprintf(w, "  %s %.0f", k, s.ThroughputByOp[k])
 	}
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "latency ms: %-7s %10s %10s %10s %10s\n", "", "p50", "p99", "p99.9", "max")
+	fmt.Fprintln(w, "  (whole run, outages included)")
+	printAvailability(w, s)
+	fmt.Fprintf(w, "latency ms: %-7s %10s %10s %10s %10s   (ok operations)\n", "", "p50", "p99", "p99.9", "max")
 	for _, k := range []string{"get", "put", "append", "cas", "all"} {
 		if l, ok := s.Latency[k]; ok {
 			fmt.Fprintf(w, "            %-7s %10.4f %10.4f %10.4f %10.4f\n", k, l.P50MS, l.P99MS, l.P999MS, l.MaxMS)
@@ -369,14 +435,28 @@ func printNodes(w io.Writer, s *harness.Summary) {
 	fmt.Fprintln(w, line)
 }
 
-// printNemesis prints the recovery times per fault kind and the end-of-run
-// checks, when the run has them.
+// printAvailability prints speed and availability apart: the healthy
+// rate, and the time the store spent below a tenth of it.
+func printAvailability(w io.Writer, s *harness.Summary) {
+	a := s.Availability
+	if a == nil {
+		return
+	}
+	if a.HealthyThroughput == nil {
+		fmt.Fprintf(w, "healthy:    – (no time outside faults and their recovery)\n")
+		return
+	}
+	fmt.Fprintf(w, "healthy:    %.0f ok ops/s over %.1fs outside faults and their recovery\n", *a.HealthyThroughput, a.HealthyS)
+	fmt.Fprintf(w, "unavailable: %.1fs with the ok rate below %.0f%% of healthy (in %.0f ms bins)\n", a.UnavailableS, 100*a.UnavailableBelow, a.BinMS)
+}
+
+// printNemesis prints what each fault cost and the end-of-run checks,
+// when the run has them.
 func printNemesis(w io.Writer, s *harness.Summary) {
-	if len(s.RecoveryByKind) > 0 {
-		fmt.Fprintf(w, "recovery ms: %-20s %5s %17s %17s %17s\n", "(median / max)", "n", "first read", "first write", "throughput")
-		for _, k := range s.RecoveryByKind {
-			fmt.Fprintf(w, "            %-21s %5d %17s %17s %17s\n", k.Fault+" "+k.Event, k.Count,
-				statText(k.FirstRead), statText(k.FirstWrite), statText(k.Throughput))
+	if s.Availability != nil && len(s.Availability.Faults) > 0 {
+		fmt.Fprintln(w, "faults:     each measured from its inject up to the next fault's (or the workload's end)")
+		for _, f := range s.Availability.Faults {
+			fmt.Fprintf(w, "            %s\n", faultLine(f))
 		}
 	}
 	for _, c := range s.Checks {
@@ -384,13 +464,65 @@ func printNemesis(w io.Writer, s *harness.Summary) {
 	}
 }
 
-func statText(st nemesis.Stat) string {
-	if st.Median == nil {
-		return "-"
+// faultLine is one fault's cost in words: "kill head n1 5.0–10.0s:
+// unavailable 2.0s (reads 2.0s, writes 2.0s); first ok read 1998 ms, first
+// ok write not before the heal; throughput back 120 ms after the heal".
+func faultLine(f harness.FaultAvailability) string {
+	var b strings.Builder
+	b.WriteString(f.Fault)
+	if f.Role != "" {
+		b.WriteString(" " + f.Role)
 	}
-	t := fmt.Sprintf("%.0f / %.0f", *st.Median, *st.Max)
-	if st.Missing > 0 {
-		t += fmt.Sprintf(" (%d never)", st.Missing)
+	for i, t := range f.Targets {
+		if i == 0 {
+			b.WriteString(" n")
+		} else {
+			b.WriteString(",n")
+		}
+		b.WriteString(strconv.Itoa(t))
 	}
-	return t
+	heal := "healed after the workload"
+	if f.HealS != nil {
+		heal = fmt.Sprintf("%.1fs", *f.HealS)
+	}
+	fmt.Fprintf(&b, " %.1f–%s: unavailable %.1fs", f.InjectS, heal, f.UnavailableS)
+	var outs []string
+	if f.ReadOutageS != nil {
+		outs = append(outs, fmt.Sprintf("reads out %.1fs", *f.ReadOutageS))
+	}
+	if f.WriteOutageS != nil {
+		outs = append(outs, fmt.Sprintf("writes out %.1fs", *f.WriteOutageS))
+	}
+	if len(outs) > 0 {
+		b.WriteString(" (" + strings.Join(outs, ", ") + ")")
+	}
+	first := func(what string, v *float64) string {
+		if v != nil {
+			return fmt.Sprintf("first ok %s %.0f ms", what, *v)
+		}
+		if f.HealS == nil || *f.HealS > f.HorizonS {
+			return "no ok " + what + " before the next fault"
+		}
+		return "no ok " + what + " before the heal"
+	}
+	var firsts []string
+	if f.ReadOutageS != nil || f.FirstReadMS != nil { // the workload has reads
+		firsts = append(firsts, first("read", f.FirstReadMS))
+	}
+	if f.WriteOutageS != nil || f.FirstWriteMS != nil {
+		firsts = append(firsts, first("write", f.FirstWriteMS))
+	}
+	if len(firsts) > 0 {
+		b.WriteString("; " + strings.Join(firsts, ", "))
+	}
+	switch {
+	case f.HealS == nil || *f.HealS >= f.HorizonS:
+	case f.BackAfterHealMS == nil:
+		b.WriteString("; throughput not back before the next fault")
+	case *f.BackAfterHealMS == 0:
+		b.WriteString("; no dip after the heal")
+	default:
+		fmt.Fprintf(&b, "; throughput back %.0f ms after the heal", *f.BackAfterHealMS)
+	}
+	return b.String()
 }

@@ -10,6 +10,7 @@ package report
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"image/color"
@@ -28,13 +29,26 @@ type CompareRow struct {
 	Section string `json:"section"`
 	Metric  string `json:"metric"`
 	// Values are the numbers, nil where the run has none (not measured,
-	// or "never" for a recovery).
+	// or a thing that did not happen, which Text says in words).
 	Values []*float64 `json:"values"`
 	// Text is each value as printed.
 	Text []string `json:"text"`
-	// Better is "higher" or "lower" when one value is plainly the better.
-	Better string `json:"better,omitempty"`
+	// Ratio is each later run's value over the first run's ("0.67×"):
+	// chain / raft in `make run`. "–" where either has no number or the
+	// first is zero.
+	Ratio []string `json:"ratio,omitempty"`
+	// Better is "higher" or "lower" when the row has a direction; a value
+	// is marked better only when it beats every other by more than
+	// NoiseFraction (and by more than Noise, for rows whose small values
+	// are noise, such as seconds measured in bins).
+	Better string  `json:"better,omitempty"`
+	Noise  float64 `json:"noise,omitempty"`
 }
+
+// NoiseFraction is how far apart two values must be before one is called
+// better: two runs of the same store on a shared machine differ by a few
+// per cent, so a smaller difference says nothing about the stores.
+const NoiseFraction = 0.10
 
 // compareExtra is what the comparison reads from summary.json beyond the
 // report's Summary: fields a store or the nemesis may add.
@@ -89,9 +103,13 @@ func readCompareRun(dir string) compareRun {
 
 // CompareRows builds the side-by-side table of the runs in runDirs (an
 // empty or unreadable directory is a run without numbers: its column says
-// "–"). Rows a run cannot have are left out rather than shown empty: a
-// latency row only for op kinds some run completed, recovery rows only for
-// faults some run had, the messages row only when a store counts them.
+// "–"). The table leads with what decides a comparison: the verdict, then
+// availability (healthy throughput and unavailable seconds, apart), then
+// throughput over the whole run, latency, each fault's cost and the cost
+// per operation. Rows a run cannot have are left out rather than shown
+// empty: a latency row only for op kinds some run completed, fault rows
+// only for faults some run had, the messages row only when a store counts
+// them.
 func CompareRows(runDirs []string) []CompareRow {
 	runs := make([]compareRun, len(runDirs))
 	for i, d := range runDirs {
@@ -102,8 +120,8 @@ func CompareRows(runDirs []string) []CompareRow {
 
 func compareRows(runs []compareRun) []CompareRow {
 	var rows []CompareRow
-	add := func(section, metric, better string, f func(r compareRun) (*float64, string)) {
-		row := CompareRow{Section: section, Metric: metric, Better: better}
+	addN := func(section, metric, better string, noise float64, f func(r compareRun) (*float64, string)) {
+		row := CompareRow{Section: section, Metric: metric, Better: better, Noise: noise}
 		for _, r := range runs {
 			var v *float64
 			t := "–"
@@ -113,7 +131,11 @@ func compareRows(runs []compareRun) []CompareRow {
 			row.Values = append(row.Values, v)
 			row.Text = append(row.Text, t)
 		}
+		row.Ratio = ratios(row.Values)
 		rows = append(rows, row)
+	}
+	add := func(section, metric, better string, f func(r compareRun) (*float64, string)) {
+		addN(section, metric, better, 0, f)
 	}
 	num := func(v float64, format string) (*float64, string) {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
@@ -141,7 +163,31 @@ func compareRows(runs []compareRun) []CompareRow {
 			return nil, compareChecks(r.S.Checks)
 		})
 	}
-	add("throughput", "ok ops/s", "higher", func(r compareRun) (*float64, string) {
+
+	avail := slices.ContainsFunc(runs, func(r compareRun) bool { return r.S != nil && r.S.Availability != nil })
+	if avail {
+		add("availability", "healthy ok ops/s (outside faults and recovery)", "higher", func(r compareRun) (*float64, string) {
+			if r.S.Availability == nil || r.S.Availability.HealthyThroughput == nil {
+				return nil, "–"
+			}
+			return num(*r.S.Availability.HealthyThroughput, "%.0f")
+		})
+		below := 0.1
+		for _, r := range runs {
+			if r.S != nil && r.S.Availability != nil && r.S.Availability.UnavailableBelow > 0 {
+				below = r.S.Availability.UnavailableBelow
+			}
+		}
+		// Noise: half a second, a few bins either way.
+		addN("availability", fmt.Sprintf("unavailable s (ok rate < %.0f%% of healthy)", 100*below), "lower", 0.5, func(r compareRun) (*float64, string) {
+			if r.S.Availability == nil || r.S.Availability.HealthyThroughput == nil {
+				return nil, "–"
+			}
+			return num(r.S.Availability.UnavailableS, "%.1f")
+		})
+	}
+
+	add("throughput, whole run", "ok ops/s", "higher", func(r compareRun) (*float64, string) {
 		return num(r.S.Throughput, "%.0f")
 	})
 	// Read and write throughput: the harness's per-kind throughput, else
@@ -169,8 +215,8 @@ func compareRows(runs []compareRun) []CompareRow {
 		}
 		return num(float64(n)/r.S.DurationS, "%.0f")
 	}
-	add("throughput", "read ops/s", "higher", func(r compareRun) (*float64, string) { return perSecond(r, "get") })
-	add("throughput", "write ops/s", "higher", func(r compareRun) (*float64, string) {
+	add("throughput, whole run", "read ops/s", "higher", func(r compareRun) (*float64, string) { return perSecond(r, "get") })
+	add("throughput, whole run", "write ops/s", "higher", func(r compareRun) (*float64, string) {
 		return perSecond(r, "put", "append", "cas")
 	})
 
@@ -188,7 +234,7 @@ func compareRows(runs []compareRun) []CompareRow {
 			name string
 			of   func(Latency) float64
 		}{{"p50", func(l Latency) float64 { return l.P50 }}, {"p99", func(l Latency) float64 { return l.P99 }}, {"p99.9", func(l Latency) float64 { return l.P999 }}} {
-			add("latency", k+" "+q.name+" ms", "lower", func(r compareRun) (*float64, string) {
+			add("latency of ok operations", k+" "+q.name+" ms", "lower", func(r compareRun) (*float64, string) {
 				l, ok := r.S.Latency[k]
 				if !ok {
 					return nil, "–"
@@ -198,14 +244,8 @@ func compareRows(runs []compareRun) []CompareRow {
 		}
 	}
 
-	for _, fk := range compareFaultKinds(runs) {
-		for _, m := range []struct{ what, stat string }{
-			{"ops", "median"}, {"ops", "max"}, {"throughput", "median"}, {"throughput", "max"},
-		} {
-			add("recovery", fk+" "+m.what+" back "+m.stat+" ms", "lower", func(r compareRun) (*float64, string) {
-				return compareRecovery(r, fk, m.what, m.stat)
-			})
-		}
+	if avail {
+		compareFaultRows(runs, addN)
 	}
 
 	if slices.ContainsFunc(runs, func(r compareRun) bool { return r.Extra.MessagesPerOp != nil }) {
@@ -238,7 +278,154 @@ func compareRows(runs []compareRun) []CompareRow {
 			return num(r.Extra.NodeCPUs, "%g")
 		})
 	}
+	if slices.ContainsFunc(runs, func(r compareRun) bool { return r.S != nil && r.S.StartupS > 0 }) {
+		add("cost", "cluster start-up s (before the workload)", "", func(r compareRun) (*float64, string) {
+			if r.S.StartupS <= 0 {
+				return nil, "–"
+			}
+			return num(r.S.StartupS, "%.1f")
+		})
+	}
 	return rows
+}
+
+// ratios are each later value over the first, as text.
+func ratios(vs []*float64) []string {
+	if len(vs) < 2 {
+		return nil
+	}
+	out := make([]string, len(vs)-1)
+	for i, v := range vs[1:] {
+		out[i] = "–"
+		if v != nil && vs[0] != nil && *vs[0] != 0 {
+			out[i] = fmt.Sprintf("%.2f×", *v / *vs[0])
+		}
+	}
+	return out
+}
+
+// compareFaultRows adds, per fault of the shared schedule (matched by its
+// step, which a replayed schedule keeps), what it cost each store: outages
+// of reads and writes up to the fault's horizon, the first ok read and
+// write before the heal, and how long after the heal throughput was back.
+// The words say what did not happen: "not before the heal", "not back
+// before the next fault", "no dip".
+func compareFaultRows(runs []compareRun, add func(section, metric, better string, noise float64, f func(compareRun) (*float64, string))) {
+	var steps []int
+	byStep := func(r compareRun, step int) (FaultAvailability, bool) {
+		if r.S == nil || r.S.Availability == nil {
+			return FaultAvailability{}, false
+		}
+		for _, f := range r.S.Availability.Faults {
+			if f.Step == step {
+				return f, true
+			}
+		}
+		return FaultAvailability{}, false
+	}
+	first := map[int]float64{}
+	for _, r := range runs {
+		if r.S == nil || r.S.Availability == nil {
+			continue
+		}
+		for _, f := range r.S.Availability.Faults {
+			if _, seen := first[f.Step]; !seen {
+				first[f.Step] = f.InjectS
+				steps = append(steps, f.Step)
+			}
+		}
+	}
+	sort.SliceStable(steps, func(i, j int) bool { return first[steps[i]] < first[steps[j]] })
+	for _, step := range steps {
+		kind := ""
+		var roles []string
+		for _, r := range runs {
+			f, ok := byStep(r, step)
+			if !ok {
+				continue
+			}
+			kind = f.Fault
+			role := f.Role
+			if role == "" {
+				role = strings.Join(f.Targets, ",")
+			}
+			if !slices.Contains(roles, role) {
+				roles = append(roles, role)
+			}
+		}
+		label := fmt.Sprintf("%s %s", kind, strings.Join(roles, " ↔ "))
+		section := "fault " + label
+		seconds := func(get func(FaultAvailability) *float64) func(compareRun) (*float64, string) {
+			return func(r compareRun) (*float64, string) {
+				f, ok := byStep(r, step)
+				if !ok {
+					return nil, notApplied(r, kind)
+				}
+				v := get(f)
+				if v == nil {
+					return nil, "–"
+				}
+				x := *v
+				return &x, fmt.Sprintf("%.1f", x)
+			}
+		}
+		add(section, "reads out s", "lower", 0.5, seconds(func(f FaultAvailability) *float64 { return f.ReadOutageS }))
+		add(section, "writes out s", "lower", 0.5, seconds(func(f FaultAvailability) *float64 { return f.WriteOutageS }))
+		firstOK := func(get func(FaultAvailability) *float64) func(compareRun) (*float64, string) {
+			return func(r compareRun) (*float64, string) {
+				f, ok := byStep(r, step)
+				if !ok {
+					return nil, notApplied(r, kind)
+				}
+				if v := get(f); v != nil {
+					x := *v
+					return &x, compareMS(x)
+				}
+				if f.HealS == nil || *f.HealS > f.HorizonS {
+					return nil, "not before the next fault"
+				}
+				return nil, "not before the heal"
+			}
+		}
+		add(section, "first ok read after the inject, ms", "lower", 50, firstOK(func(f FaultAvailability) *float64 { return f.FirstReadMS }))
+		add(section, "first ok write after the inject, ms", "lower", 50, firstOK(func(f FaultAvailability) *float64 { return f.FirstWriteMS }))
+		add(section, "throughput back after the heal, ms", "lower", 200, func(r compareRun) (*float64, string) {
+			f, ok := byStep(r, step)
+			if !ok {
+				return nil, notApplied(r, kind)
+			}
+			return backText(f)
+		})
+	}
+}
+
+// backText says how long after the heal throughput was back.
+func backText(f FaultAvailability) (*float64, string) {
+	switch {
+	case !f.HealedInTime():
+		if f.HealS == nil {
+			return nil, "healed after the workload"
+		}
+		return nil, "healed after the next fault"
+	case f.BackAfterHealMS == nil:
+		if f.HorizonS > 0 {
+			return nil, "not back before the next fault"
+		}
+		return nil, "not back"
+	case *f.BackAfterHealMS == 0:
+		v := 0.0
+		return &v, "no dip"
+	}
+	v := *f.BackAfterHealMS
+	return &v, compareMS(v)
+}
+
+// notApplied is what a run's column says for a fault it does not have.
+func notApplied(r compareRun, kind string) string {
+	if r.NotApplied[kind] {
+		return "not applied"
+	}
+	return "–"
 }
 
 // compareChecks counts the end-of-run checks by state, failures first:
@@ -264,94 +451,6 @@ func compareChecks(cs []Check) string {
 	return strings.Join(parts, ", ")
 }
 
-// compareFaultKey names a group of recoveries: the fault kind and the
-// event it is measured from, "kill (inject)".
-func compareFaultKey(r Recovery) string {
-	ev := r.Event
-	if ev == "" {
-		ev = "?"
-	}
-	return r.Fault + " (" + ev + ")"
-}
-
-// compareFaultKinds lists the fault groups of every run, sorted.
-func compareFaultKinds(runs []compareRun) []string {
-	seen := map[string]bool{}
-	for _, r := range runs {
-		if r.S == nil {
-			continue
-		}
-		for _, rec := range r.S.Recovery {
-			seen[compareFaultKey(rec)] = true
-		}
-	}
-	out := make([]string, 0, len(seen))
-	for k := range seen {
-		out = append(out, k)
-	}
-	// By fault, then inject before heal: the order things happen in.
-	rank := func(k string) string {
-		return strings.Replace(strings.Replace(k, "(inject)", "(0)", 1), "(heal)", "(1)", 1)
-	}
-	sort.Slice(out, func(i, j int) bool { return rank(out[i]) < rank(out[j]) })
-	return out
-}
-
-// compareRecovery is the median or max, over the faults of group key in
-// the run, of a recovery time. what is "ops": until both reads and writes
-// succeeded again (the later of the two; a workload without reads or
-// without writes is not held to them) — fast to say that something works,
-// but an operation that slipped through just as the fault struck counts
-// too; or "throughput": until ok throughput was back to most of its level
-// before the fault, which an outage cannot hide from. A fault after which
-// that never happened counts as infinitely long, so "never" shows whenever
-// it decides the statistic.
-func compareRecovery(run compareRun, key, what, stat string) (*float64, string) {
-	s := run.S
-	var ts []float64
-	for _, r := range s.Recovery {
-		if compareFaultKey(r) != key {
-			continue
-		}
-		t := 0.0
-		var vs []*float64
-		switch {
-		case what == "throughput":
-			vs = append(vs, r.ThroughputMS)
-		default:
-			if s.ReadFraction > 0 {
-				vs = append(vs, r.FirstReadMS)
-			}
-			if s.ReadFraction < 1 {
-				vs = append(vs, r.FirstWriteMS)
-			}
-		}
-		for _, v := range vs {
-			if v == nil || *v < 0 {
-				t = math.Inf(1)
-				break
-			}
-			t = math.Max(t, *v)
-		}
-		ts = append(ts, t)
-	}
-	if len(ts) == 0 {
-		if kind, _, _ := strings.Cut(key, " ("); run.NotApplied[kind] {
-			return nil, "not applied"
-		}
-		return nil, "–"
-	}
-	sort.Float64s(ts)
-	v := ts[len(ts)-1]
-	if stat == "median" {
-		v = ts[(len(ts)-1)/2] // the lower median: a value some fault really had
-	}
-	if math.IsInf(v, 1) {
-		return nil, "never"
-	}
-	return &v, compareMS(v)
-}
-
 func compareMS(v float64) string {
 	if v < 1 && v > -1 {
 		return fmt.Sprintf("%.3f", v)
@@ -371,12 +470,27 @@ type compareFileJSON struct {
 	ValueSize    int       `json:"value_size"`
 	Targets      string    `json:"targets"`
 	Faults       bool      `json:"faults"`
-	Runs         []struct {
+	// Roles is the table mapping each store's roles onto the others'
+	// (harness.RoleTable): who a fault aimed at a role hits elsewhere.
+	Roles []RoleRow `json:"roles"`
+	Runs  []struct {
 		Store   string `json:"store"`
 		Dir     string `json:"dir"`
 		Verdict string `json:"verdict"`
 		Error   string `json:"error"`
 	} `json:"runs"`
+}
+
+// RoleRow is one line of compare.json's role table: a role of one store,
+// the jobs it does (most important first), whether it is the store's most
+// critical role (the first its driver lists), and per other store the role
+// a fault aimed at it hits there ("" when none does its jobs).
+type RoleRow struct {
+	Store    string            `json:"store"`
+	Role     string            `json:"role"`
+	Jobs     []string          `json:"jobs"`
+	Critical bool              `json:"critical,omitempty"`
+	MapsTo   map[string]string `json:"maps_to"`
 }
 
 type compareRunView struct {
@@ -387,6 +501,7 @@ type compareRunView struct {
 
 type comparePage struct {
 	CSS                template.CSS
+	Noise              float64
 	Cols               int // columns of the table: the metric and one per run
 	F                  compareFileJSON
 	Command, Generated string
@@ -395,6 +510,9 @@ type comparePage struct {
 	Rows               []compareRowView
 	OverlaySVG         template.HTML
 	Warnings           []string
+	RatioHeads         []string // "chain / raft"
+	Stores             []string // the compared stores, for the role table
+	HasFaults          bool
 }
 
 type compareRowView struct {
@@ -419,7 +537,7 @@ func WriteCompare(dir string) error {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return fmt.Errorf("%s: %w", filepath.Join(dir, "compare.json"), err)
 	}
-	page := comparePage{CSS: styleCSS, F: f, Command: shellJoin(f.Command), Generated: time.Now().UTC().Format(time.RFC3339)}
+	page := comparePage{CSS: styleCSS, Noise: NoiseFraction, F: f, Command: shellJoin(f.Command), Generated: time.Now().UTC().Format(time.RFC3339)}
 	dirs := make([]string, len(f.Runs))
 	verdicts := make([]string, len(f.Runs))
 	overlay := make([]*Timeline, len(f.Runs))
@@ -462,9 +580,20 @@ func WriteCompare(dir string) error {
 		page.Runs = append(page.Runs, v)
 	}
 	page.Verdict = compareVerdict(verdicts)
-	page.Cols = len(f.Runs) + 1
+	for i, r := range page.Runs {
+		if i > 0 {
+			page.RatioHeads = append(page.RatioHeads, r.Name+" / "+page.Runs[0].Name)
+		}
+		if !slices.Contains(page.Stores, r.Store) {
+			page.Stores = append(page.Stores, r.Store)
+		}
+	}
+	page.Cols = len(f.Runs) + 1 + len(page.RatioHeads)
 	rows := CompareRows(dirs)
 	for i, r := range rows {
+		if strings.HasPrefix(r.Section, "fault") {
+			page.HasFaults = true
+		}
 		page.Rows = append(page.Rows, compareRowView{
 			CompareRow: r, NewSection: i == 0 || rows[i-1].Section != r.Section, Best: compareBest(r),
 		})
@@ -479,6 +608,39 @@ func WriteCompare(dir string) error {
 		return fmt.Errorf("compare %s: %w", dir, err)
 	}
 	return writeAtomic(filepath.Join(dir, "compare.html"), buf.Bytes())
+}
+
+// WriteCompareAll redraws a compare directory whole: the report of every
+// run it links, then compare.html. It returns the pages written; a run
+// that cannot be drawn is an error, after the others are done.
+func WriteCompareAll(dir string) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "compare.json"))
+	if err != nil {
+		return nil, err
+	}
+	var f compareFileJSON
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "compare.json"), err)
+	}
+	var pages []string
+	var errs []error
+	for _, r := range f.Runs {
+		if r.Dir == "" || !filepath.IsLocal(r.Dir) {
+			continue
+		}
+		run := filepath.Join(dir, r.Dir)
+		if err := WriteRun(run); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		pages = append(pages, filepath.Join(run, "report.html"))
+	}
+	if err := WriteCompare(dir); err != nil {
+		errs = append(errs, err)
+	} else {
+		pages = append(pages, filepath.Join(dir, "compare.html"))
+	}
+	return pages, errors.Join(errs...)
 }
 
 // compareVerdict is the worst verdict: illegal if any run is, ok only when
@@ -499,8 +661,14 @@ func compareVerdict(vs []string) string {
 	return out
 }
 
-// compareBest is the index of the plainly better value of a row, or -1
-// when the row has no direction, a value is missing, or they tie.
+// BestOf is compareBest for callers outside the package (the terminal
+// table marks the same value the page does).
+func BestOf(r CompareRow) int { return compareBest(r) }
+
+// compareBest is the index of the better value of a row, or -1 when the
+// row has no direction, a value is missing, or the best is not ahead of
+// every other by more than NoiseFraction of the larger and the row's
+// absolute Noise (or the printed values do not show a difference).
 func compareBest(r CompareRow) int {
 	if r.Better == "" || len(r.Values) < 2 {
 		return -1
@@ -514,9 +682,14 @@ func compareBest(r CompareRow) int {
 			best = i
 		}
 	}
+	b := *r.Values[best]
 	for i, v := range r.Values {
-		// A tie, or a difference the printed values do not show.
-		if i != best && (*v == *r.Values[best] || (i < len(r.Text) && best < len(r.Text) && r.Text[i] == r.Text[best])) {
+		if i == best {
+			continue
+		}
+		gap := math.Abs(*v - b)
+		if gap <= NoiseFraction*math.Max(math.Abs(*v), math.Abs(b)) || gap <= r.Noise ||
+			(i < len(r.Text) && best < len(r.Text) && r.Text[i] == r.Text[best]) {
 			return -1
 		}
 	}
@@ -601,6 +774,7 @@ func compareOverlay(f compareFileJSON, tls []*Timeline, bands []Band, endS float
 var compareTemplate = template.Must(template.New("compare").Funcs(template.FuncMap{
 	"pct":   func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
 	"isnew": func(r compareRowView) bool { return r.NewSection },
+	"join":  func(s []string) string { return strings.Join(s, ", ") },
 }).Parse(compareHTML))
 
 const compareHTML = `<!DOCTYPE html>
@@ -611,6 +785,7 @@ const compareHTML = `<!DOCTYPE html>
 <title>{{.Verdict}} · compare {{range $i, $r := .Runs}}{{if $i}} vs {{end}}{{$r.Store}}{{end}} · chainraft</title>
 <style>{{.CSS}}
 td.best { font-weight: 700; }
+td.ratio, th.ratio { color: var(--mut); border-left: 1px solid var(--line); }
 tr.section th { background: #fff; border-bottom: 2px solid var(--line); padding-top: 14px; }
 </style>
 </head>
@@ -636,17 +811,32 @@ tr.section th { background: #fff; border-bottom: 2px solid var(--line); padding-
 {{- end}}
 <h2>Side by side</h2>
 <table id="compare">
-<thead><tr><th>metric</th>{{range .Runs}}<th class="n">{{.Name}}</th>{{end}}</tr></thead>
+<thead><tr><th>metric</th>{{range .Runs}}<th class="n">{{.Name}}</th>{{end}}{{range .RatioHeads}}<th class="n ratio">{{.}}</th>{{end}}</tr></thead>
 <tbody>
 {{- range .Rows}}
 {{- if isnew .}}
 <tr class="section"><th colspan="{{$.Cols}}">{{.Section}}</th></tr>
 {{- end}}
-<tr><td>{{.Metric}}</td>{{$best := .Best}}{{range $i, $t := .Text}}<td class="n{{if eq $i $best}} best{{end}}">{{$t}}</td>{{end}}</tr>
+<tr><td>{{.Metric}}</td>{{$best := .Best}}{{range $i, $t := .Text}}<td class="n{{if eq $i $best}} best{{end}}">{{$t}}</td>{{end}}{{range .Ratio}}<td class="n ratio">{{.}}</td>{{end}}</tr>
 {{- end}}
 </tbody>
 </table>
-<p class="mut">Bold: the better value where one is plainly better. Latency is call to return of ok operations. Recovery is timed from a fault's event (inject or heal): <i>ops back</i> until both a read and a write succeeded again, <i>throughput back</i> until ok throughput returned to most of its level before the fault (never: it did not, or there was no level to return to).</p>
+<p class="mut">Bold: better by more than {{pct .Noise}} (and than the row's own noise, for times), so a difference two runs of one store can show is never bold. The last column divides each value by the first run's.
+<i>Healthy ok ops/s</i> is speed: ok operations per second outside every fault and the recovery after it. <i>Unavailable s</i> is availability: the time the ok rate spent below a tenth of that healthy rate, counted in short bins. The whole-run ok ops/s mixes the two.
+{{- if .HasFaults}} Per fault, everything is measured up to the next fault's injection (or the end of the workload): <i>reads / writes out</i> is the time in that span with ok reads (writes) below a tenth of their healthy rate; <i>first ok read / write</i> is from the inject to the first one that succeeded, and says <i>not before the heal</i> when none did while the fault lasted; <i>throughput back</i> is from the heal to the first second at 80% of the healthy rate (<i>no dip</i>: it never fell).{{end}}
+Latency is call to return of ok operations only; the charts below show every operation, timeouts included.</p>
+{{- if .F.Roles}}
+<h2>Roles and how faults map between the stores</h2>
+<table id="roles">
+<thead><tr><th>store</th><th>role</th><th>jobs, most important first</th>{{range .Stores}}<th>a fault on it hits, in {{.}}</th>{{end}}</tr></thead>
+<tbody>
+{{- range .F.Roles}}{{$r := .}}
+<tr><td>{{.Store}}</td><td>{{.Role}}{{if .Critical}} <span class="pill unknown" title="the first role its driver lists: the one make run kills, pauses and cuts off">most critical</span>{{end}}</td><td>{{join .Jobs}}</td>{{range $.Stores}}<td>{{if eq . $r.Store}}<span class="mut">itself</span>{{else}}{{with index $r.MapsTo .}}{{.}}{{else}}<span class="never">none</span>{{end}}{{end}}</td>{{end}}</tr>
+{{- end}}
+</tbody>
+</table>
+<p class="mut">A fault of the first store's schedule aimed at a role hits, in each later store, the role whose first job is the same, else the first role doing that job at all (harness.MapRoleByJob); faults the nemesis resolves itself (any, minority, node:N, ZooKeeper) pass unchanged.</p>
+{{- end}}
 {{- if .OverlaySVG}}
 <h2>Throughput over time</h2>
 <figure>{{.OverlaySVG}}<figcaption>ok operations per second, each run from its own start{{if .F.Faults}}; bands: the faults of the shared schedule{{end}}</figcaption></figure>

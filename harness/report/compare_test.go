@@ -39,14 +39,17 @@ func compareSynth(t *testing.T, chainVerdict string, extra map[string]any) strin
 	}
 	// The chain run has no faults: drop the recoveries defaultSynth gives
 	// every run, so the table must show "–" for it.
-	b, err := os.ReadFile(filepath.Join(chainDir, "summary.json"))
-	require.NoError(t, err)
-	var m map[string]any
-	require.NoError(t, json.Unmarshal(b, &m))
-	delete(m, "recovery")
-	b, err = json.Marshal(m)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(chainDir, "summary.json"), b, 0o644))
+	patchSummary(t, raftDir, map[string]any{"availability": map[string]any{
+		"healthy_throughput": 700, "unavailable_s": 3.0, "unavailable_below": 0.1,
+		"faults": []map[string]any{{
+			"step": 0, "fault": "kill", "role": "leader", "targets": []int{1}, "inject_s": 8, "heal_s": 11.5, "horizon_s": 16,
+			"unavailable_s": 3.0, "read_outage_s": 3.0, "write_outage_s": 3.0, "first_read_ms": 3512, "first_write_ms": nil,
+			"read_after_heal_ms": 40, "write_after_heal_ms": 40, "back_after_heal_ms": nil,
+		}},
+	}})
+	patchSummary(t, chainDir, map[string]any{"recovery": nil, "availability": map[string]any{
+		"healthy_throughput": 905, "unavailable_s": 0.0, "unavailable_below": 0.1,
+	}})
 
 	dir := filepath.Join(runs, "20261126T170000Z-compare")
 	require.NoError(t, os.Mkdir(dir, 0o755))
@@ -60,10 +63,29 @@ func compareSynth(t *testing.T, chainVerdict string, extra map[string]any) strin
 			{"store": "chain", "dir": "chain", "verdict": chainVerdict},
 		},
 	}
-	b, err = json.Marshal(cj)
+	b, err := json.Marshal(cj)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "compare.json"), b, 0o644))
 	return dir
+}
+
+// patchSummary sets fields of dir/summary.json (nil deletes one).
+func patchSummary(t *testing.T, dir string, fields map[string]any) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(b, &m))
+	for k, v := range fields {
+		if v == nil {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+	}
+	b, err = json.Marshal(m)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "summary.json"), b, 0o644))
 }
 
 func compareRowOf(t *testing.T, rows []CompareRow, metric string) CompareRow {
@@ -110,25 +132,23 @@ func TestCompareRowsSideBySide(t *testing.T) {
 	require.Equal(t, "900", compareRowOf(t, rows, "get p99.9 ms").Text[0])
 	require.False(t, compareHasRow(rows, "cas p50 ms"), "no run completed a cas")
 
-	// Recovery: kill from inject took 3512 ms once (the later of read and
-	// write) and never came back once; the chain run had no faults.
-	require.Equal(t, []string{"3512", "–", "–"}, compareRowOf(t, rows, "kill (inject) ops back median ms").Text)
-	require.Equal(t, []string{"never", "–", "–"}, compareRowOf(t, rows, "kill (inject) ops back max ms").Text)
-	require.Nil(t, compareRowOf(t, rows, "kill (inject) ops back max ms").Values[0], "never has no number")
-	require.Equal(t, "40.0", compareRowOf(t, rows, "kill (heal) ops back max ms").Text[0])
-	// Throughput back: 4100 ms once, never once.
-	require.Equal(t, []string{"4100", "–", "–"}, compareRowOf(t, rows, "kill (inject) throughput back median ms").Text)
-	require.Equal(t, []string{"never", "–", "–"}, compareRowOf(t, rows, "kill (inject) throughput back max ms").Text)
-	require.Equal(t, "900", compareRowOf(t, rows, "kill (heal) throughput back max ms").Text[0])
-	var order []string
-	for _, r := range rows {
-		if r.Section == "recovery" && strings.HasSuffix(r.Metric, "max ms") {
-			order = append(order, r.Metric)
-		}
-	}
-	require.Equal(t, []string{"kill (inject) ops back max ms", "kill (inject) throughput back max ms",
-		"kill (heal) ops back max ms", "kill (heal) throughput back max ms"}, order,
-		"inject before heal: the order they happen in")
+	// Availability leads: healthy throughput and unavailable seconds,
+	// each with the chain / raft ratio.
+	require.Equal(t, "availability", rows[3].Section, "right after the verdict rows")
+	healthy := compareRowOf(t, rows, "healthy ok ops/s (outside faults and recovery)")
+	require.Equal(t, []string{"700", "905", "–"}, healthy.Text)
+	require.Equal(t, []string{"1.29×", "–"}, healthy.Ratio)
+	down := compareRowOf(t, rows, "unavailable s (ok rate < 10% of healthy)")
+	require.Equal(t, []string{"3.0", "0.0", "–"}, down.Text)
+	require.Equal(t, 1, compareBest(CompareRow{Values: down.Values[:2], Text: down.Text[:2], Better: down.Better, Noise: down.Noise}))
+
+	// Per fault, the words say what did not happen.
+	fw := compareRowOf(t, rows, "first ok write after the inject, ms")
+	require.Equal(t, "fault kill leader", fw.Section)
+	require.Equal(t, []string{"not before the heal", "–", "–"}, fw.Text)
+	require.Equal(t, "3512", compareRowOf(t, rows, "first ok read after the inject, ms").Text[0])
+	require.Equal(t, "not back before the next fault", compareRowOf(t, rows, "throughput back after the heal, ms").Text[0])
+	require.Equal(t, "3.0", compareRowOf(t, rows, "writes out s").Text[0])
 
 	// Neither synthetic run counts messages: the row is left out, not invented.
 	require.False(t, compareHasRow(rows, "messages between nodes per op"))
@@ -140,7 +160,7 @@ func TestCompareRowsSayWhenAFaultWasNotApplied(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "chain", "nemesis.jsonl"),
 		[]byte(`{"time":8000000000,"step":0,"fault":"kill","event":"inject","role":"head","error":"nemesis: unsupported","skipped":true}`+"\n"), 0o644))
 	rows := CompareRows([]string{filepath.Join(dir, "raft"), filepath.Join(dir, "chain")})
-	require.Equal(t, []string{"3512", "not applied"}, compareRowOf(t, rows, "kill (inject) ops back median ms").Text)
+	require.Equal(t, []string{"3512", "not applied"}, compareRowOf(t, rows, "first ok read after the inject, ms").Text)
 }
 
 func TestCompareRowsMessagesOnlyWhenReported(t *testing.T) {
@@ -167,6 +187,11 @@ func TestCompareRowsNodeCPU(t *testing.T) {
 
 func TestCompareBestNeedsAPlainWinner(t *testing.T) {
 	f := func(v float64) *float64 { return &v }
+	require.Equal(t, -1, compareBest(CompareRow{Better: "higher", Values: []*float64{f(4115), f(4077)}, Text: []string{"4115", "4077"}}),
+		"1% apart is noise, not a winner")
+	require.Equal(t, 0, compareBest(CompareRow{Better: "higher", Values: []*float64{f(4457), f(3006)}, Text: []string{"4457", "3006"}}))
+	require.Equal(t, -1, compareBest(CompareRow{Better: "lower", Noise: 0.5, Values: []*float64{f(0.1), f(0.4)}, Text: []string{"0.1", "0.4"}}),
+		"within the row's absolute noise")
 	require.Equal(t, 0, compareBest(CompareRow{Better: "lower", Values: []*float64{f(1), f(2)}, Text: []string{"1", "2"}}))
 	require.Equal(t, 1, compareBest(CompareRow{Better: "higher", Values: []*float64{f(1), f(2)}, Text: []string{"1", "2"}}))
 	require.Equal(t, -1, compareBest(CompareRow{Better: "lower", Values: []*float64{f(1), nil}, Text: []string{"1", "never"}}))
@@ -184,7 +209,8 @@ func TestWriteCompare(t *testing.T) {
 	require.Contains(t, html, `<th class="n">raft</th><th class="n">chain</th>`)
 	require.Contains(t, html, `href="raft/report.html"`, "a run with a report links it")
 	require.Contains(t, html, `href="chain/"`, "a run without one links its directory")
-	require.Contains(t, html, "kill (inject) ops back max ms")
+	require.Contains(t, html, "first ok write after the inject, ms")
+	require.Contains(t, html, `<th class="n ratio">chain / raft</th>`)
 	require.Contains(t, html, "chainraft compare --time-limit 30s")
 	require.Equal(t, 3, strings.Count(html, `<svg class="chart"`), "the overlay and one stack per run")
 	require.NotRegexp(t, externalRef, html)

@@ -46,6 +46,51 @@ type Recovery struct {
 	ThroughputMS *float64   `json:"throughput_ms"`
 }
 
+// Availability is summary.json's "availability" (harness/availability.go):
+// healthy throughput and unavailable time, and per fault its outages and
+// the times to the first ok read and write. A nil time is a thing that did
+// not happen before its limit, which each field's comment names.
+type Availability struct {
+	HealthyThroughput      *float64            `json:"healthy_throughput"`
+	HealthyReadThroughput  *float64            `json:"healthy_read_throughput"`
+	HealthyWriteThroughput *float64            `json:"healthy_write_throughput"`
+	HealthyS               float64             `json:"healthy_s"`
+	UnavailableS           float64             `json:"unavailable_s"`
+	UnavailableBelow       float64             `json:"unavailable_below"`
+	BackAt                 float64             `json:"back_at"`
+	BackWindowMS           float64             `json:"back_window_ms"`
+	BinMS                  float64             `json:"bin_ms"`
+	Faults                 []FaultAvailability `json:"faults"`
+}
+
+// FaultAvailability is one fault's cost, up to its horizon (the next
+// fault's inject, or the end of the workload).
+type FaultAvailability struct {
+	Step         int        `json:"step"`
+	Fault        string     `json:"fault"`
+	Role         string     `json:"role"`
+	Targets      targetList `json:"targets"`
+	InjectS      float64    `json:"inject_s"`
+	HealS        *float64   `json:"heal_s"` // nil: healed only after the workload
+	HorizonS     float64    `json:"horizon_s"`
+	UnavailableS float64    `json:"unavailable_s"`
+	ReadOutageS  *float64   `json:"read_outage_s"`
+	WriteOutageS *float64   `json:"write_outage_s"`
+	// nil: no ok read (write) before the heal.
+	FirstReadMS  *float64 `json:"first_read_ms"`
+	FirstWriteMS *float64 `json:"first_write_ms"`
+	// nil: none before the horizon.
+	ReadAfterHealMS  *float64 `json:"read_after_heal_ms"`
+	WriteAfterHealMS *float64 `json:"write_after_heal_ms"`
+	BackAfterHealMS  *float64 `json:"back_after_heal_ms"`
+}
+
+// HealedInTime reports whether the fault was healed before its horizon:
+// only then are the after-heal figures measured at all.
+func (f FaultAvailability) HealedInTime() bool {
+	return f.HealS != nil && *f.HealS < f.HorizonS
+}
+
 // KeyResult is one failing key's verdict and its visualization, a path
 // relative to the run directory.
 type KeyResult struct {
@@ -133,13 +178,19 @@ type Summary struct {
 	RequestTimeoutMS float64 `json:"request_timeout_ms"`
 	// Bug names a bug planted in the store on purpose: the page says so
 	// loudly, so nobody reads the run as the store's real behaviour.
-	Bug          string             `json:"bug"`
-	Verdict      string             `json:"verdict"`
-	OpsTotal     int64              `json:"ops_total"`
-	OpsOK        int64              `json:"ops_ok"`
-	OpsFail      int64              `json:"ops_fail"`
-	OpsInfo      int64              `json:"ops_info"`
-	Throughput   float64            `json:"throughput"`
+	Bug          string        `json:"bug"`
+	Verdict      string        `json:"verdict"`
+	OpsTotal     int64         `json:"ops_total"`
+	OpsOK        int64         `json:"ops_ok"`
+	OpsFail      int64         `json:"ops_fail"`
+	OpsInfo      int64         `json:"ops_info"`
+	Throughput   float64       `json:"throughput"`
+	Availability *Availability `json:"availability"`
+	// StartupS is the cluster's start-up before the workload; every time
+	// in the run counts from the workload's start.
+	StartupS float64 `json:"startup_s"`
+	// Compare is the comparison the run is part of, relative to the run.
+	Compare      string             `json:"compare"`
 	Latency      map[string]Latency `json:"latency"`
 	CheckSeconds float64            `json:"check_seconds"`
 	FailingKeys  []string           `json:"failing_keys"`
@@ -203,6 +254,12 @@ func decodeSummary(b []byte) (*Summary, error) {
 	_ = json.Unmarshal(b, &extra)
 	s.Command = decodeCommand(extra.Command)
 	s.Checks, s.ChecksRaw = decodeChecks(extra.Checks)
+	if s.Availability != nil {
+		for i := range s.Availability.Faults {
+			f := &s.Availability.Faults[i]
+			f.Targets = nameTargets(f.Fault, f.Targets)
+		}
+	}
 	for i := range s.Recovery {
 		r := &s.Recovery[i]
 		r.Time = secondsOf(r.Time)

@@ -271,7 +271,7 @@ func (f *runFlags) config() (harness.RunConfig, error) {
 	case f.out == "":
 		return harness.RunConfig{}, usageErrorf("%s: --out must not be empty", f.command())
 	case !(f.nodeCPUs >= 0) || math.IsInf(f.nodeCPUs, 1):
-		return harness.RunConfig{}, usageErrorf(f.command()+": --node-cpus must be a finite number of cores, not negative, got %v", f.nodeCPUs)
+		return harness.RunConfig{}, usageErrorf(f.command()+": --node-cpus must not be negative, and must be a finite number of cores, got %v", f.nodeCPUs)
 	}
 	if err := checkOut(f.out); err != nil {
 		return harness.RunConfig{}, usageErrorf("%s: --out %v", f.command(), err)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -45,6 +46,9 @@ func newServeCmd() *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "wrote report.html for %d run(s) that had none\n", n)
 			}
 			if err := report.WriteIndex(dir); err != nil {
+				if errors.Is(err, report.ErrForeignIndex) {
+					return usageErrorf("serve: --dir %s: %v", dir, err)
+				}
 				return withCode(exitRunFailed, fmt.Errorf("serve: index: %w", err))
 			}
 			ln, err := net.Listen("tcp", addr)
@@ -86,6 +90,23 @@ func serveRuns(ctx context.Context, ln net.Listener, dir string) error {
 	return err
 }
 
+// insideRoot reports whether the URL path, resolved on disk under dir with
+// every symbolic link followed, lies inside root (dir resolved). A path
+// that does not exist is inside (the file server answers 404).
+func insideRoot(root, dir, urlPath string) bool {
+	p := filepath.Join(dir, filepath.FromSlash(path.Clean("/"+urlPath)))
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return errors.Is(err, os.ErrNotExist)
+	}
+	real, err = filepath.Abs(real)
+	if err != nil {
+		return false
+	}
+	rel, err := filepath.Rel(root, real)
+	return err == nil && filepath.IsLocal(rel) || rel == "."
+}
+
 // writeMissingReports writes report.html for each run under dir that has a
 // summary.json but no report (runs made before reports existed, or cut
 // short); it returns how many it wrote and the last error.
@@ -120,8 +141,17 @@ func writeMissingReports(dir string) (int, error) {
 // browser sees exactly what opening them from disk shows; run directories
 // without a report.html get the file listing. The index is rewritten on
 // each request for it, so runs finished while serving appear on reload.
+//
+// Everything served stays inside dir: symbolic links are followed (a
+// comparison links its runs, runs/latest the newest) only when what they
+// name lies inside dir too; a link out of it (to /etc, to a home
+// directory) is 403, whoever made it.
 func runsHandler(dir string) http.Handler {
 	files := http.FileServer(http.Dir(dir))
+	root, rootErr := filepath.EvalSymlinks(dir)
+	if rootErr == nil {
+		root, rootErr = filepath.Abs(root)
+	}
 	var indexMu sync.Mutex // one index write at a time
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/" || r.URL.Path == "/index.html" {
@@ -132,6 +162,10 @@ func runsHandler(dir string) http.Handler {
 				http.Error(w, "index: "+err.Error(), http.StatusInternalServerError)
 				return
 			}
+		}
+		if rootErr != nil || !insideRoot(root, dir, r.URL.Path) {
+			http.Error(w, "forbidden: outside the served directory", http.StatusForbidden)
+			return
 		}
 		w.Header().Set("Cache-Control", "no-cache")
 		// The pages are self-contained: forbid any fetch from elsewhere.

@@ -182,7 +182,7 @@ func newChart(ylabel string, endS float64, bands []Band) *chart {
 	for _, ts := range []*text.Style{&p.X.Label.TextStyle, &p.Y.Label.TextStyle, &p.X.Tick.Label, &p.Y.Tick.Label} {
 		ts.Font = font.From(sans, 10)
 	}
-	p.X.Label.Text = "seconds since start"
+	p.X.Label.Text = "seconds since the workload started"
 	p.Y.Label.Text = ylabel
 	p.X.Min, p.X.Max = 0, math.Max(endS, 1)
 	p.X.Tick.Marker = plainTicks{}
@@ -295,50 +295,77 @@ func renderStack(charts ...*chart) ([]byte, error) {
 	return out, nil
 }
 
-// timeCharts draws throughput over latency on one time axis, with the
-// fault bands across both.
-func timeCharts(tl *Timeline, bands []Band, endS float64) ([]byte, error) {
+// timeCharts draws, on one time axis with the fault bands across all:
+// ok throughput per op kind; failed and unknown operations per second on
+// an axis of their own (on the ok scale a few hundred timeouts are a flat
+// line at zero); and every operation's latency as a point coloured by
+// outcome, as Jepsen's latency-raw plot does, so that timeouts show as a
+// band of info points at the request timeout instead of vanishing from
+// percentiles of ok operations. timeoutMS places the info points (they
+// never returned); 0 puts them at the top of the chart.
+func timeCharts(tl *Timeline, bands []Band, endS, timeoutMS float64) ([]byte, error) {
 	tc, err := throughputChart(tl, bands, endS)
 	if err != nil {
 		return nil, fmt.Errorf("throughput chart: %w", err)
 	}
-	lc, err := latencyChart(tl, bands, endS)
+	ec, err := errorChart(tl, bands, endS)
 	if err != nil {
-		return nil, fmt.Errorf("latency chart: %w", err)
+		return nil, fmt.Errorf("fail/info chart: %w", err)
 	}
-	return renderStack(tc, lc)
+	sc := scatterChart(tl, bands, endS, timeoutMS)
+	return renderStack(tc, ec, sc)
 }
 
-// throughputChart plots ok operations per second per op kind, and failed
-// or unknown operations per second, over the fault bands.
+// throughputChart plots ok operations per second per op kind over the
+// fault bands.
 func throughputChart(tl *Timeline, bands []Band, endS float64) (*chart, error) {
 	ch := newChart("ok ops/s", endS, bands)
-	rate := func(counts []int64) []float64 {
-		ys := make([]float64, tl.Buckets)
-		for b := range ys {
-			// The last bucket may be partial: scale it to a rate, or drop
-			// it when it is too short to say anything (stragglers that
-			// returned just after the end).
-			width := math.Min(1, endS-float64(b))
-			switch {
-			case width < 0.25:
-				ys[b] = math.NaN()
-			case b < len(counts):
-				ys[b] = float64(counts[b]) / width
-			}
-		}
-		return ys
-	}
 	for _, k := range tl.Kinds() {
 		col, ok := kindColors[k]
 		if !ok {
 			col = otherColor
 		}
-		if err := ch.series(string(k), rate(tl.OK[k]), col, false, 1.4); err != nil {
+		if err := ch.series(string(k), rateOf(tl, tl.OK[k], endS), col, false, 1.4); err != nil {
 			return nil, err
 		}
 	}
-	if err := ch.series("fail+info", rate(tl.Errors), errorColor, true, 1.1); err != nil {
+	ch.p.Y.Tick.Marker = plainTicks{}
+	ch.p.Y.Min = 0
+	ch.p.Y.Max = math.Max(ch.maxY, 1) * (1.08 + 0.1*float64(ch.lanes))
+	return ch, nil
+}
+
+// rateOf turns per-second counts into a rate per bucket. The last bucket
+// may be partial: it is scaled to a rate, or dropped when too short to
+// say anything (stragglers that returned just after the end).
+func rateOf(tl *Timeline, counts []int64, endS float64) []float64 {
+	ys := make([]float64, tl.Buckets)
+	for b := range ys {
+		width := math.Min(1, endS-float64(b))
+		switch {
+		case width < 0.25:
+			ys[b] = math.NaN()
+		case b < len(counts):
+			ys[b] = float64(counts[b]) / width
+		}
+	}
+	return ys
+}
+
+var (
+	failColor = color.RGBA{255, 127, 14, 255}
+	infoColor = color.RGBA{214, 39, 40, 255}
+	okColor   = color.RGBA{31, 119, 180, 255}
+)
+
+// errorChart plots failed (certainly no effect) and unknown (info:
+// timeouts, lost connections) operations per second on their own axis.
+func errorChart(tl *Timeline, bands []Band, endS float64) (*chart, error) {
+	ch := newChart("fail / info ops/s", endS, bands)
+	if err := ch.series("fail", rateOf(tl, tl.Fails, endS), failColor, false, 1.3); err != nil {
+		return nil, err
+	}
+	if err := ch.series("info", rateOf(tl, tl.Infos, endS), infoColor, false, 1.3); err != nil {
 		return nil, err
 	}
 	ch.p.Y.Tick.Marker = plainTicks{}
@@ -347,64 +374,118 @@ func throughputChart(tl *Timeline, bands []Band, endS float64) (*chart, error) {
 	return ch, nil
 }
 
-func nanTo(v, or float64) float64 {
-	if math.IsNaN(v) {
-		return or
-	}
-	return v
+// scatterPoints are the scatter's points, rasterised: one per cell of
+// about a pixel (800 columns over the run, 40 rows per decade) and
+// outcome, so a million operations draw as the same picture in a few
+// thousand marks.
+type scatterPlotter struct {
+	pts []scatterPoint
 }
 
-// latencyChart plots p50 and p99 latency per second for reads and writes,
-// and the slowest operation of each second (the ones a fault held up), on
-// a log scale: an outage's multi-second tail and the millisecond steady
-// state must both stay readable.
-func latencyChart(tl *Timeline, bands []Band, endS float64) (*chart, error) {
-	ch := newChart("latency (ms, log)", endS, bands)
-	for g := latencyGroup(0); g < numGroups; g++ {
-		col := readColor
-		if g == groupWrite {
-			col = writeColor
-		}
-		for _, q := range []struct {
-			name   string
-			q      float64
-			dashed bool
-		}{{"p50", 0.5, true}, {"p99", 0.99, false}} {
-			ys := make([]float64, tl.Buckets)
-			for b := range ys {
-				ys[b] = tl.Percentile(g, b, q.q)
-				if !math.IsNaN(ys[b]) {
-					ys[b] = math.Max(ys[b], 0.001) // a log scale has no zero
-				}
+type scatterPoint struct {
+	x, y float64
+	col  color.Color
+}
+
+func (sp scatterPlotter) Plot(c draw.Canvas, p *plot.Plot) {
+	trX, trY := p.Transforms(&c)
+	r := vg.Points(1.1)
+	for _, pt := range sp.pts {
+		x, y := trX(pt.x), trY(pt.y)
+		c.FillPolygon(pt.col, []vg.Point{{X: x - r, Y: y - r}, {X: x + r, Y: y - r}, {X: x + r, Y: y + r}, {X: x - r, Y: y + r}})
+	}
+}
+
+// swatch is a legend entry drawn as a square of its colour.
+type swatch struct{ col color.Color }
+
+func (s swatch) Thumbnail(c *draw.Canvas) {
+	mid := (c.Min.Y + c.Max.Y) / 2
+	r := vg.Points(2.5)
+	x := c.Min.X + vg.Points(8)
+	c.FillPolygon(s.col, []vg.Point{{X: x - r, Y: mid - r}, {X: x + r, Y: mid - r}, {X: x + r, Y: mid + r}, {X: x - r, Y: mid + r}})
+}
+
+// scatterChart draws every operation at its call time and latency, ok
+// blue, fail orange, info red (at the request timeout: it never returned),
+// on a log scale.
+func scatterChart(tl *Timeline, bands []Band, endS, timeoutMS float64) *chart {
+	ch := newChart("latency ms (log), every op", endS, bands)
+	maxLat, minLat := 0.0, math.Inf(1)
+	for _, pt := range tl.Points {
+		if v := float64(pt.LatMS); !math.IsNaN(v) {
+			maxLat = math.Max(maxLat, v)
+			if v > 0 {
+				minLat = math.Min(minLat, v)
 			}
-			if err := ch.series(g.String()+" "+q.name, ys, col, q.dashed, 1.3); err != nil {
-				return nil, err
-			}
 		}
 	}
-	maxs := make([]float64, tl.Buckets)
-	for b := range maxs {
-		maxs[b] = math.NaN()
-		for g := latencyGroup(0); g < numGroups; g++ {
-			if v := tl.Percentile(g, b, 1); !math.IsNaN(v) {
-				maxs[b] = math.Max(math.Max(v, 0.001), nanTo(maxs[b], 0))
-			}
+	infoAt := timeoutMS
+	if infoAt <= 0 {
+		infoAt = math.Max(maxLat, 1)
+	}
+	maxLat = math.Max(maxLat, infoAt)
+	if math.IsInf(minLat, 1) {
+		minLat = 0.1
+	}
+	minLat = math.Max(minLat, 0.001)
+	colW := math.Max(endS, 1) / 800
+	type cell struct {
+		x, y int
+		o    histories.Outcome
+	}
+	seen := map[cell]bool{}
+	layers := map[histories.Outcome][]scatterPoint{}
+	for _, pt := range tl.Points {
+		y := float64(pt.LatMS)
+		if math.IsNaN(y) {
+			y = infoAt
 		}
+		y = math.Max(y, minLat)
+		k := cell{x: int(float64(pt.CallS) / colW), y: int(math.Floor(math.Log10(y) * 40)), o: pt.Outcome}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		col := okColor
+		switch pt.Outcome {
+		case histories.Fail:
+			col = failColor
+		case histories.Info:
+			col = infoColor
+		}
+		o := pt.Outcome
+		if o != histories.Fail && o != histories.Info {
+			o = histories.OK
+		}
+		layers[o] = append(layers[o], scatterPoint{x: (float64(k.x) + 0.5) * colW, y: y, col: fade(col, 200)})
 	}
-	if err := ch.series("max", maxs, otherColor, true, 0.8); err != nil {
-		return nil, err
+	var pts []scatterPoint
+	for _, o := range []histories.Outcome{histories.OK, histories.Fail, histories.Info} {
+		pts = append(pts, layers[o]...)
 	}
-	if ch.maxY <= 0 || math.IsInf(ch.minY, 1) {
-		ch.minY, ch.maxY = 0.1, 1
-	}
+	ch.p.Add(scatterPlotter{pts: pts})
+	ch.legend.Add(fmt.Sprintf("ok (%d)", countOutcome(tl, histories.OK)), swatch{okColor})
+	ch.legend.Add(fmt.Sprintf("fail (%d)", countOutcome(tl, histories.Fail)), swatch{failColor})
+	ch.legend.Add(fmt.Sprintf("info (%d)", countOutcome(tl, histories.Info)), swatch{infoColor})
 	ch.p.Y.Scale = plot.LogScale{}
 	ch.p.Y.Tick.Marker = logTicks{}
-	ch.p.Y.Min = math.Pow(10, math.Floor(math.Log10(ch.minY)))
-	// Headroom for the fault labels, in decades.
-	decades := math.Log10(ch.maxY/ch.p.Y.Min) * (0.08 + 0.1*float64(ch.lanes))
-	ch.p.Y.Max = ch.maxY * math.Pow(10, math.Max(decades, 0.1))
-	return ch, nil
+	ch.p.Y.Min = math.Pow(10, math.Floor(math.Log10(minLat)))
+	decades := math.Log10(maxLat/ch.p.Y.Min) * (0.08 + 0.1*float64(ch.lanes))
+	ch.p.Y.Max = maxLat * math.Pow(10, math.Max(decades, 0.15))
+	return ch
 }
+
+func countOutcome(tl *Timeline, o histories.Outcome) int {
+	n := 0
+	for _, pt := range tl.Points {
+		if pt.Outcome == o || (o == histories.Info && pt.Outcome != histories.OK && pt.Outcome != histories.Fail) {
+			n++
+		}
+	}
+	return n
+}
+
 
 func contains(s string, subs ...string) bool {
 	s = strings.ToLower(s)

@@ -720,11 +720,19 @@ func compareRunCharts(dir string) (template.HTML, *Timeline, []Band, float64, st
 		}
 	}
 	bands = applied(bands)
-	svg, err := timeCharts(tl, bands, endS)
+	svg, err := timeCharts(tl, bands, endS, timeoutOf(dir))
 	if err != nil {
 		return "", tl, bands, endS, err.Error()
 	}
 	return template.HTML(svg), tl, bands, endS, ""
+}
+
+// timeoutOf is the run's request timeout in ms (0 when unknown).
+func timeoutOf(dir string) float64 {
+	if s, err := ReadSummary(dir); err == nil {
+		return s.RequestTimeoutMS
+	}
+	return 0
 }
 
 // compareOverlay draws every run's total ok throughput on one time axis:

@@ -62,7 +62,20 @@ type Timeline struct {
 	Errors    []int64                    // fail and info per bucket
 	Ops       int64                      // lines decoded
 	Malformed int64                      // lines skipped (a run cut short leaves a torn last line)
-	latency   [numGroups][][]float32     // ms, per bucket
+	Fails     []int64                    // fail per bucket (by return)
+	Infos     []int64                    // info per bucket (by call: an info op has no return)
+	// Points are every operation for the latency scatter: call time,
+	// latency and outcome, 12 bytes each (a million operations in 12 MB);
+	// an info op's latency is unknown (NaN).
+	Points  []Point
+	latency [numGroups][][]float32 // ms, per bucket
+}
+
+// Point is one operation on the latency scatter.
+type Point struct {
+	CallS   float32 // seconds since the workload's start
+	LatMS   float32 // NaN for info: it never returned
+	Outcome histories.Outcome
 }
 
 func newTimeline() *Timeline {
@@ -141,14 +154,21 @@ func (t *Timeline) add(op opLine) {
 		}
 		t.latency[g] = grow(t.latency[g], b)
 		t.latency[g][b] = append(t.latency[g][b], float32(op.Return-op.Call)/1e6)
+		t.Points = append(t.Points, Point{CallS: float32(op.Call) / 1e9, LatMS: float32(op.Return-op.Call) / 1e6, Outcome: histories.OK})
 	case histories.Fail:
 		b := bucketOf(max(op.Return, op.Call))
 		t.Errors = grow(t.Errors, b)
 		t.Errors[b]++
+		t.Fails = grow(t.Fails, b)
+		t.Fails[b]++
+		t.Points = append(t.Points, Point{CallS: float32(op.Call) / 1e9, LatMS: float32(max(op.Return-op.Call, 0)) / 1e6, Outcome: histories.Fail})
 	default: // info, or an outcome this version does not know: not ok.
 		b := bucketOf(op.Call)
 		t.Errors = grow(t.Errors, b)
 		t.Errors[b]++
+		t.Infos = grow(t.Infos, b)
+		t.Infos[b]++
+		t.Points = append(t.Points, Point{CallS: float32(op.Call) / 1e9, LatMS: float32(math.NaN()), Outcome: histories.Info})
 	}
 }
 
@@ -162,6 +182,8 @@ func (t *Timeline) finish() {
 		t.OK[k] = grow(s, t.Buckets-1)
 	}
 	t.Errors = grow(t.Errors, t.Buckets-1)
+	t.Fails = grow(t.Fails, t.Buckets-1)
+	t.Infos = grow(t.Infos, t.Buckets-1)
 	for g := range t.latency {
 		t.latency[g] = grow(t.latency[g], t.Buckets-1)
 		for _, l := range t.latency[g] {

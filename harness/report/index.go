@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -21,6 +22,8 @@ type indexRow struct {
 	P99                                    string // sort key; empty when unknown
 	P99Text                                string
 	Recovery, RecoveryText, RecoveryFault  string
+	Healthy, HealthyText                   string // sort key and text; "" / "–" when unknown
+	Unavailable, UnavailableText           string
 	Ops, Seed                              int64
 	FaultKinds                             string // faults applied, "kill×2, pause": to read and to filter on
 	Failing                                int
@@ -47,6 +50,9 @@ type indexPage struct {
 func WriteIndex(runsDir string) error {
 	entries, err := os.ReadDir(runsDir)
 	if err != nil {
+		return err
+	}
+	if err := checkOwnIndex(filepath.Join(runsDir, "index.html")); err != nil {
 		return err
 	}
 	page := indexPage{CSS: styleCSS, Generated: time.Now().UTC().Format("2006-01-02 15:04:05 UTC")}
@@ -123,6 +129,32 @@ func WriteIndex(runsDir string) error {
 	return writeAtomic(filepath.Join(runsDir, "index.html"), buf.Bytes())
 }
 
+// ErrForeignIndex: the directory's index.html was not written by
+// chainraft, so it is left alone (a runs directory may sit in a folder a
+// web server already serves).
+var ErrForeignIndex = errors.New("index.html was not written by chainraft: refusing to overwrite it")
+
+// checkOwnIndex refuses an existing index.html that is not chainraft's: a
+// page this package wrote carries its title (older versions) or its
+// generator mark.
+func checkOwnIndex(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	head := make([]byte, 4096)
+	n, _ := io.ReadFull(f, head)
+	head = head[:n]
+	if bytes.Contains(head, []byte(`<meta name="generator" content="chainraft">`)) || bytes.Contains(head, []byte("<title>chainraft runs</title>")) {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", path, ErrForeignIndex)
+}
+
 func rowOf(dir string, e os.DirEntry, s *Summary) indexRow {
 	r := indexRow{
 		Dir: e.Name(), Store: s.Store, Verdict: verdictClass(s.Verdict), Error: s.Error, Bug: s.Bug,
@@ -150,6 +182,11 @@ func rowOf(dir string, e os.DirEntry, s *Summary) indexRow {
 	r.P99Text = "–"
 	if v, ok := s.worstP99(); ok {
 		r.P99, r.P99Text = fmt.Sprint(v), formatMS(v)
+	}
+	r.HealthyText, r.UnavailableText = "–", "–"
+	if a := s.Availability; a != nil && a.HealthyThroughput != nil {
+		r.Healthy, r.HealthyText = fmt.Sprint(*a.HealthyThroughput), fmt.Sprintf("%.0f", *a.HealthyThroughput)
+		r.Unavailable, r.UnavailableText = fmt.Sprint(a.UnavailableS), fmt.Sprintf("%.1f", a.UnavailableS)
 	}
 	r.RecoveryText = "–"
 	if v, fault, never, ok := s.worstRecovery(); ok {

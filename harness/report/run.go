@@ -20,8 +20,10 @@ import (
 var templateFS embed.FS
 
 var funcs = template.FuncMap{
-	"join": func(s []string) string { return strings.Join(s, ", ") },
-	"ms":   formatMS,
+	"join":  func(s []string) string { return strings.Join(s, ", ") },
+	"ms":    formatMS,
+	"deref": func(v *float64) float64 { return *v },
+	"pct":   func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
 	"recov": func(v *float64) template.HTML {
 		if v == nil || *v < 0 {
 			return `<span class="never">never</span>`
@@ -84,6 +86,8 @@ type runPage struct {
 	Bands                       []bandRow
 	HasNemesisLog               bool
 	Injected                    int // faults that were applied
+	CompareHref                 string
+	Faults                      []faultRow
 	FailingKeys, OtherViz       []link
 	Files                       []link
 	Generated                   string
@@ -104,10 +108,19 @@ func WriteRun(dir string) error {
 		return err
 	}
 	page := runPage{S: s, CSS: styleCSS, Generated: time.Now().UTC().Format(time.RFC3339)}
+	// Titled by store first: a comparison's runs share their name
+	// ("compared"), and the store is what tells them apart.
 	page.Title = s.Name
 	if page.Title == "" {
 		page.Title = filepath.Base(dir)
 	}
+	if s.Store != "" {
+		page.Title = s.Store + " · " + page.Title
+	}
+	if s.Compare != "" && filepath.IsLocal(filepath.FromSlash(strings.TrimPrefix(s.Compare, "../"))) {
+		page.CompareHref = relHref(s.Compare) + "/compare.html"
+	}
+	page.Faults = faultRows(s)
 	page.Verdict = verdictClass(s.Verdict)
 	page.VerdictPill = map[string]string{verdictOK: "pass", verdictIllegal: "fail"}[page.Verdict]
 	if page.VerdictPill == "" {
@@ -150,7 +163,7 @@ func WriteRun(dir string) error {
 	}
 
 	if tl != nil && tl.Buckets > 0 {
-		svg, err := timeCharts(tl, applied(bands), page.EndS)
+		svg, err := timeCharts(tl, applied(bands), page.EndS, s.RequestTimeoutMS)
 		if err != nil {
 			return fmt.Errorf("report %s: %w", dir, err)
 		}
@@ -196,6 +209,70 @@ func WriteRun(dir string) error {
 		return fmt.Errorf("report %s: %w", dir, err)
 	}
 	return writeAtomic(filepath.Join(dir, "report.html"), buf.Bytes())
+}
+
+// faultRow is one line of the page's fault-cost table, in words.
+type faultRow struct {
+	F                                      FaultAvailability
+	Heal, Unavail, ReadOut, WriteOut       string
+	FirstRead, FirstWrite, AfterHeal, Back string
+}
+
+// faultRows puts each fault's availability in words: a thing that did not
+// happen is said as such ("not before the heal"), never as a number.
+func faultRows(s *Summary) []faultRow {
+	if s.Availability == nil {
+		return nil
+	}
+	secs := func(v *float64) string {
+		if v == nil {
+			return "–"
+		}
+		return fmt.Sprintf("%.1f", *v)
+	}
+	var out []faultRow
+	for _, f := range s.Availability.Faults {
+		r := faultRow{F: f, Heal: "after the workload", Unavail: fmt.Sprintf("%.1f", f.UnavailableS),
+			ReadOut: secs(f.ReadOutageS), WriteOut: secs(f.WriteOutageS)}
+		if f.HealS != nil {
+			r.Heal = fmt.Sprintf("%.2f", *f.HealS)
+		}
+		first := func(v *float64) string {
+			switch {
+			case v != nil:
+				return compareMS(*v) + " ms"
+			case f.HealS == nil || *f.HealS > f.HorizonS:
+				return "not before the next fault"
+			}
+			return "not before the heal"
+		}
+		r.FirstRead, r.FirstWrite = first(f.FirstReadMS), first(f.FirstWriteMS)
+		if f.ReadOutageS == nil && f.FirstReadMS == nil {
+			r.FirstRead = "–"
+		}
+		if f.WriteOutageS == nil && f.FirstWriteMS == nil {
+			r.FirstWrite = "–"
+		}
+		r.AfterHeal = "–"
+		if f.HealedInTime() {
+			parts := []string{}
+			if f.ReadAfterHealMS != nil {
+				parts = append(parts, "read "+compareMS(*f.ReadAfterHealMS))
+			}
+			if f.WriteAfterHealMS != nil {
+				parts = append(parts, "write "+compareMS(*f.WriteAfterHealMS))
+			}
+			if len(parts) > 0 {
+				r.AfterHeal = strings.Join(parts, ", ") + " ms"
+			}
+		}
+		_, r.Back = backText(f)
+		if v := f.BackAfterHealMS; v != nil && *v > 0 && f.HealedInTime() {
+			r.Back += " ms"
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // kindOrder lists op kinds in the KV interface's order, then any others,

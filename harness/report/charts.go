@@ -486,7 +486,6 @@ func countOutcome(tl *Timeline, o histories.Outcome) int {
 	return n
 }
 
-
 func contains(s string, subs ...string) bool {
 	s = strings.ToLower(s)
 	for _, sub := range subs {

@@ -15,6 +15,15 @@
 //   - [Storage] is the node's durable state; [Transport] the per-peer FIFO
 //     senders; [RunCoordinator] the ZooKeeper side (registration, config
 //     watches, lease, master election and the master's [Reconcile]).
+//   - Failure detection on the data path: the Core suspects a successor
+//     that is silent, or behind without progress, for the detection time
+//     and puts its suspects in the Ready; the Node hands the latest set (and
+//     the epochs it adopted while deposed) to the coordinator, which
+//     publishes them in the node znode; the master's detector (detect.go)
+//     turns the reports into broken links, takes out a [Cover] of them, and
+//     runs [ReconcileExcluding]. design.md has the policy and the safety
+//     argument: a tail taken out while its session lives is deposed, and
+//     the new tail neither commits nor serves until it stepped down.
 //   - [Router] and [Client] are the client side: configs from ZooKeeper,
 //     writes to the head, reads to the tail, retries with the same request
 //     id, definite/indeterminate errors as package kv defines them.
@@ -40,7 +49,14 @@
 //     closes it on exit) or when a peer's address changes.
 //   - RunCoordinator: config watchers (one per chain), the lease loop, the
 //     master campaign (and the master's watch forwarders), a closer; all end
-//     when its ctx ends and RunCoordinator waits for them.
+//     when its ctx ends and RunCoordinator waits for them. A master stopped
+//     by its ctx does not resign: closing the session deletes its election
+//     znode, and a resign on the closed connection retried until
+//     zkrecipes' release deadline, past the harness's SIGTERM grace.
+//   - The master's detector belongs to the master's loop (one per term);
+//     the node's report (suspects, stepped) is written by the loop and read
+//     by the coordinator under a mutex, with a one-slot kick channel:
+//     level-triggered, so nothing is lost when the coordinator lags.
 //   - Router: one config watcher per chain, a refresher, a closer; Router.Close.
 //     A Client starts no goroutine: its cache is refreshed on its own calls.
 //
@@ -50,6 +66,11 @@
 //   - A successor never reports holding more than its predecessor in the same
 //     epoch (Update Propagation Invariant).
 //   - A restored log replays without gaps after its snapshot.
+//
+// Kept by the protocol (tested in detect_test.go): a tail whose
+// configuration lists a deposed node neither commits nor answers reads, and
+// the master drops the entry only after the node adopted the removing epoch
+// or lost its session.
 //
 // Kept by construction (not checked at run time): committed ≤ lastSeq, and
 // the Sent list holds committed+1..lastSeq (less after a snapshot).

@@ -26,6 +26,19 @@
 // has registered. The client half of a seeded bug (head-read) is planted
 // in that router last, so readiness is judged by correct reads.
 //
+// Each cluster keeps its znodes under its own root, /chainraft/<run id>
+// (the run directory's name, passed to the nodes as --zk-root), so runs
+// against one external ensemble (--zk) never see each other's chains; on an
+// external ensemble the root is cleared at start (a leftover of a killed
+// harness with the same run name) and removed at Close.
+//
+// The cluster is a harness.HealthWatcher: Unplanned reports a ZooKeeper
+// server that died without a zk-kill fault (the nemesis's kills go through
+// a wrapper that marks them planned until the heal's restart), a node
+// process that exited without the harness stopping it (proccluster), or a
+// disk under the run directory with under 32 MiB free; the harness then
+// ends the run with exit 4 instead of blaming the store.
+//
 // Who holds a role is read from ZooKeeper each time it is asked (the
 // chain configurations, the master's election node), never remembered:
 // a fault must hit whoever holds the role then. The harness's ZooKeeper
@@ -40,7 +53,8 @@
 // waiter goroutine per process), and the router's goroutines (a watcher
 // per chain, a refresher and its session's closer). Cluster.Close stops
 // the router, then the nodes (SIGTERM so they close their sessions, then
-// SIGKILL after a grace), then ZooKeeper; a Start that fails closes what
+// SIGKILL after a 2 s grace a healthy node never needs: they exit in
+// milliseconds), then ZooKeeper; a Start that fails closes what
 // it started before returning. NodeMain runs chain.Run, which stops
 // everything it starts before it returns.
 package chaindriver

@@ -32,12 +32,14 @@ func TestWriteRunShowsEverything(t *testing.T) {
 	// Two charts, drawn inline by gonum/plot, with the fault labels on them.
 	require.Equal(t, 1, strings.Count(html, `<svg class="chart"`))
 	require.NotContains(t, html, "<?xml")
-	require.Equal(t, 2, strings.Count(html, ">kill n1 (leader)</text>")) // on both charts
+	require.Equal(t, 3, strings.Count(html, ">kill n1 (leader)</text>")) // on all three charts
 	require.Contains(t, html, ">partition isolate n2,n3 (follower)</text>")
 	require.Contains(t, html, ">kill n2 (tail) (not healed)</text>")
 	require.False(t, strings.Contains(html, ">member (tail)</text>"), "a skipped fault is drawn") // listed, not drawn
-	require.Contains(t, html, ">fail+info</text>")
-	require.Contains(t, html, ">write p99</text>")
+	require.Contains(t, html, ">info</text>")
+	require.Contains(t, html, ">fail / info ops/s</text>")
+	require.Contains(t, html, ">latency ms (log), every op</text>")
+	require.Regexp(t, `>info \(\d+\)</text>`, html, "the scatter's legend counts info operations")
 	// Fault table, recovery, checks.
 	require.Regexp(t, `(?s)<table id="faults">.*kill.*leader.*n1.*8\.00.*11\.50.*3\.50`, html)
 	require.Regexp(t, `(?s)member</td><td>tail</td><td></td>\s*<td class="n">18\.00</td>\s*<td class="n">–</td><td class="n">–</td><td class="mut">not applied</td>.*store cannot change membership`, html)
@@ -247,7 +249,7 @@ func TestWriteIndexListsEveryRun(t *testing.T) {
 	require.Contains(t, html, `href="`+filepath.Base(dirs[0])+`/report.html"`)
 	require.Contains(t, html, `href="`+filepath.Base(dirs[1])+`/"`)
 	require.Contains(t, html, `data-v="900">900</td>`)
-	require.Contains(t, html, `data-v="1e308" title="kill">never</td>`)
+	require.NotContains(t, html, "recovery ms", "the index shows availability, not the old recovery column")
 	require.Contains(t, html, `data-v="369">369</td>`) // p99 over all ops
 	require.Contains(t, html, `<option>chain</option><option>raft</option>`)
 	require.Contains(t, html, "1 ok · 1 illegal · 1 unknown")

@@ -107,6 +107,11 @@ func TestNemesisEveryFault(t *testing.T) {
 	require.Equal(t, a, b)
 	r, err := nemesis.Replay(events)
 	require.NoError(t, err)
-	require.Equal(t, a, r, "the run's schedule is the seed's, and its nemesis.jsonl replays it")
+	// A late injection (a member change waits for its conf change)
+	// shifts the rest of the schedule, so the seed's last step may fall
+	// past the end; every step that ran is the seed's, in order.
+	require.GreaterOrEqual(t, len(r), len(kinds), "a step per kind ran")
+	require.LessOrEqual(t, len(r), len(a))
+	require.Equal(t, a[:len(r)], r, "the run's schedule is the seed's, and its nemesis.jsonl replays it")
 	require.NotEqual(t, a, gen(seed+1), "another seed, another schedule")
 }

@@ -380,6 +380,7 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 			}
 			res.Check = check
 			s.applyCheck(check, dir)
+			visualizePassing(ctx, ops, annotations, dir, s, log) // a handful of keys (visualize.go)
 			if nem != nil {
 				nem.visualizeFaults(ctx, ops, annotations, dir, s, log)
 			}

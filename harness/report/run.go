@@ -201,6 +201,9 @@ func WriteRun(dir string) error {
 			page.WorstRecovery = formatMS(v) + " ms"
 		}
 	}
+	if err := decoratePorcupine(dir, s, bands); err != nil {
+		page.Warnings = append(page.Warnings, err.Error())
+	}
 	page.FailingKeys, page.OtherViz = vizLinks(dir, s)
 	page.Files = fileLinks(dir)
 

@@ -63,7 +63,8 @@
 //     OpenStorage.
 //   - Faults: faults.go. The nemesis's kinds (kill, pause, partition in every
 //     shape of nemesis.PartitionGrudge, delay) and the simulator's own
-//     (power-loss, torn-write, one-way cuts, clock skew), drawn with
+//     (torn-write, one-way cuts, clock skew), and power (as the nemesis
+//     has it: only what was synced survives), drawn with
 //     overlaps; roles (leader, follower, any, minority) are resolved at
 //     injection, as the nemesis resolves them. Each injection and heal is
 //     a nemesis.Event, written to nemesis.jsonl.
@@ -103,12 +104,38 @@
 // # The chain store
 //
 // chain.Core is deterministic and would drop into this world as raftkv.Core
-// does, but the chain's configuration master and its node-side coordinator
-// (chain/coordinator.go, chain/master.go) call *zk.Conn directly from their
-// own goroutines, with contexts and real timers. Until their ZooKeeper use
-// sits behind an interface that a simulated coordinator can implement, the
-// real master logic cannot run here, and --store chain is refused
-// (ErrChainNotSimulated).
+// does, and the simulated ZooKeeper it needs is here (zk.go): sessions that
+// expire when their client goes unheard for the timeout, ephemeral and
+// sequential znodes, one-shot watches delivered as go-zookeeper delivers
+// them, versioned Set and Delete, and all-or-nothing Multi; each session is
+// a chain.ZKConn (chain/zkconn.go), the interface *zk.Conn satisfies. What
+// is missing is a chain master and coordinator that can run on it: today
+// they take *zk.Conn and run on their own goroutines and wall-clock timers,
+// so --store chain is refused (ErrChainNotSimulated). For the real master
+// logic to run here:
+//
+//  1. chain/coordinator.go, chain/master.go and zkrecipes take chain.ZKConn
+//     (zkrecipes an interface of its own with the same methods) instead of
+//     *zk.Conn; zk.Connect and the session-grant log stay in a thin
+//     constructor.
+//  2. master.run becomes a wrapper over a step: master.step(now) reads,
+//     decides (detector.decide already takes now) and writes once, and
+//     returns when it next needs to run (the poll, the detector's wake);
+//     fired watches are noticed by a non-blocking receive on their
+//     channels (or a callback) instead of one forwarder goroutine each, and
+//     el.Lost() by the same.
+//  3. The coordinator's loops — register (waits on an ExistsW channel and
+//     sleeps 100 ms), lease and leaseLoop (time.Now, a ticker), watchConfig
+//     (blocking GetW), campaign (blocking Election.Campaign), and the main
+//     select over session events, node reports and synced latches — become
+//     one state machine driven by three calls: on a session event, on a
+//     fired watch or finished request, and on a timer with the current time.
+//  4. chain.Node's serving checks that read the wall clock (ExtendLease and
+//     the lease check against time.Now) take the time from the caller, so
+//     the simulator can drive a node from Core, lease and coordinator as
+//     raft.go drives raftkv.Core; chain.Client's routing (a cached
+//     configuration refreshed on rejection or age) gets a mirror here as
+//     raftclient.go mirrors raftkv.Client.
 //
 // # Goroutines
 //

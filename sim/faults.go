@@ -9,15 +9,14 @@ import (
 )
 
 // Fault kinds of the simulator. The nemesis's own kinds keep their names
-// (kill, pause, partition, delay); the rest exist only where the world is
-// simulated: a power loss (only synced data survives), a torn write (power
-// fails while a Ready's write is in flight), a one-way cut of a single
-// directed link, and clock skew (a node's ticks run fast or slow).
+// (kill, pause, partition, delay, power: only synced data survives); the
+// rest exist only where the world is simulated: a torn write (power fails
+// while a Ready's write is in flight), a one-way cut of a single directed
+// link, and clock skew (a node's ticks run fast or slow).
 const (
-	kindPowerLoss = "power-loss"
-	kindTorn      = "torn-write"
-	kindOneWay    = "one-way"
-	kindSkew      = "skew"
+	kindTorn   = "torn-write"
+	kindOneWay = "one-way"
+	kindSkew   = "skew"
 )
 
 // faultWeights is how often each kind is drawn.
@@ -26,7 +25,7 @@ var faultWeights = []struct {
 	weight int
 }{
 	{nemesis.KindKill, 3},
-	{kindPowerLoss, 2},
+	{nemesis.KindPower, 2},
 	{kindTorn, 2},
 	{nemesis.KindPause, 3},
 	{nemesis.KindPartition, 4},
@@ -107,6 +106,12 @@ func schedule(w *world, quiet, end time.Duration, roles []string) []step {
 			}
 		case nemesis.KindKill, nemesis.KindPause:
 			f.Role = append(nodeRoles, nemesis.RoleMinority)[w.rng.IntN(len(nodeRoles)+1)]
+		case nemesis.KindPower:
+			// Every node at once too: a rack losing power, the one
+			// fault that shows acknowledged writes that were never
+			// synced (a majority keeps them otherwise).
+			rs := append(nodeRoles, nemesis.RoleMinority, nemesis.RoleAll)
+			f.Role = rs[w.rng.IntN(len(rs))]
 		case nemesis.KindDelay:
 			f.Role = nodeRoles[w.rng.IntN(len(nodeRoles))]
 			f.Delay = w.between(20*time.Millisecond, 500*time.Millisecond)
@@ -167,7 +172,7 @@ func (r *run) inject(s step) *active {
 	}
 	c := r.c
 	switch f.Kind {
-	case nemesis.KindKill, kindPowerLoss, kindTorn, nemesis.KindPause:
+	case nemesis.KindKill, nemesis.KindPower, kindTorn, nemesis.KindPause:
 		targets := resolveNodes(c, f.Role, rng)
 		var live []int
 		for _, id := range targets {
@@ -183,7 +188,7 @@ func (r *run) inject(s step) *active {
 			switch f.Kind {
 			case nemesis.KindKill:
 				c.crash(id, crashKill)
-			case kindPowerLoss:
+			case nemesis.KindPower:
 				c.crash(id, crashPower)
 			case kindTorn:
 				c.tornWrite(id, true)
@@ -260,7 +265,7 @@ func (r *run) heal(a *active) {
 	f := a.step.fault
 	c := r.c
 	switch f.Kind {
-	case nemesis.KindKill, kindPowerLoss, kindTorn:
+	case nemesis.KindKill, nemesis.KindPower, kindTorn:
 		for _, id := range a.targets {
 			if f.Kind == kindTorn {
 				c.tornWrite(id, false)

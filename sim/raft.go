@@ -13,6 +13,7 @@ import (
 
 	"github.com/chainraft/chainraft/kv"
 	"github.com/chainraft/chainraft/raftkv"
+	"github.com/chainraft/chainraft/raftkv/raftdriver"
 	pb "github.com/chainraft/chainraft/raftkv/raftkvpb"
 )
 
@@ -63,7 +64,13 @@ type reqRef struct {
 }
 
 func newRaftCluster(r *run) (*raftCluster, error) {
-	name, err := raftkv.ParseBug(r.opts.Bug)
+	noFsync := r.opts.NoFsync
+	bug := r.opts.Bug
+	if bug == raftdriver.BugNoFsync {
+		// The driver's bug: raftkv's --no-fsync, not a raftkv bug.
+		noFsync, bug = true, ""
+	}
+	name, err := raftkv.ParseBug(bug)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +96,7 @@ func newRaftCluster(r *run) (*raftCluster, error) {
 		c.members = append(c.members, raftkv.Member{ID: uint64(i), Addr: "n" + strconv.Itoa(i)})
 	}
 	for _, m := range c.members {
-		n := &raftNode{c: c, id: m.ID, disk: &raftDisk{noFsync: r.opts.NoFsync}, rate: 1}
+		n := &raftNode{c: c, id: m.ID, disk: &raftDisk{noFsync: noFsync}, rate: 1}
 		c.nodes = append(c.nodes, n)
 	}
 	for _, n := range c.nodes {

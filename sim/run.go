@@ -13,6 +13,7 @@ import (
 	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/nemesis"
 	"github.com/chainraft/chainraft/raftkv"
+	"github.com/chainraft/chainraft/raftkv/raftdriver"
 )
 
 // Options are one simulated run. The zero value of every field but Store
@@ -22,7 +23,9 @@ type Options struct {
 	// Store is "raft" (or "chain", see doc.go).
 	Store string
 	Seed  int64
-	// Bug plants one of the store's seeded bugs (raftkv.KnownBugs).
+	// Bug plants one of the store's seeded bugs: for raft, raftkv.KnownBugs
+	// and the driver's no-fsync (raftdriver.BugNoFsync: the nodes never
+	// fsync, as with NoFsync).
 	Bug string
 	// ReadMode is the raft read mode: "" or "index" (ReadIndex), "lease".
 	ReadMode string
@@ -205,7 +208,7 @@ func (r *run) simulate(res *Result) {
 		r.workers = append(r.workers, wk)
 		w.after(w.between(0, r.think), wk.next)
 	}
-	if r.opts.NoFsync {
+	if r.opts.NoFsync || r.opts.Bug == raftdriver.BugNoFsync {
 		var writeback func()
 		writeback = func() {
 			for _, id := range r.c.ids() {
@@ -327,8 +330,10 @@ func (o Options) Validate() error {
 	o = o.withDefaults()
 	switch o.Store {
 	case "raft":
-		if _, err := raftkv.ParseBug(o.Bug); err != nil {
-			return fmt.Errorf("--bug: %w", err)
+		if o.Bug != raftdriver.BugNoFsync {
+			if _, err := raftkv.ParseBug(o.Bug); err != nil {
+				return fmt.Errorf("--bug: %w (or %s)", err, raftdriver.BugNoFsync)
+			}
 		}
 		switch o.ReadMode {
 		case "", "index", "lease":

@@ -5,7 +5,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -133,4 +135,32 @@ func tail(lines []string, n int) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// TestNoProgressIsAFailure: a cluster that cannot complete a write and a
+// read within the liveness bound after the faults stop fails its seed.
+func TestNoProgressIsAFailure(t *testing.T) {
+	res := Run(Options{Store: "raft", Seed: 1, LivenessBound: time.Millisecond})
+	require.Equal(t, FailProgress, res.Failure)
+	require.Contains(t, res.Detail, "within 1ms")
+}
+
+// TestNoFsyncCaught: the raft driver's no-fsync bug (acknowledge without
+// fsync) fails a seed among the first 200: power cuts of every node lose
+// acknowledged writes, or raft finds its log lost and panics.
+func TestNoFsyncCaught(t *testing.T) {
+	n := 200
+	if raceEnabled {
+		n = 20
+	}
+	sr := RunSeeds(context.Background(), Options{Store: "raft", Bug: "no-fsync"}, 1, n, 0, nil)
+	require.NotNil(t, sr.Failed)
+	t.Logf("no-fsync caught by seed %d: %s: %s", sr.Failed.Options.Seed, sr.Failed.Failure, firstLineOf(sr.Failed.Detail))
+}
+
+func firstLineOf(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }

@@ -2,7 +2,13 @@
 # screenshot.sh: open chainraft HTML pages (report.html, index.html, ...)
 # from disk in headless Chromium, offline, and save a PNG of each.
 #
-#   scripts/screenshot.sh [-o OUTDIR] [-w WIDTHxHEIGHT] PAGE.html...
+#   scripts/screenshot.sh [-o OUTDIR] [-w WIDTHxHEIGHT] PAGE.html[#FRAGMENT]...
+#
+# A fragment is passed to the page (a Porcupine page opens at a zoom and a
+# fault with k003.html#zoom=1&fault=0). The README's images are made with
+#
+#   scripts/screenshot.sh -o docs -w 1280x2600 runs/<compare>/compare.html runs/<compare>/chain/report.html
+#   scripts/screenshot.sh -o docs -w 1280x420 'runs/<compare>/chain/porcupine/k000.html#zoom=1&fault=0'
 #
 # Background networking is off and every host name resolves to nothing, so
 # a page that tried to fetch a script, style or font from elsewhere would
@@ -32,7 +38,10 @@ done
 profile=$(mktemp -d)
 trap 'rm -rf "$profile"' EXIT
 
-for page in "$@"; do
+for arg in "$@"; do
+	page=${arg%%#*}
+	frag=""
+	[ "$page" = "$arg" ] || frag="#${arg#*#}"
 	[ -f "$page" ] || { echo "$0: $page: no such file" >&2; exit 2; }
 	abs=$(cd "$(dirname "$page")" && pwd)/$(basename "$page")
 	dir=${out:-$(dirname "$abs")}
@@ -43,6 +52,6 @@ for page in "$@"; do
 		--disable-component-update --disable-sync --no-first-run --disable-dev-shm-usage \
 		--host-resolver-rules="MAP * ~NOTFOUND" --hide-scrollbars \
 		--user-data-dir="$profile" --window-size="$size" --screenshot="$png" \
-		"file://$abs" >/dev/null 2>&1
+		"file://$abs$frag" >/dev/null 2>&1
 	echo "$png"
 done

@@ -13,7 +13,8 @@ package report
 //     screens), and jumps to each fault: the page draws the nemesis's
 //     annotations as boxes whose text is the fault, so the jump finds the
 //     n-th box with that text and scrolls it to the middle;
-//   - the legend moves below the bar and is no longer clipped.
+//   - the legend moves below the bar and is no longer clipped;
+//   - a fragment opens it at a zoom and a fault: k003.html#zoom=1&fault=0.
 //
 // Everything added is inline: the pages stay self-contained.
 
@@ -88,13 +89,17 @@ body { padding-top: 84px; } #canvas { margin-top: 0 !important; } /* zoom scales
         var t = texts[i].textContent;
         if (t.indexOf(j.label) === 0 || (t.indexOf(j.kind) === 0 && t.length < j.label.length)) { if (n++ === j.nth) found = texts[i]; }
       }
-      if (found) found.scrollIntoView({inline: "center", block: "center"});
+      if (found) { var r = found.getBoundingClientRect(); window.scrollBy(r.left + r.width / 2 - window.innerWidth / 2, 0); b.setAttribute("data-at", window.scrollX); }
     }
   });
   window.addEventListener("load", function () {
-    // Bounded width: open at no more than eight screens wide.
+    // Bounded width: open at no more than eight screens wide, unless the
+    // fragment says otherwise (#zoom=1&fault=0: a link to one fault).
     var c = canvas(); if (!c) return;
-    setZoom(Math.min(1, 8 * window.innerWidth / Math.max(c.scrollWidth, 1)));
+    var h = new URLSearchParams(location.hash.slice(1));
+    setZoom(h.has("zoom") ? +h.get("zoom") : Math.min(1, 8 * window.innerWidth / Math.max(c.scrollWidth, 1)));
+    var f = h.has("fault") && document.querySelector('#chainraft-bar button[data-jump="' + (+h.get("fault")) + '"]');
+    if (f) f.click();
   });
 })();
 </script>

@@ -87,6 +87,13 @@ type keyHistory struct {
 	bounded  int
 	unique   bool // no appends, all written values distinct: the unique-value rules applied
 	dec      *decoder
+	// late and lateSegs are ops with the writes open to the end moved to
+	// the end (see lateVariant), nil when there are none: tried first,
+	// since its Ok stands for the key.
+	late     []porcupine.Operation
+	lateSegs []segment
+	lateOK   bool          // every segment of late is Ok: so is the key
+	lateTime time.Duration // spent on late
 }
 
 // Check decides whether ops is linearizable, key by key. A search that runs
@@ -176,6 +183,7 @@ func verdictRank(v Verdict) int {
 // after that round stay Unknown rather than spend the rest of the budget.
 // Each key's verdict and elapsed time are then filled into results.
 func searchKeys(ctx context.Context, keys []*keyHistory, results []KeyResult, deadline time.Time, budget time.Duration, workers int) {
+	lateFirst(ctx, keys, deadline, max(budget/64, firstSlice), workers)
 	type unit struct{ key, seg int }
 	var units []unit
 	for k, kh := range keys {
@@ -183,6 +191,10 @@ func searchKeys(ctx context.Context, keys []*keyHistory, results []KeyResult, de
 		kh.elapsed = make([]time.Duration, len(kh.segs))
 		for s := range kh.segs {
 			kh.verdicts[s] = VerdictUnknown
+			if kh.lateOK {
+				kh.verdicts[s] = VerdictOK
+				continue
+			}
 			units = append(units, unit{k, s})
 		}
 	}
@@ -237,6 +249,7 @@ func searchKeys(ctx context.Context, keys []*keyHistory, results []KeyResult, de
 	}
 	for k, kh := range keys {
 		v := VerdictOK
+		results[k].Elapsed += kh.lateTime
 		for s := range kh.segs {
 			results[k].Elapsed += kh.elapsed[s]
 			switch kh.verdicts[s] {
@@ -250,6 +263,55 @@ func searchKeys(ctx context.Context, keys []*keyHistory, results []KeyResult, de
 		}
 		results[k].Verdict = v
 	}
+}
+
+// lateFirst decides the keys that have a late variant (see lateVariant)
+// by it when it is Ok: each of its segments by the witness or by a search
+// of at most slice. A key it does not decide is searched as recorded, so
+// this costs at most a slice per segment of late.
+func lateFirst(ctx context.Context, keys []*keyHistory, deadline time.Time, slice time.Duration, workers int) {
+	type unit struct{ key, seg int }
+	var units []unit
+	for k, kh := range keys {
+		for s := range kh.lateSegs {
+			units = append(units, unit{k, s})
+		}
+	}
+	if len(units) == 0 {
+		return
+	}
+	ok := make([]bool, len(units))
+	took := make([]time.Duration, len(units))
+	runPool(ctx, deadline, workers, seq(len(units)), func(ctx context.Context, i int) {
+		kh, sg := keys[units[i].key], keys[units[i].key].lateSegs[units[i].seg]
+		t0 := time.Now()
+		ops := kh.late[sg.lo:sg.hi]
+		ok[i] = witness(ops, sg.init, kh.dec)
+		if !ok[i] {
+			v, _ := searchSegment(ctx, ops, sg.init, slice)
+			ok[i] = v == VerdictOK
+		}
+		took[i] = time.Since(t0)
+	})
+	for _, kh := range keys {
+		kh.lateOK = kh.late != nil
+	}
+	for i, u := range units {
+		kh := keys[u.key]
+		kh.lateOK = kh.lateOK && ok[i]
+		kh.lateTime += took[i]
+	}
+	for _, kh := range keys {
+		kh.late, kh.lateSegs = nil, nil // searched as recorded from here on
+	}
+}
+
+func seq(n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i
+	}
+	return s
 }
 
 // firstSlice is the least a segment gets in the first round: enough for the
@@ -408,7 +470,40 @@ func prepareKey(key string, ops []Operation) *keyHistory {
 	}
 	slices.SortStableFunc(kh.ops, func(a, b porcupine.Operation) int { return cmp.Compare(a.Call, b.Call) })
 	kh.segs = segmentKey(kh.ops)
+	kh.late = lateVariant(kh.ops, inf)
+	if kh.late != nil {
+		kh.lateSegs = segmentKey(kh.late)
+	}
 	return kh
+}
+
+// lateVariant returns ops with every write still open to the end (an
+// unknown write neither pruned nor bounded: return inf) narrowed to the
+// instant inf, or nil when there is none. Such writes block every segment
+// cut after their call, and the search tries each of them at every step;
+// narrowed, they sit in the last segment. Narrowing an interval only
+// removes linearizations, so an Ok of the narrowed history is an Ok of the
+// real one (its linearization puts each such write where the write may
+// have taken effect: after everything, which is also "never"). Anything
+// else proves nothing, and the real history is searched.
+func lateVariant(ops []porcupine.Operation, inf int64) []porcupine.Operation {
+	open := 0
+	for _, op := range ops {
+		if op.Return >= inf && op.Output.(kvOutput).unknown {
+			open++
+		}
+	}
+	if open == 0 {
+		return nil
+	}
+	late := slices.Clone(ops)
+	for i := range late {
+		if late[i].Return >= inf && late[i].Output.(kvOutput).unknown {
+			late[i].Call = late[i].Return
+		}
+	}
+	slices.SortStableFunc(late, func(a, b porcupine.Operation) int { return cmp.Compare(a.Call, b.Call) })
+	return late
 }
 
 // useUniqueValues applies the unique-value rules of doc.go to a key without

@@ -83,13 +83,16 @@ func witness(ops []porcupine.Operation, init kvState, dec *decoder) bool {
 			continue
 		}
 		if w.readLike(i) {
-			if !w.legal(i) && !w.reach(i, -1) {
+			if !w.legal(i) && !w.reach(i, -1) && !w.dodge(i) {
 				return false
 			}
 			w.take(i)
 			continue
 		}
 		w.protect(i)
+		if w.status[i] == statusDone {
+			continue // protect applied it as part of a read's state
+		}
 		if !w.legal(i) {
 			// A cas that swapped needs the state it expected.
 			in := ops[i].Input.(*kvInput)
@@ -122,6 +125,12 @@ type witnessRun struct {
 	toks       []string
 	scratch    []string
 	plan       []int32
+	// firstNeed is, per write, the earliest return of an operation whose
+	// decoded state includes it (MaxInt64 when none); see dodge.
+	firstNeed []int64
+	// chain is the plan's prefix when its base is a cas that needs another
+	// state first (see chainTo); used only with a base write.
+	chain []int32
 }
 
 // lastSeen gives each write the latest call of an operation whose decoded
@@ -134,9 +143,15 @@ func (w *witnessRun) lastSeen() []int64 {
 	if w.dec == nil {
 		return seen
 	}
+	w.firstNeed = make([]int64, len(w.ops))
+	for i := range w.firstNeed {
+		w.firstNeed[i] = math.MaxInt64
+	}
+	var ret int64
 	mark := func(m map[string]int32, v string, at int64) {
 		if j, ok := m[v]; ok && j >= 0 {
 			seen[j] = max(seen[j], at)
+			w.firstNeed[j] = min(w.firstNeed[j], ret)
 		}
 	}
 	for _, op := range w.ops {
@@ -157,6 +172,7 @@ func (w *witnessRun) lastSeen() []int64 {
 			continue
 		}
 		w.scratch = p.tokens
+		ret = op.Return
 		if p.base != "" {
 			mark(w.baseAt, p.base, op.Call)
 		}
@@ -274,6 +290,42 @@ func (w *witnessRun) protect(forced int32) {
 	}
 }
 
+// dodge makes a completed cas that did not swap legal, at its return, by
+// applying first a pending write that leaves another state than the one
+// it expected: of those legal now, the one whose state some operation
+// needs soonest (the others' states can still come later). The pending
+// reads the write would spoil are served first (protect). False when no
+// pending write helps.
+func (w *witnessRun) dodge(i int32) bool {
+	in, out := w.ops[i].Input.(*kvInput), w.ops[i].Output.(kvOutput)
+	if in.op != opCAS || out.unknown || out.swapped {
+		return false
+	}
+	best := int32(-1)
+	for _, j := range w.pending {
+		if j == i || w.readLike(j) {
+			continue
+		}
+		legal, next := kvStep(w.st, w.ops[j].Input, w.ops[j].Output)
+		if st := next.(kvState); !legal || (st.present && st.value == in.expect) {
+			continue
+		}
+		if best < 0 || w.firstNeed[j] < w.firstNeed[best] || (w.firstNeed[j] == w.firstNeed[best] && w.ops[j].Return < w.ops[best].Return) {
+			best = j
+		}
+	}
+	if best < 0 {
+		return false
+	}
+	w.protect(best)
+	if w.status[best] != statusPending || !w.legal(best) {
+		return w.legal(i)
+	}
+	w.apply(best)
+	w.sweep()
+	return w.legal(i)
+}
+
 // reach applies pending writes, not the one at position except, so that
 // the read at position i becomes legal; false (having changed nothing) when
 // it cannot.
@@ -345,7 +397,58 @@ func (w *witnessRun) reachValueExcept(v string, except int32) bool {
 	if !ok || b < 0 {
 		return false
 	}
-	return w.tryPlan(b, p.tokens, v, except, true)
+	tokens := slices.Clone(p.tokens) // chainTo decodes again
+	chain, ok := w.chainTo(b, w.chain[:0], maxChain)
+	w.chain = chain
+	if !ok {
+		return false
+	}
+	return w.tryPlan(b, tokens, v, except, true)
+}
+
+// maxChain bounds how many cas a plan goes back through (see chainTo).
+const maxChain = 8
+
+// chainTo returns prefix extended by the pending writes that make, from
+// the current state, the state the cas at position b expects, when b is a
+// cas that needs another state than the current one: the write of that
+// state's base (itself chained the same way, at most depth deep) and then
+// its appended values. A put needs nothing. false means no such writes.
+// The plan is only proposed: tryPlan checks every step against the model.
+func (w *witnessRun) chainTo(b int32, prefix []int32, depth int) ([]int32, bool) {
+	in := w.ops[b].Input.(*kvInput)
+	if in.op != opCAS || (w.st.present && w.st.value == in.expect) {
+		return prefix, true
+	}
+	if depth == 0 || w.dec == nil {
+		return prefix, false
+	}
+	p, ok := w.dec.decode(in.expect, w.scratch)
+	if !ok {
+		return prefix, false
+	}
+	w.scratch = p.tokens
+	var toks []int32
+	for _, t := range p.tokens {
+		j, ok := w.tokAt[t]
+		if !ok || j < 0 {
+			return prefix, false
+		}
+		toks = append(toks, j)
+	}
+	if w.decomposed && p.base == w.base && len(w.toks) <= len(p.tokens) && slices.Equal(w.toks, p.tokens[:len(w.toks)]) {
+		return append(prefix, toks[len(w.toks):]...), true
+	}
+	a, ok := w.baseAt[p.base]
+	if !ok || a < 0 || w.status[a] != statusPending {
+		return prefix, false
+	}
+	prefix, ok = w.chainTo(a, prefix, depth-1)
+	if !ok {
+		return prefix, false
+	}
+	prefix = append(prefix, a)
+	return append(prefix, toks...), true
 }
 
 // tryPlan checks that the base write (if ≥ 0) and then the appends of
@@ -354,6 +457,7 @@ func (w *witnessRun) reachValueExcept(v string, except int32) bool {
 func (w *witnessRun) tryPlan(base int32, tokens []string, v string, except int32, exact bool) bool {
 	plan := w.plan[:0]
 	if base >= 0 {
+		plan = append(plan, w.chain...)
 		plan = append(plan, base)
 	}
 	for _, t := range tokens {
@@ -378,9 +482,38 @@ func (w *witnessRun) tryPlan(base int32, tokens []string, v string, except int32
 	if s := st.(kvState); exact && (!s.present || s.value != v) {
 		return false
 	}
+	if w.ops[plan[0]].Input.(*kvInput).op == opPut {
+		w.flushUnseen(plan, except)
+	}
 	for _, j := range plan {
 		w.apply(j)
 	}
 	w.sweep()
 	return true
+}
+
+// flushUnseen applies, before a plan that starts with a put, the pending
+// writes outside the plan whose state no operation ever showed: the put
+// erases what they did, so nothing can need them after it, while applied
+// after it they would spoil the state the plan makes. The pending reads
+// each would spoil are served first (protect); a write that protect
+// applied, or that is not legal, is left alone.
+func (w *witnessRun) flushUnseen(plan []int32, except int32) {
+	var unseen []int32
+	for _, j := range w.pending {
+		if j != except && !w.readLike(j) && !w.ops[j].Output.(kvOutput).unknown && w.firstNeed[j] == math.MaxInt64 && !slices.Contains(plan, j) {
+			unseen = append(unseen, j)
+		}
+	}
+	slices.SortFunc(unseen, func(a, b int32) int { return cmp.Compare(w.ops[a].Return, w.ops[b].Return) })
+	for _, j := range unseen {
+		if w.status[j] != statusPending {
+			continue
+		}
+		w.protect(j)
+		if w.status[j] == statusPending && w.legal(j) {
+			w.apply(j)
+			w.sweep()
+		}
+	}
 }

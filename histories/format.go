@@ -54,7 +54,15 @@ func (w *Writer) Write(op Operation) error {
 	if w.err != nil {
 		return w.err
 	}
-	b := w.buf[:0]
+	w.buf = appendLine(w.buf[:0], op)
+	if _, err := w.w.Write(w.buf); err != nil {
+		w.err = fmt.Errorf("histories: write: %w", err)
+	}
+	return w.err
+}
+
+// appendLine appends op's line, newline included, to b.
+func appendLine(b []byte, op Operation) []byte {
 	b = append(b, `{"client":`...)
 	b = strconv.AppendInt(b, int64(op.Client), 10)
 	b = append(b, `,"op":`...)
@@ -71,7 +79,7 @@ func (w *Writer) Write(op Operation) error {
 	}
 	b = append(b, `,"call":`...)
 	b = strconv.AppendInt(b, op.Call, 10)
-	if op.Outcome != Info || op.Return != 0 {
+	if op.Outcome != Info && op.Outcome != Invoke || op.Return != 0 {
 		b = append(b, `,"return":`...)
 		b = strconv.AppendInt(b, op.Return, 10)
 	}
@@ -95,12 +103,20 @@ func (w *Writer) Write(op Operation) error {
 		b = append(b, `,"error":`...)
 		b = appendJSONString(b, op.Error)
 	}
-	b = append(b, '}', '\n')
-	w.buf = b
-	if _, err := w.w.Write(b); err != nil {
-		w.err = fmt.Errorf("histories: write: %w", err)
-	}
-	return w.err
+	return append(b, '}', '\n')
+}
+
+// WriteInvoke writes the invoke line of op, an operation just called (see
+// doc.go, "Streaming"): outcome "invoke", no return, no result fields. The
+// operation's completed line, written later, replaces it when read back.
+func (w *Writer) WriteInvoke(op Operation) error {
+	return w.Write(invokeOf(op))
+}
+
+func invokeOf(op Operation) Operation {
+	op.Outcome, op.Return = Invoke, 0
+	op.Found, op.Output, op.Swapped, op.Node, op.Error = false, "", false, "", ""
+	return op
 }
 
 // Flush writes buffered lines through.
@@ -187,7 +203,28 @@ type Reader struct {
 	lineNo int
 	check  clientCheck
 	err    error // sticky: after an error Next keeps returning it
+	// invoked holds the invoke lines not yet completed, by client and
+	// call: as many as operations were in flight together. At the end of
+	// the file the rest come out as unknown operations (in line order).
+	invoked map[invokeKey]invokeLine
+	tail    []invokeLine // the uncompleted invoke lines, once the file ended
 }
+
+// invokeKey names an operation across its invoke and completed lines.
+type invokeKey struct {
+	client int
+	call   int64
+}
+
+type invokeLine struct {
+	op   Operation
+	line int
+}
+
+// NoCompletionError is the error text of an operation whose invoke line
+// has no completed line: the recorder stopped (was killed) while it was in
+// flight, so it is unknown.
+const NoCompletionError = "no completion recorded: in flight when the recording stopped"
 
 // NewReader reads JSON Lines from r; name is used in errors (a file path).
 func NewReader(r io.Reader, name string) *Reader {
@@ -201,7 +238,19 @@ func (r *Reader) Next() (Operation, error) {
 		return Operation{}, r.err
 	}
 	for {
+		if r.tail != nil {
+			return r.nextUncompleted()
+		}
 		raw, err := r.readLine()
+		if err == io.EOF && len(r.invoked) > 0 {
+			r.tail = make([]invokeLine, 0, len(r.invoked))
+			for _, il := range r.invoked {
+				r.tail = append(r.tail, il)
+			}
+			r.invoked = nil
+			slices.SortFunc(r.tail, func(a, b invokeLine) int { return a.line - b.line })
+			continue
+		}
 		if err != nil {
 			r.err = err
 			return Operation{}, err
@@ -211,8 +260,16 @@ func (r *Reader) Next() (Operation, error) {
 			continue
 		}
 		op, msg := decodeLine(raw)
+		if msg == "" && op.Outcome == Invoke {
+			if msg = r.invoke(op); msg == "" {
+				continue
+			}
+		}
 		if msg == "" {
 			msg = validate(op, op.Outcome != Info || op.Return != 0)
+		}
+		if msg == "" && len(r.invoked) > 0 {
+			msg = r.complete(op)
 		}
 		if msg == "" {
 			msg = r.check.add(op, r.lineNo)
@@ -223,6 +280,55 @@ func (r *Reader) Next() (Operation, error) {
 		}
 		return op, nil
 	}
+}
+
+// invoke holds an invoke line until its completion.
+func (r *Reader) invoke(op Operation) string {
+	op.Outcome = Info
+	if msg := validate(op, false); msg != "" {
+		return msg
+	}
+	k := invokeKey{op.Client, op.Call}
+	if r.invoked == nil {
+		r.invoked = map[invokeKey]invokeLine{}
+	}
+	if prev, dup := r.invoked[k]; dup {
+		return fmt.Sprintf("client %d invoked twice at call %d (line %d)", op.Client, op.Call, prev.line)
+	}
+	op.Error = NoCompletionError
+	r.invoked[k] = invokeLine{op: op, line: r.lineNo}
+	return ""
+}
+
+// complete retires the invoke line op completes, if any; the completion
+// must be the same operation.
+func (r *Reader) complete(op Operation) string {
+	k := invokeKey{op.Client, op.Call}
+	il, ok := r.invoked[k]
+	if !ok {
+		return ""
+	}
+	if il.op.Op != op.Op || il.op.Key != op.Key || il.op.Value != op.Value || il.op.Expect != op.Expect {
+		return fmt.Sprintf("completes the invoke line %d (client %d, call %d) with another operation", il.line, op.Client, op.Call)
+	}
+	delete(r.invoked, k)
+	return ""
+}
+
+// nextUncompleted returns the invoke lines left without completion, as
+// unknown operations that never returned.
+func (r *Reader) nextUncompleted() (Operation, error) {
+	if len(r.tail) == 0 {
+		r.err = io.EOF
+		return Operation{}, io.EOF
+	}
+	il := r.tail[0]
+	r.tail = r.tail[1:]
+	if msg := r.check.add(il.op, il.line); msg != "" {
+		r.err = &InputError{File: r.name, Line: il.line, Msg: msg}
+		return Operation{}, r.err
+	}
+	return il.op, nil
 }
 
 func (r *Reader) readLine() ([]byte, error) {
@@ -283,6 +389,12 @@ func decodeLine(raw []byte) (Operation, string) {
 	}
 	if l.Return == nil && (op.Outcome == OK || op.Outcome == Fail) {
 		return Operation{}, fmt.Sprintf(`missing required field "return" (outcome %q)`, op.Outcome)
+	}
+	if l.Return != nil && op.Outcome == Invoke {
+		return Operation{}, `"return" on an invoke line`
+	}
+	if op.Outcome == Invoke && (l.Found != nil || l.Output != nil || l.Swapped != nil) {
+		return Operation{}, "result fields on an invoke line"
 	}
 	if l.Return != nil {
 		op.Return = *l.Return

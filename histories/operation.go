@@ -21,6 +21,12 @@ const (
 	Fail Outcome = "fail"
 	// Info: unknown; the operation may have taken effect at any time after its call.
 	Info Outcome = "info"
+	// Invoke appears only in files, never on an Operation the Reader
+	// returns: the line a streaming recorder writes when an operation is
+	// called, replaced by the operation's completed line (same client and
+	// call) when one follows, read as Info when none does (doc.go,
+	// "Streaming").
+	Invoke Outcome = "invoke"
 )
 
 // Operation is one client operation, one line of history.jsonl. Times are

@@ -28,6 +28,10 @@ type Recorder struct {
 
 	mu       sync.Mutex // guards sessions; taken only by Session and Operations
 	sessions []*Session
+
+	// stream, when set, receives every line instead of the sessions'
+	// chunks (see NewStreamRecorder).
+	stream *streamSink
 }
 
 // NewRecorder starts the run's clock.
@@ -101,6 +105,11 @@ func (s *Session) Begin(op Operation) int64 {
 	op.Call = s.r.Now()
 	s.pending = op
 	s.inFlight = true
+	if s.r.stream != nil && op.IsWrite() {
+		// Before the request leaves: a read that sees this write can
+		// only be recorded after this line (one ordered stream).
+		s.r.stream.send(op, true)
+	}
 	return op.Call
 }
 
@@ -131,6 +140,16 @@ func (s *Session) End(op Operation) Operation {
 	}
 	op.Client = s.client
 	op.Call = s.pending.Call
+	if s.r.stream != nil {
+		s.r.stream.send(op, false)
+		s.n++
+		s.inFlight = false
+		s.pending = Operation{}
+		if op.Outcome == Info {
+			s.client = -1
+		}
+		return op
+	}
 	if len(s.chunks) == 0 || len(s.chunks[len(s.chunks)-1]) == chunkOps {
 		s.chunks = append(s.chunks, make([]Operation, 0, chunkOps))
 	}
@@ -155,7 +174,9 @@ const InFlightError = "in flight when the history was taken"
 // Operations returns every recorded operation, sorted by call time (ties in
 // session order). An operation still in flight is included with outcome info,
 // since it may have taken effect or may still. Operations may be called while
-// sessions are recording; it sees each session at one instant.
+// sessions are recording; it sees each session at one instant. A streaming
+// recorder keeps no completed operation: its Operations has only those in
+// flight; read the file back instead (ScanFile, ReadFile).
 func (r *Recorder) Operations() []Operation {
 	r.mu.Lock()
 	sessions := slices.Clone(r.sessions)

@@ -31,6 +31,13 @@ import (
 // linearization, so Ok is sound whatever the heuristics. False means only
 // "not found this way"; the caller then searches.
 func witness(ops []porcupine.Operation, init kvState, dec *decoder) bool {
+	if dec != nil {
+		// Segments of one key are walked in parallel: each walk decodes
+		// with its own scratch space (the indexes are only read).
+		own := *dec
+		own.ways, own.step = nil, nil
+		dec = &own
+	}
 	w := witnessRun{ops: ops, dec: dec, st: init, status: make([]uint8, len(ops))}
 	w.index()
 	w.decomposed = !init.present

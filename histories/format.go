@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -208,6 +209,11 @@ type Reader struct {
 	// the file the rest come out as unknown operations (in line order).
 	invoked map[invokeKey]invokeLine
 	tail    []invokeLine // the uncompleted invoke lines, once the file ended
+	// unterminated: the line just read ended the file without a newline.
+	unterminated bool
+	// Torn is set when the file's last line had no newline and did not
+	// parse: a write cut short by a kill, ignored (see doc.go, "Streaming").
+	Torn bool
 }
 
 // invokeKey names an operation across its invoke and completed lines.
@@ -220,6 +226,9 @@ type invokeLine struct {
 	op   Operation
 	line int
 }
+
+// malformed starts the message of a line that is not JSON.
+const malformed = "malformed JSON: "
 
 // NoCompletionError is the error text of an operation whose invoke line
 // has no completed line: the recorder stopped (was killed) while it was in
@@ -260,6 +269,13 @@ func (r *Reader) Next() (Operation, error) {
 			continue
 		}
 		op, msg := decodeLine(raw)
+		if r.unterminated && strings.HasPrefix(msg, malformed) {
+			// A torn last line: the recorder was killed inside a
+			// write. Every line before it is whole, and nothing after
+			// it was written.
+			r.Torn = true
+			continue
+		}
 		if msg == "" && op.Outcome == Invoke {
 			if msg = r.invoke(op); msg == "" {
 				continue
@@ -352,6 +368,7 @@ func (r *Reader) readLine() ([]byte, error) {
 				return nil, io.EOF
 			}
 			r.lineNo++
+			r.unterminated = true
 			return append(acc, chunk...), nil
 		default:
 			return nil, fmt.Errorf("histories: reading %s: %w", r.name, err)
@@ -366,7 +383,7 @@ func (r *Reader) readLine() ([]byte, error) {
 func decodeLine(raw []byte) (Operation, string) {
 	var l line
 	if err := json.Unmarshal(raw, &l); err != nil {
-		return Operation{}, "malformed JSON: " + err.Error()
+		return Operation{}, malformed + err.Error()
 	}
 	switch {
 	case l.Client == nil:

@@ -230,3 +230,26 @@ func TestRecordingChild(t *testing.T) {
 	}
 	wg.Wait() // never: the parent kills this process
 }
+
+func TestReaderIgnoresTornLastLine(t *testing.T) {
+	whole := `{"client":0,"op":"put","key":"k","value":"a","call":1,"return":2,"outcome":"ok"}` + "\n"
+	r := NewReader(strings.NewReader(whole+`{"client":1,"op":"get","ke`), "h.jsonl")
+	op, err := r.Next()
+	require.NoError(t, err)
+	require.Equal(t, "a", op.Value)
+	_, err = r.Next()
+	require.Equal(t, io.EOF, err)
+	require.True(t, r.Torn)
+
+	// Only the last line, and only without its newline, counts as torn.
+	r = NewReader(strings.NewReader(`{"client":1,"op":"get","ke`+"\n"+whole), "h.jsonl")
+	_, err = r.Next()
+	var ie *InputError
+	require.True(t, errors.As(err, &ie), "got %v", err)
+	require.Equal(t, 1, ie.Line)
+	r = NewReader(strings.NewReader(whole+`{"client":1,"op":"get","ke`+"\n"), "h.jsonl")
+	_, _ = r.Next()
+	_, err = r.Next()
+	require.True(t, errors.As(err, &ie), "got %v", err)
+	require.Equal(t, 2, ie.Line)
+}

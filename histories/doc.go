@@ -15,7 +15,7 @@
 //	expect   string   no (default "")     cas only; "" is the empty string, which an absent key never matches
 //	call     int64≥0  yes                 ns since the run's start (monotonic clock)
 //	return   int64    unless outcome info ns since the run's start, ≥ call
-//	outcome  string   yes                 "ok", "fail" (certainly no effect), "info" (unknown)
+//	outcome  string   yes                 "ok", "fail" (certainly no effect), "info" (unknown), "invoke" (see Streaming)
 //	found    bool     no (default false)  get with outcome ok: the key existed
 //	output   string   no (default "")     get with outcome ok and found: the value read
 //	swapped  bool     no (default false)  cas with outcome ok: it swapped
@@ -41,6 +41,38 @@
 // info operation means "no return"; the Writer writes every other return,
 // even 0, and encodes by hand (checked against encoding/json by the tests)
 // because reflection was a visible part of recording cost.
+//
+// # Streaming
+//
+// A streaming recorder (NewStreamRecorder) keeps no operation in memory: it
+// writes each one when it completes. A harness killed mid-run must still
+// leave a history that is judged soundly, and "a line per completed
+// operation" is not enough: a read can see a write that was still in
+// flight, whose line would never be written, and the read would look
+// illegal. So:
+//
+//   - Before a write's request is sent, its invoke line goes out: the
+//     operation with outcome "invoke", no return, no result fields.
+//   - Every line goes through one ordered stream (a bounded channel to one
+//     flusher goroutine), so a line recorded after a write was sent
+//     follows that write's invoke line in the file; lines are gathered
+//     whole and written at least every StreamFlushInterval (200 ms).
+//   - Reading, a line with the same client and call as an earlier invoke
+//     line completes it and replaces it (op, key, value and expect must
+//     match); an invoke line never completed is an unknown operation that
+//     never returned (error NoCompletionError), delivered after the last
+//     line. A client with an open invoke line is busy, as with any
+//     operation in flight.
+//   - A last line without a newline that is not JSON is a write torn by the
+//     kill (the kernel may cut a write short on SIGKILL): it is ignored and
+//     Reader.Torn is set. Any other malformed line is still an error.
+//
+// Cutting the file anywhere keeps it sound: every read line present has
+// the invoke line of each write it could have seen before it, and that
+// write is then completed or unknown. Files without invoke lines read as
+// before. Close writes the operations still in flight as unknown
+// (InFlightError), flushes, syncs and closes. After a run, read the file
+// back with ScanFile (one operation at a time) rather than keeping it.
 //
 // # Checking rules, and why they are sound
 //
@@ -134,6 +166,20 @@
 //     some such c has min(c's return, r) ≥ w's call.
 //   - Segments also cut where a read began after every state change of the
 //     segment returned: that read saw the state the segment leaves.
+//   - Late first: unknown writes neither pruned nor bounded stay open to
+//     the end, which blocks every cut after their call and lets the search
+//     try each of them at every step. So each key that has such writes is
+//     first checked with them narrowed to the instant "after everything"
+//     (lateVariant): narrowing intervals only removes linearizations, so
+//     an Ok there is an Ok of the key (such a write then took effect last,
+//     or never). Anything else proves nothing and the key is checked as
+//     recorded, within the same budget.
+//   - Witness plans: to make the state a read saw, the walk may go back
+//     through cas bases (a cas needs the state it expected first), apply
+//     a pending write that leaves another state for a cas that did not
+//     swap, and apply first the pending writes nobody saw before a put
+//     erases them. Each step is a legal model step of a called, pending
+//     operation, so a complete walk is still a linearization.
 //   - Witness: before searching, each segment is walked in time order,
 //     taking reads as soon as legal, applying writes at their return
 //     unless a read needs them first (its decoded state says which pending

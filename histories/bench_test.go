@@ -3,6 +3,10 @@ package histories
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -136,4 +140,86 @@ func BenchmarkPlainPorcupineAppends(b *testing.B) {
 			b.ReportMetric(float64(unknown), "unknown")
 		})
 	}
+}
+
+// appendFile writes the shape's history (as appendHistory) to a file once,
+// for the benchmarks that read it as `chainraft check` does.
+var appendFiles sync.Map // shape -> path
+
+func appendFile(b *testing.B, s appendShape) string {
+	if p, ok := appendFiles.Load(s); ok {
+		return p.(string)
+	}
+	dir, err := os.MkdirTemp("", "chainraft-bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(dir, fmt.Sprintf("gen-%d-%d.jsonl", s.ops, s.keys))
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := NewWriter(f)
+	err = Generate(GenConfig{Ops: s.ops, Clients: 64, Keys: s.keys, Unknown: 0.01, Put: 0.3, CAS: 0.1, Append: 0.1, Seed: 1}, w.Write)
+	if err == nil {
+		err = w.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	appendFiles.Store(s, path)
+	return path
+}
+
+// BenchmarkCheckFile is `chainraft check` on the workload's shape: the
+// file streamed, decoded, split by key and checked. Peak memory is
+// measured by /usr/bin/time -v on the command (README).
+func BenchmarkCheckFile(b *testing.B) {
+	for _, s := range appendShapes {
+		b.Run(fmt.Sprintf("ops=%d/keys=%d", s.ops, s.keys), func(b *testing.B) {
+			path := appendFile(b, s)
+			cpu := cpuTime()
+			for b.Loop() {
+				res, err := CheckFile(context.Background(), path, CheckOptions{Budget: 5 * time.Minute})
+				if err != nil || res.Verdict != VerdictOK {
+					b.Fatalf("verdict %s, err %v", res.Verdict, err)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N)/1e6, "cpu-ms/op")
+		})
+	}
+}
+
+// BenchmarkStreamRecorder records through 8 sessions to a discarding
+// writer: ns/op is the cost of one recorded operation (Begin and End of a
+// write: two lines), heap-B/op what the recorder holds per operation
+// once they are written (nothing: it keeps none).
+func BenchmarkStreamRecorder(b *testing.B) {
+	r := NewStreamRecorderTo(io.Discard)
+	sessions := make([]*Session, 8)
+	for i := range sessions {
+		sessions[i] = r.Session()
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	i := 0
+	for b.Loop() {
+		s := sessions[i%len(sessions)]
+		op := Operation{Op: Put, Key: "k1", Value: "c1-123456"}
+		s.Begin(op)
+		op.Outcome, op.Node = OK, "n1"
+		s.End(op)
+		i++
+	}
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if err := r.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(int64(after.HeapInuse)-int64(before.HeapInuse))/float64(b.N), "heap-B/op")
 }

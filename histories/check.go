@@ -40,6 +40,8 @@ type Result struct {
 	// Keys has every key: illegal first, then unknown, then ok, each by key.
 	Keys    []KeyResult
 	Elapsed time.Duration
+	// Operations is the number of operations in the history.
+	Operations int
 	// Pruned counts unknown writes dropped because nothing observed them;
 	// Bounded counts unknown writes whose return was bounded by their first
 	// observer (see doc.go).
@@ -105,6 +107,79 @@ func Check(ctx context.Context, ops []Operation, opts CheckOptions) (Result, err
 	if err := ValidateAll(ops); err != nil {
 		return Result{}, err
 	}
+	g := newGrouper()
+	for _, op := range ops {
+		g.add(op)
+	}
+	return checkGroups(ctx, start, g, opts)
+}
+
+// CheckFile is Check on the history file at path, read as a stream: each
+// operation is validated (as ReadFile does), split by key as it is read,
+// and kept only if the check needs it (fail operations and unknown reads
+// are counted, not kept), with its key, node and error strings shared
+// between operations. Each key's operations are released once the key is
+// prepared for the search. The error is an *InputError for a bad file.
+func CheckFile(ctx context.Context, path string, opts CheckOptions) (Result, error) {
+	start := time.Now()
+	g := newGrouper()
+	if err := ScanFile(path, func(op Operation) error { g.add(op); return nil }); err != nil {
+		return Result{}, err
+	}
+	return checkGroups(ctx, start, g, opts)
+}
+
+// grouper splits a history by key as it arrives.
+type grouper struct {
+	byKey   map[string]int // key -> index in groups
+	groups  []keyGroup
+	strs    map[string]string // interned keys, nodes and errors
+	ops     int
+	maxTime int64
+}
+
+type keyGroup struct {
+	key string
+	ops []Operation
+}
+
+func newGrouper() *grouper {
+	return &grouper{byKey: map[string]int{}, strs: map[string]string{}}
+}
+
+func (g *grouper) intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	if t, ok := g.strs[s]; ok {
+		return t
+	}
+	if len(g.strs) < 1<<16 { // keys and nodes are few; error texts may not be
+		g.strs[s] = s
+	}
+	return s
+}
+
+func (g *grouper) add(op Operation) {
+	g.ops++
+	op.Key = g.intern(op.Key)
+	i, ok := g.byKey[op.Key]
+	if !ok {
+		i = len(g.groups)
+		g.byKey[op.Key] = i
+		// Keys that only see dropped operations still get a (trivially
+		// ok) verdict, so every key of the history is listed.
+		g.groups = append(g.groups, keyGroup{key: op.Key})
+	}
+	if op.Outcome == Fail || (op.Outcome == Info && op.Op == Get) {
+		return // no effect and nothing observed
+	}
+	op.Node, op.Error = g.intern(op.Node), g.intern(op.Error)
+	g.groups[i].ops = append(g.groups[i].ops, op)
+}
+
+func checkGroups(ctx context.Context, start time.Time, g *grouper, opts CheckOptions) (Result, error) {
+	nOps := g.ops
 	if opts.Budget <= 0 {
 		opts.Budget = defaultBudget
 	}
@@ -115,8 +190,8 @@ func Check(ctx context.Context, ops []Operation, opts CheckOptions) (Result, err
 		opts.MaxVisualizationBytes = defaultMaxVizBytes
 	}
 
-	keys := partition(ops, opts.Workers)
-	res := Result{Keys: make([]KeyResult, len(keys))}
+	keys := partitionGroups(g, opts.Workers)
+	res := Result{Keys: make([]KeyResult, len(keys)), Operations: nOps}
 	for i, kh := range keys {
 		res.Keys[i] = KeyResult{Key: kh.key, Ops: len(kh.ops), Verdict: VerdictUnknown}
 		res.Pruned += kh.pruned
@@ -130,7 +205,7 @@ func Check(ctx context.Context, ops []Operation, opts CheckOptions) (Result, err
 	if opts.VisualizeDir != "" {
 		var todo []int
 		for i, kr := range res.Keys {
-			if kr.Ops > 0 && (kr.Verdict == VerdictIllegal || (opts.VisualizeAll && len(ops) <= VisualizeAllMaxOps && kr.Verdict == VerdictOK)) {
+			if kr.Ops > 0 && (kr.Verdict == VerdictIllegal || (opts.VisualizeAll && nOps <= VisualizeAllMaxOps && kr.Verdict == VerdictOK)) {
 				todo = append(todo, i)
 			}
 		}
@@ -390,31 +465,28 @@ func verdictOf(res porcupine.CheckResult, stop *atomic.Bool) Verdict {
 	return VerdictUnknown
 }
 
-// partition groups operations by key and prepares each key for the search:
-// drops what cannot matter, prunes and bounds unknown writes, remaps
-// clients. Keys come back sorted.
+// partition groups ops by key and prepares each key (partitionGroups).
 func partition(ops []Operation, workers int) []*keyHistory {
-	byKey := map[string][]Operation{}
+	g := newGrouper()
 	for _, op := range ops {
-		if op.Outcome == Fail || (op.Outcome == Info && op.Op == Get) {
-			continue // no effect and nothing observed
-		}
-		byKey[op.Key] = append(byKey[op.Key], op)
+		g.add(op)
 	}
-	// Keys that only saw dropped operations still get a (trivially ok)
-	// verdict, so every key of the history is listed.
-	for _, op := range ops {
-		if _, ok := byKey[op.Key]; !ok {
-			byKey[op.Key] = nil
-		}
-	}
-	names := make([]string, 0, len(byKey))
-	for key := range byKey {
-		names = append(names, key)
-	}
-	slices.Sort(names)
-	out := make([]*keyHistory, len(names))
-	parallel(workers, len(names), func(i int) { out[i] = prepareKey(names[i], byKey[names[i]]) })
+	return partitionGroups(g, workers)
+}
+
+// partitionGroups prepares each key of g for the search: drops what
+// cannot matter, prunes and bounds unknown writes, remaps clients. Each
+// key's operations are released once it is prepared. Keys come back
+// sorted.
+func partitionGroups(g *grouper, workers int) []*keyHistory {
+	groups := g.groups
+	g.groups, g.byKey = nil, nil
+	slices.SortFunc(groups, func(a, b keyGroup) int { return strings.Compare(a.key, b.key) })
+	out := make([]*keyHistory, len(groups))
+	parallel(workers, len(groups), func(i int) {
+		out[i] = prepareKey(groups[i].key, groups[i].ops)
+		groups[i].ops = nil
+	})
 	return out
 }
 

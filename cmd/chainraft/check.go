@@ -74,20 +74,18 @@ input, 3 unknown (the budget ran out).`,
 				}
 				path = filepath.Join(path, "history.jsonl")
 			}
-			ops, err := histories.ReadFile(path)
-			if err != nil {
-				var ie *histories.InputError
-				if errors.As(err, &ie) {
-					return usageErrorf("check: %v", ie)
-				}
-				return usageErrorf("check: %v", err)
-			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if ref {
+				ops, err := histories.ReadFile(path)
+				if err != nil {
+					return usageErrorf("check: %v", err)
+				}
 				return checkReference(ctx, cmd, ops, budget)
 			}
-			res, err := histories.Check(ctx, ops, histories.CheckOptions{
+			// Streamed: the file is split by key as it is read, and each
+			// key released once prepared (histories.CheckFile).
+			res, err := histories.CheckFile(ctx, path, histories.CheckOptions{
 				Budget:       budget,
 				Workers:      workers,
 				VisualizeDir: vizDir,
@@ -96,7 +94,9 @@ input, 3 unknown (the budget ran out).`,
 			var ie *histories.InputError
 			switch {
 			case errors.As(err, &ie):
-				return usageErrorf("check: %s: %v", path, ie)
+				return usageErrorf("check: %v", ie)
+			case err != nil && res.Verdict == "" && !errors.Is(err, context.Canceled):
+				return usageErrorf("check: %v", err)
 			case err != nil && res.Verdict == "":
 				return withCode(exitRunFailed, fmt.Errorf("check: %w", err))
 			case err != nil:
@@ -115,7 +115,7 @@ input, 3 unknown (the budget ran out).`,
 				fmt.Fprintln(w, line)
 			}
 			fmt.Fprintf(w, "%d operations, %d keys, %.2fs, %d unknown writes pruned, %d bounded\n",
-				len(ops), len(res.Keys), res.Elapsed.Seconds(), res.Pruned, res.Bounded)
+				res.Operations, len(res.Keys), res.Elapsed.Seconds(), res.Pruned, res.Bounded)
 			fmt.Fprintf(w, "verdict: %s\n", res.Verdict)
 			switch res.Verdict {
 			case histories.VerdictOK:

@@ -11,7 +11,10 @@ LDFLAGS  := -X main.version=$(VERSION)
 # One explicit limit for the whole suite, far above what it needs, so that a
 # hung test fails the build with every goroutine's stack instead of hanging CI.
 TEST_TIMEOUT ?= 20m
-# `make bench`: which benchmarks, where.
+# `make bench`: which benchmarks, where. The checker's table in the README:
+#   make bench BENCH='CheckFile|CheckAppends|PlainPorcupineAppends|StreamRecorder' BENCH_PKGS=./histories/
+# (the workload's shape, 100k ops/10 keys and 1M ops/100 keys, fixed seeds,
+# chainraft's checker from the file and from memory next to plain Porcupine).
 BENCH    ?= .
 BENCH_PKGS ?= ./...
 

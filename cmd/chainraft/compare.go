@@ -59,8 +59,8 @@ func newCompareCmd() *cobra.Command {
 		Short: "Run the raft and the chain store under the same workload and compare them",
 		Long: `Compare runs each store of --stores in turn (raft, then chain, by default)
 with the same seed and workload for --time-limit each, checks every run, and
-prints them side by side: throughput, latency per op kind, recovery per
-fault kind, verdicts. The runs are ordinary run directories under --out; the
+prints them side by side, then the table mapping each store's roles onto
+the other's. The runs are ordinary run directories under --out; the
 compare directory <out>/<timestamp>-compare/ links them and holds
 compare.json and compare.html.
 
@@ -78,8 +78,9 @@ The table leads with the verdict, then availability: healthy ok ops/s (the
 rate outside every fault and its recovery: speed) and unavailable seconds
 (time below a tenth of that rate: availability); then throughput over the
 whole run, latency, each fault's cost, and cost per operation. The last
-column is each later store's value over the first's; a value is bold only
-when it is better by more than 10%.
+column is each later store's value over the first's; a value is marked
+better (* here, bold on compare.html) only when it beats the other by more
+than 10%, and by more than the row's own noise for times.
 
 --sweep-read-fraction 0.1,0.5,0.9 repeats the comparison for each read
 fraction and ends with throughput against read fraction.

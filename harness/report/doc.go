@@ -15,11 +15,30 @@
 // fetched from anywhere; links point only at files of the run directory.
 // Tests check this on the markup, and in headless Chromium with a net log.
 //
-// Charts are drawn by gonum.org/v1/plot into SVG: throughput and latency
-// share one time axis (plot.Align keeps the two plots' axes identical), and
-// a small plotter draws each fault as a band from inject to heal, with its
-// label in a lane of its own when faults overlap. Skipped or failed injects
-// are listed in the fault table, never drawn: nothing happened then.
+// Charts are drawn by gonum.org/v1/plot into SVG: ok throughput, fail and
+// info rates (on their own axis: on the ok scale a few hundred timeouts are
+// a flat line at zero), and a latency scatter of every operation coloured
+// by outcome, as Jepsen's latency-raw plot — percentiles of ok operations
+// fall during an outage, because the slow ones time out and leave them;
+// the scatter shows them as info points at the request timeout. The three
+// share one time axis, counted from the workload's start (plot.Align keeps
+// the plots' axes identical), and a small plotter draws each fault as a
+// band from inject to heal, with its label in a lane of its own when
+// faults overlap. Skipped or failed injects are listed in the fault table,
+// never drawn: nothing happened then. The scatter is rasterised to about a
+// pixel per mark, so a million operations draw as a few thousand.
+//
+// Speed and availability are shown apart (the harness's availability.go
+// measures them): healthy ok ops/s and unavailable seconds lead the run
+// page, the index and compare.html; per fault, each figure runs until the
+// next fault, and what did not happen is said in words ("not before the
+// heal", "no dip"), never as a number. compare.html marks a value better
+// only beyond NoiseFraction, shows each later run over the first, and
+// the table mapping each store's roles onto the other's.
+//
+// Porcupine pages (porcupine.go) are rewritten in place by WriteRun:
+// titled by verdict, key, store and run, with a link back, zoom and a jump
+// to each fault.
 //
 // Verdicts: the badge is green only for "ok" and red only for "illegal";
 // anything else — "unknown", empty, a word this version does not know — is

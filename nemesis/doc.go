@@ -121,7 +121,9 @@
 //
 // [Generate] draws a schedule from a seed: a quiet period, then faults of
 // the requested kinds ("all" is kill, pause, partition, zk-partition,
-// zk-kill and member; delay must be asked for), each lasting Duration and
+// zk-kill, member and power; delay must be asked for; the harness narrows
+// "all" to the kinds the store's driver takes, power only where FUSE can
+// mount), each lasting Duration and
 // spaced Interval apart (Overlap spaces the starts instead). Kinds are dealt
 // in rounds, each round a seeded shuffle of every requested kind, so a run
 // long enough for n faults of n kinds sees each kind once: recovery figures

@@ -7,7 +7,7 @@
 # night.json sums the night up); the night is appended to
 # runs/nightly/trend.jsonl, the self-contained trend page
 # runs/nightly/trend.html is redrawn, and the README's "What it catches"
-# table is rewritten. The work is harness.TestNightly; this script gives it
+# table is rewritten. The work is chainrafttest.TestNightly; this script gives it
 # its environment and a go test timeout derived from the budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +46,7 @@ CHAINRAFT_NIGHTLY_DIR="$dir" \
 	CHAINRAFT_NIGHTLY_COMMIT="$commit" \
 	NIGHTLY_BUDGET="$budget" \
 	GOTRACEBACK=all \
-	go test -count=1 -timeout "${timeout_s}s" -run '^TestNightly$' -v ./harness/ 2>&1 | tee -a "$dir/nightly.log" || status=$?
+	go test -count=1 -timeout "${timeout_s}s" -run '^TestNightly$' -v ./chainrafttest/ 2>&1 | tee -a "$dir/nightly.log" || status=$?
 if [[ -f "$trend/trend.html" ]]; then
 	echo "nightly: trend page $trend/trend.html"
 fi

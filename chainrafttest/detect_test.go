@@ -51,6 +51,14 @@ func keepRuns() bool { return os.Getenv("CHAINRAFT_KEEP") == "1" }
 // shortBugs are the bugs -short keeps: one per store, the cheapest to show.
 var shortBugs = []string{"early-ack", "no-resend"}
 
+// simulated are the bugs the deterministic simulator catches within a few
+// seeds in the default go test (go test ./sim -run
+// 'TestRaftSeededBugsCaught|TestNoFsyncCaught'): by default their
+// real-process runs are left to -long and the nightly, keeping one
+// real-process bug per store (early-ack for raft) so that the process path
+// stays covered too.
+var simulated = map[string][]string{"raft": {"local-read", "no-dedup", "no-fsync"}}
+
 // detectOutcome is one run of the detection tests, also the JSON line the
 // nightly job collects.
 type detectOutcome struct {
@@ -75,6 +83,9 @@ func TestSeededBugsAreCaught(t *testing.T) {
 		t.Run(b.Store+"/"+b.Name, func(t *testing.T) {
 			if !slices.Contains(harness.Stores(), b.Store) {
 				t.Skipf("store %s is not registered", b.Store)
+			}
+			if !detectLong() && slices.Contains(simulated[b.Store], b.Name) {
+				t.Skipf("%s is caught by the simulator (go test ./sim); -long runs it on real processes", b.Name)
 			}
 			if testing.Short() && !slices.Contains(shortBugs, b.Name) {
 				t.Skip("-short keeps one bug per store")

@@ -60,6 +60,18 @@
 // schedules that expose them, and the nightly trend, are in bugs.go and
 // bugs_trend.go.
 //
+// # Figures
+//
+// Every time in a run counts from the workload's start: the recorder's
+// clock restarts once the cluster serves, and the start-up is reported on
+// its own (startup_s). availability.go separates speed from availability:
+// healthy throughput outside faults and their recovery, unavailable
+// seconds, and per fault the outages and first ok operations, each up to
+// the next fault. schedules.go makes the `critical` schedule (each store's
+// most critical role, the first its driver lists, killed, paused and cut
+// off once each) so that compared stores take the same blows;
+// visualize.go picks the keys a passing run draws.
+//
 // # Stores
 //
 // driver.go is the contract between the harness and a store: a Driver

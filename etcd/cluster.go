@@ -38,6 +38,9 @@ const (
 	// share per member: a few, as an application would have, so that 64
 	// clients do not all queue behind one HTTP/2 connection.
 	connsPerMember = 2
+	// addWait bounds the retries of a member add the cluster refuses as
+	// unhealthy (see AddMember).
+	addWait = 15 * time.Second
 )
 
 // Cluster is a running etcd store: one etcd process per node through
@@ -434,17 +437,28 @@ func (c *Cluster) AddMember(ctx context.Context) (int, error) {
 	c.nextSpare++
 	c.mu.Unlock()
 	url := "http://" + c.advertisedPeer(id)
+	// etcd refuses an add ("unhealthy cluster") until the leader has heard
+	// from enough members for its health interval (5 s), which a removal or
+	// an election just before resets: the add is asked again for a while.
 	var resp *clientv3.MemberAddResponse
 	var last error
-	for _, other := range c.Members() {
-		if !c.pc.Up(other) {
-			continue
+	deadline := time.Now().Add(addWait)
+	for resp == nil && time.Now().Before(deadline) && ctx.Err() == nil {
+		for _, other := range c.Members() {
+			if !c.pc.Up(other) {
+				continue
+			}
+			mctx, cancel := context.WithTimeout(ctx, 2*statusTimeout)
+			r, err := c.observer(other).MemberAdd(mctx, []string{url})
+			cancel()
+			if err == nil {
+				resp = r
+				break
+			}
+			last = err
 		}
-		mctx, cancel := context.WithTimeout(ctx, 2*statusTimeout)
-		resp, last = c.observer(other).MemberAdd(mctx, []string{url})
-		cancel()
-		if last == nil {
-			break
+		if resp == nil {
+			time.Sleep(500 * time.Millisecond)
 		}
 	}
 	if resp == nil {

@@ -67,7 +67,7 @@ func TestSerializableCaughtIsolatingAFollower(t *testing.T) {
 	needEtcd(t)
 	out, err := chainrafttest.Check(context.Background(), chainrafttest.Options{
 		Store: etcd.Name, Replay: isolateFollower(t, 1500*time.Millisecond, 4*time.Second),
-		TimeLimit: 7 * time.Second, Keys: 5,
+		TimeLimit: 7 * time.Second,
 		Env: harness.Env{ReadMode: etcd.ReadModeSerializable},
 	}, "")
 	require.NoError(t, err)

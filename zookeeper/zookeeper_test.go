@@ -58,7 +58,7 @@ func schedule(t *testing.T) string { return isolateFollower(t, 1500*time.Millise
 func TestLocalReadsCaughtIsolatingAFollower(t *testing.T) {
 	needZooKeeper(t)
 	out, err := chainrafttest.Check(context.Background(), chainrafttest.Options{
-		Store: zookeeper.Name, Replay: schedule(t), TimeLimit: 7 * time.Second, Keys: 5,
+		Store: zookeeper.Name, Replay: schedule(t), TimeLimit: 7 * time.Second,
 		Env: harness.Env{ReadMode: zookeeper.ReadModeLocal},
 	}, "")
 	require.NoError(t, err)
@@ -70,7 +70,7 @@ func TestLocalReadsCaughtIsolatingAFollower(t *testing.T) {
 func TestSyncReadsPassIsolatingAFollower(t *testing.T) {
 	needZooKeeper(t)
 	out := chainrafttest.Run(t, chainrafttest.Options{
-		Store: zookeeper.Name, Replay: schedule(t), TimeLimit: 7 * time.Second, Keys: 5,
+		Store: zookeeper.Name, Replay: schedule(t), TimeLimit: 7 * time.Second,
 		Env: harness.Env{ReadMode: zookeeper.ReadModeSync, RequestTimeout: 2 * time.Second},
 	})
 	require.NotNil(t, out)

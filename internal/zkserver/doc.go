@@ -30,6 +30,13 @@
 //     the machine need not pay a txn-log fsync per write (a SIGKILLed server
 //     still has every write in the OS page cache).
 //
+// Config.PeerAddrs gives each server its own view of its peers' quorum and
+// election addresses: a server binds those of its own server.N line and
+// dials those of the others, so the zookeeper store can route every
+// server-to-server link through the nemesis's proxies. Config.CPUs gives
+// each server a CPU quota, as --node-cpus gives any store's nodes. Both are
+// off by default, and the chain store's ensembles are unchanged.
+//
 // A server serves when `srvr` reports a Mode line (standalone, leader,
 // follower); `ruok` answers imok earlier than that, so it is not used. Start
 // returns once every server serves, or fails by its deadline with the tail of

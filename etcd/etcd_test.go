@@ -68,7 +68,7 @@ func TestSerializableCaughtIsolatingAFollower(t *testing.T) {
 	out, err := chainrafttest.Check(context.Background(), chainrafttest.Options{
 		Store: etcd.Name, Replay: isolateFollower(t, 1500*time.Millisecond, 4*time.Second),
 		TimeLimit: 7 * time.Second,
-		Env: harness.Env{ReadMode: etcd.ReadModeSerializable},
+		Env:       harness.Env{ReadMode: etcd.ReadModeSerializable},
 	}, "")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(out.Dir) })

@@ -51,6 +51,16 @@ func TestNemesisInterruptedRunLeavesNothing(t *testing.T) {
 		require.Greater(t, countProcs(t, out), 0, "no node process of the run found")
 		require.NoError(t, cmd.Process.Signal(sig))
 		_ = cmd.Wait()
+		// The history was streamed as the run went: what a killed harness
+		// left is a history the checker accepts.
+		hs, _ := filepath.Glob(filepath.Join(out, "*-"+name, "history.jsonl"))
+		require.Len(t, hs, 1, "the %v run left its history", sig)
+		ops, err := histories.ReadFile(hs[0])
+		require.NoError(t, err, "the history a %v left reads cleanly", sig)
+		require.NotEmpty(t, ops)
+		res, err := histories.CheckFile(context.Background(), hs[0], histories.CheckOptions{Budget: 30 * time.Second})
+		require.NoError(t, err)
+		require.Equal(t, histories.VerdictOK, res.Verdict, "what a %v left is checked", sig)
 		require.Eventually(t, func() bool { return countProcs(t, out) == 0 }, 15*time.Second, 100*time.Millisecond,
 			"processes survived %v of the harness", sig)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -336,15 +337,26 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 		}
 	}
 
-	ops := r.rec.Operations()
-	// The recorder's copy is no longer needed; drop it before the check,
-	// the phase that needs the memory (a long run records millions of
-	// operations).
+	histPath := filepath.Join(dir, "history.jsonl")
+	r.mu.Lock()
+	rec := r.rec
 	r.rec = nil
-	s.countOps(ops, r.duration)
-	if err := writeHistory(filepath.Join(dir, "history.jsonl"), ops); err != nil {
-		runErr = errors.Join(runErr, err)
+	r.mu.Unlock()
+	if err := rec.Close(); err != nil { // operations still in flight go in as unknown
+		runErr = errors.Join(runErr, fmt.Errorf("recording: %w", err))
 	}
+	if _, err := os.Stat(histPath); errors.Is(err, fs.ErrNotExist) {
+		// The cluster never served: the placeholder recorder's (empty)
+		// history.
+		if err := writeHistory(histPath, rec.Operations()); err != nil {
+			runErr = errors.Join(runErr, err)
+		}
+	}
+	ops, err := histories.ReadFile(histPath)
+	if err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("reading the history back: %w", err))
+	}
+	s.countOps(ops, r.duration)
 	var annotations []histories.Annotation
 	for _, sc := range cfg.Sidecars {
 		annotations = append(annotations, sc.Finish(s, ops)...)
@@ -357,7 +369,7 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 
 	if runErr == nil || errors.Is(runErr, ErrInfrastructure) {
 		fmt.Fprintf(log, "checking %d operations (budget %v)\n", len(ops), cfg.CheckBudget)
-		check, err := histories.Check(ctx, ops, histories.CheckOptions{
+		check, err := histories.CheckFile(ctx, histPath, histories.CheckOptions{
 			Budget:       cfg.CheckBudget,
 			Workers:      cfg.CheckWorkers,
 			VisualizeDir: filepath.Join(dir, "porcupine"),
@@ -478,7 +490,16 @@ func (r *runner) run(ctx context.Context) error {
 	// start-up, which is reported on its own (summary startup_s).
 	r.s.StartupS = time.Since(r.started).Seconds()
 	fmt.Fprintf(r.log, "cluster started in %.1fs; times from here on count from the workload's start\n", r.s.StartupS)
-	r.rec = histories.NewRecorder()
+	// Every operation goes to history.jsonl as it completes (writes get an
+	// invoke line before they are sent), so a harness killed mid-run leaves
+	// a history `check` accepts, and recording holds nothing per operation.
+	rec, err := histories.NewStreamRecorder(filepath.Join(r.dir, "history.jsonl"))
+	if err != nil {
+		return fmt.Errorf("recording: %w", err)
+	}
+	r.mu.Lock()
+	r.rec = rec
+	r.mu.Unlock()
 
 	keys := KeyNames(r.w.Keys)
 	clients := make([]*client, r.cfg.Clients)

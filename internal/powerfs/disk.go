@@ -293,6 +293,10 @@ func Sweep() ([]string, error) {
 		if pid == os.Getpid() || (alive(pid) && connected(mp)) {
 			continue
 		}
+		// A node that was inside a request when the server died is stuck
+		// in the kernel (D state) until the connection is aborted: detaching
+		// alone would leave it, a zombie, holding the connection.
+		abortConnection(mp)
 		if err := detach(mp); err != nil {
 			errs = append(errs, fmt.Errorf("powerfs: sweeping %s: %w", mp, err))
 			continue
@@ -300,6 +304,48 @@ func Sweep() ([]string, error) {
 		swept = append(swept, mp)
 	}
 	return swept, errors.Join(errs...)
+}
+
+// fuseConnections is where the kernel lists FUSE connections (fusectl),
+// each named by the minor device number of its mount.
+const fuseConnections = "/sys/fs/fuse/connections"
+
+// abortConnection aborts the FUSE connection of mountpoint mp, failing every
+// request waiting on it, so the processes blocked there can exit. It needs
+// root (fusectl, which it mounts if it is not), and is best effort: without
+// it, detaching still clears the mount.
+func abortConnection(mp string) {
+	minor, ok := mountMinor(mp)
+	if !ok || os.Geteuid() != 0 {
+		return
+	}
+	if _, err := os.Stat(filepath.Join(fuseConnections, strconv.Itoa(minor))); err != nil {
+		_ = unix.Mount("fusectl", fuseConnections, "fusectl", 0, "")
+	}
+	_ = os.WriteFile(filepath.Join(fuseConnections, strconv.Itoa(minor), "abort"), []byte("1"), 0o200)
+}
+
+// mountMinor finds mp's device minor number in /proc/self/mountinfo (a
+// stat of a mount whose server died fails with ENOTCONN, so st_dev cannot
+// be had that way).
+func mountMinor(mp string) (int, bool) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || unescapeMount(f[4]) != mp {
+			continue
+		}
+		_, min, ok := strings.Cut(f[2], ":")
+		if !ok {
+			return 0, false
+		}
+		n, err := strconv.Atoi(min)
+		return n, err == nil
+	}
+	return 0, false
 }
 
 // alive reports whether process pid exists.

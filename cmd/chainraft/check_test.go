@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -95,4 +96,33 @@ func TestCheckBudgetExhaustedIsUnknown(t *testing.T) {
 	}
 	code, msg := runCheck(t, writeHistory(t, lines...), "--budget", "1ns")
 	require.Equal(t, exitUnknown, code, msg)
+}
+
+// TestCheckCompareDirectory: check on a compare directory checks every run
+// it lists and exits with the worst verdict.
+func TestCheckCompareDirectory(t *testing.T) {
+	out := t.TempDir()
+	require.Equal(t, exitIllegal, execute(compareArgs(out, "memory,cmdtest-lost", "--keys", "3")))
+	dirs := compareDirs(t, out)
+	require.Len(t, dirs, 1)
+	code, msg := runCheck(t, dirs[0])
+	require.Equal(t, exitIllegal, code, msg)
+	root := newRootCmd()
+	var stdout bytes.Buffer
+	root.SetOut(&stdout)
+	root.SetArgs([]string{"check", dirs[0]})
+	_ = root.Execute()
+	require.Contains(t, stdout.String(), "== memory (memory) ==")
+	require.Contains(t, stdout.String(), "== cmdtest-lost (cmdtest-lost) ==")
+	require.Contains(t, stdout.String(), "verdict: illegal")
+
+	ok := t.TempDir()
+	require.Equal(t, exitOK, execute(compareArgs(ok, "memory,memory")))
+	code, msg = runCheck(t, compareDirs(t, ok)[0])
+	require.Equal(t, exitOK, code, msg)
+
+	empty := t.TempDir()
+	code, msg = runCheck(t, empty)
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, msg, "neither a run directory")
 }

@@ -40,7 +40,12 @@
 // an error rather than an unbounded allocation. In memory, Return 0 on an
 // info operation means "no return"; the Writer writes every other return,
 // even 0, and encodes by hand (checked against encoding/json by the tests)
-// because reflection was a visible part of recording cost.
+// because reflection was a visible part of recording cost. A key, value,
+// expect or output that is not valid UTF-8 is written as
+// {"b64":"<standard base64>"} in place of the string: JSON strings cannot
+// hold arbitrary bytes, and the U+FFFD replacement encoding/json makes
+// would merge two different keys into one. The node and error fields,
+// which only describe, are replaced as before.
 //
 // # Streaming
 //

@@ -3,6 +3,7 @@ package histories
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,14 +70,14 @@ func appendLine(b []byte, op Operation) []byte {
 	b = append(b, `,"op":`...)
 	b = appendJSONString(b, string(op.Op))
 	b = append(b, `,"key":`...)
-	b = appendJSONString(b, op.Key)
+	b = appendData(b, op.Key)
 	if op.Value != "" {
 		b = append(b, `,"value":`...)
-		b = appendJSONString(b, op.Value)
+		b = appendData(b, op.Value)
 	}
 	if op.Expect != "" {
 		b = append(b, `,"expect":`...)
-		b = appendJSONString(b, op.Expect)
+		b = appendData(b, op.Expect)
 	}
 	b = append(b, `,"call":`...)
 	b = strconv.AppendInt(b, op.Call, 10)
@@ -91,7 +92,7 @@ func appendLine(b []byte, op Operation) []byte {
 	}
 	if op.Output != "" {
 		b = append(b, `,"output":`...)
-		b = appendJSONString(b, op.Output)
+		b = appendData(b, op.Output)
 	}
 	if op.Swapped {
 		b = append(b, `,"swapped":true`...)
@@ -133,8 +134,54 @@ func (w *Writer) Flush() error {
 
 const hexDigits = "0123456789abcdef"
 
+// appendData appends a key or a value exactly: as a JSON string when it is
+// valid UTF-8, else as {"b64":"<standard base64 of the bytes>"}. A JSON
+// string cannot hold arbitrary bytes, and replacing them with U+FFFD would
+// merge two different keys (or values) into one, which the checker would
+// then judge wrongly.
+func appendData(b []byte, s string) []byte {
+	if utf8.ValidString(s) {
+		return appendJSONString(b, s)
+	}
+	b = append(b, `{"b64":"`...)
+	b = base64.StdEncoding.AppendEncode(b, []byte(s))
+	return append(b, `"}`...)
+}
+
+// data is a key or value as read: a JSON string, or {"b64": ...} for bytes
+// that are not valid UTF-8 (appendData).
+type data string
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *data) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '{' {
+		var v struct {
+			B64 *string `json:"b64"`
+		}
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		if v.B64 == nil {
+			return errors.New(`an object where a string belongs must be {"b64": "..."}`)
+		}
+		raw, err := base64.StdEncoding.DecodeString(*v.B64)
+		if err != nil {
+			return fmt.Errorf("b64: %w", err)
+		}
+		*d = data(raw)
+		return nil
+	}
+	var str string
+	if err := json.Unmarshal(b, &str); err != nil {
+		return err
+	}
+	*d = data(str)
+	return nil
+}
+
 // appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
-// as encoding/json does, so every line the Writer emits parses.
+// as encoding/json does, so every line the Writer emits parses; keys and
+// values go through appendData instead, which keeps their bytes.
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
@@ -182,14 +229,14 @@ func appendJSONString(b []byte, s string) []byte {
 type line struct {
 	Client  *int     `json:"client"`
 	Op      *string  `json:"op"`
-	Key     *string  `json:"key"`
-	Value   *string  `json:"value"`
-	Expect  *string  `json:"expect"`
+	Key     *data    `json:"key"`
+	Value   *data    `json:"value"`
+	Expect  *data    `json:"expect"`
 	Call    *int64   `json:"call"`
 	Return  *int64   `json:"return"`
 	Outcome *string  `json:"outcome"`
 	Found   *bool    `json:"found"`
-	Output  *string  `json:"output"`
+	Output  *data    `json:"output"`
 	Swapped *bool    `json:"swapped"`
 	Node    *string  `json:"node"`
 	Error   *string  `json:"error"`
@@ -400,7 +447,7 @@ func decodeLine(raw []byte) (Operation, string) {
 	op := Operation{
 		Client:  *l.Client,
 		Op:      Kind(*l.Op),
-		Key:     *l.Key,
+		Key:     string(*l.Key),
 		Call:    *l.Call,
 		Outcome: Outcome(*l.Outcome),
 	}
@@ -425,7 +472,14 @@ func decodeLine(raw []byte) (Operation, string) {
 		}
 		return *p
 	}
-	op.Value, op.Expect, op.Output, op.Node, op.Error = str(l.Value), str(l.Expect), str(l.Output), str(l.Node), str(l.Error)
+	bytes := func(p *data) string {
+		if p == nil {
+			return ""
+		}
+		return string(*p)
+	}
+	op.Value, op.Expect, op.Output = bytes(l.Value), bytes(l.Expect), bytes(l.Output)
+	op.Node, op.Error = str(l.Node), str(l.Error)
 	op.Found = l.Found != nil && *l.Found
 	op.Swapped = l.Swapped != nil && *l.Swapped
 	return op, ""

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,8 +49,8 @@ func TestFrontFindsTheDialer(t *testing.T) {
 	backend, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer backend.Close()
-	var dialedFor int
-	f, err := newFront(2, func(from int) string { dialedFor = from; return backend.Addr().String() },
+	var dialedFor atomic.Int64 // set on the front's goroutine
+	f, err := newFront(2, func(from int) string { dialedFor.Store(int64(from)); return backend.Addr().String() },
 		func(pid int) int {
 			if pid == os.Getpid() {
 				return 7
@@ -65,7 +66,7 @@ func TestFrontFindsTheDialer(t *testing.T) {
 	b, err := backend.Accept()
 	require.NoError(t, err)
 	defer b.Close()
-	require.Equal(t, 7, dialedFor, "the dialer is this process, node 7")
+	require.Equal(t, int64(7), dialedFor.Load(), "the dialer is this process, node 7")
 
 	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
 	require.NoError(t, b.SetDeadline(time.Now().Add(5*time.Second)))

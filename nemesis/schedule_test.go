@@ -91,8 +91,8 @@ func TestRunnerRecordsAndReplays(t *testing.T) {
 	tg.roles[RoleFollower] = []int{2, 3}
 	tg.unsupported["remove"] = true
 	steps, err := Generate(11, ScheduleOptions{
-		Kinds: []string{"kill", "pause", "member"}, Interval: 5 * time.Millisecond,
-		Quiet: time.Millisecond, Total: 150 * time.Millisecond, Roles: []string{RoleLeader, RoleFollower},
+		Kinds: []string{"kill", "pause", "member"}, Interval: MinInterval,
+		Quiet: MinInterval, Total: 30 * MinInterval, Roles: []string{RoleLeader, RoleFollower},
 	})
 	require.NoError(t, err)
 	require.Greater(t, len(steps), 5)

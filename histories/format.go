@@ -32,7 +32,14 @@ func (e *InputError) Error() string {
 
 // maxLine bounds one history line so that a corrupt file (a missing newline
 // in gigabytes of garbage) fails with a line number instead of eating memory.
-const maxLine = 1 << 20
+// It is far above any value the workload writes (at most 256 KiB), but a
+// get of a key appended to all night reads a value that keeps growing: the
+// writers refuse a line over it (ErrLineTooLong) rather than write one the
+// reader would refuse.
+const maxLine = 64 << 20
+
+// ErrLineTooLong: an operation whose line the reader would refuse.
+var ErrLineTooLong = fmt.Errorf("histories: an operation's line is longer than %d bytes", maxLine)
 
 // Writer writes operations as JSON Lines. It encodes by hand: the history
 // of a long run is hundreds of thousands of lines and encoding/json's
@@ -57,6 +64,10 @@ func (w *Writer) Write(op Operation) error {
 		return w.err
 	}
 	w.buf = appendLine(w.buf[:0], op)
+	if len(w.buf) > maxLine {
+		w.err = fmt.Errorf("%w: %s of key %.40q", ErrLineTooLong, op.Op, op.Key)
+		return w.err
+	}
 	if _, err := w.w.Write(w.buf); err != nil {
 		w.err = fmt.Errorf("histories: write: %w", err)
 	}

@@ -2,6 +2,7 @@ package histories
 
 import (
 	"bytes"
+	"io"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -39,4 +40,30 @@ func TestNonUTF8KeysAndValuesRoundTrip(t *testing.T) {
 	require.Contains(t, why, "b64")
 	_, why = decodeLine([]byte(`{"client":0,"op":"get","key":{"b64":"!!"},"call":1,"return":2,"outcome":"ok"}`))
 	require.Contains(t, why, "b64")
+}
+
+// The writers never write a line the reader would refuse: an operation
+// whose line is over the limit is an error, in the Writer and in the
+// streaming recorder.
+func TestWritersRefuseALineTheReaderRefuses(t *testing.T) {
+	huge := Operation{Client: 0, Op: Get, Key: "k", Call: 1, Return: 2, Outcome: OK, Found: true, Output: string(make([]byte, maxLine))}
+	var buf bytes.Buffer
+	w := NewWriter(&buf)
+	require.ErrorIs(t, w.Write(huge), ErrLineTooLong)
+	require.Zero(t, buf.Len(), "nothing written")
+
+	rec := NewStreamRecorderTo(&buf)
+	s := rec.Session()
+	c := s.Begin(huge)
+	huge.Call = c
+	s.End(huge)
+	require.ErrorIs(t, rec.Close(), ErrLineTooLong)
+	r := NewReader(bytes.NewReader(buf.Bytes()), "mem")
+	for {
+		_, err := r.Next()
+		if err != nil {
+			require.ErrorIs(t, err, io.EOF, "whatever was written reads back")
+			break
+		}
+	}
 }

@@ -101,7 +101,14 @@ func (s *streamSink) flusher() {
 			if l.invoke {
 				op = invokeOf(op)
 			}
+			n := len(s.buf)
 			s.buf = appendLine(s.buf, op)
+			if len(s.buf)-n > maxLine {
+				// Never a line the reader refuses: drop it, and Close
+				// reports why the recording failed.
+				s.buf = s.buf[:n]
+				s.keep(fmt.Errorf("%w: %s of key %.40q", ErrLineTooLong, op.Op, op.Key))
+			}
 			if len(s.buf) >= streamBuffer {
 				s.flush()
 			}

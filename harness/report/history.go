@@ -26,6 +26,7 @@ const maxBuckets = 86400
 // opLine is the part of a history line the timeline needs. Decoding only
 // these fields keeps a million-line history to about a second.
 type opLine struct {
+	Client  int               `json:"client"`
 	Op      histories.Kind    `json:"op"`
 	Call    int64             `json:"call"`
 	Return  int64             `json:"return"`
@@ -95,13 +96,25 @@ func ReadTimeline(path string) (*Timeline, error) {
 func readTimeline(r io.Reader) (*Timeline, error) {
 	t := newTimeline()
 	br := bufio.NewReaderSize(r, 1<<20)
+	// A streamed history has an invoke line before each write; its
+	// completion replaces it, and one never completed (the recorder was
+	// killed) is an unknown operation (histories/doc.go, "Streaming").
+	type callKey struct {
+		client int
+		call   int64
+	}
+	invoked := map[callKey]opLine{}
 	for {
 		line, err := br.ReadBytes('\n')
 		if len(bytes.TrimSpace(line)) > 0 {
 			var op opLine
-			if json.Unmarshal(line, &op) != nil || op.Op == "" {
+			switch {
+			case json.Unmarshal(line, &op) != nil || op.Op == "":
 				t.Malformed++
-			} else {
+			case op.Outcome == histories.Invoke:
+				invoked[callKey{op.Client, op.Call}] = op
+			default:
+				delete(invoked, callKey{op.Client, op.Call})
 				t.add(op)
 			}
 		}
@@ -111,6 +124,10 @@ func readTimeline(r io.Reader) (*Timeline, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read history: %w", err)
 		}
+	}
+	for _, op := range invoked {
+		op.Outcome = histories.Info
+		t.add(op)
 	}
 	t.finish()
 	return t, nil

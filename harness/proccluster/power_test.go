@@ -52,8 +52,10 @@ func TestPowerCutLosesUnsyncedAndCloseUnmounts(t *testing.T) {
 
 	require.NoError(t, c.Restart(1))
 	require.Eventually(t, func() bool {
-		_, err := os.Stat(filepath.Join(data, "f"))
-		return err == nil
+		// The whole line, not just the name: `echo >` creates the file
+		// before it writes, and Close kills the writer.
+		b, err := os.ReadFile(filepath.Join(data, "f"))
+		return err == nil && string(b) == "written\n"
 	}, 10*time.Second, 20*time.Millisecond)
 	require.NoError(t, c.Close(0))
 	m, err = powerfs.Mounted()

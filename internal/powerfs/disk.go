@@ -320,7 +320,10 @@ func abortConnection(mp string) {
 		return
 	}
 	if _, err := os.Stat(filepath.Join(fuseConnections, strconv.Itoa(minor))); err != nil {
-		_ = unix.Mount("fusectl", fuseConnections, "fusectl", 0, "")
+		if unix.Mount("fusectl", fuseConnections, "fusectl", 0, "") == nil {
+			// Mounted here, so unmounted here: a sweep leaves no mount.
+			defer func() { _ = unix.Unmount(fuseConnections, 0) }()
+		}
 	}
 	_ = os.WriteFile(filepath.Join(fuseConnections, strconv.Itoa(minor), "abort"), []byte("1"), 0o200)
 }

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/chainraft/chainraft/harness"
+	"github.com/chainraft/chainraft/harness/workload"
 	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/internal/proc"
 )
@@ -220,7 +221,7 @@ func (o Options) config() (harness.RunConfig, error) {
 	env.Bug = o.Bug
 	cfg := harness.RunConfig{
 		Driver: o.Driver, Name: "test", Out: o.Out, TimeLimit: o.TimeLimit, Clients: o.Clients,
-		Workload: harness.WorkloadConfig{Seed: o.Seed, Keys: o.Keys, ReadFraction: o.ReadFraction,
+		Workload: workload.Config{Seed: o.Seed, Keys: o.Keys, ReadFraction: o.ReadFraction,
 			AppendFraction: -1, CASFraction: -1},
 		Cluster: env, EndChecks: true,
 	}

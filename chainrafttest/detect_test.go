@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chainraft/chainraft/harness"
+	"github.com/chainraft/chainraft/harness/workload"
 	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/internal/proc"
 )
@@ -167,7 +168,7 @@ func detectConfig(t *testing.T, bin string, b harness.SeededBug, out string, see
 	}
 	cfg := harness.RunConfig{
 		Store: b.Store, Name: "bug-" + b.Name, Out: out, TimeLimit: runTime, Clients: 12,
-		Workload: harness.WorkloadConfig{Seed: seed, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1},
+		Workload: workload.Config{Seed: seed, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1},
 		Cluster: harness.Env{
 			Nodes: 3, Bug: b.Name, Binary: bin,
 			RequestTimeout: detectTimeout, Log: testLogWriter{t},

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chainraft/chainraft/harness"
+	"github.com/chainraft/chainraft/harness/workload"
 	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/internal/proc"
 )
@@ -66,7 +67,7 @@ func TestNemesisInterruptedRunLeavesNothing(t *testing.T) {
 	}
 	res, err := harness.Run(context.Background(), harness.RunConfig{
 		Store: "raft", Name: "after", Out: out, TimeLimit: time.Second, Clients: 2,
-		Workload: harness.WorkloadConfig{Seed: 1, Keys: 5}, Cluster: harness.Env{Binary: bin}, EndChecks: true,
+		Workload: workload.Config{Seed: 1, Keys: 5}, Cluster: harness.Env{Binary: bin}, EndChecks: true,
 	})
 	require.NoError(t, err)
 	require.Equal(t, string(histories.VerdictOK), res.Summary.Verdict)

@@ -3,13 +3,15 @@ package chainrafttest
 import (
 	"context"
 	"encoding/json"
-	"github.com/chainraft/chainraft/harness"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chainraft/chainraft/harness"
+	"github.com/chainraft/chainraft/harness/workload"
 
 	"github.com/stretchr/testify/require"
 
@@ -92,7 +94,7 @@ rounds:
 				require.NoError(t, err)
 				cfg := harness.RunConfig{
 					Store: store, Name: "night-" + strings.ReplaceAll(mix, ",", "+"), Out: dir, TimeLimit: runTime, Clients: 12,
-					Workload: harness.WorkloadConfig{Seed: seed, Keys: 10, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1},
+					Workload: workload.Config{Seed: seed, Keys: 10, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1},
 					Cluster: harness.Env{Nodes: 3, Binary: bin,
 						RequestTimeout: detectTimeout, Log: testLogWriter{t}},
 					Nemesis:     harness.NemesisConfig{Kinds: kinds, Interval: 2 * time.Second},

@@ -27,7 +27,7 @@ type client struct {
 	last         string
 }
 
-// LastNode implements harness.NodeReporter.
+// LastNode implements workload.NodeReporter.
 func (cl *client) LastNode() string { return cl.last }
 
 // pick is the connection to use now and records its node.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chainraft/chainraft/harness/workload"
 	"github.com/chainraft/chainraft/nemesis"
 )
 
@@ -60,7 +61,7 @@ func TestBugStepsStayInTheRun(t *testing.T) {
 func TestApplySeededBugWritesAReplayableSchedule(t *testing.T) {
 	out := t.TempDir()
 	cfg := RunConfig{Store: "test-leader", Out: out, TimeLimit: 8 * time.Second,
-		Workload: WorkloadConfig{Seed: 3, AppendFraction: -1}, Cluster: Env{Bug: "lost-ack"}}
+		Workload: workload.Config{Seed: 3, AppendFraction: -1}, Cluster: Env{Bug: "lost-ack"}}
 	require.NoError(t, ApplySeededBug(&cfg, false))
 	require.True(t, cfg.EndChecks)
 	require.Equal(t, 5, cfg.Workload.Keys)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chainraft/chainraft/harness/workload"
 	"github.com/chainraft/chainraft/histories"
 )
 
@@ -84,9 +85,8 @@ func (r *runner) endOfRun(ctx context.Context, cluster Cluster) []CheckResult {
 			_ = c.Close()
 		}
 	}()
-	nr, _ := store.(NodeReporter)
-	c := &client{store: store, node: nr, session: r.rec.Session(), timeout: r.cfg.Cluster.RequestTimeout, count: &counters{}}
-	keys := KeyNames(r.w.Keys)
+	c := workload.NewClient(store, r.rec.Session(), nil, r.cfg.Cluster.RequestTimeout, nil)
+	keys := workload.KeyNames(r.w.Keys)
 
 	// retry does op until it returns ok or the bound passes; every attempt
 	// is in the history.
@@ -95,7 +95,7 @@ func (r *runner) endOfRun(ctx context.Context, cluster Cluster) []CheckResult {
 		deadline := began.Add(bound)
 		var done histories.Operation
 		for n := 1; ; n++ {
-			done = c.do(ctx, op)
+			done = c.Do(ctx, op)
 			if done.Outcome == histories.OK {
 				return done, n, time.Since(began), nil
 			}

@@ -174,8 +174,8 @@ func (c CompareConfig) drivers() ([]Driver, error) {
 func checkMappable(from, to Driver, run RunConfig, targets string) error {
 	first := run
 	first.Store, first.Driver = from.Name(), from
-	first = first.withDefaults()
-	steps, err := first.Nemesis.steps(first, first.Workload.withDefaults().Seed)
+	first = first.WithDefaults()
+	steps, err := first.Nemesis.steps(first, first.Workload.WithDefaults().Seed)
 	if err != nil {
 		return fmt.Errorf("%s: %w", from.Name(), err)
 	}
@@ -214,7 +214,7 @@ func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 	if cfg.Targets == "" {
 		cfg.Targets = TargetsRole
 	}
-	base := cfg.Run.withDefaults()
+	base := cfg.Run.WithDefaults()
 	progress := base.Progress
 	start := time.Now()
 	dir, err := makeDir(base.Out, start.UTC().Format("20060102T150405Z")+"-compare")

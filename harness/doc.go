@@ -36,7 +36,7 @@
 // means anything: nil is ok; an error wrapping kv.ErrDefinite is fail (the
 // checker drops it); every other error, a timeout included, is info (the
 // operation may have taken effect at any time after its call). A store that
-// knows which node answered implements [NodeReporter] on its client or its
+// knows which node answered implements [workload.NodeReporter] on its client or its
 // errors, and the node shows in the visualization.
 //
 // # Workload

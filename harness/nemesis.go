@@ -57,6 +57,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chainraft/chainraft/harness/workload"
 	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/internal/powerfs"
 	"github.com/chainraft/chainraft/nemesis"
@@ -369,7 +370,7 @@ func (s *nemesisSidecar) visualizeFaults(ctx context.Context, ops []histories.Op
 	if len(sum.Visualizations) > 0 || len(ops) == 0 {
 		return
 	}
-	key := KeyNames(1)[0]
+	key := workload.KeyNames(1)[0]
 	var mine []histories.Operation
 	for _, o := range ops {
 		if o.Key == key {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chainraft/chainraft/harness/report"
+	"github.com/chainraft/chainraft/harness/workload"
 	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/internal/proc"
 )
@@ -50,7 +51,7 @@ type RunConfig struct {
 	// Clients is the number of workload goroutines, each with one operation
 	// in flight.
 	Clients  int
-	Workload WorkloadConfig
+	Workload workload.Config
 	// Cluster is passed to the store's driver; Run sets Dir, Log, Seed and,
 	// if empty, Binary (this executable). Cluster.RequestTimeout is also the
 	// deadline of each workload operation.
@@ -127,7 +128,9 @@ const MaxValueSize = 256 << 10
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
-func (c RunConfig) withDefaults() RunConfig {
+// WithDefaults resolves the driver and fills every unset field with its
+// default, so that validation and the run see the same configuration.
+func (c RunConfig) WithDefaults() RunConfig {
 	if c.Driver != nil {
 		c.Store = c.Driver.Name()
 	} else if d, err := LookupDriver(c.Store); err == nil {
@@ -164,7 +167,7 @@ func (c RunConfig) withDefaults() RunConfig {
 
 // Validate reports a configuration Run would refuse, naming the field.
 func (c RunConfig) Validate() error {
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 	}
@@ -221,7 +224,7 @@ func (c RunConfig) Validate() error {
 		}
 	}
 	if c.Nemesis.Enabled() {
-		if _, err := c.Nemesis.steps(c, c.Workload.withDefaults().Seed); err != nil {
+		if _, err := c.Nemesis.steps(c, c.Workload.WithDefaults().Seed); err != nil {
 			return err
 		}
 	}
@@ -256,8 +259,8 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
-	w := cfg.Workload.withDefaults()
+	cfg = cfg.WithDefaults()
+	w := cfg.Workload.WithDefaults()
 	proc.SweepCPUGroups() // what a killed harness left (--node-cpus)
 	nem, err := newNemesis(ctx, &cfg, w.Seed)
 	if err != nil {
@@ -439,7 +442,7 @@ func writeReports(log io.Writer, out, dir string) {
 // runner is the state of one Run between its phases.
 type runner struct {
 	cfg    RunConfig
-	w      WorkloadConfig
+	w      workload.Config
 	dir    string
 	log    io.Writer
 	status *statusWriter
@@ -501,20 +504,16 @@ func (r *runner) run(ctx context.Context) error {
 	r.rec = rec
 	r.mu.Unlock()
 
-	keys := KeyNames(r.w.Keys)
-	clients := make([]*client, r.cfg.Clients)
-	counts := make([]counters, r.cfg.Clients)
+	keys := workload.KeyNames(r.w.Keys)
+	clients := make([]*workload.Client, r.cfg.Clients)
+	counts := make([]workload.Counters, r.cfg.Clients)
 	for i := range clients {
 		store, err := cluster.NewClient()
 		if err != nil {
 			closeClients(clients)
 			return fmt.Errorf("client %d: %w", i, err)
 		}
-		nr, _ := store.(NodeReporter)
-		clients[i] = &client{
-			store: store, node: nr, session: r.rec.Session(),
-			gen: newGenerator(r.w, keys, i), timeout: r.cfg.Cluster.RequestTimeout, count: &counts[i],
-		}
+		clients[i] = workload.NewClient(store, r.rec.Session(), workload.NewGenerator(r.w, keys, i), r.cfg.Cluster.RequestTimeout, &counts[i])
 	}
 	defer closeClients(clients)
 
@@ -545,7 +544,7 @@ func (r *runner) run(ctx context.Context) error {
 		go func() {
 			defer clientsWG.Done()
 			defer catch(func(err error) { fail(fmt.Errorf("client %d: %w", i, err)) })
-			c.run(stop, hard)
+			c.Run(stop, hard)
 		}()
 	}
 	sideCtx, cancelSide := context.WithCancel(hard)
@@ -654,7 +653,7 @@ func watchHealth(ctx context.Context, hw HealthWatcher, began time.Time, fail fu
 
 // progress shows the run's status every ProgressEvery until done is
 // closed (see statusWriter for where it goes).
-func (r *runner) progress(began time.Time, counts []counters, done <-chan struct{}) {
+func (r *runner) progress(began time.Time, counts []workload.Counters, done <-chan struct{}) {
 	t := time.NewTicker(r.cfg.ProgressEvery)
 	defer t.Stop()
 	var lastTotal int64
@@ -666,9 +665,9 @@ func (r *runner) progress(began time.Time, counts []counters, done <-chan struct
 		case now := <-t.C:
 			p := progressStatus{Store: r.cfg.Store, Elapsed: now.Sub(began), Total: r.cfg.TimeLimit}
 			for i := range counts {
-				p.OK += counts[i].ok.Load()
-				p.Fail += counts[i].fail.Load()
-				p.Info += counts[i].info.Load()
+				p.OK += counts[i].OK.Load()
+				p.Fail += counts[i].Fail.Load()
+				p.Info += counts[i].Info.Load()
 			}
 			total := p.OK + p.Fail + p.Info
 			p.Rate = float64(total-lastTotal) / now.Sub(last).Seconds()
@@ -688,13 +687,10 @@ func catch(report func(error)) {
 	}
 }
 
-func closeClients(clients []*client) {
+func closeClients(clients []*workload.Client) {
 	for _, c := range clients {
-		if c == nil {
-			continue
-		}
-		if cl, ok := c.store.(io.Closer); ok {
-			_ = cl.Close()
+		if c != nil {
+			_ = c.Close()
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chainraft/chainraft/harness/workload"
 	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/kv"
 )
@@ -163,7 +164,7 @@ func baseConfig(t *testing.T, store string) RunConfig {
 		Out:       t.TempDir(),
 		TimeLimit: 500 * time.Millisecond,
 		Clients:   8,
-		Workload: WorkloadConfig{
+		Workload: workload.Config{
 			Seed: 7, Keys: 10, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1,
 		},
 		Cluster:     Env{RequestTimeout: time.Second},

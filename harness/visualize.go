@@ -15,6 +15,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/chainraft/chainraft/harness/workload"
 	"github.com/chainraft/chainraft/histories"
 )
 
@@ -41,7 +42,7 @@ func visualizePassing(ctx context.Context, ops []histories.Operation, ann []hist
 	for k := range byKey {
 		keys = append(keys, k)
 	}
-	first := KeyNames(1)[0]
+	first := workload.KeyNames(1)[0]
 	sort.Slice(keys, func(i, j int) bool {
 		a, b := keys[i], keys[j]
 		if (a == first) != (b == first) {

@@ -93,13 +93,13 @@
 //
 // # What is not the real code
 //
-// Three pieces mirror unexported harness code instead of calling it,
-// because the harness and histories packages offer no seam: the workload
-// generator (harness's generator), the recorder (histories.Recorder reads
-// the wall clock), and raftkv.Node's loop and errorCode (they run on
-// goroutines and gRPC). Each copy says what it mirrors; exporting
-// harness.NewGenerator and giving histories.Recorder a clock would remove
-// the first two.
+// The workload's operations and the mapping of errors to outcomes come
+// from the harness's own stage (harness/workload: Generator, OutcomeOf), so
+// a seed draws the same operations as a real run. Two pieces still mirror
+// code instead of calling it, because those packages offer no seam: the
+// recorder (histories.Recorder reads the wall clock) and raftkv.Node's
+// loop and errorCode (they run on goroutines and gRPC). Each copy says what
+// it mirrors; giving histories.Recorder a clock would remove the first.
 //
 // # The chain store
 //

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chainraft/chainraft/harness"
+	"github.com/chainraft/chainraft/harness/workload"
 	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/nemesis"
 	"github.com/chainraft/chainraft/raftkv"
@@ -82,7 +83,7 @@ type Result struct {
 	Check           histories.Result
 	Ops             []histories.Operation
 	Events          []nemesis.Event
-	Workload        harness.WorkloadConfig
+	Workload        workload.Config
 	Nodes, Clients  int
 	// SimTime is the simulated time the run covered; Wall what it took.
 	SimTime time.Duration
@@ -178,7 +179,7 @@ func (r *run) simulate(res *Result) {
 	})
 	nodes := []int{3, 3, 5}[w.rng.IntN(3)]
 	clients := 3 + w.rng.IntN(4)
-	wl := harness.WorkloadConfig{
+	wl := workload.Config{
 		Seed:           w.rng.Int64(),
 		Keys:           3 + w.rng.IntN(6),
 		ReadFraction:   []float64{0.2, 0.5, 0.7}[w.rng.IntN(3)],
@@ -202,9 +203,9 @@ func (r *run) simulate(res *Result) {
 		panic(fmt.Sprintf("sim: store %q is not simulated", r.opts.Store))
 	}
 
-	keys := harness.KeyNames(wl.Keys)
+	keys := workload.KeyNames(wl.Keys)
 	for i := range clients {
-		wk := &worker{r: r, gen: newGenerator(wl, keys, i), sess: r.rec.session(), sc: r.c.newClient(i)}
+		wk := &worker{r: r, gen: workload.NewGenerator(wl, keys, i), sess: r.rec.session(), sc: r.c.newClient(i)}
 		r.workers = append(r.workers, wk)
 		w.after(w.between(0, r.think), wk.next)
 	}

@@ -3,13 +3,10 @@ package sim
 import (
 	"cmp"
 	"fmt"
-	"math/rand/v2"
 	"slices"
-	"strconv"
 
-	"github.com/chainraft/chainraft/harness"
+	"github.com/chainraft/chainraft/harness/workload"
 	"github.com/chainraft/chainraft/histories"
-	"github.com/chainraft/chainraft/kv"
 )
 
 // storeClient is one workload client's handle on a simulated store: do
@@ -18,81 +15,6 @@ import (
 // have returned (kv.IsDefinite: certainly no effect).
 type storeClient interface {
 	do(op histories.Operation, deadline int64, done func(histories.Operation, error))
-}
-
-// generator makes one client's operations exactly as the harness's
-// workload does (harness/workload.go, generator): the same key choice, mix,
-// unique values "w<worker>-<seq>" and cas expectations, from the same
-// per-worker PCG stream of the workload seed. It is a copy because the
-// harness's generator is unexported; exporting it (NewGenerator, Next,
-// Observe) would let this file shrink to a call.
-type generator struct {
-	w      harness.WorkloadConfig
-	keys   []string
-	rng    *rand.Rand
-	worker int
-	seq    uint64
-	last   map[string]string
-}
-
-func newGenerator(w harness.WorkloadConfig, keys []string, worker int) *generator {
-	writes := 1 - w.ReadFraction
-	if w.AppendFraction < 0 {
-		w.AppendFraction = writes / 4
-	}
-	if w.CASFraction < 0 {
-		w.CASFraction = writes / 4
-	}
-	return &generator{
-		w: w, keys: keys, worker: worker, last: map[string]string{},
-		rng: rand.New(rand.NewPCG(uint64(w.Seed), uint64(worker)+1)),
-	}
-}
-
-func (g *generator) value() string {
-	g.seq++
-	return "w" + strconv.Itoa(g.worker) + "-" + strconv.FormatUint(g.seq, 10)
-}
-
-func (g *generator) next() histories.Operation {
-	key := g.keys[g.rng.IntN(len(g.keys))]
-	x := g.rng.Float64()
-	switch {
-	case x < g.w.ReadFraction:
-		return histories.Operation{Op: histories.Get, Key: key}
-	case x < g.w.ReadFraction+g.w.AppendFraction:
-		return histories.Operation{Op: histories.Append, Key: key, Value: g.value()}
-	case x < g.w.ReadFraction+g.w.AppendFraction+g.w.CASFraction:
-		expect, ok := g.last[key]
-		if !ok {
-			expect = "w" + strconv.Itoa(g.worker) + "-" + strconv.FormatUint(g.seq, 10)
-		}
-		return histories.Operation{Op: histories.CAS, Key: key, Expect: expect, Value: g.value()}
-	default:
-		return histories.Operation{Op: histories.Put, Key: key, Value: g.value()}
-	}
-}
-
-func (g *generator) observe(op histories.Operation) {
-	if op.Outcome != histories.OK {
-		return
-	}
-	switch op.Op {
-	case histories.Get:
-		if op.Found {
-			g.last[op.Key] = op.Output
-		} else {
-			delete(g.last, op.Key)
-		}
-	case histories.Put:
-		g.last[op.Key] = op.Value
-	case histories.CAS:
-		if op.Swapped {
-			g.last[op.Key] = op.Value
-		}
-	case histories.Append:
-		delete(g.last, op.Key)
-	}
 }
 
 // recorder keeps the history by histories.Recorder's rules — dense client
@@ -170,7 +92,7 @@ func (r *recorder) operations() []histories.Operation {
 // info).
 type worker struct {
 	r    *run
-	gen  *generator
+	gen  *workload.Generator
 	sess *session
 	sc   storeClient
 	busy bool
@@ -181,24 +103,17 @@ func (wk *worker) next() {
 	if r.stopping {
 		return
 	}
-	op := wk.sess.begin(wk.gen.next(), r.w.now)
+	op := wk.sess.begin(wk.gen.Next(), r.w.now)
 	wk.busy = true
 	wk.sc.do(op, r.w.now+int64(r.opts.RequestTimeout), func(res histories.Operation, err error) {
-		switch {
-		case err == nil:
-			res.Outcome = histories.OK
-		case kv.IsDefinite(err):
-			res.Outcome = histories.Fail
-		default:
-			res.Outcome = histories.Info
-		}
+		res.Outcome = workload.OutcomeOf(err)
 		if err != nil {
 			res.Output, res.Found, res.Swapped = "", false, false
 			res.Error = err.Error()
 		}
 		done := wk.sess.end(res, r.w.now)
 		wk.busy = false
-		wk.gen.observe(done)
+		wk.gen.Observe(done)
 		r.observe(done)
 		r.w.after(r.w.between(0, r.think), wk.next)
 	})

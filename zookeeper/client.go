@@ -35,7 +35,7 @@ type client struct {
 	closeOnce sync.Once
 }
 
-// LastNode implements harness.NodeReporter: the server the session is on.
+// LastNode implements workload.NodeReporter: the server the session is on.
 func (cl *client) LastNode() string { return cl.conn.Server() }
 
 // Close ends the session and waits for its pending requests.

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chainraft/chainraft/harness"
+	"github.com/chainraft/chainraft/harness/workload"
 	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/internal/proc"
 	"github.com/chainraft/chainraft/internal/zkserver"
@@ -63,7 +64,7 @@ func TestZooKeeperSIGKILLEndsTheRun(t *testing.T) {
 	began := time.Now()
 	res, err := harness.Run(context.Background(), harness.RunConfig{
 		Driver: d, Name: "zk-sigkill", Out: t.TempDir(), TimeLimit: 40 * time.Second, Clients: 4,
-		Workload: harness.WorkloadConfig{Seed: 3, Keys: 10},
+		Workload: workload.Config{Seed: 3, Keys: 10},
 		Cluster:  harness.Env{Nodes: 3, Binary: proc.BuildChainraft(t), RequestTimeout: time.Second},
 		Progress: testWriter{t}, EndChecks: true,
 	})
@@ -95,7 +96,7 @@ func TestTwoRunsOnOneExternalZooKeeper(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		res, err := harness.Run(context.Background(), harness.RunConfig{
 			Driver: &Driver{Chains: 3, Replicas: 3, ZK: ens.ConnectString()}, Name: "external-zk", Out: out,
-			TimeLimit: 3 * time.Second, Clients: 2, Workload: harness.WorkloadConfig{Seed: int64(i), Keys: 5},
+			TimeLimit: 3 * time.Second, Clients: 2, Workload: workload.Config{Seed: int64(i), Keys: 5},
 			Cluster:  harness.Env{Nodes: 3, Binary: bin, RequestTimeout: time.Second},
 			Progress: testWriter{t}, EndChecks: true,
 		})
@@ -155,7 +156,7 @@ func TestChainPartitionRecovery(t *testing.T) {
 	require.NoError(t, err)
 	res, err := harness.Run(context.Background(), harness.RunConfig{
 		Store: Name, Name: "partition-recovery", Out: t.TempDir(), TimeLimit: 50 * time.Second, Clients: 8,
-		Workload:    harness.WorkloadConfig{Seed: 15, Keys: 30, ReadFraction: 0.5, CASFraction: 0.1},
+		Workload:    workload.Config{Seed: 15, Keys: 30, ReadFraction: 0.5, CASFraction: 0.1},
 		Cluster:     harness.Env{Nodes: 3, Binary: proc.BuildChainraft(t), RequestTimeout: time.Second},
 		CheckBudget: 60 * time.Second,
 		Nemesis:     harness.NemesisConfig{Replay: sched},

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chainraft/chainraft/harness"
+	"github.com/chainraft/chainraft/harness/workload"
 	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/internal/proc"
 	"github.com/chainraft/chainraft/nemesis"
@@ -41,7 +42,7 @@ func TestNemesisChainEveryFault(t *testing.T) {
 		// injections (the schedule shifts behind them)
 		TimeLimit: time.Duration(2*len(kinds)+3) * interval,
 		Clients:   4,
-		Workload:  harness.WorkloadConfig{Seed: 7, Keys: 20},
+		Workload:  workload.Config{Seed: 7, Keys: 20},
 		Cluster: harness.Env{
 			Nodes: 3, Binary: proc.BuildChainraft(t), RequestTimeout: time.Second,
 		},

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/chainraft/chainraft/harness"
+	"github.com/chainraft/chainraft/harness/workload"
 	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/internal/proc"
 	"github.com/chainraft/chainraft/nemesis"
@@ -287,7 +288,7 @@ func (f *runFlags) config() (harness.RunConfig, error) {
 		Out:       f.out,
 		TimeLimit: f.timeLimit,
 		Clients:   f.clients,
-		Workload: harness.WorkloadConfig{
+		Workload: workload.Config{
 			Seed: f.seed, Keys: f.keys, ReadFraction: f.readFraction,
 			AppendFraction: f.appendFraction, CASFraction: f.casFraction, ValueSize: f.valueSize,
 		},

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chainraft/chainraft/harness"
+	"github.com/chainraft/chainraft/harness/workload"
 	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/internal/proc"
 	"github.com/chainraft/chainraft/raftkv/raftdriver"
@@ -39,7 +40,7 @@ func (killBehindTheHarness) Finish(*harness.Summary, []histories.Operation) []hi
 func TestUnplannedDeathIsAnInfrastructureFailure(t *testing.T) {
 	res, err := harness.Run(context.Background(), harness.RunConfig{
 		Store: "raft", Name: "crash", Out: t.TempDir(), TimeLimit: 30 * time.Second, Clients: 4,
-		Workload: harness.WorkloadConfig{Seed: 1, Keys: 5, AppendFraction: -1, CASFraction: -1},
+		Workload: workload.Config{Seed: 1, Keys: 5, AppendFraction: -1, CASFraction: -1},
 		Cluster:  harness.Env{Binary: proc.BuildChainraft(t), Log: testLog{t}},
 		Sidecars: []harness.Sidecar{killBehindTheHarness{after: time.Second}},
 	})

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chainraft/chainraft/harness"
+	"github.com/chainraft/chainraft/harness/workload"
 	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/internal/powerfs"
 	"github.com/chainraft/chainraft/internal/proc"
@@ -45,7 +46,7 @@ func TestNemesisEveryFault(t *testing.T) {
 		Store: raftdriver.Name, Name: "nemesis", Out: t.TempDir(),
 		TimeLimit: limit,
 		Clients:   4,
-		Workload:  harness.WorkloadConfig{Seed: seed, Keys: 20},
+		Workload:  workload.Config{Seed: seed, Keys: 20},
 		Cluster: harness.Env{
 			Nodes: 3, Binary: proc.BuildChainraft(t), RequestTimeout: time.Second,
 		},

@@ -1,8 +1,9 @@
-package harness
+package workload
 
 import (
 	"context"
 	"errors"
+	"io"
 	"sync/atomic"
 	"time"
 
@@ -17,31 +18,42 @@ type NodeReporter interface {
 	LastNode() string
 }
 
-// counters are one client's running totals for the progress line. Written
+// Counters are one client's running totals for the progress line. Written
 // by the client's goroutine only and read by the progress goroutine, so
 // atomics without contention; padded so that clients do not share a cache
 // line.
-type counters struct {
-	ok, fail, info atomic.Int64
+type Counters struct {
+	OK, Fail, Info atomic.Int64
 	_              [40]byte
 }
 
-// client is one workload goroutine's state: its store handle, its recorder
+// Client is one workload goroutine's state: its store handle, its recorder
 // session, its operation generator. It keeps exactly one operation in flight.
-type client struct {
+type Client struct {
 	store   kv.KV
 	node    NodeReporter // store as a NodeReporter, or nil
 	session *histories.Session
-	gen     *generator
+	gen     *Generator
 	timeout time.Duration
-	count   *counters
+	count   *Counters
 }
 
-// run issues operations until stop is done. Each operation runs under its
+// NewClient returns a client of store recording into session, each
+// operation under its own timeout; gen may be nil for a client driven by
+// Do alone. count may be nil.
+func NewClient(store kv.KV, session *histories.Session, gen *Generator, timeout time.Duration, count *Counters) *Client {
+	if count == nil {
+		count = &Counters{}
+	}
+	nr, _ := store.(NodeReporter)
+	return &Client{store: store, node: nr, session: session, gen: gen, timeout: timeout, count: count}
+}
+
+// Run issues operations until stop is done. Each operation runs under its
 // own deadline derived from hard, not from stop: reaching the time limit
 // lets the operations in flight finish (so the history does not end in a
 // burst of artificial timeouts), while cancelling hard (SIGINT) cuts them.
-func (c *client) run(stop <-chan struct{}, hard context.Context) {
+func (c *Client) Run(stop <-chan struct{}, hard context.Context) {
 	for {
 		select {
 		case <-stop:
@@ -51,17 +63,14 @@ func (c *client) run(stop <-chan struct{}, hard context.Context) {
 		if hard.Err() != nil {
 			return
 		}
-		op := c.gen.next()
-		done := c.do(hard, op)
-		c.gen.observe(done)
+		op := c.gen.Next()
+		done := c.Do(hard, op)
+		c.gen.Observe(done)
 	}
 }
 
-// do performs one operation and records it. The mapping of errors to
-// outcomes is the soundness boundary of the whole harness: only an error
-// the store marked definite (kv.ErrDefinite) becomes fail; every other error,
-// a deadline among them, is info, because the operation may have taken effect.
-func (c *client) do(hard context.Context, op histories.Operation) histories.Operation {
+// Do performs one operation and records it, its outcome by [OutcomeOf].
+func (c *Client) Do(hard context.Context, op histories.Operation) histories.Operation {
 	ctx, cancel := context.WithTimeout(hard, c.timeout)
 	defer cancel()
 	c.session.Begin(op)
@@ -76,14 +85,7 @@ func (c *client) do(hard context.Context, op histories.Operation) histories.Oper
 	case histories.CAS:
 		op.Swapped, err = c.store.CAS(ctx, op.Key, op.Expect, op.Value)
 	}
-	switch {
-	case err == nil:
-		op.Outcome = histories.OK
-	case kv.IsDefinite(err):
-		op.Outcome = histories.Fail
-	default:
-		op.Outcome = histories.Info
-	}
+	op.Outcome = OutcomeOf(err)
 	if err != nil {
 		// Results that came with an error mean nothing.
 		op.Output, op.Found, op.Swapped = "", false, false
@@ -99,11 +101,35 @@ func (c *client) do(hard context.Context, op histories.Operation) histories.Oper
 	done := c.session.End(op)
 	switch done.Outcome {
 	case histories.OK:
-		c.count.ok.Add(1)
+		c.count.OK.Add(1)
 	case histories.Fail:
-		c.count.fail.Add(1)
+		c.count.Fail.Add(1)
 	default:
-		c.count.info.Add(1)
+		c.count.Info.Add(1)
 	}
 	return done
+}
+
+// OutcomeOf maps a store's error to the history's outcome. It is the
+// soundness boundary of the whole harness: only an error the store marked
+// definite (kv.ErrDefinite) becomes fail, which the checker drops; every
+// other error, a deadline among them, is info, because the operation may
+// have taken effect.
+func OutcomeOf(err error) histories.Outcome {
+	switch {
+	case err == nil:
+		return histories.OK
+	case kv.IsDefinite(err):
+		return histories.Fail
+	default:
+		return histories.Info
+	}
+}
+
+// Close closes the client's store handle if it holds anything.
+func (c *Client) Close() error {
+	if cl, ok := c.store.(io.Closer); ok {
+		return cl.Close()
+	}
+	return nil
 }

@@ -1,4 +1,10 @@
-package harness
+// Package workload is the harness's first stage: what clients ask of a
+// store (the seeded generator) and how each answer is recorded (the
+// recording client, which holds the soundness boundary between a store's
+// errors and the history's outcomes). The run loop (package harness) and
+// the simulator (package sim) both draw their operations from here, so a
+// seed means the same operations in both.
+package workload
 
 import (
 	"fmt"
@@ -8,9 +14,9 @@ import (
 	"github.com/chainraft/chainraft/histories"
 )
 
-// WorkloadConfig shapes the generated operations. Fractions are of all
+// Config shapes the generated operations. Fractions are of all
 // operations; puts take what the others leave.
-type WorkloadConfig struct {
+type Config struct {
 	// Seed makes the operation sequence of every client reproducible (the
 	// interleaving, decided by the store, is not).
 	Seed int64
@@ -26,10 +32,10 @@ type WorkloadConfig struct {
 	ValueSize int
 }
 
-// withDefaults fills the write mix: half puts, a quarter appends, a quarter
+// WithDefaults fills the write mix: half puts, a quarter appends, a quarter
 // cas. Puts stay frequent because each one resets a key, which keeps values
 // built by appends short (and the history small).
-func (w WorkloadConfig) withDefaults() WorkloadConfig {
+func (w Config) WithDefaults() Config {
 	writes := 1 - w.ReadFraction
 	if w.AppendFraction < 0 {
 		w.AppendFraction = writes / 4
@@ -41,7 +47,7 @@ func (w WorkloadConfig) withDefaults() WorkloadConfig {
 }
 
 // Validate reports a workload that cannot be generated, naming the field.
-func (w WorkloadConfig) Validate() error {
+func (w Config) Validate() error {
 	switch {
 	case w.Keys <= 0:
 		return fmt.Errorf("keys must be positive, got %d", w.Keys)
@@ -52,7 +58,7 @@ func (w WorkloadConfig) Validate() error {
 	case w.ValueSize < 0:
 		return fmt.Errorf("value size must not be negative, got %d", w.ValueSize)
 	}
-	d := w.withDefaults()
+	d := w.WithDefaults()
 	if sum := d.ReadFraction + d.AppendFraction + d.CASFraction; sum > 1+1e-9 {
 		return fmt.Errorf("read, append and cas fractions sum to %v, more than 1", sum)
 	}
@@ -71,7 +77,7 @@ func KeyNames(n int) []string {
 	return keys
 }
 
-// generator makes the operations of one workload client. It is owned by that
+// Generator makes the operations of one workload client. It is owned by that
 // client's goroutine.
 //
 // Written values are unique in the run: "w<worker>-<seq>", where the worker
@@ -82,8 +88,8 @@ func KeyNames(n int) []string {
 // A cas expects the value this client last saw for the key (read or wrote),
 // so that a fair share of them swap; with no knowledge it expects a value
 // that may or may not be current.
-type generator struct {
-	w      WorkloadConfig
+type Generator struct {
+	w      Config
 	keys   []string
 	rng    *rand.Rand
 	worker int
@@ -93,9 +99,12 @@ type generator struct {
 	buf    []byte
 }
 
-func newGenerator(w WorkloadConfig, keys []string, worker int) *generator {
-	w = w.withDefaults()
-	g := &generator{
+// NewGenerator returns worker's generator: its own PCG stream of the
+// workload seed, so each client's sequence is reproducible whatever the
+// interleaving.
+func NewGenerator(w Config, keys []string, worker int) *Generator {
+	w = w.WithDefaults()
+	g := &Generator{
 		w:      w,
 		keys:   keys,
 		rng:    rand.New(rand.NewPCG(uint64(w.Seed), uint64(worker)+1)),
@@ -113,7 +122,7 @@ func newGenerator(w WorkloadConfig, keys []string, worker int) *generator {
 }
 
 // value returns a fresh unique value.
-func (g *generator) value() string {
+func (g *Generator) value() string {
 	g.seq++
 	b := append(g.buf[:0], 'w')
 	b = strconv.AppendInt(b, int64(g.worker), 10)
@@ -126,8 +135,8 @@ func (g *generator) value() string {
 	return string(b)
 }
 
-// next returns the client's next operation (call fields only).
-func (g *generator) next() histories.Operation {
+// Next returns the client's next operation (call fields only).
+func (g *Generator) Next() histories.Operation {
 	key := g.keys[g.rng.IntN(len(g.keys))]
 	x := g.rng.Float64()
 	switch {
@@ -148,9 +157,9 @@ func (g *generator) next() histories.Operation {
 	}
 }
 
-// observe learns from a completed operation what the key holds, for the
+// Observe learns from a completed operation what the key holds, for the
 // expectations of later cas operations.
-func (g *generator) observe(op histories.Operation) {
+func (g *Generator) Observe(op histories.Operation) {
 	if op.Outcome != histories.OK {
 		return
 	}

@@ -1,4 +1,4 @@
-package harness
+package workload
 
 import (
 	"context"
@@ -22,16 +22,16 @@ func TestKeyNames(t *testing.T) {
 }
 
 func TestGeneratorMixAndUniqueValues(t *testing.T) {
-	w := WorkloadConfig{Seed: 3, Keys: 20, ReadFraction: 0.4, AppendFraction: -1, CASFraction: -1, ValueSize: 12}
+	w := Config{Seed: 3, Keys: 20, ReadFraction: 0.4, AppendFraction: -1, CASFraction: -1, ValueSize: 12}
 	require.NoError(t, w.Validate())
 	keys := KeyNames(w.Keys)
 	counts := map[histories.Kind]int{}
 	seen := map[string]bool{}
 	const n = 40000
 	for worker := range 2 {
-		g := newGenerator(w, keys, worker)
+		g := NewGenerator(w, keys, worker)
 		for range n / 2 {
-			op := g.next()
+			op := g.Next()
 			counts[op.Op]++
 			require.Contains(t, keys, op.Key)
 			if op.Op != histories.Get {
@@ -49,13 +49,13 @@ func TestGeneratorMixAndUniqueValues(t *testing.T) {
 }
 
 func TestGeneratorIsSeeded(t *testing.T) {
-	w := WorkloadConfig{Seed: 11, Keys: 100, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1}
+	w := Config{Seed: 11, Keys: 100, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1}
 	seq := func(seed int64, worker int) []histories.Operation {
 		w.Seed = seed
-		g := newGenerator(w, KeyNames(w.Keys), worker)
+		g := NewGenerator(w, KeyNames(w.Keys), worker)
 		var ops []histories.Operation
 		for range 100 {
-			ops = append(ops, g.next())
+			ops = append(ops, g.Next())
 		}
 		return ops
 	}
@@ -65,21 +65,21 @@ func TestGeneratorIsSeeded(t *testing.T) {
 }
 
 func TestGeneratorCASExpectsLastSeen(t *testing.T) {
-	w := WorkloadConfig{Seed: 1, Keys: 1, CASFraction: 1}
-	g := newGenerator(w, KeyNames(1), 0)
-	g.observe(histories.Operation{Op: histories.Get, Key: "k000", Outcome: histories.OK, Found: true, Output: "w9-4"})
-	op := g.next()
+	w := Config{Seed: 1, Keys: 1, CASFraction: 1}
+	g := NewGenerator(w, KeyNames(1), 0)
+	g.Observe(histories.Operation{Op: histories.Get, Key: "k000", Outcome: histories.OK, Found: true, Output: "w9-4"})
+	op := g.Next()
 	require.Equal(t, histories.CAS, op.Op)
 	require.Equal(t, "w9-4", op.Expect)
 	// A failed or unknown operation teaches nothing.
-	g.observe(histories.Operation{Op: histories.Put, Key: "k000", Value: "zz", Outcome: histories.Info})
-	require.Equal(t, "w9-4", g.next().Expect)
-	g.observe(histories.Operation{Op: histories.CAS, Key: "k000", Value: "w0-2", Outcome: histories.OK, Swapped: true})
-	require.Equal(t, "w0-2", g.next().Expect)
+	g.Observe(histories.Operation{Op: histories.Put, Key: "k000", Value: "zz", Outcome: histories.Info})
+	require.Equal(t, "w9-4", g.Next().Expect)
+	g.Observe(histories.Operation{Op: histories.CAS, Key: "k000", Value: "w0-2", Outcome: histories.OK, Swapped: true})
+	require.Equal(t, "w0-2", g.Next().Expect)
 }
 
 func TestWorkloadValidate(t *testing.T) {
-	ok := WorkloadConfig{Keys: 1, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1}
+	ok := Config{Keys: 1, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1}
 	require.NoError(t, ok.Validate())
 	bad := ok
 	bad.ReadFraction = -0.1
@@ -119,12 +119,9 @@ func TestClientOutcomes(t *testing.T) {
 	}
 	for _, tc := range tcs {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &client{
-				store: errStore{kv.NewMemory(), tc.err}, session: rec.Session(),
-				timeout: time.Second, count: &counters{},
-			}
+			c := NewClient(errStore{kv.NewMemory(), tc.err}, rec.Session(), nil, time.Second, nil)
 			id := c.session.Client()
-			done := c.do(context.Background(), histories.Operation{Op: histories.Put, Key: "k", Value: "v"})
+			done := c.Do(context.Background(), histories.Operation{Op: histories.Put, Key: "k", Value: "v"})
 			require.Equal(t, tc.outcome, done.Outcome)
 			require.Equal(t, tc.node, done.Node)
 			if tc.err != nil {
@@ -139,42 +136,21 @@ func TestClientOutcomes(t *testing.T) {
 	}
 }
 
-func TestLatencyPercentiles(t *testing.T) {
-	var ds []int64
-	for i := 1; i <= 1000; i++ {
-		ds = append(ds, int64(i)*1e6) // 1..1000 ms, shuffled below
-	}
-	for i := range ds {
-		j := (i * 7919) % len(ds)
-		ds[i], ds[j] = ds[j], ds[i]
-	}
-	l := latencyOf(ds)
-	require.Equal(t, 1000, l.Count)
-	require.InDelta(t, 500, l.P50MS, 1e-9)
-	require.InDelta(t, 990, l.P99MS, 1e-9)
-	require.InDelta(t, 999, l.P999MS, 1e-9)
-	require.InDelta(t, 1000, l.MaxMS, 1e-9)
-	require.InDelta(t, 500.5, l.MeanMS, 1e-9)
-}
-
 // BenchmarkClientMemory is the harness's whole per-operation cost (generate,
 // deadline, call, classify, record) against kv.Memory from parallel
 // clients: the ceiling on what a run can measure.
 func BenchmarkClientMemory(b *testing.B) {
 	rec := histories.NewRecorder()
 	m := kv.NewMemory()
-	w := WorkloadConfig{Seed: 1, Keys: 100, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1}
+	w := Config{Seed: 1, Keys: 100, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1}
 	keys := KeyNames(w.Keys)
 	var worker atomic.Int64
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
-		c := &client{
-			store: m, session: rec.Session(), gen: newGenerator(w, keys, int(worker.Add(1))),
-			timeout: time.Second, count: &counters{},
-		}
+		c := NewClient(m, rec.Session(), NewGenerator(w, keys, int(worker.Add(1))), time.Second, nil)
 		ctx := context.Background()
 		for pb.Next() {
-			c.gen.observe(c.do(ctx, c.gen.next()))
+			c.gen.Observe(c.Do(ctx, c.gen.Next()))
 		}
 	})
 }

@@ -92,6 +92,32 @@
 // client operation, comes from messages.go: the nodes' own counters of
 // peer messages sent, read just before and just after the workload.
 //
+// # Stages
+//
+// The pipeline, as etcd's robustness tests lay theirs out, one place each:
+//
+//   - workload and recording client: package harness/workload (the seeded
+//     generator, the recording client, OutcomeOf). It is a package because
+//     two run loops draw from it: Run here and the simulator (sim), so a
+//     seed means the same operations in both.
+//   - run loop: run.go (Run, the runner, progress.go, the Sidecar contract).
+//   - faults: nemesis.go (schedules from the driver's roles and kinds),
+//     schedules.go (the critical schedule, the role table).
+//   - end-of-run checks: checks.go.
+//   - figures: summary.go, availability.go, visualize.go.
+//   - compare: compare.go; scenarios (the seeded-bug table and the nightly
+//     trend): bugs.go, bugs_trend.go.
+//   - reports: package harness/report, which reads only the files a run
+//     leaves (summary.json, history.jsonl, nemesis.jsonl, compare.json).
+//
+// Compare and the scenarios stay files of this package rather than
+// packages of their own, on purpose: each is a thin layer over Run that
+// needs the nemesis schedule's expansion, the run directory's naming and
+// the atomic file writes, which as packages they would force this one to
+// export for them alone; and SeededBug is part of the driver contract
+// (BugDriver returns them). A stage earns a package when something other
+// than Run uses it, as the workload does.
+//
 // # Recording cost
 //
 // The recorder (histories.Recorder) has no shared lock on its hot path and

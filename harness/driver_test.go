@@ -37,7 +37,7 @@ func (d funcDriver) Start(ctx context.Context, env Env) (Cluster, error) {
 // memCluster is a kv.Memory.
 type memCluster struct{ m *kv.Memory }
 
-func (c *memCluster) NewClient() (kv.KV, error) { return c.m.Session(), nil }
+func (c *memCluster) NewClient() (kv.KV, error) { return paced(c.m.Session()), nil }
 func (c *memCluster) Close() error              { return nil }
 
 // faultDriver is a memory store of three pretend nodes the nemesis can
@@ -85,7 +85,7 @@ type faultCluster struct {
 	roles []string // roles resolved, in order
 }
 
-func (c *faultCluster) NewClient() (kv.KV, error) { return faultClient{c, c.m.Session()}, nil }
+func (c *faultCluster) NewClient() (kv.KV, error) { return paced(faultClient{c, c.m.Session()}), nil }
 func (c *faultCluster) Close() error              { return nil }
 
 func (c *faultCluster) Target(*nemesis.Network) nemesis.Target { return faultTarget{c} }

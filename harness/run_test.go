@@ -29,7 +29,7 @@ type staleCluster struct {
 	old    map[string]string
 }
 
-func (c *staleCluster) NewClient() (kv.KV, error) { return staleClient{c}, nil }
+func (c *staleCluster) NewClient() (kv.KV, error) { return paced(staleClient{c}), nil }
 func (c *staleCluster) Close() error              { return nil }
 
 func (c *staleCluster) wrote() {
@@ -71,7 +71,7 @@ type lostCluster struct {
 	puts atomic.Int64
 }
 
-func (c *lostCluster) NewClient() (kv.KV, error) { return lostClient{c.m, c}, nil }
+func (c *lostCluster) NewClient() (kv.KV, error) { return paced(lostClient{c.m, c}), nil }
 func (c *lostCluster) Close() error              { return nil }
 
 type lostClient struct {

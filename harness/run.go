@@ -514,6 +514,7 @@ func (r *runner) run(ctx context.Context) error {
 			return fmt.Errorf("client %d: %w", i, err)
 		}
 		clients[i] = workload.NewClient(store, r.rec.Session(), workload.NewGenerator(r.w, keys, i), r.cfg.Cluster.RequestTimeout, &counts[i])
+		clients[i].Pace(r.w.Interval(r.cfg.Clients))
 	}
 	defer closeClients(clients)
 

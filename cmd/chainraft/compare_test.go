@@ -25,8 +25,10 @@ func compareArgs(out string, stores string, extra ...string) []string {
 	if testing.Short() {
 		limit = "200ms"
 	}
+	// --rate keeps the memory store's histories to a few thousand
+	// operations: enough to catch a lost write, quick to check and draw.
 	return append([]string{"compare", "--stores", stores, "--time-limit", limit, "--clients", "4", "--keys", "10",
-		"--out", out, "--quiet"}, extra...)
+		"--rate", "8000", "--out", out, "--quiet"}, extra...)
 }
 
 func TestCompareMemoryExitsOK(t *testing.T) {

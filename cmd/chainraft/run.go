@@ -42,6 +42,7 @@ type runFlags struct {
 	appendFraction float64
 	casFraction    float64
 	valueSize      int
+	rate           float64
 	checkBudget    time.Duration
 	nodes          int
 	noFsync        bool
@@ -216,6 +217,7 @@ func (f *runFlags) addFlags(fl *pflag.FlagSet, timeLimit time.Duration) {
 	fl.Float64Var(&f.appendFraction, "append-fraction", -1, "fraction of appends; negative: a quarter of the writes")
 	fl.Float64Var(&f.casFraction, "cas-fraction", -1, "fraction of cas; negative: a quarter of the writes")
 	fl.IntVar(&f.valueSize, "value-size", 0, "pad written values to this many bytes (at most 262144)")
+	fl.Float64Var(&f.rate, "rate", 0, "cap the workload at about this many operations a second, shared by the clients (0: as fast as the store answers)")
 	fl.DurationVar(&f.checkBudget, "check-budget", harness.DefaultCheckBudget, "time budget of the linearizability check")
 	fl.IntVar(&f.nodes, "nodes", 3, "number of store nodes")
 	fl.BoolVar(&f.noFsync, "no-fsync", false, "nodes skip fsync (measurements only: unsafe)")
@@ -261,6 +263,8 @@ func (f *runFlags) config() (harness.RunConfig, error) {
 		return harness.RunConfig{}, usageErrorf(f.command()+": --append-fraction must be at most 1, got %v", f.appendFraction)
 	case !(f.casFraction <= 1):
 		return harness.RunConfig{}, usageErrorf(f.command()+": --cas-fraction must be at most 1, got %v", f.casFraction)
+	case f.rate < 0:
+		return harness.RunConfig{}, usageErrorf(f.command()+": --rate must not be negative, got %v", f.rate)
 	case f.valueSize < 0 || f.valueSize > harness.MaxValueSize:
 		return harness.RunConfig{}, usageErrorf(f.command()+": --value-size must be between 0 and %d bytes (a cas line holds two values, and the checker reads lines up to 1 MiB), got %d", harness.MaxValueSize, f.valueSize)
 	case f.checkBudget <= 0:
@@ -290,7 +294,7 @@ func (f *runFlags) config() (harness.RunConfig, error) {
 		Clients:   f.clients,
 		Workload: workload.Config{
 			Seed: f.seed, Keys: f.keys, ReadFraction: f.readFraction,
-			AppendFraction: f.appendFraction, CASFraction: f.casFraction, ValueSize: f.valueSize,
+			AppendFraction: f.appendFraction, CASFraction: f.casFraction, ValueSize: f.valueSize, Rate: f.rate,
 		},
 		Cluster: harness.Env{
 			Nodes: f.nodes, NoFsync: f.noFsync, NodeCPUs: f.nodeCPUs, ReadMode: f.readMode,

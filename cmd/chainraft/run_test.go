@@ -74,7 +74,7 @@ func captureStderr(t *testing.T, f func()) string {
 
 func TestRunMemoryExitsOK(t *testing.T) {
 	out := t.TempDir()
-	code := execute([]string{"run", "--store", "memory", "--time-limit", "300ms", "--clients", "4", "--keys", "10",
+	code := execute([]string{"run", "--store", "memory", "--time-limit", "300ms", "--clients", "4", "--keys", "10", "--rate", "8000",
 		"--out", out, "--name", "cmd", "--quiet"})
 	require.Equal(t, exitOK, code)
 	s, err := harness.ReadSummary(filepath.Join(out, "latest", "summary.json"))
@@ -89,7 +89,7 @@ func TestRunMemoryExitsOK(t *testing.T) {
 
 func TestRunBrokenStoreExitsIllegal(t *testing.T) {
 	out := t.TempDir()
-	code := execute([]string{"run", "--store", "cmdtest-lost", "--time-limit", "300ms", "--clients", "4", "--keys", "3",
+	code := execute([]string{"run", "--store", "cmdtest-lost", "--time-limit", "300ms", "--clients", "4", "--keys", "3", "--rate", "8000",
 		"--out", out, "--quiet"})
 	require.Equal(t, exitIllegal, code)
 	s, err := harness.ReadSummary(filepath.Join(out, "latest", "summary.json"))

@@ -36,6 +36,39 @@ type Client struct {
 	gen     *Generator
 	timeout time.Duration
 	count   *Counters
+
+	interval time.Duration // between operation starts; 0: none
+	due      time.Time     // when the next operation may start
+}
+
+// Pace makes Run start an operation at most every interval (see
+// Config.Interval). A client that falls behind, its store slower than the
+// pace, starts the next one at once rather than in a burst to catch up,
+// so the pace caps the load and never adds to it.
+func (c *Client) Pace(interval time.Duration) { c.interval = interval }
+
+// wait sleeps until the next operation is due; false if stop or hard came
+// first.
+func (c *Client) wait(stop <-chan struct{}, hard context.Context) bool {
+	if c.interval <= 0 {
+		return true
+	}
+	now := time.Now()
+	if c.due.IsZero() || !c.due.After(now) {
+		c.due = now.Add(c.interval)
+		return true
+	}
+	t := time.NewTimer(c.due.Sub(now))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		c.due = c.due.Add(c.interval)
+		return true
+	case <-stop:
+		return false
+	case <-hard.Done():
+		return false
+	}
 }
 
 // NewClient returns a client of store recording into session, each
@@ -60,7 +93,7 @@ func (c *Client) Run(stop <-chan struct{}, hard context.Context) {
 			return
 		default:
 		}
-		if hard.Err() != nil {
+		if hard.Err() != nil || !c.wait(stop, hard) {
 			return
 		}
 		op := c.gen.Next()

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"time"
 
 	"github.com/chainraft/chainraft/histories"
 )
@@ -30,6 +31,20 @@ type Config struct {
 	// ValueSize pads every written value to at least this many bytes; 0 keeps
 	// the bare unique tag.
 	ValueSize int
+	// Rate caps the whole workload at about this many operations a second,
+	// shared evenly by the clients (0: as fast as the store answers). A
+	// store measured for its latency under a given load, or a history meant
+	// to stay small enough to check quickly, wants one.
+	Rate float64
+}
+
+// Interval is the time between the starts of one client's operations
+// that holds the workload to Rate when clients share it; 0 means none.
+func (w Config) Interval(clients int) time.Duration {
+	if w.Rate <= 0 || clients <= 0 {
+		return 0
+	}
+	return time.Duration(float64(clients) / w.Rate * float64(time.Second))
 }
 
 // WithDefaults fills the write mix: half puts, a quarter appends, a quarter
@@ -57,6 +72,8 @@ func (w Config) Validate() error {
 		return fmt.Errorf("append and cas fractions must be at most 1, got %v and %v", w.AppendFraction, w.CASFraction)
 	case w.ValueSize < 0:
 		return fmt.Errorf("value size must not be negative, got %d", w.ValueSize)
+	case w.Rate < 0:
+		return fmt.Errorf("rate must not be negative, got %v", w.Rate)
 	}
 	d := w.WithDefaults()
 	if sum := d.ReadFraction + d.AppendFraction + d.CASFraction; sum > 1+1e-9 {

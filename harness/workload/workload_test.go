@@ -154,3 +154,23 @@ func BenchmarkClientMemory(b *testing.B) {
 		}
 	})
 }
+
+func TestPaceCapsTheRate(t *testing.T) {
+	w := Config{Seed: 1, Keys: 3, ReadFraction: 0.5, AppendFraction: -1, CASFraction: -1, Rate: 100}
+	require.NoError(t, w.Validate())
+	require.Equal(t, 40*time.Millisecond, w.Interval(4), "4 clients share 100 ops/s: one each 40 ms")
+	require.Zero(t, Config{}.Interval(4), "no rate, no pacing")
+	require.ErrorContains(t, Config{Keys: 1, Rate: -1}.Validate(), "rate must not be negative")
+
+	rec := histories.NewRecorder()
+	c := NewClient(kv.NewMemory(), rec.Session(), NewGenerator(w, KeyNames(w.Keys), 0), time.Second, nil)
+	c.Pace(20 * time.Millisecond)
+	stop := make(chan struct{})
+	time.AfterFunc(200*time.Millisecond, func() { close(stop) })
+	c.Run(stop, context.Background())
+	n := c.count.OK.Load()
+	// Starts at 0, 20, ..., 180 ms: at most 10 (11 if the stop timer runs
+	// late); without pacing the memory store does thousands.
+	require.Positive(t, n)
+	require.LessOrEqual(t, n, int64(11))
+}

@@ -13,15 +13,16 @@ import (
 // linearizable (or fail an end-of-run check) and the same run without it
 // must pass.
 //
-// Every bug is off unless NodeConfig.Bug (`chainraft node --bug`) or
-// Router.PlantBug names it; ParseBug is the one place that accepts names,
-// and every planted branch is marked "SEEDED BUG" and guarded by the
-// Core's bug field, set only from here.
+// Every bug is off unless CoreConfig.Bug (NodeConfig.Bug, `chainraft node
+// --bug`) or, for its client half, ClientOptions.Bug names it; ParseBug is
+// the one place that accepts names, and every planted branch is marked
+// "SEEDED BUG" and guarded by a field of the bugs struct, which NewCore (and
+// Dial, for the client half) parse from the name.
 const (
 	// BugHeadRead serves reads at the chain's head, from its own state,
 	// which holds writes the tail has not acknowledged yet (and may never:
 	// they die with the head). The node side lets a head answer reads; the
-	// client side (Router.PlantBug) spreads reads over both ends of the
+	// client side (ClientOptions.Bug) spreads reads over both ends of the
 	// chain, every other read of a client at the head: a read there can
 	// show a write that a later read at the tail does not, with no fault at
 	// all. (Every read at the head would look linearizable while the head
@@ -37,6 +38,11 @@ const (
 	// session: the master may already have replaced it as the tail, and the
 	// new chain commits writes it never sees.
 	BugStaleTail = "stale-tail"
+	// BugEarlyReply makes the head answer a write as soon as it has ordered
+	// it, before the tail applied it: the classic non-linearizable chain (a
+	// read at the tail can miss an acknowledged write). Cluster tests only:
+	// the harness's bug table leaves it out.
+	BugEarlyReply = "early-reply"
 )
 
 // ErrUnknownBug is wrapped by ParseBug for a name no bug answers to.
@@ -57,15 +63,24 @@ func ParseBug(name string) (string, error) {
 	return "", fmt.Errorf("chain: %w %q (known: %s)", ErrUnknownBug, name, strings.Join(KnownBugs(), ", "))
 }
 
-// PlantBug plants the client half of a seeded bug in every client of the
-// router: with BugHeadRead, every other read of each client goes to the
-// head. Other bugs live in the
-// nodes only; unknown names are an error.
-func (r *Router) PlantBug(name string) error {
+// bugs is the set of seeded bugs a node (or a client) runs with; the zero
+// value is a correct store.
+type bugs struct {
+	headRead   bool
+	noResend   bool
+	staleTail  bool
+	earlyReply bool
+}
+
+func parseBugs(name string) (bugs, error) {
 	name, err := ParseBug(name)
 	if err != nil {
-		return err
+		return bugs{}, err
 	}
-	r.headRead.Store(name == BugHeadRead)
-	return nil
+	return bugs{
+		headRead:   name == BugHeadRead,
+		noResend:   name == BugNoResend,
+		staleTail:  name == BugStaleTail,
+		earlyReply: name == BugEarlyReply,
+	}, nil
 }

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -19,10 +18,6 @@ import (
 	"github.com/chainraft/chainraft/zkrecipes"
 )
 
-// attemptTimeout bounds one RPC of a request; the request's own deadline
-// bounds all its retries.
-const attemptTimeout = 2 * time.Second
-
 // configMaxAge is how long a Client trusts its cached configuration of a
 // chain without an error to doubt it: each fetch keeps it for a random time
 // in [configMaxAge/2, configMaxAge), so that clients do not re-read in step.
@@ -33,9 +28,33 @@ const attemptTimeout = 2 * time.Second
 // long a client keeps using a node that wrongly keeps answering.
 const configMaxAge = 5 * time.Second
 
-// Router is shared by a process's clients: one ZooKeeper session that
+// ClientOptions say where the store is and tune its clients; zero values
+// take the defaults.
+type ClientOptions struct {
+	// ZK is the ZooKeeper ensemble (host:port each) the nodes register in.
+	ZK []string
+	// Root is where the store's znodes live (empty: RootPath).
+	Root string
+	// Chains is the store's number of chains (Placement.Chains).
+	Chains int
+	// SessionTimeout is the clients' ZooKeeper session timeout (default 10s).
+	SessionTimeout time.Duration
+	// RequestTimeout bounds one request, retries included, when the caller's
+	// context has no deadline (default 5s).
+	RequestTimeout time.Duration
+	// AttemptTimeout bounds one try at one node (default 2s), so a request
+	// stuck at a dead or partitioned node moves on.
+	AttemptTimeout time.Duration
+	// Bug plants the client half of a seeded bug (bugs.go: BugHeadRead)
+	// in every client; other bugs live in the nodes only.
+	Bug string
+}
+
+// Conns is shared by a process's clients: one ZooKeeper session that
 // watches every chain's configuration, and one gRPC connection per node.
-type Router struct {
+type Conns struct {
+	opts   ClientOptions
+	bugs   bugs // the client half of a seeded bug (ClientOptions.Bug)
 	chains int
 	conn   *zk.Conn
 	paths  Paths
@@ -55,15 +74,12 @@ type Router struct {
 	// addrs are local addresses of nodes that win over the configuration's
 	// (SetAddrs): a harness's client→node proxies.
 	addrs map[uint64]string
-
-	// headRead is the client half of the seeded bug BugHeadRead (PlantBug).
-	headRead atomic.Bool
 }
 
-// SetAddrs makes the router dial node id at addrs[id] instead of the
+// SetAddrs makes the clients dial node id at addrs[id] instead of the
 // address in the chain configurations, so that a harness can route clients
 // through its own proxies.
-func (r *Router) SetAddrs(addrs map[uint64]string) {
+func (r *Conns) SetAddrs(addrs map[uint64]string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.addrs = make(map[uint64]string, len(addrs))
@@ -73,7 +89,7 @@ func (r *Router) SetAddrs(addrs map[uint64]string) {
 }
 
 // memberClient is the client of node m, at its local address if it has one.
-func (r *Router) memberClient(m Member) (pb.ChainServiceClient, error) {
+func (r *Conns) memberClient(m Member) (pb.ChainServiceClient, error) {
 	r.mu.Lock()
 	addr, ok := r.addrs[m.ID]
 	r.mu.Unlock()
@@ -83,25 +99,36 @@ func (r *Router) memberClient(m Member) (pb.ChainServiceClient, error) {
 	return r.client(addr)
 }
 
-// NewRouter connects to ZooKeeper and starts watching the chain configs
-// under RootPath.
-func NewRouter(ctx context.Context, zkServers []string, chains int, sessionTimeout time.Duration) (*Router, error) {
-	return NewRouterAt(ctx, "", zkServers, chains, sessionTimeout)
-}
-
-// NewRouterAt is NewRouter for a store whose znodes live under root (empty:
-// RootPath).
-func NewRouterAt(ctx context.Context, root string, zkServers []string, chains int, sessionTimeout time.Duration) (*Router, error) {
-	if err := CheckRoot(root); err != nil {
+// Dial connects to ZooKeeper and starts watching the chain configurations;
+// connections to the nodes open lazily. ctx bounds the ZooKeeper connect.
+func Dial(ctx context.Context, opts ClientOptions) (*Conns, error) {
+	if err := CheckRoot(opts.Root); err != nil {
 		return nil, err
 	}
-	conn, _, err := zkrecipes.ConnectContext(ctx, zkServers, sessionTimeout)
+	if opts.Chains < 1 {
+		return nil, fmt.Errorf("chain: dial: %d chains (want at least 1)", opts.Chains)
+	}
+	planted, err := parseBugs(opts.Bug)
+	if err != nil {
+		return nil, err
+	}
+	if opts.SessionTimeout == 0 {
+		opts.SessionTimeout = 10 * time.Second
+	}
+	if opts.RequestTimeout == 0 {
+		opts.RequestTimeout = 5 * time.Second
+	}
+	if opts.AttemptTimeout == 0 {
+		opts.AttemptTimeout = 2 * time.Second
+	}
+	conn, _, err := zkrecipes.ConnectContext(ctx, opts.ZK, opts.SessionTimeout)
 	if err != nil {
 		return nil, err
 	}
 	wctx, cancel := context.WithCancel(context.Background())
-	r := &Router{chains: chains, conn: conn, paths: Paths{Root: root}, cfgs: make([]Config, chains), conns: map[string]*grpc.ClientConn{},
-		changed: make(chan struct{}), refreshc: make(chan int, 64), cancel: cancel}
+	chains := opts.Chains
+	r := &Conns{opts: opts, bugs: planted, chains: chains, conn: conn, paths: Paths{Root: opts.Root}, cfgs: make([]Config, chains),
+		conns: map[string]*grpc.ClientConn{}, changed: make(chan struct{}), refreshc: make(chan int, 64), cancel: cancel}
 	for i := 0; i < chains; i++ {
 		r.cfgs[i].Chain = i
 		r.wg.Add(1)
@@ -113,7 +140,7 @@ func NewRouterAt(ctx context.Context, root string, zkServers []string, chains in
 	return r, nil
 }
 
-func (r *Router) watch(ctx context.Context, i int) {
+func (r *Conns) watch(ctx context.Context, i int) {
 	path := r.paths.Chain(i)
 	for ctx.Err() == nil {
 		b, _, ch, err := r.conn.GetW(path)
@@ -142,7 +169,7 @@ func (r *Router) watch(ctx context.Context, i int) {
 	}
 }
 
-func (r *Router) update(cfg Config) {
+func (r *Conns) update(cfg Config) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if cfg.Chain < 0 || cfg.Chain >= len(r.cfgs) || cfg.Epoch <= r.cfgs[cfg.Chain].Epoch {
@@ -155,14 +182,14 @@ func (r *Router) update(cfg Config) {
 
 // Refresh asks for chain i's configuration to be re-read directly (after an
 // epoch error: the watch may lag). It does not wait.
-func (r *Router) Refresh(i int) {
+func (r *Conns) Refresh(i int) {
 	select {
 	case r.refreshc <- i:
 	default:
 	}
 }
 
-func (r *Router) refresher(ctx context.Context) {
+func (r *Conns) refresher(ctx context.Context) {
 	for {
 		select {
 		case i := <-r.refreshc:
@@ -181,13 +208,13 @@ func (r *Router) refresher(ctx context.Context) {
 
 // Config returns the cached configuration of chain i and a channel closed
 // when any configuration changes.
-func (r *Router) Config(i int) (Config, <-chan struct{}) {
+func (r *Conns) Config(i int) (Config, <-chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.cfgs[i], r.changed
 }
 
-func (r *Router) client(addr string) (pb.ChainServiceClient, error) {
+func (r *Conns) client(addr string) (pb.ChainServiceClient, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if c, ok := r.conns[addr]; ok {
@@ -203,7 +230,7 @@ func (r *Router) client(addr string) (pb.ChainServiceClient, error) {
 
 // Digest asks the node at addr for its copy of a chain (end-of-run replica
 // comparison). ctx bounds the call.
-func (r *Router) Digest(ctx context.Context, addr string, chain int) (*pb.DigestResponse, error) {
+func (r *Conns) Digest(ctx context.Context, addr string, chain int) (*pb.DigestResponse, error) {
 	cl, err := r.client(addr)
 	if err != nil {
 		return nil, err
@@ -212,7 +239,7 @@ func (r *Router) Digest(ctx context.Context, addr string, chain int) (*pb.Digest
 }
 
 // Close stops the watchers and closes every connection.
-func (r *Router) Close() error {
+func (r *Conns) Close() error {
 	r.once.Do(func() {
 		r.cancel()
 		r.wg.Wait()
@@ -229,16 +256,15 @@ func (r *Router) Close() error {
 // to the key's chain head, reads to its tail; a rejected request is retried
 // with the same id after a configuration refresh until the deadline.
 type Client struct {
-	r        *Router
+	conns    *Conns
 	seq      *kv.Sequencer
-	timeout  time.Duration
 	lastNode uint64
 
 	// mu guards cache and reads: a Client is meant for one goroutine, but
 	// a cache must not be corrupted if it is shared.
 	mu sync.Mutex
 	// cache is this client's own view of each chain's configuration,
-	// copied from the router when it is missing, doubted (an error) or old.
+	// copied from Conns when it is missing, doubted (an error) or old.
 	cache []cachedConfig
 	// reads counts Gets, for the client half of BugHeadRead.
 	reads uint64
@@ -252,10 +278,10 @@ type cachedConfig struct {
 }
 
 // config is the configuration the client routes chain's requests by: its
-// cached copy, re-read from the router when doubted or expired; and the
-// router's channel closed on any configuration change.
+// cached copy, re-read from Conns when doubted or expired; and Conns'
+// channel closed on any configuration change.
 func (c *Client) config(chain int) (Config, <-chan struct{}) {
-	latest, changed := c.r.Config(chain)
+	latest, changed := c.conns.Config(chain)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := &c.cache[chain]
@@ -268,13 +294,13 @@ func (c *Client) config(chain int) (Config, <-chan struct{}) {
 }
 
 // doubt marks the cached configuration of chain as suspect after a failed
-// attempt: the next attempt re-reads it from the router, which is asked to
+// attempt: the next attempt re-reads it from Conns, which is asked to
 // re-read ZooKeeper (its watch may lag).
 func (c *Client) doubt(chain int) {
 	c.mu.Lock()
 	c.cache[chain].doubted = true
 	c.mu.Unlock()
-	c.r.Refresh(chain)
+	c.conns.Refresh(chain)
 }
 
 // LastNode is the node that answered the last request, for the history.
@@ -285,13 +311,9 @@ func (c *Client) LastNode() string {
 	return strconv.FormatUint(c.lastNode, 10)
 }
 
-// NewClient returns a client; timeout bounds a request when its context has
-// no deadline.
-func (r *Router) NewClient(timeout time.Duration) *Client {
-	if timeout == 0 {
-		timeout = 5 * time.Second
-	}
-	return &Client{r: r, seq: kv.NewSequencer(), timeout: timeout, cache: make([]cachedConfig, r.chains)}
+// NewClient returns a KV client with its own client id.
+func (r *Conns) NewClient() *Client {
+	return &Client{conns: r, seq: kv.NewSequencer(), cache: make([]cachedConfig, r.chains)}
 }
 
 var _ kv.KV = (*Client)(nil)
@@ -327,7 +349,7 @@ func (c *Client) deadline(ctx context.Context) (context.Context, context.CancelF
 	if _, ok := ctx.Deadline(); ok {
 		return context.WithCancel(ctx)
 	}
-	return context.WithTimeout(ctx, c.timeout)
+	return context.WithTimeout(ctx, c.conns.opts.RequestTimeout)
 }
 
 func (c *Client) write(ctx context.Context, u *pb.Update) (bool, error) {
@@ -335,7 +357,7 @@ func (c *Client) write(ctx context.Context, u *pb.Update) (bool, error) {
 	defer cancel()
 	id := c.seq.Next()
 	u.Client, u.ClientSeq = id.Client, id.Seq
-	chain := ChainOf(u.Key, c.r.chains)
+	chain := ChainOf(u.Key, c.conns.chains)
 	// maybe records whether any attempt may have reached a head that
 	// accepted it: then a final failure is indeterminate.
 	maybe := false
@@ -348,14 +370,14 @@ func (c *Client) write(ctx context.Context, u *pb.Update) (bool, error) {
 			continue
 		}
 		head := cfg.Head()
-		cl, err := c.r.memberClient(head)
+		cl, err := c.conns.memberClient(head)
 		if err != nil {
 			last = err
 			c.doubt(chain)
 			c.wait(ctx, changed)
 			continue
 		}
-		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		actx, acancel := context.WithTimeout(ctx, c.conns.opts.AttemptTimeout)
 		resp, err := cl.Write(actx, &pb.WriteRequest{Chain: uint32(chain), Epoch: cfg.Epoch, Update: u})
 		acancel()
 		if err != nil {
@@ -391,7 +413,7 @@ func (c *Client) write(ctx context.Context, u *pb.Update) (bool, error) {
 func (c *Client) Get(ctx context.Context, key string) (string, bool, error) {
 	ctx, cancel := c.deadline(ctx)
 	defer cancel()
-	chain := ChainOf(key, c.r.chains)
+	chain := ChainOf(key, c.conns.chains)
 	var last error
 	for ctx.Err() == nil {
 		cfg, changed := c.config(chain)
@@ -401,17 +423,17 @@ func (c *Client) Get(ctx context.Context, key string) (string, bool, error) {
 			continue
 		}
 		tail := cfg.Tail()
-		if c.r.headRead.Load() && c.nextReadAtHead() {
+		if c.conns.bugs.headRead && c.nextReadAtHead() {
 			tail = cfg.Head() // SEEDED BUG (BugHeadRead): every other read at the head
 		}
-		cl, err := c.r.memberClient(tail)
+		cl, err := c.conns.memberClient(tail)
 		if err != nil {
 			last = err
 			c.doubt(chain)
 			c.wait(ctx, changed)
 			continue
 		}
-		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		actx, acancel := context.WithTimeout(ctx, c.conns.opts.AttemptTimeout)
 		resp, err := cl.Read(actx, &pb.ReadRequest{Chain: uint32(chain), Epoch: cfg.Epoch, Key: key})
 		acancel()
 		if err != nil {

@@ -45,10 +45,8 @@ func TestLeaseFollowsGrantedSessionTimeout(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { ens.Close() })
 
-	n, err := NewNode(NodeConfig{ID: 1, DataDir: t.TempDir(), Chains: 1})
+	n, err := StartNode(NodeConfig{ID: 1, DataDir: t.TempDir(), Chains: 1})
 	require.NoError(t, err)
-	runErr := make(chan error, 1)
-	go func() { runErr <- n.Run() }()
 	cctx, ccancel := context.WithCancel(ctx)
 	coordErr := make(chan error, 1)
 	go func() {
@@ -58,8 +56,7 @@ func TestLeaseFollowsGrantedSessionTimeout(t *testing.T) {
 	defer func() {
 		ccancel()
 		require.NoError(t, <-coordErr)
-		n.Stop()
-		require.NoError(t, <-runErr)
+		require.NoError(t, n.Stop())
 	}()
 	require.Eventually(t, n.serving, 30*time.Second, 10*time.Millisecond)
 	left := time.Duration(n.leaseUntil.Load()) - time.Since(n.start)

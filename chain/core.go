@@ -3,6 +3,7 @@ package chain
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -28,7 +29,7 @@ const retransmitTicks = 4
 // defaultDetectTicks is how many ticks a predecessor waits for its
 // successor (silent, or behind and not progressing) before it suspects it:
 // 20 ticks of 50 ms, one second, unless the Node sets its own
-// (SetDetectTicks, from NodeConfig.DetectTimeout).
+// (CoreConfig.DetectTicks, from NodeConfig.DetectTimeout).
 const defaultDetectTicks = 20
 
 // Reply answers one client request, matched by the token the Node gave it.
@@ -93,8 +94,41 @@ func (rd Ready) empty() bool {
 		len(rd.Deposed) == 0 && !rd.SuspectsChanged
 }
 
-// Restored is a chain's durable state read back at start.
-type Restored struct {
+// CoreConfig configures a Core. Times are in ticks: the Core has no clock.
+type CoreConfig struct {
+	ID uint64
+	// Chains is the number of chains of the store (Placement.Chains): the
+	// Core keeps a state for each, member or not.
+	Chains int
+	// SnapshotEvery is how many entries a chain may add to the log before
+	// the Core snapshots it (default 10,000).
+	SnapshotEvery int
+	// DetectTicks is the failure-detection time: how long a successor may
+	// stay silent, or behind without progress, before this node suspects it
+	// (default 20; at least retransmitTicks+1).
+	DetectTicks int
+	// Bug is a seeded bug (see bugs.go); empty for a correct node.
+	Bug string
+}
+
+func (c *CoreConfig) setDefaults() {
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = snapshotEvery
+	}
+	if c.DetectTicks == 0 {
+		c.DetectTicks = defaultDetectTicks
+	}
+	c.DetectTicks = max(c.DetectTicks, retransmitTicks+1)
+}
+
+// Recovered is the durable state a Core restarts from (see OpenStorage):
+// per chain, its newest snapshot and the log entries after it.
+type Recovered struct {
+	Chains []RecoveredChain
+}
+
+// RecoveredChain is one chain's part of Recovered.
+type RecoveredChain struct {
 	Snapshot *pb.Snapshot
 	Entries  []*pb.Entry
 }
@@ -103,14 +137,9 @@ type Restored struct {
 // belong to. It is deterministic: no goroutines, clock or I/O. Exactly one
 // goroutine drives it (Node.run, or a test's simulated network).
 type Core struct {
-	// bug is a planted bug (bugs.go, BugEarlyReply), for showing the
-	// checker catches it; set only by PlantBug.
-	bug string
-	id  uint64
-	// snapEvery is snapshotEvery, lowered by tests.
-	snapEvery int
-	// detectTicks is the failure-detection time in ticks (SetDetectTicks).
-	detectTicks int
+	cfg  CoreConfig
+	bugs bugs // seeded bugs, all false unless CoreConfig.Bug names one
+	id   uint64
 	// suspects is the suspect set last put in a Ready.
 	suspects []uint64
 	session  bool
@@ -174,37 +203,30 @@ type chainState struct {
 	sinceSnap int // entries persisted since the last snapshot
 }
 
-// BugEarlyReply makes the head answer a write as soon as it has ordered it,
-// before the tail applied it: the classic non-linearizable chain (a read at
-// the tail can miss an acknowledged write). Tests and `--bug` only.
-const BugEarlyReply = "early-reply"
-
-// PlantBug enables a named bug (KnownBugs); unknown names are an error.
-func (c *Core) PlantBug(name string) error {
-	name, err := ParseBug(name)
+// NewCore builds the Core of node cfg.ID over cfg.Chains chains from
+// recovered state (nil for a fresh node).
+func NewCore(cfg CoreConfig, rec *Recovered) (*Core, error) {
+	cfg.setDefaults()
+	if cfg.ID == 0 {
+		return nil, errors.New("chain: node id 0 is reserved for 'no node'")
+	}
+	if cfg.Chains < 1 {
+		return nil, fmt.Errorf("chain: %d chains (want at least 1)", cfg.Chains)
+	}
+	planted, err := parseBugs(cfg.Bug)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c.bug = name
-	return nil
-}
-
-// NewCore returns the Core of node id over the given number of chains,
-// starting from restored durable state (nil entries for a fresh node).
-func NewCore(id uint64, chains int, restored []Restored) *Core {
-	if id == 0 {
-		panic("chain: node id 0 is reserved for 'no node'")
-	}
-	c := &Core{id: id, chains: make([]*chainState, chains), snapEvery: snapshotEvery, detectTicks: defaultDetectTicks}
+	c := &Core{cfg: cfg, bugs: planted, id: cfg.ID, chains: make([]*chainState, cfg.Chains)}
 	for i := range c.chains {
 		cs := &chainState{id: i}
 		cs.reset()
-		if i < len(restored) {
-			cs.restore(restored[i])
+		if rec != nil && i < len(rec.Chains) {
+			cs.restore(rec.Chains[i])
 		}
 		c.chains[i] = cs
 	}
-	return c
+	return c, nil
 }
 
 func (cs *chainState) reset() {
@@ -215,7 +237,7 @@ func (cs *chainState) reset() {
 	cs.sinceSnap = 0
 }
 
-func (cs *chainState) restore(r Restored) {
+func (cs *chainState) restore(r RecoveredChain) {
 	cs.sinceSnap = len(r.Entries)
 	if r.Snapshot != nil {
 		cs.install(r.Snapshot)
@@ -308,10 +330,6 @@ func (cs *chainState) isHead() bool { return cs.member && cs.pred == 0 }
 // old epoch. Committing or reading here first could show a write that a
 // later read at the old tail lacks.
 func (cs *chainState) fenced() bool { return cs.isTail() && len(cs.cfg.Deposed) > 0 }
-
-// SetDetectTicks sets the failure-detection time in ticks (at least
-// retransmitTicks+1, so that a resend always comes before a suspicion).
-func (c *Core) SetDetectTicks(n int) { c.detectTicks = max(n, retransmitTicks+1) }
 
 // IsTail reports whether this node is the tail of chain i.
 func (c *Core) IsTail(i uint32) bool {
@@ -500,7 +518,7 @@ func (c *Core) Propose(token uint64, chain uint32, epoch uint64, u *pb.Update) {
 	e := &pb.Entry{Seq: cs.lastSeq + 1, Update: u}
 	swapped := cs.apply(e)
 	c.persistEntry(cs, e)
-	if c.bug == BugEarlyReply {
+	if c.bugs.earlyReply {
 		c.rd.Replies = append(c.rd.Replies, Reply{Token: token, Status: pb.Status_STATUS_OK, Epoch: cs.cfg.Epoch, Swapped: swapped})
 	} else {
 		cs.waiting[e.Seq] = append(cs.waiting[e.Seq], waiter{token: token, swapped: swapped})
@@ -527,11 +545,11 @@ func (c *Core) Read(token uint64, chain uint32, epoch uint64, key string) {
 	switch {
 	case cs == nil:
 		c.rd.Replies = append(c.rd.Replies, Reply{Token: token, Status: pb.Status_STATUS_UNAVAILABLE, Err: fmt.Sprintf("no chain %d", chain)})
-	case !c.session && c.bug != BugStaleTail: // SEEDED BUG (BugStaleTail): serve without a session
+	case !c.session && !c.bugs.staleTail: // SEEDED BUG (BugStaleTail): serve without a session
 		c.reject(token, cs, pb.Status_STATUS_UNAVAILABLE, "no ZooKeeper session")
 	case epoch != cs.cfg.Epoch:
 		c.reject(token, cs, pb.Status_STATUS_WRONG_EPOCH, fmt.Sprintf("request epoch %d, node epoch %d", epoch, cs.cfg.Epoch))
-	case !cs.isTail() && !(c.bug == BugHeadRead && cs.isHead()): // SEEDED BUG (BugHeadRead): the head answers reads
+	case !cs.isTail() && !(c.bugs.headRead && cs.isHead()): // SEEDED BUG (BugHeadRead): the head answers reads
 		c.reject(token, cs, pb.Status_STATUS_NOT_TAIL, "not the tail")
 	case !cs.synced:
 		c.reject(token, cs, pb.Status_STATUS_UNAVAILABLE, "new tail not yet synced with its predecessor")
@@ -549,24 +567,31 @@ func (c *Core) Read(token uint64, chain uint32, epoch uint64, key string) {
 
 // Step handles a message from another chain node. Messages of another epoch,
 // from a node that is not this node's neighbour, or arriving without a
-// session are dropped: the protocol recovers by retransmission.
-func (c *Core) Step(m *pb.Message) {
+// session are dropped without an error: they are the protocol's normal
+// leftovers, and it recovers by retransmission. The error is for a message
+// that could never be this node's (another addressee, no such chain): a
+// misrouted link, which the Node logs.
+func (c *Core) Step(m *pb.Message) error {
 	cs := c.chain(m.Chain)
-	if cs == nil || !c.session || m.Epoch != cs.cfg.Epoch || m.To != c.id {
-		return
+	switch {
+	case m.To != c.id:
+		return fmt.Errorf("chain: message to node %d reached node %d", m.To, c.id)
+	case cs == nil:
+		return fmt.Errorf("chain: message for chain %d (node has %d)", m.Chain, len(c.chains))
+	case !c.session || m.Epoch != cs.cfg.Epoch:
+		return nil
 	}
 	switch m.Type {
 	case pb.MessageType_MSG_APPEND, pb.MessageType_MSG_SNAPSHOT:
-		if m.From != cs.pred || cs.pred == 0 {
-			return
+		if m.From == cs.pred && cs.pred != 0 {
+			c.stepFromPred(cs, m)
 		}
-		c.stepFromPred(cs, m)
 	case pb.MessageType_MSG_ACK:
-		if m.From != cs.succ || cs.succ == 0 {
-			return
+		if m.From == cs.succ && cs.succ != 0 {
+			c.stepFromSucc(cs, m)
 		}
-		c.stepFromSucc(cs, m)
 	}
+	return nil
 }
 
 func (c *Core) stepFromPred(cs *chainState, m *pb.Message) {
@@ -583,13 +608,13 @@ func (c *Core) stepFromPred(cs *chainState, m *pb.Message) {
 		if e.Seq <= cs.lastSeq {
 			continue // a resend we already hold
 		}
-		if e.Seq != cs.lastSeq+1 && c.bug == BugNoResend {
+		if e.Seq != cs.lastSeq+1 && c.bugs.noResend {
 			// SEEDED BUG (BugNoResend): trust that nothing before e is
 			// missing and skip the gap, as if it were committed (the Sent
 			// list stays contiguous: it is emptied). The next flush
 			// snapshots, so the durable log never holds the gap.
 			cs.lastSeq, cs.committed, cs.log = e.Seq-1, max(cs.committed, e.Seq-1), nil
-			cs.sinceSnap = c.snapEvery
+			cs.sinceSnap = c.cfg.SnapshotEvery
 		}
 		if e.Seq != cs.lastSeq+1 {
 			break // a gap: the predecessor resends once our ack shows it
@@ -626,7 +651,7 @@ func (c *Core) stepFromSucc(cs *chainState, m *pb.Message) {
 	if !cs.succKnown {
 		cs.succKnown = true
 		cs.next = m.Received + 1
-		if c.bug == BugNoResend {
+		if c.bugs.noResend {
 			// SEEDED BUG (BugNoResend): no Sent-list resend to a new
 			// successor; only what comes next.
 			cs.next = max(cs.next, cs.lastSeq+1)
@@ -644,7 +669,7 @@ func (c *Core) stepFromSucc(cs *chainState, m *pb.Message) {
 		// lost one would not sync it and would be acked again, back and
 		// forth, until the stall timer). An unsynced node's answer cannot
 		// sync it, so it waits: becoming synced sends to the successor.
-		if c.bug != BugNoResend {
+		if !c.bugs.noResend {
 			// SEEDED BUG (BugNoResend): what the successor lacks is not
 			// sent again.
 			cs.next = min(cs.next, m.Received+1)
@@ -693,7 +718,7 @@ func (c *Core) Tick() {
 // suspect reports whether this node suspects its successor in cs.
 func (c *Core) suspect(cs *chainState) bool {
 	return cs.cfg.Epoch != 0 && cs.member && cs.succ != 0 && !cs.succJoiner &&
-		(cs.succSilent >= c.detectTicks || cs.succBehind >= c.detectTicks)
+		(cs.succSilent >= c.cfg.DetectTicks || cs.succBehind >= c.cfg.DetectTicks)
 }
 
 // updateSuspects recomputes the suspect set and puts it in the Ready when
@@ -723,7 +748,7 @@ func (c *Core) flush() {
 		return
 	}
 	for _, cs := range c.chains {
-		if cs.sinceSnap >= c.snapEvery {
+		if cs.sinceSnap >= c.cfg.SnapshotEvery {
 			// After this Ready's entries: the snapshot covers them all.
 			cs.sinceSnap = 0
 			c.rd.Persist = append(c.rd.Persist, Persist{Chain: cs.id, Snapshot: cs.snapshot()})
@@ -780,7 +805,7 @@ func (c *Core) Compact(i int) {
 		return
 	}
 	if cs := c.chains[i]; cs.sinceSnap > 0 {
-		cs.sinceSnap = c.snapEvery
+		cs.sinceSnap = c.cfg.SnapshotEvery
 	}
 }
 

@@ -62,11 +62,12 @@ func (s *sim) start(id uint64) {
 		disk = make([]simDisk, s.p.Chains)
 		s.disks[id] = disk
 	}
-	restored := make([]Restored, s.p.Chains)
+	rec := &Recovered{Chains: make([]RecoveredChain, s.p.Chains)}
 	for i, d := range disk {
-		restored[i] = Restored{Snapshot: d.snap, Entries: d.entries}
+		rec.Chains[i] = RecoveredChain{Snapshot: d.snap, Entries: d.entries}
 	}
-	c := NewCore(id, s.p.Chains, restored)
+	c, err := NewCore(CoreConfig{ID: id, Chains: s.p.Chains}, rec)
+	require.NoError(s.t, err)
 	c.SetSession(true)
 	for _, cfg := range s.cfgs {
 		if cfg.Epoch > 0 {
@@ -166,7 +167,7 @@ func (s *sim) deliver() bool {
 			continue
 		}
 		if c, ok := s.cores[m.To]; ok {
-			c.Step(m)
+			require.NoError(s.t, c.Step(m))
 		}
 	}
 	return len(msgs) > 0
@@ -607,7 +608,7 @@ func TestQuickRestartRejoinsInSameEpochFromDisk(t *testing.T) {
 func TestLogCompactsIntoSnapshots(t *testing.T) {
 	s := newSim(t, 3, 1, 3)
 	for _, c := range s.cores {
-		c.snapEvery = 10
+		c.cfg.SnapshotEvery = 10
 	}
 	var acked []string
 	for i := 1; i <= 25; i++ {
@@ -754,4 +755,12 @@ func TestSyncedOnlyFromASyncedPredecessor(t *testing.T) {
 	pump()
 	s.requireAcked(0, "k", []string{"a"})
 	s.requireConsistent(0)
+}
+
+// newTestCore is node 1's Core over chains chains from rec.
+func newTestCore(t testing.TB, chains int, rec *Recovered) *Core {
+	t.Helper()
+	c, err := NewCore(CoreConfig{ID: 1, Chains: chains}, rec)
+	require.NoError(t, err)
+	return c
 }

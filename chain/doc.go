@@ -8,7 +8,8 @@
 //     chain a node may belong to and is driven by Step (peer messages),
 //     Propose and Read (client requests), Tick, SetConfig and SetSession;
 //     it emits a [Ready] of things to persist, messages and replies.
-//   - [Node] is the one goroutine (Run) that owns a Core. gRPC handlers, the
+//   - [Node] is the one goroutine (run, started by StartNode) that owns a
+//     Core. gRPC handlers ([Serve]), the
 //     transport and the coordinator reach it through bounded channels. It
 //     honours the Ready contract: persist (fsync) before anything is sent,
 //     send before replying, then Advance.
@@ -24,14 +25,14 @@
 //     runs [ReconcileExcluding]. design.md has the policy and the safety
 //     argument: a tail taken out while its session lives is deposed, and
 //     the new tail neither commits nor serves until it stepped down.
-//   - [Router] and [Client] are the client side: configs from ZooKeeper,
+//   - [Conns] (from [Dial]) and [Client] are the client side: configs from ZooKeeper,
 //     writes to the head, reads to the tail, retries with the same request
 //     id, definite/indeterminate errors as package kv defines them.
 //
 // # Why each client caches its configuration
 //
-// The Router watches ZooKeeper for the whole process, but a Client routes by
-// its own cached copy of each chain's configuration, re-read from the Router
+// Conns watches ZooKeeper for the whole process, but a Client routes by
+// its own cached copy of each chain's configuration, re-read from Conns
 // only after a failed attempt (rejection or timeout) or when the copy is
 // 2.5–5 s old (configMaxAge, jittered). An instantly shared view would hide
 // a class of faults: a node that keeps answering after the master replaced
@@ -44,9 +45,10 @@
 //
 // # Goroutines and owners
 //
-//   - Node.Run: started by Run (or a test), stopped by Node.Stop.
-//   - Transport: one sender per peer, stopped by Transport.Close (Node.Run
-//     closes it on exit) or when a peer's address changes.
+//   - Node.run: started by StartNode, stopped by Node.Stop; ends on its own
+//     on a storage error (then Node.Err says why and Run returns it).
+//   - Transport: one sender per peer, stopped by Transport.Stop (Node.run
+//     stops it on exit) or when a peer's address changes.
 //   - RunCoordinator: config watchers (one per chain), the lease loop, the
 //     master campaign (and the master's watch forwarders), a closer; all end
 //     when its ctx ends and RunCoordinator waits for them. A master stopped
@@ -57,7 +59,7 @@
 //     the node's report (suspects, stepped) is written by the loop and read
 //     by the coordinator under a mutex, with a one-slot kick channel:
 //     level-triggered, so nothing is lost when the coordinator lags.
-//   - Router: one config watcher per chain, a refresher, a closer; Router.Close.
+//   - Conns: one config watcher per chain, a refresher, a closer; Conns.Close.
 //     A Client starts no goroutine: its cache is refreshed on its own calls.
 //
 // # Invariants (checked; a violation panics)
@@ -87,4 +89,39 @@
 // the state, not only when a request is admitted, and sized from the
 // session timeout ZooKeeper granted), the synced latch at a new tail, and
 // replies at a chain of one that wait for its own fsync.
+//
+// # One shape with raftkv
+//
+// Package raftkv is built to the same plan, so that `diff chain/node.go
+// raftkv/node.go` (and core.go, storage.go, client.go, bugs.go, run.go)
+// shows what differs between the protocols, not between two authors'
+// habits. The shared names:
+//
+//	concept            both packages                              chain's own part
+//	-----------------  -----------------------------------------  -------------------------------
+//	recovered state    Recovered, from OpenStorage                per chain: Chains []RecoveredChain
+//	core config        CoreConfig{ID, ..., SnapshotEvery, Bug}    Chains, DetectTicks
+//	core constructor   NewCore(cfg, rec) (*Core, error)
+//	core input         Step(m) error, Tick, Propose, Read         SetConfig, SetSession, Compact
+//	core output        HasReady, Ready() Ready, Advance()         replies ride in the Ready
+//	node lifecycle     StartNode(cfg) (*Node, error), Stop() error, Done, Err
+//	node config        NodeConfig{ID, DataDir, NoFsync, TickInterval, Logger, Bug}
+//	gRPC face          Serve(n, lis) (*grpc.Server, <-chan error) (server.go)
+//	storage            OpenStorage(dir, ..., noFsync) (*Storage, *Recovered, error); Save, Close
+//	transport          Transport: newTransport, Send(m) error,    SetPeer (peers only grow: a node
+//	                   Stop, MessagesSent                         serves many chains)
+//	client factory     Dial(ctx, ClientOptions) (*Conns, error),  ClientOptions: ZK, Root, Chains
+//	                   Conns.NewClient(), Conns.Close
+//	client timeouts    ClientOptions.RequestTimeout, AttemptTimeout
+//	seeded bugs        bugs.go: KnownBugs, ParseBug, ErrUnknownBug; the unexported bugs struct
+//	                   parsed in NewCore, copied by the Node; a client half via ClientOptions.Bug
+//	process main       run.go: Run(ctx, RunConfig) error; the driver's NodeMain parses flags
+//	errors             errors.go: ErrStopped, ErrCorrupt, ErrUnknown and the store's own
+//
+// Step returns an error in both: raft's does, and chain's reports a message
+// that could never be this node's (misrouted), while the protocol's normal
+// leftovers (another epoch, no session) are dropped without one. Advance
+// takes no argument in both: the Core remembers the Ready it handed out,
+// so a caller cannot acknowledge a stale or foreign one, and etcd raft's
+// own RawNode.Advance ignores its argument for the same reason.
 package chain

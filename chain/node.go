@@ -2,39 +2,46 @@ package chain
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
+	"log"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc"
-
 	pb "github.com/chainraft/chainraft/chain/chainpb"
 )
 
-// NodeConfig is what a Node needs to run.
+const (
+	requestQueue = 4096 // client requests waiting for the loop
+	recvQueue    = 8192 // inbound peer messages
+	drainMax     = 1024 // events folded into one Ready
+)
+
+// NodeConfig configures a Node.
 type NodeConfig struct {
 	ID      uint64
 	DataDir string
 	NoFsync bool
 	Chains  int
-	// Tick is the Core's clock period: acks/heartbeats and resend checks.
-	Tick time.Duration
-	// DetectTimeout is how long a successor may stay silent, or behind
-	// without progress, before this node suspects it and tells the master
-	// (0: 20 ticks, one second).
-	DetectTimeout time.Duration
-	// Bug plants a named bug in the Core (tests only).
-	Bug string
 	// PeerAddrs are local addresses of other nodes that win over the
 	// addresses in the configuration: a harness routes each directed link
 	// through its own proxy, and the configuration holds one address per
 	// node for every dialer.
 	PeerAddrs map[uint64]string
+	// TickInterval is the Core's clock period: acks/heartbeats and resend
+	// checks (default 50ms).
+	TickInterval time.Duration
+	// DetectTimeout is how long a successor may stay silent, or behind
+	// without progress, before this node suspects it and tells the master
+	// (0: 20 ticks, one second).
+	DetectTimeout time.Duration
+	// Logger gets the node's log lines; nil discards them.
+	Logger *log.Logger
+	// Bug plants a seeded bug (KnownBugs, see bugs.go), for the harness's
+	// detection tests only; empty for a correct node.
+	Bug string
 }
 
 type waiterChan struct {
@@ -69,6 +76,8 @@ type request struct {
 // it through bounded channels.
 type Node struct {
 	cfg       NodeConfig
+	bugs      bugs // seeded bugs, all false unless NodeConfig.Bug names one
+	logger    *log.Logger
 	core      *Core
 	storage   *Storage
 	transport *Transport
@@ -123,62 +132,82 @@ type Node struct {
 	// Durable read reply need not queue behind the persister.
 	pendingSaves atomic.Int64
 
-	stopc chan struct{}
-	donec chan struct{}
-	once  sync.Once
-	err   error
+	stopc   chan struct{}
+	donec   chan struct{}
+	stopped sync.Once
+	err     error // why run ended; written before donec closes
 }
 
-// NewNode opens the node's storage and restores its Core. Run starts it.
-func NewNode(cfg NodeConfig) (*Node, error) {
-	if cfg.Tick == 0 {
-		cfg.Tick = 50 * time.Millisecond
-	}
-	st, restored, err := OpenStorage(cfg.DataDir, cfg.Chains, cfg.NoFsync)
+// StartNode opens the node's storage, restores its Core and starts its loop.
+func StartNode(cfg NodeConfig) (*Node, error) {
+	n, err := newNode(cfg)
 	if err != nil {
 		return nil, err
 	}
-	core := NewCore(cfg.ID, cfg.Chains, restored)
-	if err := core.PlantBug(cfg.Bug); err != nil {
+	go n.run()
+	return n, nil
+}
+
+// newNode is StartNode without the loop, for tests that play the loop.
+func newNode(cfg NodeConfig) (*Node, error) {
+	if cfg.TickInterval == 0 {
+		cfg.TickInterval = 50 * time.Millisecond
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = log.New(io.Discard, "", 0)
+	}
+	st, rec, err := OpenStorage(cfg.DataDir, cfg.Chains, cfg.NoFsync)
+	if err != nil {
+		return nil, err
+	}
+	var detect int
+	if cfg.DetectTimeout > 0 {
+		detect = int(cfg.DetectTimeout / cfg.TickInterval)
+	}
+	core, err := NewCore(CoreConfig{ID: cfg.ID, Chains: cfg.Chains, DetectTicks: detect, Bug: cfg.Bug}, rec)
+	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	if cfg.DetectTimeout > 0 {
-		core.SetDetectTicks(int(cfg.DetectTimeout / cfg.Tick))
-	}
-	return &Node{
-		cfg: cfg, core: core, storage: st, transport: NewTransport(),
-		recvc: make(chan *pb.Message, 8192), reqc: make(chan request, 4096), cfgc: make(chan Config, 256),
+	n := &Node{
+		cfg: cfg, bugs: core.bugs, logger: logger, core: core, storage: st, transport: newTransport(),
+		recvc: make(chan *pb.Message, recvQueue), reqc: make(chan request, requestQueue), cfgc: make(chan Config, 256),
 		sesskc: make(chan struct{}, 1), statusc: make(chan chan []Status), inspectc: make(chan func(*Core)), syncedc: make(chan ChainEpoch, 64),
 		start: time.Now(), waiters: map[uint64]waiterChan{}, repStepped: map[int]uint64{}, reportc: make(chan struct{}, 1),
 		persistc: make(chan *batchOut, 256), persistErr: make(chan error, 1), compactc: make(chan []int, 1), stopc: make(chan struct{}), donec: make(chan struct{}),
-	}, nil
+	}
+	return n, nil
 }
 
-// Run drives the Core until Stop; it returns the storage error that stopped
-// it, if any.
-func (n *Node) Run() error {
-	defer close(n.donec)
-	defer n.transport.Close()
-	defer n.storage.Close()
+// run drives the Core until Stop or a storage error (then Err says why).
+func (n *Node) run() {
 	persisterDone := make(chan struct{})
 	go func() { defer close(persisterDone); n.persister() }()
-	defer func() { close(n.persistc); <-persisterDone }()
-	ticker := time.NewTicker(n.cfg.Tick)
-	defer ticker.Stop()
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer func() {
+		ticker.Stop()
+		n.failAll()
+		close(n.persistc)
+		<-persisterDone
+		n.transport.Stop()
+		if err := n.storage.Close(); err != nil && n.err == nil {
+			n.err = err
+		}
+		close(n.donec)
+	}()
 	for {
 		select {
 		case <-n.stopc:
-			n.failAll()
-			return nil
+			return
 		case err := <-n.persistErr:
 			n.err = err
-			n.failAll()
-			return err
+			n.logger.Printf("node %d: stopping: %v", n.cfg.ID, err)
+			return
 		case <-ticker.C:
 			n.core.Tick()
 		case m := <-n.recvc:
-			n.core.Step(m)
+			n.step(m)
 		case r := <-n.reqc:
 			n.request(r)
 		case c := <-n.cfgc:
@@ -194,26 +223,35 @@ func (n *Node) Run() error {
 				n.core.Compact(ch)
 			}
 		}
-		// Drain what else is waiting, so one Ready (one fsync) covers many
-		// requests and messages: group commit.
-	drain:
-		for i := 0; i < 1024; i++ {
-			select {
-			case m := <-n.recvc:
-				n.core.Step(m)
-			case r := <-n.reqc:
-				n.request(r)
-			default:
-				break drain
-			}
-		}
+		n.drain()
 		if n.core.HasReady() {
-			if err := n.handleReady(n.core.Ready()); err != nil {
+			if err := n.handleReady(); err != nil {
 				n.err = err
-				n.failAll()
-				return err
+				n.logger.Printf("node %d: stopping: %v", n.cfg.ID, err)
+				return
 			}
 		}
+	}
+}
+
+// drain folds what else is waiting into this turn, so one Ready (one
+// fsync) covers many requests and messages: group commit.
+func (n *Node) drain() {
+	for i := 0; i < drainMax; i++ {
+		select {
+		case m := <-n.recvc:
+			n.step(m)
+		case r := <-n.reqc:
+			n.request(r)
+		default:
+			return
+		}
+	}
+}
+
+func (n *Node) step(m *pb.Message) {
+	if err := n.core.Step(m); err != nil {
+		n.logger.Printf("node %d: step %v from %d: %v", n.cfg.ID, m.Type, m.From, err)
 	}
 }
 
@@ -280,7 +318,8 @@ const errNotServing = "node has no live ZooKeeper session or its lease ran out"
 // do() alone is not enough: a read queued before a pause (SIGSTOP) would be
 // answered from stale state on resume, before the coordinator learns the
 // session expired.
-func (n *Node) handleReady(rd Ready) error {
+func (n *Node) handleReady() error {
+	rd := n.core.Ready()
 	if rd.SuspectsChanged || len(rd.Deposed) > 0 {
 		n.repMu.Lock()
 		if rd.SuspectsChanged {
@@ -312,7 +351,7 @@ func (n *Node) handleReady(rd Ready) error {
 		}
 		delete(n.waiters, r.Token)
 		// SEEDED BUG (BugStaleTail): reads are served without the lease.
-		if w.read && r.Status == pb.Status_STATUS_OK && !serving && n.cfg.Bug != BugStaleTail {
+		if w.read && r.Status == pb.Status_STATUS_OK && !serving && !n.bugs.staleTail {
 			r = Reply{Token: r.Token, Status: pb.Status_STATUS_UNAVAILABLE, Epoch: r.Epoch, Err: errNotServing}
 		}
 		if !r.Durable || (w.read && allDurable) {
@@ -400,11 +439,21 @@ func (n *Node) failAll() {
 	}
 }
 
-// Stop stops the loop and waits for it.
-func (n *Node) Stop() {
-	n.once.Do(func() { close(n.stopc) })
+// Stop stops the loop, the persister and the transport, and closes the
+// storage. Pending requests get ErrStopped (their outcome unknown). It
+// returns what Err returns.
+func (n *Node) Stop() error {
+	n.stopped.Do(func() { close(n.stopc) })
 	<-n.donec
+	return n.err
 }
+
+// Done is closed when the node's loop has ended (Stop, or a storage error:
+// see Err).
+func (n *Node) Done() <-chan struct{} { return n.donec }
+
+// Err says why the loop ended; valid after Done is closed.
+func (n *Node) Err() error { return n.err }
 
 // SetConfig hands a configuration read from ZooKeeper to the loop.
 func (n *Node) SetConfig(c Config) {
@@ -513,7 +562,7 @@ func (n *Node) Status(ctx context.Context) ([]Status, error) {
 
 func (n *Node) do(ctx context.Context, r request) Reply {
 	// SEEDED BUG (BugStaleTail): reads bypass the session and lease check.
-	if !n.serving() && (r.write || n.cfg.Bug != BugStaleTail) {
+	if !n.serving() && (r.write || !n.bugs.staleTail) {
 		return Reply{Status: pb.Status_STATUS_UNAVAILABLE, Err: "node has no live ZooKeeper session"}
 	}
 	r.replyc = make(chan Reply, 1)
@@ -532,81 +581,4 @@ func (n *Node) do(ctx context.Context, r request) Reply {
 	case <-n.donec:
 		return Reply{Status: pb.Status_STATUS_UNKNOWN, Err: ErrStopped.Error()}
 	}
-}
-
-// Server is the node's gRPC face: client writes and reads, peer messages.
-type server struct {
-	pb.UnimplementedChainServiceServer
-	n *Node
-}
-
-func (s server) Step(_ context.Context, b *pb.Batch) (*pb.StepResponse, error) {
-	for _, m := range b.Messages {
-		select {
-		case s.n.recvc <- m:
-		default:
-			// Full: drop; the sender resends what the acks show missing.
-		}
-	}
-	return &pb.StepResponse{}, nil
-}
-
-func (s server) Stream(st pb.ChainService_StreamServer) error {
-	for {
-		b, err := st.Recv()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return st.SendAndClose(&pb.StepResponse{})
-			}
-			return err
-		}
-		if _, err := s.Step(st.Context(), b); err != nil {
-			return err
-		}
-	}
-}
-
-func (s server) Digest(ctx context.Context, r *pb.DigestRequest) (*pb.DigestResponse, error) {
-	if int(r.Chain) >= s.n.cfg.Chains {
-		return nil, fmt.Errorf("no chain %d", r.Chain)
-	}
-	out := make(chan *pb.DigestResponse, 1)
-	f := func(c *Core) {
-		st, d, keys := c.Digest(int(r.Chain))
-		out <- &pb.DigestResponse{Epoch: st.Epoch, Member: st.Member, LastSeq: st.LastSeq, Committed: st.Committed, Digest: d, Keys: int64(keys),
-			PeerMessagesSent: s.n.transport.MessagesSent()}
-	}
-	select {
-	case s.n.inspectc <- f:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.n.donec:
-		return nil, ErrStopped
-	}
-	select {
-	case d := <-out:
-		return d, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-func (s server) Write(ctx context.Context, r *pb.WriteRequest) (*pb.WriteResponse, error) {
-	rep := s.n.do(ctx, request{write: true, chain: r.Chain, epoch: r.Epoch, update: r.Update})
-	return &pb.WriteResponse{Status: rep.Status, Swapped: rep.Swapped, Error: rep.Err, Epoch: rep.Epoch}, nil
-}
-
-func (s server) Read(ctx context.Context, r *pb.ReadRequest) (*pb.ReadResponse, error) {
-	rep := s.n.do(ctx, request{chain: r.Chain, epoch: r.Epoch, key: r.Key})
-	return &pb.ReadResponse{Status: rep.Status, Found: rep.Found, Value: rep.Value, Error: rep.Err, Epoch: rep.Epoch}, nil
-}
-
-// Serve registers the node's service on a new gRPC server listening on lis
-// and serves until the server is stopped. The caller owns the server.
-func (n *Node) Serve(lis net.Listener) (*grpc.Server, <-chan error) {
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize))
-	pb.RegisterChainServiceServer(gs, server{n: n})
-	errc := make(chan error, 1)
-	go func() { errc <- gs.Serve(lis) }()
-	return gs, errc
 }

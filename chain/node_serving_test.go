@@ -14,11 +14,9 @@ import (
 // loneNode runs a Node (no ZooKeeper) as the only member of chain 0, with a
 // session and a long lease.
 func loneNode(t *testing.T, bug string) *Node {
-	n, err := NewNode(NodeConfig{ID: 1, DataDir: t.TempDir(), Chains: 1, Tick: time.Hour, Bug: bug})
+	n, err := StartNode(NodeConfig{ID: 1, DataDir: t.TempDir(), Chains: 1, TickInterval: time.Hour, Bug: bug})
 	require.NoError(t, err)
-	runErr := make(chan error, 1)
-	go func() { runErr <- n.Run() }()
-	t.Cleanup(func() { n.Stop(); require.NoError(t, <-runErr) })
+	t.Cleanup(func() { require.NoError(t, n.Stop()) })
 	n.SetSession(true)
 	n.ExtendLease(time.Now(), time.Hour)
 	n.SetConfig(Config{Chain: 0, Epoch: 1, Members: []Member{{ID: 1, Addr: "n1"}}})
@@ -99,10 +97,10 @@ func TestStaleTailBugServesAfterLease(t *testing.T) {
 // At a chain of one, a read may see a write that only this node holds: its
 // reply waits until that write is on disk, or a crash could unsay it.
 func TestLoneTailReadWaitsForItsOwnFsync(t *testing.T) {
-	n, err := NewNode(NodeConfig{ID: 1, DataDir: t.TempDir(), Chains: 1})
+	n, err := newNode(NodeConfig{ID: 1, DataDir: t.TempDir(), Chains: 1})
 	require.NoError(t, err)
 	t.Cleanup(func() { n.storage.Close() })
-	// No Run: the test drives the loop's steps itself and plays persister.
+	// No loop: the test drives the loop's steps itself and plays persister.
 	n.core.SetSession(true)
 	n.session.Store(true)
 	n.ExtendLease(time.Now(), time.Hour)
@@ -111,7 +109,7 @@ func TestLoneTailReadWaitsForItsOwnFsync(t *testing.T) {
 	wc, rc := make(chan Reply, 1), make(chan Reply, 1)
 	n.request(request{write: true, chain: 0, epoch: 1, update: &pb.Update{Client: 7, ClientSeq: 1, Op: pb.Op_OP_PUT, Key: "k", Value: "v"}, replyc: wc})
 	n.request(request{chain: 0, epoch: 1, key: "k", replyc: rc})
-	require.NoError(t, n.handleReady(n.core.Ready()))
+	require.NoError(t, n.handleReady())
 	require.Empty(t, rc, "read of a write not yet fsync'd answered before the fsync")
 	require.Empty(t, wc)
 	require.Len(t, n.persistc, 1)
@@ -120,7 +118,7 @@ func TestLoneTailReadWaitsForItsOwnFsync(t *testing.T) {
 	// unsaved, waits too.
 	rc2 := make(chan Reply, 1)
 	n.request(request{chain: 0, epoch: 1, key: "k", replyc: rc2})
-	require.NoError(t, n.handleReady(n.core.Ready()))
+	require.NoError(t, n.handleReady())
 	require.Empty(t, rc2, "read answered while an earlier write is still unsaved")
 
 	close(n.persistc)
@@ -136,7 +134,7 @@ func TestLoneTailReadWaitsForItsOwnFsync(t *testing.T) {
 	n.persistc = make(chan *batchOut, 4)
 	rc3 := make(chan Reply, 1)
 	n.request(request{chain: 0, epoch: 1, key: "k", replyc: rc3})
-	require.NoError(t, n.handleReady(n.core.Ready()))
+	require.NoError(t, n.handleReady())
 	require.Len(t, rc3, 1)
 	require.Equal(t, "v", (<-rc3).Value)
 }

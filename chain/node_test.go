@@ -62,7 +62,7 @@ func TestNodesInProcessStopAndRejoin(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	r, err := NewRouter(ctx, zk, p.Chains, 10*time.Second)
+	r, err := Dial(ctx, ClientOptions{ZK: zk, Chains: p.Chains, RequestTimeout: 5 * time.Second})
 	require.NoError(t, err)
 	defer r.Close()
 	full := func() bool {
@@ -75,7 +75,7 @@ func TestNodesInProcessStopAndRejoin(t *testing.T) {
 		return true
 	}
 	require.Eventually(t, full, 30*time.Second, 20*time.Millisecond)
-	cl := r.NewClient(5 * time.Second)
+	cl := r.NewClient()
 	for i := 0; i < 30; i++ {
 		require.NoError(t, cl.Append(ctx, fmt.Sprintf("k%d", i%5), fmt.Sprintf("<%d>", i)))
 	}

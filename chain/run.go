@@ -7,6 +7,7 @@ import (
 	"log"
 	"net"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -67,15 +68,13 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	if err != nil {
 		return fmt.Errorf("chain: listen: %w", err)
 	}
-	node, err := NewNode(NodeConfig{ID: cfg.ID, DataDir: cfg.DataDir, NoFsync: cfg.NoFsync, Chains: cfg.Placement.Chains, Bug: cfg.Bug,
-		PeerAddrs: cfg.PeerAddrs, DetectTimeout: cfg.DetectTimeout})
+	node, err := StartNode(NodeConfig{ID: cfg.ID, DataDir: cfg.DataDir, NoFsync: cfg.NoFsync, Chains: cfg.Placement.Chains, Bug: cfg.Bug,
+		PeerAddrs: cfg.PeerAddrs, DetectTimeout: cfg.DetectTimeout, Logger: log.New(logfWriter(cfg.Logf), "", 0)})
 	if err != nil {
 		lis.Close()
 		return err
 	}
-	gs, serveErr := node.Serve(lis)
-	runErr := make(chan error, 1)
-	go func() { runErr <- node.Run() }()
+	gs, serveErr := Serve(node, lis)
 	ctx, cancel := context.WithCancel(ctx)
 	coordErr := make(chan error, 1)
 	go func() {
@@ -87,9 +86,8 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	var first error
 	select {
 	case <-ctx.Done():
-	case err := <-runErr:
-		first = fmt.Errorf("chain node loop: %w", err)
-		runErr <- err
+	case <-node.Done():
+		first = fmt.Errorf("chain node loop: %w", node.Err())
 	case err := <-serveErr:
 		first = fmt.Errorf("chain grpc: %w", err)
 	case err := <-coordErr:
@@ -101,9 +99,17 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		first = err
 	}
 	gs.Stop()
-	node.Stop()
-	if err := <-runErr; err != nil && first == nil {
+	if err := node.Stop(); err != nil && first == nil {
 		first = err
 	}
 	return first
+}
+
+// logfWriter turns a Logf into the writer of a log.Logger, so the node's
+// lines go where the process's other lines go.
+type logfWriter func(format string, args ...any)
+
+func (f logfWriter) Write(p []byte) (int, error) {
+	f("%s", strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }

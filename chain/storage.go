@@ -75,12 +75,13 @@ const recordHeader = 4 + 8
 // OpenStorage opens (creating) the data directory and reads back every
 // chain's state. Damage that is not a torn tail of the open segment is
 // refused with ErrCorrupt, naming the file and offset.
-func OpenStorage(dir string, chains int, noFsync bool) (*Storage, []Restored, error) {
+func OpenStorage(dir string, chains int, noFsync bool) (*Storage, *Recovered, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("chain storage: %w", err)
 	}
 	s := &Storage{dir: dir, noFsync: noFsync, chains: chains, gen: make([]uint64, chains), segMax: segmentMax}
-	restored := make([]Restored, chains)
+	rec := &Recovered{Chains: make([]RecoveredChain, chains)}
+	restored := rec.Chains
 	for i := range chains {
 		if err := s.loadSnapshot(i, &restored[i]); err != nil {
 			return nil, nil, err
@@ -91,7 +92,7 @@ func OpenStorage(dir string, chains int, noFsync bool) (*Storage, []Restored, er
 		return nil, nil, err
 	}
 	s.collect()
-	return s, restored, nil
+	return s, rec, nil
 }
 
 // corrupt wraps a framing error: wal's damage as ErrCorrupt (it names file
@@ -113,7 +114,7 @@ func (s *Storage) segPath(n uint64) string {
 
 // loadSnapshot reads chain i's snapshot file: its generation, then the
 // protobuf Snapshot, both under the file's checksum.
-func (s *Storage) loadSnapshot(i int, r *Restored) error {
+func (s *Storage) loadSnapshot(i int, r *RecoveredChain) error {
 	path := s.snapPath(i)
 	b, err := wal.ReadFile(path)
 	switch {
@@ -138,7 +139,7 @@ func (s *Storage) loadSnapshot(i int, r *Restored) error {
 // it, or a cut even at a record boundary, is refused. A last segment found
 // sealed (a crash between the seal and the next segment's creation) is
 // kept as a sealed one and a new segment started.
-func (s *Storage) loadLog(restored []Restored) error {
+func (s *Storage) loadLog(restored []RecoveredChain) error {
 	names, err := os.ReadDir(s.dir)
 	if err != nil {
 		return fmt.Errorf("chain storage: %w", err)
@@ -206,7 +207,7 @@ func (s *Storage) loadLog(restored []Restored) error {
 
 // replay decodes one record and keeps its entry if it is live: of its
 // chain's current generation and past the snapshot.
-func (s *Storage) replay(path string, r wal.Record, restored []Restored, seg *segment) error {
+func (s *Storage) replay(path string, r wal.Record, restored []RecoveredChain, seg *segment) error {
 	b := r.Body
 	if len(b) < recordHeader {
 		return corrupt(wal.Corrupt(path, r.Offset, "a record of %d bytes", len(b)))

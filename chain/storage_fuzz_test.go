@@ -111,7 +111,7 @@ func FuzzStorageReplay(f *testing.F) {
 		headerOK := len(data) >= wal.LogHeaderSize && bytes.Equal(data[:wal.LogHeaderSize], orig[:wal.LogHeaderSize])
 		isLast := target == segs[len(segs)-1]
 
-		s, restored, err := OpenStorage(dir, 1, true)
+		s, rec, err := OpenStorage(dir, 1, true)
 		if err != nil {
 			require.True(t, errors.Is(err, ErrCorrupt), "%v", err)
 			require.ErrorContains(t, err, path+": offset ")
@@ -138,12 +138,12 @@ func FuzzStorageReplay(f *testing.F) {
 			}
 		}
 		var got []uint64
-		for _, e := range restored[0].Entries {
+		for _, e := range rec.Chains[0].Entries {
 			got = append(got, e.Seq)
 		}
 		require.Equal(t, want, got, "not the exact entries before the damage")
 		if snap > 0 {
-			require.Equal(t, uint64(snap), restored[0].Snapshot.GetLastSeq())
+			require.Equal(t, uint64(snap), rec.Chains[0].Snapshot.GetLastSeq())
 		}
 	})
 }

@@ -21,10 +21,10 @@ func entry(seq uint64, v string) *pb.Entry {
 
 func TestStorageRestoresSnapshotAndLog(t *testing.T) {
 	dir := t.TempDir()
-	s, restored, err := OpenStorage(dir, 2, false)
+	s, rec, err := OpenStorage(dir, 2, false)
 	require.NoError(t, err)
-	require.Nil(t, restored[0].Snapshot)
-	require.Empty(t, restored[0].Entries)
+	require.Nil(t, rec.Chains[0].Snapshot)
+	require.Empty(t, rec.Chains[0].Entries)
 
 	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(1, "a"), entry(2, "b")}}}))
 	require.NoError(t, s.Save([]Persist{
@@ -33,14 +33,14 @@ func TestStorageRestoresSnapshotAndLog(t *testing.T) {
 	}))
 	require.NoError(t, s.Close())
 
-	s, restored, err = OpenStorage(dir, 2, false)
+	s, rec, err = OpenStorage(dir, 2, false)
 	require.NoError(t, err)
-	require.Len(t, restored[0].Entries, 2)
-	require.Equal(t, uint64(10), restored[1].Snapshot.LastSeq)
-	require.Equal(t, "y", restored[1].Snapshot.Data["x"])
-	require.Len(t, restored[1].Entries, 1)
+	require.Len(t, rec.Chains[0].Entries, 2)
+	require.Equal(t, uint64(10), rec.Chains[1].Snapshot.LastSeq)
+	require.Equal(t, "y", rec.Chains[1].Snapshot.Data["x"])
+	require.Len(t, rec.Chains[1].Entries, 1)
 
-	c := NewCore(1, 2, restored)
+	c := newTestCore(t, 2, rec)
 	require.Equal(t, map[string]string{"k": "ab"}, c.Data(0))
 	require.Equal(t, map[string]string{"x": "y", "k": "c"}, c.Data(1))
 	require.Equal(t, uint64(11), c.Status()[1].LastSeq)
@@ -48,9 +48,9 @@ func TestStorageRestoresSnapshotAndLog(t *testing.T) {
 	// A wipe leaves an empty chain behind, also after a reopen.
 	require.NoError(t, s.Save([]Persist{{Chain: 0, Wipe: true}, {Chain: 0, Entries: []*pb.Entry{entry(1, "z")}}}))
 	require.NoError(t, s.Close())
-	s, restored, err = OpenStorage(dir, 2, false)
+	s, rec, err = OpenStorage(dir, 2, false)
 	require.NoError(t, err)
-	require.Equal(t, map[string]string{"k": "z"}, NewCore(1, 2, restored).Data(0))
+	require.Equal(t, map[string]string{"k": "z"}, newTestCore(t, 2, rec).Data(0))
 	require.NoError(t, s.Close())
 }
 
@@ -67,15 +67,15 @@ func TestStorageCutsTornTail(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.Truncate(path, info.Size()-3))
 
-	s, restored, err := OpenStorage(dir, 1, false)
+	s, rec, err := OpenStorage(dir, 1, false)
 	require.NoError(t, err)
-	require.Len(t, restored[0].Entries, 1, "the torn record is dropped")
+	require.Len(t, rec.Chains[0].Entries, 1, "the torn record is dropped")
 	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(2, "c")}}}))
 	require.NoError(t, s.Close())
-	s, restored, err = OpenStorage(dir, 1, false)
+	s, rec, err = OpenStorage(dir, 1, false)
 	require.NoError(t, err)
 	defer s.Close()
-	require.Equal(t, map[string]string{"k": "ac"}, NewCore(1, 1, restored).Data(0), "appends continue after the cut")
+	require.Equal(t, map[string]string{"k": "ac"}, newTestCore(t, 1, rec).Data(0), "appends continue after the cut")
 }
 
 // writeEntries saves entries 1..n to chain 0 of a fresh directory and
@@ -115,9 +115,9 @@ func TestStorageRefusesMidLogCorruption(t *testing.T) {
 	require.NoError(t, err)
 	b[offs[2]+20] ^= 0xff
 	require.NoError(t, os.WriteFile(path, b, 0o644))
-	s, restored, err := OpenStorage(dir, 1, false)
+	s, rec, err := OpenStorage(dir, 1, false)
 	require.NoError(t, err)
-	require.Len(t, restored[0].Entries, 2)
+	require.Len(t, rec.Chains[0].Entries, 2)
 	require.NoError(t, s.Close())
 	info, err := os.Stat(path)
 	require.NoError(t, err)
@@ -141,9 +141,9 @@ func TestStorageImplausibleLength(t *testing.T) {
 	require.NoError(t, err)
 	b = append(b[:offs[1]], 0xf0, 0xff, 0xff, 0xff, 1, 2, 3, 4) // a garbled header with nothing after it
 	require.NoError(t, os.WriteFile(path, b, 0o644))
-	s, restored, err := OpenStorage(dir, 1, false)
+	s, rec, err := OpenStorage(dir, 1, false)
 	require.NoError(t, err)
-	require.Len(t, restored[0].Entries, 1)
+	require.Len(t, rec.Chains[0].Entries, 1)
 	require.NoError(t, s.Close())
 }
 
@@ -156,9 +156,9 @@ func TestStorageZeroTailCut(t *testing.T) {
 	_, err = f.Write(make([]byte, 100))
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
-	s, restored, err := OpenStorage(dir, 1, false)
+	s, rec, err := OpenStorage(dir, 1, false)
 	require.NoError(t, err)
-	require.Len(t, restored[0].Entries, 2)
+	require.Len(t, rec.Chains[0].Entries, 2)
 	require.NoError(t, s.Close())
 	info, err := os.Stat(path)
 	require.NoError(t, err)
@@ -200,9 +200,9 @@ func TestStorageSharedLogSegments(t *testing.T) {
 	require.Equal(t, []string{"wal-1.log", "wal-5.log"}, segmentFiles(t, dir))
 	require.NoError(t, s.Close())
 
-	s, restored, err := OpenStorage(dir, 2, false)
+	s, rec, err := OpenStorage(dir, 2, false)
 	require.NoError(t, err)
-	c := NewCore(1, 2, restored)
+	c := newTestCore(t, 2, rec)
 	require.Equal(t, map[string]string{"k": "1234"}, c.Data(0))
 	require.Equal(t, map[string]string{"k": "x"}, c.Data(1))
 
@@ -210,10 +210,10 @@ func TestStorageSharedLogSegments(t *testing.T) {
 	require.NoError(t, s.Save([]Persist{{Chain: 1, Snapshot: &pb.Snapshot{LastSeq: 1, Data: map[string]string{"k": "x"}}}}))
 	require.NotContains(t, segmentFiles(t, dir), "wal-1.log")
 	require.NoError(t, s.Close())
-	s, restored, err = OpenStorage(dir, 2, false)
+	s, rec, err = OpenStorage(dir, 2, false)
 	require.NoError(t, err)
 	defer s.Close()
-	require.Equal(t, map[string]string{"k": "x"}, NewCore(1, 2, restored).Data(1))
+	require.Equal(t, map[string]string{"k": "x"}, newTestCore(t, 2, rec).Data(1))
 }
 
 // A wipe makes the chain's older records dead, even those whose sequence
@@ -225,18 +225,18 @@ func TestStorageWipeKillsOlderRecords(t *testing.T) {
 	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(1, "a"), entry(2, "b"), entry(3, "c")}}}))
 	require.NoError(t, s.Save([]Persist{{Chain: 0, Wipe: true}}))
 	require.NoError(t, s.Close())
-	s, restored, err := OpenStorage(dir, 1, false)
+	s, rec, err := OpenStorage(dir, 1, false)
 	require.NoError(t, err)
-	require.Empty(t, restored[0].Entries)
-	require.Empty(t, NewCore(1, 1, restored).Data(0))
+	require.Empty(t, rec.Chains[0].Entries)
+	require.Empty(t, newTestCore(t, 1, rec).Data(0))
 
 	require.NoError(t, s.Save([]Persist{{Chain: 0, Snapshot: &pb.Snapshot{LastSeq: 1, Data: map[string]string{"k": "p"}}}}))
 	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(2, "q"), entry(3, "r"), entry(4, "s")}}}))
 	require.NoError(t, s.Close())
-	s, restored, err = OpenStorage(dir, 1, false)
+	s, rec, err = OpenStorage(dir, 1, false)
 	require.NoError(t, err)
 	defer s.Close()
-	require.Equal(t, map[string]string{"k": "pqrs"}, NewCore(1, 1, restored).Data(0))
+	require.Equal(t, map[string]string{"k": "pqrs"}, newTestCore(t, 1, rec).Data(0))
 }
 
 func TestStorageRefusesRecordsItCannotPlace(t *testing.T) {
@@ -350,10 +350,10 @@ func TestStorageSnapshotDamageRefused(t *testing.T) {
 	require.ErrorIs(t, err, ErrCorrupt, "a truncated snapshot")
 
 	require.NoError(t, os.WriteFile(path, good, 0o644))
-	s, restored, err := OpenStorage(dir, 1, false)
+	s, rec, err := OpenStorage(dir, 1, false)
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
-	require.Equal(t, "w3-41", restored[0].Snapshot.Data["k"])
+	require.Equal(t, "w3-41", rec.Chains[0].Snapshot.Data["k"])
 }
 
 // A segment is sealed only after it was synced whole, so damage anywhere
@@ -388,10 +388,10 @@ func TestStorageSegmentAfterDamagedOne(t *testing.T) {
 
 	dir = build()
 	flipLast(filepath.Join(dir, "wal-3.log"))
-	s, restored, err := OpenStorage(dir, 1, false)
+	s, rec, err := OpenStorage(dir, 1, false)
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
-	require.Equal(t, map[string]string{"k": "12"}, NewCore(1, 1, restored).Data(0), "the open segment's torn record is cut")
+	require.Equal(t, map[string]string{"k": "12"}, newTestCore(t, 1, rec).Data(0), "the open segment's torn record is cut")
 }
 
 // Files of an older format are refused, never read as empty or torn.
@@ -450,14 +450,14 @@ func TestStorageSealedSegmentCutAtBoundary(t *testing.T) {
 	// wal-1 whole and sealed, wal-2 never created.
 	require.NoError(t, os.WriteFile(path, full, 0o644))
 	require.NoError(t, os.Remove(filepath.Join(dir, "wal-2.log")))
-	s, restored, err := OpenStorage(dir, 1, false)
+	s, rec, err := OpenStorage(dir, 1, false)
 	require.NoError(t, err)
-	require.Equal(t, map[string]string{"k": "ab"}, NewCore(1, 1, restored).Data(0))
+	require.Equal(t, map[string]string{"k": "ab"}, newTestCore(t, 1, rec).Data(0))
 	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(3, "d")}}}))
 	require.NoError(t, s.Close())
 	require.Equal(t, []string{"wal-1.log", "wal-2.log"}, segmentFiles(t, dir))
-	s, restored, err = OpenStorage(dir, 1, false)
+	s, rec, err = OpenStorage(dir, 1, false)
 	require.NoError(t, err)
 	defer s.Close()
-	require.Equal(t, map[string]string{"k": "abd"}, NewCore(1, 1, restored).Data(0))
+	require.Equal(t, map[string]string{"k": "abd"}, newTestCore(t, 1, rec).Data(0))
 }

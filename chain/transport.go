@@ -2,6 +2,7 @@ package chain
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,8 +55,8 @@ type peer struct {
 	stopc  chan struct{}
 }
 
-// NewTransport returns a transport with no peers.
-func NewTransport() *Transport {
+// newTransport returns a transport with no peers.
+func newTransport() *Transport {
 	return &Transport{peers: map[uint64]*peer{}, stopc: make(chan struct{})}
 }
 
@@ -86,20 +87,22 @@ func (t *Transport) SetPeer(id uint64, addr string) {
 	go t.sendLoop(p)
 }
 
-// Send queues m for its receiver without blocking; it reports false when the
-// message was dropped (unknown peer or full queue).
-func (t *Transport) Send(m *pb.Message) bool {
+// Send queues m for its receiver without blocking. An error means the
+// message was dropped (unknown peer or full queue); the chain protocol's
+// acks show the gap and the predecessor resends, so the node only counts on
+// that.
+func (t *Transport) Send(m *pb.Message) error {
 	t.mu.Lock()
 	p, ok := t.peers[m.To]
 	t.mu.Unlock()
 	if !ok {
-		return false
+		return fmt.Errorf("no address for node %d", m.To)
 	}
 	select {
 	case p.q <- m:
-		return true
+		return nil
 	default:
-		return false
+		return fmt.Errorf("queue to node %d full", m.To)
 	}
 }
 
@@ -172,8 +175,8 @@ func (t *Transport) pause(p *peer) bool {
 	}
 }
 
-// Close stops every sender and closes the connections.
-func (t *Transport) Close() {
+// Stop stops every sender and closes the connections.
+func (t *Transport) Stop() {
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()

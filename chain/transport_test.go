@@ -39,15 +39,15 @@ func TestTransportCountsMessagesSent(t *testing.T) {
 	go func() { _ = gs.Serve(lis) }()
 	defer gs.Stop()
 
-	tr := NewTransport()
-	defer tr.Close()
+	tr := newTransport()
+	defer tr.Stop()
 	tr.SetPeer(2, lis.Addr().String())
 	tr.SetPeer(3, "127.0.0.1:1")
 	const n = 500
 	for i := range n {
-		require.True(t, tr.Send(&pb.Message{Type: pb.MessageType_MSG_ACK, From: 1, To: 2, Received: uint64(i)}))
+		require.NoError(t, tr.Send(&pb.Message{Type: pb.MessageType_MSG_ACK, From: 1, To: 2, Received: uint64(i)}))
 	}
-	require.True(t, tr.Send(&pb.Message{Type: pb.MessageType_MSG_ACK, From: 1, To: 3}), "queued for the unreachable peer")
+	require.NoError(t, tr.Send(&pb.Message{Type: pb.MessageType_MSG_ACK, From: 1, To: 3}), "queued for the unreachable peer")
 	require.Eventually(t, func() bool { return peer.got.Load() == n && tr.MessagesSent() >= n },
 		10*time.Second, 10*time.Millisecond, "sent %d, received %d", tr.MessagesSent(), peer.got.Load())
 	require.Equal(t, uint64(n), tr.MessagesSent(), "the unreachable peer's message is not counted")

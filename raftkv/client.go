@@ -16,8 +16,11 @@ import (
 	pb "github.com/chainraft/chainraft/raftkv/raftkvpb"
 )
 
-// ClientOptions tune clients; zero values take the defaults.
+// ClientOptions say where the store is and tune its clients; zero values
+// take the defaults.
 type ClientOptions struct {
+	// Members are the nodes to reach (more can be added with SetMember).
+	Members []Member
 	// RequestTimeout bounds one request, retries included, when the caller's
 	// context has no deadline (default 5s).
 	RequestTimeout time.Duration
@@ -38,8 +41,14 @@ type Conns struct {
 	addrs map[uint64]string
 }
 
-// Dial prepares connections to the members (connections open lazily).
-func Dial(members []Member, opts ClientOptions) (*Conns, error) {
+// Dial prepares connections to the members. The connections open lazily,
+// on a client's first call, so ctx is only checked: it is there because
+// dialling chain's Conns does wait (for ZooKeeper), and both stores' Conns
+// are made the same way.
+func Dial(ctx context.Context, opts ClientOptions) (*Conns, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if opts.RequestTimeout == 0 {
 		opts.RequestTimeout = 5 * time.Second
 	}
@@ -47,7 +56,7 @@ func Dial(members []Member, opts ClientOptions) (*Conns, error) {
 		opts.AttemptTimeout = time.Second
 	}
 	c := &Conns{opts: opts, conns: map[uint64]*grpc.ClientConn{}, addrs: map[uint64]string{}}
-	for _, m := range members {
+	for _, m := range opts.Members {
 		if err := c.SetMember(m.ID, m.Addr); err != nil {
 			c.Close()
 			return nil, err

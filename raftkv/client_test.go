@@ -46,7 +46,7 @@ func TestClientNoNodesAfterMaybeAppliedIsIndeterminate(t *testing.T) {
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 
-	conns, err = Dial([]Member{{ID: 1, Addr: lis.Addr().String()}}, ClientOptions{RequestTimeout: 5 * time.Second})
+	conns, err = Dial(context.Background(), ClientOptions{Members: []Member{{ID: 1, Addr: lis.Addr().String()}}, RequestTimeout: 5 * time.Second})
 	require.NoError(t, err)
 	t.Cleanup(func() { conns.Close() })
 	cl := conns.NewClient()

@@ -18,6 +18,11 @@ import (
 // CoreConfig configures a Core. Times are in ticks: the Core has no clock.
 type CoreConfig struct {
 	ID uint64
+	// Bootstrap are the initial members of a new cluster (self included;
+	// every initial member must be given the same list). A node that
+	// recovered state, or joins an existing cluster, has none: it learns
+	// the membership from the log.
+	Bootstrap []Member
 	// ElectionTick and HeartbeatTick are raft's; defaults 10 and 1.
 	ElectionTick, HeartbeatTick int
 	// Lease serves reads from the leader's lease (ReadOnlyLeaseBased)
@@ -85,18 +90,16 @@ type Reply struct {
 	Err    error
 }
 
-// Ready is one batch of Core output, handled in order: Persist (HardState,
+// Ready is one batch of Core output, handled in order: Storage.Save (HardState,
 // Entries, Snapshot; fsync when MustSync), send Messages, then Apply, then
-// Advance.
+// Advance. The Core remembers the Ready it handed out, so Apply and Advance
+// take no argument (raft's RawNode.Advance ignores its own).
 type Ready struct {
 	HardState *raftpb.HardState
 	Entries   []*raftpb.Entry
 	Snapshot  *raftpb.Snapshot
 	MustSync  bool
 	Messages  []*raftpb.Message
-
-	raft    raft.Ready
-	hasRaft bool
 }
 
 // Core is the deterministic part of a raft node: raft's RawNode, the log
@@ -136,6 +139,10 @@ type Core struct {
 	ticks  int64
 	probes map[uint64]probeMark
 
+	// handed is the raft Ready last handed out, until Advance.
+	handed    raft.Ready
+	hasHanded bool
+
 	replies        []Reply
 	membersChanged bool
 	installed      int // snapshots received from a leader, for tests and logs
@@ -169,10 +176,10 @@ type confirmedReads struct {
 	reads []readReq
 }
 
-// NewCore builds a Core from recovered state. A node with no state
-// bootstraps the initial members (all initial members must be given the same
-// list); a joining node passes none and waits to be added by a conf change.
-func NewCore(cfg CoreConfig, rec *Recovered, bootstrap []Member) (*Core, error) {
+// NewCore builds a Core from recovered state (nil for a fresh node). A
+// node with no state bootstraps cfg.Bootstrap; a joining node has none and
+// waits to be added by a conf change.
+func NewCore(cfg CoreConfig, rec *Recovered) (*Core, error) {
 	cfg.setDefaults()
 	if cfg.ID == 0 {
 		return nil, fmt.Errorf("raftkv: node id 0 is reserved")
@@ -221,9 +228,9 @@ func NewCore(cfg CoreConfig, rec *Recovered, bootstrap []Member) (*Core, error) 
 		return nil, fmt.Errorf("raftkv: new raw node: %w", err)
 	}
 	c.rn = rn
-	if rec.empty() && len(bootstrap) > 0 {
-		peers := make([]raft.Peer, len(bootstrap))
-		for i, m := range bootstrap {
+	if rec.empty() && len(cfg.Bootstrap) > 0 {
+		peers := make([]raft.Peer, len(cfg.Bootstrap))
+		for i, m := range cfg.Bootstrap {
 			ctx, err := proto.Marshal(&pb.ConfContext{Members: []*pb.Member{{Id: m.ID, Addr: m.Addr}}})
 			if err != nil {
 				return nil, fmt.Errorf("raftkv: marshal bootstrap context: %w", err)
@@ -442,20 +449,22 @@ func (c *Core) proposeConf(req uint64, typ raftpb.ConfChangeType, m Member) erro
 func (c *Core) HasReady() bool { return len(c.replies) > 0 || c.rn.HasReady() }
 
 // Ready returns the next batch of output. The caller persists and sends,
-// then calls Apply and Advance with the same Ready before asking again.
+// then calls Apply and Advance before asking again.
 func (c *Core) Ready() Ready {
+	if c.hasHanded {
+		panic(fmt.Sprintf("raftkv: node %d: Ready called again before Advance", c.cfg.ID))
+	}
 	if !c.rn.HasReady() {
 		return Ready{}
 	}
 	r := c.rn.Ready()
+	c.handed, c.hasHanded = r, true
 	return Ready{
 		HardState: r.HardState,
 		Entries:   r.Entries,
 		Snapshot:  r.Snapshot,
 		MustSync:  r.MustSync,
 		Messages:  c.throttleProbes(r.Messages),
-		raft:      r,
-		hasRaft:   true,
 	}
 }
 
@@ -489,13 +498,13 @@ func (c *Core) throttleProbes(msgs []*raftpb.Message) []*raftpb.Message {
 	return out
 }
 
-// Apply runs after rd's state is durable and its messages are sent: it
-// mirrors the persisted state into raft's MemoryStorage, installs a
-// snapshot, applies committed entries and returns the replies they produce
-// (plus those pending since the last call).
-func (c *Core) Apply(rd Ready) []Reply {
-	if rd.hasRaft {
-		r := rd.raft
+// Apply runs after the last Ready's state is durable and its messages are
+// sent: it mirrors the persisted state into raft's MemoryStorage, installs
+// a snapshot, applies committed entries and returns the replies they
+// produce (plus those pending since the last call).
+func (c *Core) Apply() []Reply {
+	if c.hasHanded {
+		r := c.handed
 		if snap := r.Snapshot; !raft.IsEmptySnap(snap) {
 			c.installSnapshot(snap)
 		}
@@ -523,10 +532,11 @@ func (c *Core) Apply(rd Ready) []Reply {
 	return out
 }
 
-// Advance tells raft that rd is fully handled.
-func (c *Core) Advance(rd Ready) {
-	if rd.hasRaft {
-		c.rn.Advance(rd.raft)
+// Advance acknowledges that the last Ready was handled.
+func (c *Core) Advance() {
+	if c.hasHanded {
+		c.rn.Advance(c.handed)
+		c.handed, c.hasHanded = raft.Ready{}, false
 	}
 }
 

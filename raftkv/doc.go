@@ -13,7 +13,8 @@
 // no goroutines, clock or I/O: the tests drive several Cores over an
 // in-memory network with chosen message loss, crashes and restarts.
 //
-// [Node] owns one Core from one goroutine (run). It selects over the ticker,
+// [Node] owns one Core from one goroutine (run, started by StartNode;
+// [Run] is the process's main around it). It selects over the ticker,
 // inbound peer messages, proposals, reads, membership requests, transport
 // reports, status requests and stop, folds whatever else is queued into the
 // same turn (so one Ready, one fdatasync and one round of messages serve
@@ -108,4 +109,39 @@
 //   - a committed entry decodes as a command or a conf change;
 //   - a received snapshot moves the applied index forward;
 //   - the hard state's commit never exceeds the last recovered entry.
+//
+// # One shape with chain
+//
+// Package chain is built to the same plan (its doc.go has the same table),
+// so that `diff chain/node.go raftkv/node.go` (and core.go, storage.go,
+// client.go, bugs.go, run.go) shows what differs between the protocols,
+// not between two authors' habits. The shared names:
+//
+//	concept            both packages                              raftkv's own part
+//	-----------------  -----------------------------------------  -------------------------------
+//	recovered state    Recovered, from OpenStorage                Snapshot, HardState, Entries
+//	core config        CoreConfig{ID, ..., SnapshotEvery, Bug}    Bootstrap, raft's ticks, Lease
+//	core constructor   NewCore(cfg, rec) (*Core, error)
+//	core input         Step(m) error, Tick, Propose, Read         AddNode, RemoveNode, Report*
+//	core output        HasReady, Ready() Ready, Advance()         Apply() []Reply between them
+//	node lifecycle     StartNode(cfg) (*Node, error), Stop() error, Done, Err
+//	node config        NodeConfig{ID, DataDir, NoFsync, TickInterval, Logger, Bug}
+//	gRPC face          Serve(n, lis) (*grpc.Server, <-chan error) (server.go)
+//	storage            OpenStorage(dir, ..., noFsync) (*Storage, *Recovered, error); Save, Close
+//	transport          Transport: newTransport, Send(m) error,    SetPeers (the membership is
+//	                   Stop, MessagesSent                         one list, replaced whole)
+//	client factory     Dial(ctx, ClientOptions) (*Conns, error),  ClientOptions.Members
+//	                   Conns.NewClient(), Conns.Close
+//	client timeouts    ClientOptions.RequestTimeout, AttemptTimeout
+//	seeded bugs        bugs.go: KnownBugs, ParseBug, ErrUnknownBug; the unexported bugs struct
+//	                   parsed in NewCore, copied by the Node (no client half here)
+//	process main       run.go: Run(ctx, RunConfig) error; the driver's NodeMain parses flags
+//	errors             errors.go: ErrStopped, ErrCorrupt, ErrUnknown and the store's own
+//
+// Apply is raft's own step: committed entries apply only after the Ready
+// is durable and sent, where chain applies on receipt and its replies ride
+// in the Ready. Apply and Advance take no argument: the Core remembers the
+// Ready it handed out (etcd raft's RawNode.Advance ignores its argument
+// too). Dial takes a ctx although raftkv's connections open lazily: chain's
+// Dial waits for ZooKeeper, and one signature keeps the drivers alike.
 package raftkv

@@ -36,6 +36,15 @@ var (
 	ErrUnknown = errors.New("outcome unknown")
 )
 
+// ErrCorrupt: damage to the storage that is not a write torn by a crash —
+// a bad log record with a valid one after it, a damaged snapshot or vote
+// file, a log that lost a vote the vote file does not have. A torn tail of
+// the log is a crash artefact and is cut; anything else is lost durable
+// state (a vote, an acknowledged entry), and a node that carried on would
+// break raft's safety, so it refuses to start. The error names the file
+// and offset.
+var ErrCorrupt = errors.New("raftkv: storage corrupt")
+
 // NotLeaderError is ErrNotLeader with the node's guess of the leader.
 type NotLeaderError struct {
 	Leader uint64 // 0 when the node knows no leader

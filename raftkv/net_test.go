@@ -51,8 +51,8 @@ func (tn *testNet) start(id uint64, boot []Member) {
 	st, rec, err := OpenStorage(tn.dirs[id], true)
 	require.NoError(tn.t, err)
 	cfg := tn.cfg
-	cfg.ID = id
-	c, err := NewCore(cfg, rec, boot)
+	cfg.ID, cfg.Bootstrap = id, boot
+	c, err := NewCore(cfg, rec)
 	require.NoError(tn.t, err)
 	tn.cores[id], tn.stores[id] = c, st
 }
@@ -83,7 +83,7 @@ func (tn *testNet) ready(id uint64) bool {
 		return false
 	}
 	rd := c.Ready()
-	require.NoError(tn.t, tn.stores[id].Persist(rd.HardState, rd.Entries, rd.Snapshot, rd.MustSync))
+	require.NoError(tn.t, tn.stores[id].Save(rd.HardState, rd.Entries, rd.Snapshot, rd.MustSync))
 	for _, m := range rd.Messages {
 		b, err := proto.Marshal(m) // a wire copy: raft's messages point into its state
 		require.NoError(tn.t, err)
@@ -91,8 +91,8 @@ func (tn *testNet) ready(id uint64) bool {
 		require.NoError(tn.t, proto.Unmarshal(b, cp))
 		tn.inbox = append(tn.inbox, cp)
 	}
-	tn.replies[id] = append(tn.replies[id], c.Apply(rd)...)
-	c.Advance(rd)
+	tn.replies[id] = append(tn.replies[id], c.Apply()...)
+	c.Advance()
 	if cp := c.MaybeSnapshot(); cp != nil {
 		require.NoError(tn.t, tn.stores[id].SaveSnapshot(cp.Snapshot))
 		require.NoError(tn.t, tn.stores[id].Rewrite(cp.HardState, cp.Entries))

@@ -23,7 +23,9 @@ const (
 
 // NodeConfig configures a Node.
 type NodeConfig struct {
-	ID uint64
+	ID      uint64
+	DataDir string
+	NoFsync bool
 	// Peers are the initial members (self included) of a new cluster, or,
 	// with Join, the members a joining node can reach before it learns the
 	// membership from the log.
@@ -33,11 +35,9 @@ type NodeConfig struct {
 	// replicated address. A harness that routes each directed link through
 	// its own proxy gives every node the proxies of the nodes it will add
 	// later, since a replicated address is one address for all dialers.
-	Addrs   []Member
-	Join    bool
-	DataDir string
-	NoFsync bool
-	Lease   bool
+	Addrs []Member
+	Join  bool
+	Lease bool
 	// SnapshotEvery is the number of entries between snapshots (default
 	// 10,000).
 	SnapshotEvery uint64
@@ -98,12 +98,18 @@ type adminRequest struct {
 
 // StartNode opens the node's storage, restores its Core and starts its loop.
 func StartNode(cfg NodeConfig) (*Node, error) {
-	if cfg.TickInterval == 0 {
-		cfg.TickInterval = 100 * time.Millisecond
-	}
-	planted, err := parseBugs(cfg.Bug)
+	n, err := newNode(cfg)
 	if err != nil {
 		return nil, err
+	}
+	go n.run()
+	return n, nil
+}
+
+// newNode is StartNode without the loop, for tests that play the loop.
+func newNode(cfg NodeConfig) (*Node, error) {
+	if cfg.TickInterval == 0 {
+		cfg.TickInterval = 100 * time.Millisecond
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -119,20 +125,21 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	}
 	core, err := NewCore(CoreConfig{
 		ID:            cfg.ID,
+		Bootstrap:     boot,
 		ElectionTick:  cfg.ElectionTick,
 		HeartbeatTick: cfg.HeartbeatTick,
 		Lease:         cfg.Lease,
 		SnapshotEvery: cfg.SnapshotEvery,
 		Logger:        &raft.DefaultLogger{Logger: logger},
 		Bug:           cfg.Bug,
-	}, rec, boot)
+	}, rec)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
 	n := &Node{
 		cfg:         cfg,
-		bugs:        planted,
+		bugs:        core.bugs,
 		logger:      logger,
 		core:        core,
 		storage:     st,
@@ -156,7 +163,6 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	})
 	core.TakeMembersChanged()
 	n.transport.SetPeers(mergeMembers(cfg.Peers, core.Members(), cfg.Addrs))
-	go n.run()
 	return n, nil
 }
 
@@ -448,7 +454,7 @@ func (n *Node) handleReady() error {
 			}
 		}
 	}
-	if err := n.storage.Persist(rd.HardState, rd.Entries, rd.Snapshot, rd.MustSync); err != nil {
+	if err := n.storage.Save(rd.HardState, rd.Entries, rd.Snapshot, rd.MustSync); err != nil {
 		return fmt.Errorf("persist: %w", err)
 	}
 	for _, m := range rd.Messages {
@@ -456,10 +462,10 @@ func (n *Node) handleReady() error {
 			n.send(m)
 		}
 	}
-	for _, r := range n.core.Apply(rd) {
+	for _, r := range n.core.Apply() {
 		n.reply(r)
 	}
-	n.core.Advance(rd)
+	n.core.Advance()
 	if c := n.core.MaybeSnapshot(); c != nil {
 		if err := n.storage.SaveSnapshot(c.Snapshot); err != nil {
 			return fmt.Errorf("save snapshot: %w", err)

@@ -60,7 +60,8 @@ func (c *inProcess) start(id uint64) {
 		lis, err = net.Listen("tcp", addr)
 		return err == nil
 	}, 5*time.Second, 20*time.Millisecond, "listen on %s", addr)
-	c.nodes[id], c.servers[id] = n, Serve(n, lis)
+	c.nodes[id] = n
+	c.servers[id], _ = Serve(n, lis)
 }
 
 func (c *inProcess) stop(id uint64) {
@@ -87,7 +88,7 @@ func (c *inProcess) leader() uint64 {
 
 func TestNodesOverGRPC(t *testing.T) {
 	c := startInProcess(t, 3)
-	conns, err := Dial(c.members, ClientOptions{RequestTimeout: 5 * time.Second, AttemptTimeout: 500 * time.Millisecond})
+	conns, err := Dial(context.Background(), ClientOptions{Members: c.members, RequestTimeout: 5 * time.Second, AttemptTimeout: 500 * time.Millisecond})
 	require.NoError(t, err)
 	defer conns.Close()
 	ctx := context.Background()
@@ -159,7 +160,7 @@ func TestNodesOverGRPC(t *testing.T) {
 // is back; a read that cannot be served is definite (it has no effect).
 func TestClientClassifiesHonestly(t *testing.T) {
 	c := startInProcess(t, 3)
-	conns, err := Dial(c.members, ClientOptions{AttemptTimeout: 300 * time.Millisecond})
+	conns, err := Dial(context.Background(), ClientOptions{Members: c.members, AttemptTimeout: 300 * time.Millisecond})
 	require.NoError(t, err)
 	defer conns.Close()
 	ctx := context.Background()

@@ -14,13 +14,15 @@ import (
 )
 
 // Serve serves the node's client, admin and peer APIs on lis until the
-// returned server is stopped.
-func Serve(n *Node, lis net.Listener) *grpc.Server {
-	s := grpc.NewServer(grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize))
-	pb.RegisterKVServer(s, &kvServer{n: n})
-	pb.RegisterRaftServer(s, &raftServer{n: n})
-	go func() { _ = s.Serve(lis) }() // ends when the caller stops s
-	return s
+// returned server is stopped (the caller owns it); the channel gets the
+// error that ended serving.
+func Serve(n *Node, lis net.Listener) (*grpc.Server, <-chan error) {
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize))
+	pb.RegisterKVServer(gs, &kvServer{n: n})
+	pb.RegisterRaftServer(gs, &raftServer{n: n})
+	errc := make(chan error, 1)
+	go func() { errc <- gs.Serve(lis) }()
+	return gs, errc
 }
 
 type kvServer struct {

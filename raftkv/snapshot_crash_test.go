@@ -22,13 +22,13 @@ func concat(parts ...[]*raftpb.Entry) []*raftpb.Entry {
 }
 
 // craft writes a log and then a snapshot file without rewriting the log:
-// the state a crash leaves between Persist's rename and its log rewrite
+// the state a crash leaves between Save's rename and its log rewrite
 // (or, for a log that continues the snapshot, a normal one).
 func craft(t *testing.T, hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot) string {
 	dir := t.TempDir()
 	s, _, err := OpenStorage(dir, true)
 	require.NoError(t, err)
-	require.NoError(t, s.Save(hs, ents, false))
+	require.NoError(t, s.Append(hs, ents, false))
 	require.NoError(t, s.SaveSnapshot(snap))
 	require.NoError(t, s.Close())
 	return dir
@@ -55,7 +55,7 @@ func TestRestoreDropsStaleLogBehindLeaderSnapshot(t *testing.T) {
 	s, rec, err := OpenStorage(dir, true)
 	require.NoError(t, err)
 	require.Empty(t, rec.Entries, "entries of a superseded log after the snapshot are dropped")
-	c, err := NewCore(CoreConfig{ID: 1}, rec, nil)
+	c, err := NewCore(CoreConfig{ID: 1}, rec)
 	require.NoError(t, err)
 	li, lt := lastIndexTerm(t, c)
 	require.Equal(t, [2]uint64{10, 3}, [2]uint64{li, lt}, "the log ends at the snapshot")
@@ -68,7 +68,7 @@ func TestRestoreDropsStaleLogBehindLeaderSnapshot(t *testing.T) {
 	require.True(t, proto.Equal(hs, rec.HardState), "the hard state of the old log survives the rewrite")
 	// ...so raft's next appends after the snapshot replay without a gap or
 	// a stale suffix.
-	require.NoError(t, s.Save(hardState(3, 0, 10), testEntries(11, 11, 3), true))
+	require.NoError(t, s.Append(hardState(3, 0, 10), testEntries(11, 11, 3), true))
 	require.NoError(t, s.Close())
 	_, rec, err = OpenStorage(dir, true)
 	require.NoError(t, err)
@@ -80,7 +80,7 @@ func TestRestoreDropsStaleLogBehindLeaderSnapshot(t *testing.T) {
 func TestCoreRestoreIgnoresStaleEntriesAfterSnapshot(t *testing.T) {
 	rec := &Recovered{Snapshot: testSnapshot(10, 3), HardState: hardState(2, 2, 5),
 		Entries: concat(testEntries(1, 8, 1), testEntries(9, 12, 2))}
-	c, err := NewCore(CoreConfig{ID: 1}, rec, nil)
+	c, err := NewCore(CoreConfig{ID: 1}, rec)
 	require.NoError(t, err)
 	li, lt := lastIndexTerm(t, c)
 	require.Equal(t, [2]uint64{10, 3}, [2]uint64{li, lt})

@@ -14,15 +14,6 @@ import (
 	"github.com/chainraft/chainraft/internal/wal"
 )
 
-// ErrCorrupt: damage to the storage that is not a write torn by a crash —
-// a bad log record with a valid one after it, a damaged snapshot or vote
-// file, a log that lost a vote the vote file does not have. A torn tail of
-// the log is a crash artefact and is cut; anything else is lost durable
-// state (a vote, an acknowledged entry), and a node that carried on would
-// break raft's safety, so it refuses to start. The error names the file
-// and offset.
-var ErrCorrupt = errors.New("raftkv: storage corrupt")
-
 const (
 	walName  = "wal"
 	snapName = "snap"
@@ -254,13 +245,13 @@ func appendEntry(rec *Recovered, e *raftpb.Entry) error {
 	return nil
 }
 
-// Persist makes one Ready's state durable. A snapshot from the leader
+// Save makes one Ready's state durable. A snapshot from the leader
 // replaces the log: snapshot file first (a crash in between leaves the new
 // snapshot and the old log, which OpenStorage reconciles: see
 // logMatchesSnapshot), then a rewritten log.
-func (s *Storage) Persist(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, sync bool) error {
+func (s *Storage) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, sync bool) error {
 	if raft.IsEmptySnap(snap) {
-		return s.Save(hs, ents, sync)
+		return s.Append(hs, ents, sync)
 	}
 	if err := s.SaveSnapshot(snap); err != nil {
 		return err
@@ -271,10 +262,10 @@ func (s *Storage) Persist(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raft
 	return s.Rewrite(hs, ents)
 }
 
-// Save appends entries and the hard state (either may be empty) in one
+// Append appends entries and the hard state (either may be empty) in one
 // write, fsynced when sync is set (raft's MustSync) unless fsync is off. A
 // new term or vote goes to the vote file first.
-func (s *Storage) Save(hs *raftpb.HardState, ents []*raftpb.Entry, sync bool) error {
+func (s *Storage) Append(hs *raftpb.HardState, ents []*raftpb.Entry, sync bool) error {
 	if err := s.saveVote(hs); err != nil {
 		return err
 	}

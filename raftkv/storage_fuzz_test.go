@@ -37,7 +37,7 @@ func FuzzStorageReplay(f *testing.F) {
 				vote = term%3 + 1
 			}
 			k := 1 + uint64(shape>>((i+3)%8))%3
-			require.NoError(t, s.Save(hardState(term, vote, next-1), testEntries(next, next+k-1, term), true))
+			require.NoError(t, s.Append(hardState(term, vote, next-1), testEntries(next, next+k-1, term), true))
 			next += k
 			if i == snapBatch {
 				si := next - 1

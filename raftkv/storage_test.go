@@ -33,11 +33,11 @@ func writeLog(t *testing.T, dir string) (string, int64) {
 	s, rec, err := OpenStorage(dir, false)
 	require.NoError(t, err)
 	require.True(t, rec.empty())
-	require.NoError(t, s.Save(hardState(1, 1, 0), testEntries(1, 3, 1), true))
+	require.NoError(t, s.Append(hardState(1, 1, 0), testEntries(1, 3, 1), true))
 	path := filepath.Join(dir, walName)
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
-	require.NoError(t, s.Save(hardState(1, 1, 3), testEntries(4, 5, 1), true))
+	require.NoError(t, s.Append(hardState(1, 1, 3), testEntries(4, 5, 1), true))
 	require.NoError(t, s.Close())
 	return path, fi.Size()
 }
@@ -50,7 +50,7 @@ func TestStorageReplaysAndOverwritesSuffix(t *testing.T) {
 	require.Len(t, rec.Entries, 5)
 	require.Equal(t, uint64(3), rec.HardState.GetCommit())
 	// A new leader overwrote entries from 4 on.
-	require.NoError(t, s.Save(hardState(2, 2, 3), testEntries(4, 4, 2), true))
+	require.NoError(t, s.Append(hardState(2, 2, 3), testEntries(4, 4, 2), true))
 	require.NoError(t, s.Close())
 	_, rec, err = OpenStorage(dir, false)
 	require.NoError(t, err)
@@ -73,7 +73,7 @@ func TestStorageTornTailTruncated(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, mid, fi.Size(), "the torn tail was truncated on disk")
 	// The log continues cleanly after the truncation.
-	require.NoError(t, s.Save(nil, testEntries(4, 4, 1), true))
+	require.NoError(t, s.Append(nil, testEntries(4, 4, 1), true))
 	require.NoError(t, s.Close())
 	_, rec, err = OpenStorage(dir, false)
 	require.NoError(t, err)
@@ -129,7 +129,7 @@ func TestStorageSnapshotAndRewrite(t *testing.T) {
 		Index: proto.Uint64(4), Term: proto.Uint64(1), ConfState: &raftpb.ConfState{Voters: []uint64{1, 2, 3}}}}
 	require.NoError(t, s.SaveSnapshot(snap))
 	require.NoError(t, s.Rewrite(hardState(1, 1, 4), testEntries(3, 5, 1)))
-	require.NoError(t, s.Save(nil, testEntries(6, 6, 1), true))
+	require.NoError(t, s.Append(nil, testEntries(6, 6, 1), true))
 	require.NoError(t, s.Close())
 
 	s, rec, err := OpenStorage(dir, false)
@@ -142,7 +142,7 @@ func TestStorageSnapshotAndRewrite(t *testing.T) {
 	// A snapshot from a leader replaces the log, keeping the hard state.
 	snap2 := proto.Clone(snap).(*raftpb.Snapshot)
 	snap2.Metadata.Index = proto.Uint64(10)
-	require.NoError(t, s.Persist(nil, nil, snap2, true))
+	require.NoError(t, s.Save(nil, nil, snap2, true))
 	require.NoError(t, s.Close())
 	_, rec, err = OpenStorage(dir, false)
 	require.NoError(t, err)
@@ -223,8 +223,8 @@ func TestStorageTermAndVoteNeverLostSilently(t *testing.T) {
 	dir := t.TempDir()
 	s, _, err := OpenStorage(dir, false)
 	require.NoError(t, err)
-	require.NoError(t, s.Save(hardState(1, 1, 0), testEntries(1, 2, 1), true))
-	require.NoError(t, s.Save(hardState(3, 2, 2), nil, true)) // a new term and vote
+	require.NoError(t, s.Append(hardState(1, 1, 0), testEntries(1, 2, 1), true))
+	require.NoError(t, s.Append(hardState(3, 2, 2), nil, true)) // a new term and vote
 	require.NoError(t, s.Close())
 	path := filepath.Join(dir, walName)
 	b, err := os.ReadFile(path)

@@ -57,7 +57,7 @@
 //     and what was synced; a kill keeps the page cache, a power loss keeps
 //     only what was synced plus a random prefix of the unsynced tail of the
 //     log (the torn final write). The torn-write fault cuts the power in the
-//     middle of a Ready, at each step of Storage.Persist in turn.
+//     middle of a Ready, at each step of Storage.Save in turn.
 //   - Crash and restart: a restarted node's Core is rebuilt by raftkv.NewCore
 //     from what its disk recovers, exactly as StartNode rebuilds it from
 //     OpenStorage.

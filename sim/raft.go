@@ -124,8 +124,8 @@ func (n *raftNode) start() error {
 		return nil
 	}
 	cfg := n.c.cfg
-	cfg.ID = n.id
-	core, err := raftkv.NewCore(cfg, rec, n.c.members)
+	cfg.ID, cfg.Bootstrap = n.id, n.c.members
+	core, err := raftkv.NewCore(cfg, rec)
 	if err != nil {
 		n.refused = err
 		return nil
@@ -197,7 +197,7 @@ func (n *raftNode) handleReady() {
 	}
 	if n.tornNext {
 		// The torn-write fault: power fails while this Ready's write is in
-		// flight, at one of three points of raftkv.Storage.Persist: before
+		// flight, at one of three points of raftkv.Storage.Save: before
 		// anything reached the disk; after the durable first step (a new
 		// term or vote in the vote file, or a leader's snapshot file) but
 		// before the log was touched; or after the log write but before its
@@ -228,10 +228,10 @@ func (n *raftNode) handleReady() {
 			n.send(m)
 		}
 	}
-	for _, r := range c.Apply(rd) {
+	for _, r := range c.Apply() {
 		n.reply(r)
 	}
-	c.Advance(rd)
+	c.Advance()
 	if cp := c.MaybeSnapshot(); cp != nil {
 		n.disk.saveSnapshot(cp.Snapshot)
 		n.disk.rewrite(cp.HardState, cp.Entries)

@@ -42,7 +42,7 @@ type walRec struct {
 	hs  *raftpb.HardState
 }
 
-// persist is raftkv.Storage.Persist: a leader's snapshot replaces the log
+// persist is raftkv.Storage.Save: a leader's snapshot replaces the log
 // (snapshot file first, then a rewritten log), anything else is appended.
 func (d *raftDisk) persist(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, sync bool) {
 	if raft.IsEmptySnap(snap) {

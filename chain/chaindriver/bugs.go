@@ -11,7 +11,8 @@ import (
 // SeededBugs implements harness.BugDriver: the chain bugs `chainraft run
 // --bug` plants, each with the faults that expose it. The node half of
 // each lives in the chain package (chain.ParseBug); the client half of
-// head-read is planted in the router at the end of Start.
+// head-read is planted (ClientOptions.Bug) in the workload's client
+// connections at the end of Start.
 // (chain.BugEarlyReply is a node bug too, but only the cluster tests use
 // it: it shows without any fault and the harness's table does not list it.)
 func (d *Driver) SeededBugs() []harness.SeededBug {

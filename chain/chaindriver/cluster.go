@@ -21,8 +21,8 @@ import (
 )
 
 // Cluster is a running chain store: a ZooKeeper ensemble (the harness's
-// unless Driver.ZK named one), the node processes, and a router whose
-// ZooKeeper session watches every chain's configuration. The chains' head,
+// unless Driver.ZK named one), the node processes, and client connections
+// (chain.Conns) whose ZooKeeper session watches every chain's configuration. The chains' head,
 // middle and tail and the master are read from ZooKeeper when asked, never
 // cached here: a fault must hit whoever holds the role then.
 type Cluster struct {
@@ -32,9 +32,14 @@ type Cluster struct {
 	zkAddrs   []string
 	// root is the run's znode root (runRoot): removed at Close when the
 	// ensemble is external.
-	root   string
-	pc     *proccluster.Cluster
-	router *chain.Router
+	root  string
+	pc    *proccluster.Cluster
+	conns *chain.Conns
+	// clients serves the workload's clients: conns itself, or, with the
+	// head-read bug, a second set whose clients carry the bug's client
+	// half (the readiness probe and the checks read through conns, at the
+	// tails).
+	clients *chain.Conns
 
 	closeOnce sync.Once
 	closeErr  error
@@ -66,9 +71,9 @@ const messageReadTimeout = 2 * time.Second
 // joiner) and answers a read at its tail. Nodes must be up and registered,
 // the master elected and every chain built, which no single node knows.
 func (c *Cluster) serving(ctx context.Context) error {
-	cl := c.router.NewClient(time.Second)
+	cl := c.conns.NewClient()
 	for ch := 0; ch < c.placement.Chains; ch++ {
-		cfg, _ := c.router.Config(ch)
+		cfg, _ := c.conns.Config(ch)
 		if len(cfg.Members) != c.placement.Replicas || cfg.Joining != nil {
 			return fmt.Errorf("chain %d not whole (config %+v)", ch, cfg)
 		}
@@ -109,7 +114,7 @@ func keyForChain(ch, chains int) string {
 
 // NewClient implements harness.Cluster.
 func (c *Cluster) NewClient() (kv.KV, error) {
-	return c.router.NewClient(c.env.RequestTimeout), nil
+	return c.clients.NewClient(), nil
 }
 
 // Nodes lists the node ids, in order.
@@ -145,8 +150,8 @@ func (c *Cluster) Placement() chain.Placement { return c.placement }
 
 // Config returns chain ch's configuration, re-read from ZooKeeper.
 func (c *Cluster) Config(ch int) chain.Config {
-	c.router.Refresh(ch)
-	cfg, _ := c.router.Config(ch)
+	c.conns.Refresh(ch)
+	cfg, _ := c.conns.Config(ch)
 	return cfg
 }
 
@@ -185,7 +190,7 @@ func (c *Cluster) Rotated() bool {
 }
 
 // Master is the node currently elected master, read with a session of its
-// own (the router's has no leader-election call).
+// own (chain.Conns has no leader-election call).
 func (c *Cluster) Master() (uint64, error) {
 	conn, _, err := zkrecipes.Connect(c.zkAddrs, 5*time.Second)
 	if err != nil {
@@ -253,7 +258,7 @@ func (c *Cluster) compareOnce(ctx context.Context) (string, error) {
 			// m.Addr is the node's own address: the comparison is the
 			// observer's and bypasses the proxies.
 			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			d, err := c.router.Digest(dctx, m.Addr, ch)
+			d, err := c.conns.Digest(dctx, m.Addr, ch)
 			cancel()
 			if err != nil {
 				return "", fmt.Errorf("chain %d node %d: %w", ch, m.ID, err)
@@ -290,7 +295,7 @@ func (c *Cluster) PeerMessagesSent(ctx context.Context) map[uint64]uint64 {
 			continue
 		}
 		dctx, cancel := context.WithTimeout(ctx, messageReadTimeout)
-		d, err := c.router.Digest(dctx, c.pc.ClientListen(id), 0)
+		d, err := c.conns.Digest(dctx, c.pc.ClientListen(id), 0)
 		cancel()
 		if err != nil {
 			continue
@@ -303,7 +308,7 @@ func (c *Cluster) PeerMessagesSent(ctx context.Context) map[uint64]uint64 {
 // Root is the znode under which the cluster's nodes keep their state.
 func (c *Cluster) Root() string { return c.root }
 
-// Close stops the router, the nodes (SIGTERM, so they close their
+// Close stops the client connections, the nodes (SIGTERM, so they close their
 // sessions; SIGKILL after a grace), then ZooKeeper, or, on an external
 // ensemble, removes the run's root. It is idempotent and safe on a
 // cluster whose start failed half way.
@@ -311,8 +316,11 @@ func (c *Cluster) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		var errs []error
-		if c.router != nil {
-			c.router.Close()
+		if c.clients != nil && c.clients != c.conns {
+			c.clients.Close()
+		}
+		if c.conns != nil {
+			c.conns.Close()
 		}
 		if c.pc != nil {
 			if err := c.pc.Close(closeGrace); err != nil {

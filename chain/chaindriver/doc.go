@@ -19,12 +19,13 @@
 // directory, unless --zk names an ensemble), the node processes through
 // harness/proccluster (ports, the nemesis's proxies for node→node,
 // node→ZooKeeper and client→node links, CPU accounting, kill / pause /
-// restart), then a chain.Router for the workload's clients and the
+// restart), then chain.Conns for the workload's clients and the
 // harness's own reads of the configuration. It returns once every chain
 // has its full membership and answers a read at its tail: a node alone
 // cannot tell, because the master builds the chains only once every node
-// has registered. The client half of a seeded bug (head-read) is planted
-// in that router last, so readiness is judged by correct reads.
+// has registered. The client half of a seeded bug (head-read) goes into
+// a second chain.Conns, dialled last for the workload's clients, so
+// readiness is judged by correct reads.
 //
 // Each cluster keeps its znodes under its own root, /chainraft/<run id>
 // (the run directory's name, passed to the nodes as --zk-root), so runs
@@ -50,9 +51,9 @@
 // The package starts no goroutine of its own. Its cluster owns: the
 // ZooKeeper server processes (the zkserver.Ensemble, when started here),
 // the node processes (the proccluster.Cluster, with internal/proc's
-// waiter goroutine per process), and the router's goroutines (a watcher
+// waiter goroutine per process), and the goroutines of its chain.Conns (a watcher
 // per chain, a refresher and its session's closer). Cluster.Close stops
-// the router, then the nodes (SIGTERM so they close their sessions, then
+// those, then the nodes (SIGTERM so they close their sessions, then
 // SIGKILL after a 2 s grace a healthy node never needs: they exit in
 // milliseconds), then ZooKeeper; a Start that fails closes what
 // it started before returning. NodeMain runs chain.Run, which stops

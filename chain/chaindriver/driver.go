@@ -42,7 +42,7 @@ const (
 // zkserver; the nodes must then register and every chain serve.
 const (
 	startWait  = 60 * time.Second
-	routerWait = 10 * time.Second // the router's ZooKeeper session timeout
+	routerWait = 10 * time.Second // the client connections' ZooKeeper session timeout
 	// closeGrace bounds a node's exit after SIGTERM before it is SIGKILLed.
 	// A node exits in milliseconds (it closes its session, which takes its
 	// ephemerals, the master's election znode among them); the grace is
@@ -228,7 +228,7 @@ func (d *Driver) FaultKinds() []string {
 }
 
 // Start implements harness.Driver: ZooKeeper (unless d.ZK), the nodes, the
-// router, and a wait until every chain serves. On error nothing is left
+// client connections, and a wait until every chain serves. On error nothing is left
 // running.
 func (d *Driver) Start(ctx context.Context, env harness.Env) (_ harness.Cluster, err error) {
 	return d.StartCluster(ctx, env)
@@ -272,7 +272,7 @@ func (d *Driver) StartCluster(ctx context.Context, env harness.Env) (_ *Cluster,
 	}
 	// With the nemesis's network every node→node, node→ZooKeeper and
 	// client→node link goes through a proxy of its own (proccluster wires
-	// them). The harness's own ZooKeeper session (the router, Master)
+	// them). The harness's own ZooKeeper session (chain.Conns, Master)
 	// stays direct: it is the observer, not a party. A chain member fault
 	// brings the same node back, so no spare ids are wired.
 	c.pc, err = proccluster.New(proccluster.Config{Store: Name, Dir: env.Dir, Nodes: s.nodes,
@@ -285,26 +285,34 @@ func (d *Driver) StartCluster(ctx context.Context, env harness.Env) (_ *Cluster,
 			return nil, err
 		}
 	}
-	c.router, err = chain.NewRouterAt(ctx, c.root, c.zkAddrs, s.placement.Chains, routerWait)
+	opts := chain.ClientOptions{ZK: c.zkAddrs, Root: c.root, Chains: s.placement.Chains, SessionTimeout: routerWait,
+		RequestTimeout: env.RequestTimeout}
+	c.conns, err = chain.Dial(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("chain cluster: %w", err)
 	}
+	c.clients = c.conns
+	var clientAddrs map[uint64]string
 	if c.pc.Proxied() {
-		clients := map[uint64]string{}
+		clientAddrs = map[uint64]string{}
 		for id := 1; id <= s.nodes; id++ {
-			clients[uint64(id)] = c.pc.ClientAddr(id)
+			clientAddrs[uint64(id)] = c.pc.ClientAddr(id)
 		}
-		c.router.SetAddrs(clients)
+		c.conns.SetAddrs(clientAddrs)
 	}
 	if err := c.pc.WaitReady(ctx, startWait, c.serving); err != nil {
 		return nil, err
 	}
-	// The client half of the head-read bug: with it the router sends every
-	// other read of a client to the head. Planted only now, so that the
-	// readiness probe above read at the tails.
+	// The client half of the head-read bug: with it every other read of a
+	// workload client goes to the head. Its clients have their own
+	// connections, so that the readiness probe above reads at the tails.
 	if env.Bug == chain.BugHeadRead {
-		if err := c.router.PlantBug(env.Bug); err != nil {
-			return nil, err
+		opts.Bug = env.Bug
+		if c.clients, err = chain.Dial(ctx, opts); err != nil {
+			return nil, fmt.Errorf("chain cluster: %w", err)
+		}
+		if clientAddrs != nil {
+			c.clients.SetAddrs(clientAddrs)
 		}
 	}
 	fmt.Fprintf(env.Log, "chain: %d nodes serving %d chains of %d (ZooKeeper %s, under %s)\n",

@@ -212,7 +212,7 @@ func (d *Driver) start(ctx context.Context, env harness.Env) (*Cluster, error) {
 	for id := 1; id <= env.Nodes; id++ {
 		members = append(members, raftkv.Member{ID: uint64(id), Addr: pc.ClientAddr(id)})
 	}
-	conns, err := raftkv.Dial(members, raftkv.ClientOptions{RequestTimeout: env.RequestTimeout})
+	conns, err := raftkv.Dial(ctx, raftkv.ClientOptions{Members: members, RequestTimeout: env.RequestTimeout})
 	if err != nil {
 		pc.Close(0)
 		return nil, fmt.Errorf("raft cluster: %w", err)

@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
-	"net"
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
 
@@ -30,10 +27,6 @@ type nodeFlags struct {
 	bug           string
 	snapshotEvery uint64
 }
-
-// stopGrace bounds how long a stopping node waits for its clients' calls
-// to finish before it cuts them off.
-const stopGrace = 2 * time.Second
 
 // usageErrorf is an error about NodeMain's command line. It wraps
 // harness.ErrInvalidConfig, which `chainraft node` turns into exit 2 (bad
@@ -64,26 +57,25 @@ func NodeUsage() string {
 	return nodeFlagSet(&f).FlagUsages()
 }
 
-// nodeConfig parses args into the node's configuration and the address to
-// listen on. Every error names the flag at fault and wraps
-// harness.ErrInvalidConfig.
-func nodeConfig(args []string) (raftkv.NodeConfig, string, error) {
+// nodeConfig parses args into the node process's configuration. Every
+// error names the flag at fault and wraps harness.ErrInvalidConfig.
+func nodeConfig(args []string) (raftkv.RunConfig, error) {
 	var f nodeFlags
 	fs := nodeFlagSet(&f)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			return raftkv.NodeConfig{}, "", err
+			return raftkv.RunConfig{}, err
 		}
-		return raftkv.NodeConfig{}, "", usageErrorf("%v", err)
+		return raftkv.RunConfig{}, usageErrorf("%v", err)
 	}
 	if fs.NArg() > 0 {
-		return raftkv.NodeConfig{}, "", usageErrorf("unexpected argument %q (every setting is a flag)", fs.Arg(0))
+		return raftkv.RunConfig{}, usageErrorf("unexpected argument %q (every setting is a flag)", fs.Arg(0))
 	}
 	if f.id == 0 {
-		return raftkv.NodeConfig{}, "", usageErrorf("--id must be a positive integer")
+		return raftkv.RunConfig{}, usageErrorf("--id must be a positive integer")
 	}
 	if f.dataDir == "" {
-		return raftkv.NodeConfig{}, "", usageErrorf("--data-dir is required")
+		return raftkv.RunConfig{}, usageErrorf("--data-dir is required")
 	}
 	var plain, book []string
 	for _, p := range f.peers {
@@ -97,19 +89,19 @@ func nodeConfig(args []string) (raftkv.NodeConfig, string, error) {
 	}
 	peers, err := parsePeers(plain)
 	if err != nil {
-		return raftkv.NodeConfig{}, "", err
+		return raftkv.RunConfig{}, err
 	}
 	addrs, err := parsePeers(book)
 	if err != nil {
-		return raftkv.NodeConfig{}, "", err
+		return raftkv.RunConfig{}, err
 	}
 	lease, err := leaseMode(f.readMode)
 	if err != nil {
-		return raftkv.NodeConfig{}, "", usageErrorf("--read-mode %q (want %s or %s)", f.readMode, ReadModeIndex, ReadModeLease)
+		return raftkv.RunConfig{}, usageErrorf("--read-mode %q (want %s or %s)", f.readMode, ReadModeIndex, ReadModeLease)
 	}
 	bug, err := raftkv.ParseBug(f.bug)
 	if err != nil {
-		return raftkv.NodeConfig{}, "", usageErrorf("--bug: %v", err)
+		return raftkv.RunConfig{}, usageErrorf("--bug: %v", err)
 	}
 	if !f.join {
 		found := false
@@ -117,11 +109,12 @@ func nodeConfig(args []string) (raftkv.NodeConfig, string, error) {
 			found = found || p.ID == f.id
 		}
 		if !found {
-			return raftkv.NodeConfig{}, "", usageErrorf("--peers must include this node (%d) unless --join", f.id)
+			return raftkv.RunConfig{}, usageErrorf("--peers must include this node (%d) unless --join", f.id)
 		}
 	}
-	return raftkv.NodeConfig{
+	return raftkv.RunConfig{
 		ID:            f.id,
+		Listen:        f.listen,
 		Peers:         peers,
 		Addrs:         addrs,
 		Join:          f.join,
@@ -130,7 +123,7 @@ func nodeConfig(args []string) (raftkv.NodeConfig, string, error) {
 		Lease:         lease,
 		SnapshotEvery: f.snapshotEvery,
 		Bug:           bug,
-	}, f.listen, nil
+	}, nil
 }
 
 // NodeMain implements harness.NodeDriver: `chainraft node raft ARGS`. It
@@ -138,7 +131,7 @@ func nodeConfig(args []string) (raftkv.NodeConfig, string, error) {
 // cleanly; SIGKILL is what the nemesis uses to test the unclean path. With
 // --help it prints the flags to stderr and returns nil.
 func (*Driver) NodeMain(ctx context.Context, args []string) error {
-	cfg, listen, err := nodeConfig(args)
+	cfg, err := nodeConfig(args)
 	if errors.Is(err, pflag.ErrHelp) {
 		fmt.Fprintf(os.Stderr, "Usage: chainraft node raft [flags]\n\n%s", NodeUsage())
 		return nil
@@ -146,41 +139,7 @@ func (*Driver) NodeMain(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	logger := log.New(os.Stderr, fmt.Sprintf("raft%d ", cfg.ID), log.LstdFlags|log.Lmicroseconds)
-	cfg.Logger = logger
-	lis, err := net.Listen("tcp", listen)
-	if err != nil {
-		return fmt.Errorf("node raft %d: --listen: %w", cfg.ID, err)
-	}
-	n, err := raftkv.StartNode(cfg)
-	if err != nil {
-		lis.Close()
-		return fmt.Errorf("node raft %d: %w", cfg.ID, err)
-	}
-	srv := raftkv.Serve(n, lis)
-	mode := ReadModeIndex
-	if cfg.Lease {
-		mode = ReadModeLease
-	}
-	logger.Printf("serving on %s (data %s, fsync %v, read mode %s)", lis.Addr(), cfg.DataDir, !cfg.NoFsync, mode)
-	select {
-	case <-ctx.Done():
-	case <-n.Done():
-	}
-	// GracefulStop waits for calls in flight; past stopGrace, Stop cuts
-	// them off, which also makes GracefulStop (and its goroutine) return.
-	stopped := make(chan struct{})
-	go func() { srv.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(stopGrace):
-		srv.Stop()
-		<-stopped
-	}
-	if err := n.Stop(); err != nil {
-		return fmt.Errorf("node raft %d: %w", cfg.ID, err)
-	}
-	return nil
+	return raftkv.Run(ctx, cfg)
 }
 
 // parsePeers parses id=host:port entries.

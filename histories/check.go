@@ -3,6 +3,7 @@ package histories
 import (
 	"cmp"
 	"context"
+	"errors"
 	"runtime"
 	"slices"
 	"strings"
@@ -32,6 +33,9 @@ type CheckOptions struct {
 	// MaxVisualizationBytes caps the bytes written for all visualizations
 	// together; 0 means 256 MiB. Keys past the cap are listed without a file.
 	MaxVisualizationBytes int64
+	// TempDir holds the file a long history's operations spill to while
+	// it is checked (unlinked at once); "" means os.TempDir.
+	TempDir string
 }
 
 // Result is the verdict of a history and of each of its keys.
@@ -107,79 +111,47 @@ func Check(ctx context.Context, ops []Operation, opts CheckOptions) (Result, err
 	if err := ValidateAll(ops); err != nil {
 		return Result{}, err
 	}
-	g := newGrouper()
+	st := newOpStore(opts.TempDir)
+	defer st.close()
 	for _, op := range ops {
-		g.add(op)
+		if err := st.add(op); err != nil {
+			return Result{}, err
+		}
 	}
-	return checkGroups(ctx, start, g, opts)
+	return checkStore(ctx, start, st, opts)
 }
 
 // CheckFile is Check on the history file at path, read as a stream: each
-// operation is validated (as ReadFile does), split by key as it is read,
-// and kept only if the check needs it (fail operations and unknown reads
-// are counted, not kept), with its key, node and error strings shared
-// between operations. Each key's operations are released once the key is
-// prepared for the search. The error is an *InputError for a bad file.
+// operation is validated (as ReadFile does) and split by key into a
+// compact store as it is read (fail operations and unknown reads are
+// counted, not kept); the store spills to a temporary file past
+// spillLimit. Keys are then checked in batches of at most batchOps
+// operations, each key released once decided, so memory does not grow
+// with the history (doc.go, "Memory"). The error is an *InputError for a
+// bad file.
 func CheckFile(ctx context.Context, path string, opts CheckOptions) (Result, error) {
 	start := time.Now()
-	g := newGrouper()
-	if err := ScanFile(path, func(op Operation) error { g.add(op); return nil }); err != nil {
+	st := newOpStore(opts.TempDir)
+	defer st.close()
+	if err := ScanFile(path, st.add); err != nil {
 		return Result{}, err
 	}
-	return checkGroups(ctx, start, g, opts)
+	return checkStore(ctx, start, st, opts)
 }
 
-// grouper splits a history by key as it arrives.
-type grouper struct {
-	byKey   map[string]int // key -> index in groups
-	groups  []keyGroup
-	strs    map[string]string // interned keys, nodes and errors
-	ops     int
-	maxTime int64
-}
+// batchOps bounds the operations prepared and searched together: a
+// prepared operation costs a few hundred bytes, so a batch stays near
+// 100 MB. A key longer than this is a batch of its own. A variable so
+// tests can make batches small.
+var batchOps = 250_000
 
-type keyGroup struct {
-	key string
-	ops []Operation
-}
+// retainOps bounds the operations of decided keys kept for drawing
+// (illegal keys, or ok keys of small histories); past it, further keys are
+// listed without a file.
+const retainOps = 1_000_000
 
-func newGrouper() *grouper {
-	return &grouper{byKey: map[string]int{}, strs: map[string]string{}}
-}
-
-func (g *grouper) intern(s string) string {
-	if s == "" {
-		return ""
-	}
-	if t, ok := g.strs[s]; ok {
-		return t
-	}
-	if len(g.strs) < 1<<16 { // keys and nodes are few; error texts may not be
-		g.strs[s] = s
-	}
-	return s
-}
-
-func (g *grouper) add(op Operation) {
-	g.ops++
-	op.Key = g.intern(op.Key)
-	i, ok := g.byKey[op.Key]
-	if !ok {
-		i = len(g.groups)
-		g.byKey[op.Key] = i
-		// Keys that only see dropped operations still get a (trivially
-		// ok) verdict, so every key of the history is listed.
-		g.groups = append(g.groups, keyGroup{key: op.Key})
-	}
-	if op.Outcome == Fail || (op.Outcome == Info && op.Op == Get) {
-		return // no effect and nothing observed
-	}
-	op.Node, op.Error = g.intern(op.Node), g.intern(op.Error)
-	g.groups[i].ops = append(g.groups[i].ops, op)
-}
-
-func checkGroups(ctx context.Context, start time.Time, g *grouper, opts CheckOptions) (Result, error) {
-	nOps := g.ops
+func checkStore(ctx context.Context, start time.Time, st *opStore, opts CheckOptions) (Result, error) {
+	nOps := st.ops
 	if opts.Budget <= 0 {
 		opts.Budget = defaultBudget
 	}
@@ -189,27 +161,99 @@ func checkGroups(ctx context.Context, start time.Time, g *grouper, opts CheckOpt
 	if opts.MaxVisualizationBytes <= 0 {
 		opts.MaxVisualizationBytes = defaultMaxVizBytes
 	}
+	deadline := start.Add(opts.Budget)
+	slice := max(opts.Budget/64, firstSlice)
 
-	keys := partitionGroups(g, opts.Workers)
-	res := Result{Keys: make([]KeyResult, len(keys)), Operations: nOps}
-	for i, kh := range keys {
-		res.Keys[i] = KeyResult{Key: kh.key, Ops: len(kh.ops), Verdict: VerdictUnknown}
-		res.Pruned += kh.pruned
-		res.Bounded += kh.bounded
+	order := seq(len(st.keys))
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(st.keys[a].key, st.keys[b].key) })
+	res := Result{Keys: make([]KeyResult, len(order)), Operations: nOps}
+	wantViz := func(v Verdict) bool {
+		return opts.VisualizeDir != "" && (v == VerdictIllegal || (opts.VisualizeAll && nOps <= VisualizeAllMaxOps && v == VerdictOK))
 	}
+	// keys[i] is res.Keys[i]'s prepared key while it is still needed: to
+	// search further, or to draw.
+	keys := make([]*keyHistory, len(order))
+	var pending []int // undecided after the first round
+	retained := 0
+	var loadErr error
+	for lo := 0; lo < len(order); {
+		hi, n := lo, 0
+		for hi < len(order) && (hi == lo || n+st.keys[order[hi]].n <= batchOps) {
+			n += st.keys[order[hi]].n
+			hi++
+		}
+		batch := make([]*keyHistory, hi-lo)
+		errs := make([]error, hi-lo)
+		parallel(opts.Workers, hi-lo, func(i int) {
+			ops, err := st.load(order[lo+i])
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			batch[i] = prepareKey(st.keys[order[lo+i]].key, ops)
+		})
+		if err := errors.Join(errs...); err != nil {
+			loadErr = err
+			break
+		}
+		firstRound(ctx, batch, deadline, slice, opts.Workers)
+		for i, kh := range batch {
+			k := lo + i
+			st.release(order[k])
+			res.Keys[k] = KeyResult{Key: kh.key, Ops: len(kh.ops)}
+			res.Pruned += kh.pruned
+			res.Bounded += kh.bounded
+			v := keyVerdict(kh, &res.Keys[k])
+			kh.dec = nil // later rounds only search
+			switch {
+			case v == VerdictUnknown:
+				keys[k] = kh
+				pending = append(pending, k)
+			case wantViz(v) && len(kh.ops) > 0 && retained+len(kh.ops) <= retainOps:
+				keys[k] = kh
+				retained += len(kh.ops)
+			}
+		}
+		lo = hi
+	}
+	if loadErr != nil {
+		return Result{}, loadErr
+	}
+	st.close()
 
-	searchKeys(ctx, keys, res.Keys, start.Add(opts.Budget), opts.Budget, opts.Workers)
+	illegal := false
+	for _, kr := range res.Keys {
+		illegal = illegal || kr.Verdict == VerdictIllegal
+	}
+	if !illegal && len(pending) > 0 {
+		ks := make([]*keyHistory, len(pending))
+		for i, k := range pending {
+			ks[i] = keys[k]
+		}
+		laterRounds(ctx, ks, deadline, slice*4, opts.Workers)
+	}
+	for _, k := range pending {
+		keyVerdict(keys[k], &res.Keys[k])
+		if !wantViz(res.Keys[k].Verdict) {
+			keys[k] = nil
+		}
+	}
 
 	// Visualize: illegal keys always, ok keys of small histories on request.
 	var vizErr error
 	if opts.VisualizeDir != "" {
-		var todo []int
+		var vk []*keyHistory
+		var vr []KeyResult
+		var at []int
 		for i, kr := range res.Keys {
-			if kr.Ops > 0 && (kr.Verdict == VerdictIllegal || (opts.VisualizeAll && nOps <= VisualizeAllMaxOps && kr.Verdict == VerdictOK)) {
-				todo = append(todo, i)
+			if keys[i] != nil && kr.Ops > 0 && wantViz(kr.Verdict) {
+				vk, vr, at = append(vk, keys[i]), append(vr, kr), append(at, i)
 			}
 		}
-		vizErr = visualizeKeys(ctx, keys, res.Keys, todo, opts)
+		vizErr = visualizeKeys(ctx, vk, vr, seq(len(vk)), opts)
+		for j, i := range at {
+			res.Keys[i].Visualization = vr[j].Visualization
+		}
 	}
 
 	res.Verdict = VerdictOK
@@ -249,33 +293,32 @@ func verdictRank(v Verdict) int {
 	return 3
 }
 
-// searchKeys decides every segment of every key in rounds of growing
-// slices, so one hard segment cannot starve the others: round r gives each
-// undecided segment budget/64·4^r (at least firstSlice), restarting its
-// search from scratch, which wastes at most a third of the time spent on
-// it. The last round gets whatever budget is left. Once a segment is
-// illegal the history's verdict is settled, and segments still undecided
-// after that round stay Unknown rather than spend the rest of the budget.
-// Each key's verdict and elapsed time are then filled into results.
-func searchKeys(ctx context.Context, keys []*keyHistory, results []KeyResult, deadline time.Time, budget time.Duration, workers int) {
-	lateFirst(ctx, keys, deadline, max(budget/64, firstSlice), workers)
-	type unit struct{ key, seg int }
-	var units []unit
-	for k, kh := range keys {
-		kh.verdicts = make([]Verdict, len(kh.segs))
-		kh.elapsed = make([]time.Duration, len(kh.segs))
-		for s := range kh.segs {
-			kh.verdicts[s] = VerdictUnknown
-			if kh.lateOK {
-				kh.verdicts[s] = VerdictOK
-				continue
+// keyVerdict sets kr's verdict and elapsed time from kh's segments and
+// returns the verdict.
+func keyVerdict(kh *keyHistory, kr *KeyResult) Verdict {
+	v := VerdictOK
+	kr.Elapsed = kh.lateTime
+	for s := range kh.segs {
+		kr.Elapsed += kh.elapsed[s]
+		switch kh.verdicts[s] {
+		case VerdictIllegal:
+			v = VerdictIllegal
+		case VerdictUnknown:
+			if v == VerdictOK {
+				v = VerdictUnknown
 			}
-			units = append(units, unit{k, s})
 		}
 	}
-	size := func(u unit) int { sg := keys[u.key].segs[u.seg]; return sg.hi - sg.lo }
-	// Biggest first, so a long segment does not start last in its round.
-	slices.SortStableFunc(units, func(a, b unit) int { return cmp.Compare(size(b), size(a)) })
+	kr.Verdict = v
+	return v
+}
+
+// firstRound tries the late variants (lateFirst), then walks every
+// segment (witness), then searches each segment the witness did not
+// explain for at most slice. It reports whether a segment is illegal.
+func firstRound(ctx context.Context, keys []*keyHistory, deadline time.Time, slice time.Duration, workers int) bool {
+	lateFirst(ctx, keys, deadline, slice, workers)
+	units := keyUnits(keys)
 	// First, without searching: a witness is a linearization, so its Ok is
 	// final; segments it cannot explain are searched.
 	parallel(workers, len(units), func(i int) {
@@ -289,13 +332,61 @@ func searchKeys(ctx context.Context, keys []*keyHistory, results []KeyResult, de
 		}
 		kh.elapsed[s] += time.Since(t0)
 	})
+	return searchRounds(ctx, keys, units, deadline, slice, workers, true)
+}
+
+// laterRounds searches the undecided segments of keys in rounds, the
+// first of slice, each next one four times longer.
+func laterRounds(ctx context.Context, keys []*keyHistory, deadline time.Time, slice time.Duration, workers int) {
+	searchRounds(ctx, keys, keyUnits(keys), deadline, slice, workers, false)
+}
+
+type unit struct{ key, seg int }
+
+// keyUnits lists the undecided segments of keys, biggest first, so a long
+// segment does not start last in its round. It sets up the per-segment
+// verdicts on first use.
+func keyUnits(keys []*keyHistory) []unit {
+	var units []unit
+	for k, kh := range keys {
+		if kh.verdicts == nil {
+			kh.verdicts = make([]Verdict, len(kh.segs))
+			kh.elapsed = make([]time.Duration, len(kh.segs))
+			for s := range kh.segs {
+				kh.verdicts[s] = VerdictUnknown
+				if kh.lateOK {
+					kh.verdicts[s] = VerdictOK
+				}
+			}
+		}
+		for s := range kh.segs {
+			if kh.verdicts[s] == VerdictUnknown {
+				units = append(units, unit{k, s})
+			}
+		}
+	}
+	size := func(u unit) int { sg := keys[u.key].segs[u.seg]; return sg.hi - sg.lo }
+	slices.SortStableFunc(units, func(a, b unit) int { return cmp.Compare(size(b), size(a)) })
+	return units
+}
+
+// searchRounds decides the undecided units in rounds of growing slices,
+// so one hard segment cannot starve the others: round r gives each
+// undecided segment budget/64·4^r (at least firstSlice), restarting its
+// search from scratch, which wastes at most a third of the time spent on
+// it. The last round gets whatever budget is left. Once a segment is
+// illegal the history's verdict is settled, and segments still undecided
+// after that round stay Unknown rather than use the rest of the budget.
+// With once set it runs one round (checkStore runs the first round batch
+// by batch, the later ones on the keys left undecided). It reports whether
+// a segment is illegal.
+func searchRounds(ctx context.Context, keys []*keyHistory, units []unit, deadline time.Time, slice time.Duration, workers int, once bool) bool {
 	var todo []int
 	for i, u := range units {
 		if keys[u.key].verdicts[u.seg] != VerdictOK {
 			todo = append(todo, i)
 		}
 	}
-	slice := max(budget/64, firstSlice)
 	for len(todo) > 0 && ctx.Err() == nil && time.Now().Before(deadline) {
 		if time.Until(deadline) < 2*slice {
 			slice = time.Until(deadline) // last round: all that is left
@@ -316,28 +407,13 @@ func searchKeys(ctx context.Context, keys []*keyHistory, results []KeyResult, de
 				illegal = true
 			}
 		}
-		if illegal {
-			break
+		if illegal || once {
+			return illegal
 		}
 		todo = next
 		slice *= 4
 	}
-	for k, kh := range keys {
-		v := VerdictOK
-		results[k].Elapsed += kh.lateTime
-		for s := range kh.segs {
-			results[k].Elapsed += kh.elapsed[s]
-			switch kh.verdicts[s] {
-			case VerdictIllegal:
-				v = VerdictIllegal
-			case VerdictUnknown:
-				if v == VerdictOK {
-					v = VerdictUnknown
-				}
-			}
-		}
-		results[k].Verdict = v
-	}
+	return false
 }
 
 // lateFirst decides the keys that have a late variant (see lateVariant)
@@ -465,27 +541,24 @@ func verdictOf(res porcupine.CheckResult, stop *atomic.Bool) Verdict {
 	return VerdictUnknown
 }
 
-// partition groups ops by key and prepares each key (partitionGroups).
+// partition prepares each key of ops for the search (tests).
 func partition(ops []Operation, workers int) []*keyHistory {
-	g := newGrouper()
+	st := newOpStore("")
+	defer st.close()
 	for _, op := range ops {
-		g.add(op)
+		if err := st.add(op); err != nil {
+			panic(err)
+		}
 	}
-	return partitionGroups(g, workers)
-}
-
-// partitionGroups prepares each key of g for the search: drops what
-// cannot matter, prunes and bounds unknown writes, remaps clients. Each
-// key's operations are released once it is prepared. Keys come back
-// sorted.
-func partitionGroups(g *grouper, workers int) []*keyHistory {
-	groups := g.groups
-	g.groups, g.byKey = nil, nil
-	slices.SortFunc(groups, func(a, b keyGroup) int { return strings.Compare(a.key, b.key) })
-	out := make([]*keyHistory, len(groups))
-	parallel(workers, len(groups), func(i int) {
-		out[i] = prepareKey(groups[i].key, groups[i].ops)
-		groups[i].ops = nil
+	order := seq(len(st.keys))
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(st.keys[a].key, st.keys[b].key) })
+	out := make([]*keyHistory, len(order))
+	parallel(workers, len(order), func(i int) {
+		ops, err := st.load(order[i])
+		if err != nil {
+			panic(err)
+		}
+		out[i] = prepareKey(st.keys[order[i]].key, ops)
 	})
 	return out
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -272,6 +271,7 @@ type Reader struct {
 	// Torn is set when the file's last line had no newline and did not
 	// parse: a write cut short by a kill, ignored (see doc.go, "Streaming").
 	Torn bool
+	strs map[string]string // see intern
 }
 
 // invokeKey names an operation across its invoke and completed lines.
@@ -326,7 +326,7 @@ func (r *Reader) Next() (Operation, error) {
 		if len(raw) == 0 {
 			continue
 		}
-		op, msg := decodeLine(raw)
+		op, msg := decodeLineFast(raw, r.intern)
 		if r.unterminated && strings.HasPrefix(msg, malformed) {
 			// A torn last line: the recorder was killed inside a
 			// write. Every line before it is whole, and nothing after
@@ -348,12 +348,32 @@ func (r *Reader) Next() (Operation, error) {
 		if msg == "" {
 			msg = r.check.add(op, r.lineNo)
 		}
+		if msg == needFullCheck {
+			r.err = errNeedFullCheck
+			return Operation{}, r.err
+		}
 		if msg != "" {
 			r.err = &InputError{File: r.name, Line: r.lineNo, Msg: msg}
 			return Operation{}, r.err
 		}
 		return op, nil
 	}
+}
+
+// intern shares the texts that repeat from line to line (keys, nodes,
+// error texts), so a long history does not hold a copy of each per line.
+func (r *Reader) intern(b []byte) string {
+	if s, ok := r.strs[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(b) <= 256 && len(r.strs) < 1<<14 {
+		if r.strs == nil {
+			r.strs = map[string]string{}
+		}
+		r.strs[s] = s
+	}
+	return s
 }
 
 // invoke holds an invoke line until its completion.
@@ -398,7 +418,10 @@ func (r *Reader) nextUncompleted() (Operation, error) {
 	}
 	il := r.tail[0]
 	r.tail = r.tail[1:]
-	if msg := r.check.add(il.op, il.line); msg != "" {
+	if msg := r.check.add(il.op, il.line); msg == needFullCheck {
+		r.err = errNeedFullCheck
+		return Operation{}, r.err
+	} else if msg != "" {
 		r.err = &InputError{File: r.name, Line: il.line, Msg: msg}
 		return Operation{}, r.err
 	}
@@ -443,6 +466,22 @@ func decodeLine(raw []byte) (Operation, string) {
 	if err := json.Unmarshal(raw, &l); err != nil {
 		return Operation{}, malformed + err.Error()
 	}
+	return finishLine(&l)
+}
+
+// decodeLineFast is decodeLine through fastLine when the line is plain.
+func decodeLineFast(raw []byte, intern func([]byte) string) (Operation, string) {
+	var l line
+	var vals fastVals
+	if fastLine(raw, &l, &vals, intern) {
+		return finishLine(&l)
+	}
+	return decodeLine(raw)
+}
+
+// finishLine checks what a line's fields say together and makes the
+// operation.
+func finishLine(l *line) (Operation, string) {
 	switch {
 	case l.Client == nil:
 		return Operation{}, `missing required field "client"`
@@ -554,9 +593,25 @@ const forever = int64(^uint64(0) >> 1)
 // history. It keeps each client's spans sorted by call, so a history written
 // in any order is judged exactly; the common case (a client's operations
 // arrive in order) is an append.
+//
+// A lean check keeps only the latest return of each client instead: while
+// each client's operations arrive in order, each beginning no earlier than
+// the previous one returned, no two can overlap, and that is all a
+// recorder writes. The first operation that does not is answered with
+// needFullCheck, and the file is read again with the full check
+// (ScanFile), which then judges it exactly, message included. So memory
+// is per client, not per operation, for any file a recorder wrote.
 type clientCheck struct {
 	byClient map[int][]span
+	lean     bool
+	lastRet  map[int]int64
 }
+
+// needFullCheck is clientCheck.add's answer when a lean check cannot
+// decide; errNeedFullCheck is what the Reader returns then.
+const needFullCheck = "\x00 needs the full check"
+
+var errNeedFullCheck = errors.New("histories: operations out of order: read again with the full check")
 
 func (c *clientCheck) add(op Operation, lineNo int) string {
 	s := span{call: op.Call, ret: op.Return, line: lineNo}
@@ -564,6 +619,13 @@ func (c *clientCheck) add(op Operation, lineNo int) string {
 		// Unknown and never returned: the client is occupied for good,
 		// which is why a recorder moves on under a new client id.
 		s.ret = forever
+	}
+	if c.lean {
+		if last, seen := c.lastRet[op.Client]; seen && s.call < last {
+			return needFullCheck
+		}
+		c.lastRet[op.Client] = s.ret
+		return ""
 	}
 	spans := c.byClient[op.Client]
 	i, _ := slices.BinarySearchFunc(spans, s, func(a, b span) int {
@@ -604,23 +666,12 @@ func overlapMsg(client int, other span) string {
 
 // ReadFile reads and validates a whole history file.
 func ReadFile(path string) ([]Operation, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("histories: %w", err)
-	}
-	defer f.Close()
-	r := NewReader(f, path)
 	var ops []Operation
-	for {
-		op, err := r.Next()
-		if err == io.EOF {
-			return ops, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		ops = append(ops, op)
+	err := ScanFile(path, func(op Operation) error { ops = append(ops, op); return nil })
+	if err != nil {
+		return nil, err
 	}
+	return ops, nil
 }
 
 // ValidateAll applies the reader's checks to operations held in memory (a

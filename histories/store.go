@@ -43,7 +43,7 @@ var spillLimit = 64 << 20
 
 // maxInterned caps the interned node and error texts: nodes are few, but
 // error texts may all differ, and those are kept inline instead.
-const maxInterned = 1 << 16
+var maxInterned = 1 << 16
 
 func newOpStore(tempDir string) *opStore {
 	return &opStore{byKey: map[string]int{}, strIx: map[string]int{}, tempDir: tempDir}

@@ -184,25 +184,54 @@ func (r *Recorder) Close() error {
 // ScanFile reads the history at path one operation at a time, validating as
 // ReadFile does, and calls fn with each (an invoke line without completion
 // comes last, as unknown). It holds one operation, not the file: what a
-// summary over a long recording should use. fn's error stops the scan and
-// is returned.
+// summary over a long recording should use. Its check that no client
+// overlaps itself keeps one time per client while each client's operations
+// come in order (as a recorder writes them); at the first that does not, it
+// reads the file again from the start with the full check, passing over the
+// operations fn already had. fn's error stops the scan and is returned.
 func ScanFile(path string, fn func(Operation) error) error {
+	delivered, lean := 0, true
+	for {
+		again, err := scanOnce(path, lean, delivered, func(op Operation) error {
+			delivered++
+			return fn(op)
+		})
+		if !again {
+			return err
+		}
+		lean = false
+	}
+}
+
+// scanOnce reads path, passing over the first skip operations; again
+// reports that a lean check needs the full one.
+func scanOnce(path string, lean bool, skip int, fn func(Operation) error) (again bool, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("histories: %w", err)
+		return false, fmt.Errorf("histories: %w", err)
 	}
 	defer f.Close()
 	r := NewReader(f, path)
+	if lean {
+		r.check = clientCheck{lean: true, lastRet: map[int]int64{}}
+	}
 	for {
 		op, err := r.Next()
 		if err == io.EOF {
-			return nil
+			return false, nil
+		}
+		if errors.Is(err, errNeedFullCheck) {
+			return true, nil
 		}
 		if err != nil {
-			return err
+			return false, err
+		}
+		if skip > 0 {
+			skip--
+			continue
 		}
 		if err := fn(op); err != nil {
-			return err
+			return false, err
 		}
 	}
 }

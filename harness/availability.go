@@ -209,32 +209,30 @@ func (s okSeries) firstAfter(t, limit int64) (int64, bool) {
 // throughput is the ok operations outside faults and recoveries divided by
 // that time.
 func MeasureAvailability(ops []histories.Operation, events []nemesis.Event, duration time.Duration) Availability {
+	return measureAvailability(runHistoryOf(ops, duration), events, duration)
+}
+
+// measureAvailability is MeasureAvailability from the pass over the
+// history (RunHistory).
+func measureAvailability(h *RunHistory, events []nemesis.Event, duration time.Duration) Availability {
 	end := int64(duration)
 	a := Availability{
 		UnavailableBelow: UnavailableBelow, BackAt: BackAt, BackWindowMS: ms(int64(BackWindow)),
 	}
-	var all, reads, writes [][2]int64
-	hasReads, hasWrites := false, false
-	for _, o := range ops {
-		if o.Call >= end || o.Call < 0 {
-			continue // the end-of-run checks' operations come after the workload
+	// Only what the workload did: the end-of-run checks' operations come
+	// after it.
+	during := func(ps [][2]int64) [][2]int64 {
+		var out [][2]int64
+		for _, p := range ps {
+			if p[0] >= 0 && p[0] < end && p[1] < end {
+				out = append(out, p)
+			}
 		}
-		if o.IsWrite() {
-			hasWrites = true
-		} else {
-			hasReads = true
-		}
-		if o.Outcome != histories.OK || o.Return >= end {
-			continue
-		}
-		p := [2]int64{o.Call, o.Return}
-		all = append(all, p)
-		if o.IsWrite() {
-			writes = append(writes, p)
-		} else {
-			reads = append(reads, p)
-		}
+		return out
 	}
+	reads, writes := during(h.OKReads), during(h.OKWrites)
+	all := append(append(make([][2]int64, 0, len(reads)+len(writes)), reads...), writes...)
+	hasReads, hasWrites := h.ReadsBefore, h.WritesBefore
 	if end <= 0 {
 		return a
 	}
@@ -427,9 +425,9 @@ func faultFigures(w faultWindow, rate, readRate, writeRate *float64, okAll, okR,
 // ran, the faults of <dir>/nemesis.jsonl. A nemesis log that does not read
 // leaves the faults out rather than the figures: the whole run is then
 // judged as if healthy, which the report's fault table makes plain.
-func availabilityOf(dir string, ops []histories.Operation, duration time.Duration) *Availability {
+func availabilityOf(dir string, h *RunHistory, duration time.Duration) *Availability {
 	events, _ := nemesis.ReadEventsFile(filepath.Join(dir, "nemesis.jsonl"))
-	a := MeasureAvailability(ops, events, duration)
+	a := measureAvailability(h, events, duration)
 	return &a
 }
 

@@ -344,7 +344,7 @@ func (s *nemesisSidecar) Healed() error {
 // Finish implements Sidecar: it measures recovery from the history and
 // the events, puts it into the summary, and returns the fault intervals for
 // the timelines.
-func (s *nemesisSidecar) Finish(sum *Summary, ops []histories.Operation) []histories.Annotation {
+func (s *nemesisSidecar) Finish(sum *Summary, h *RunHistory) []histories.Annotation {
 	info := s.info
 	sum.Nemesis = &info
 	events, err := nemesis.ReadEventsFile(s.path)
@@ -352,13 +352,9 @@ func (s *nemesisSidecar) Finish(sum *Summary, ops []histories.Operation) []histo
 		sum.Recovery = []nemesis.Recovery{}
 		return nil
 	}
-	a := nemesis.Analyze(ops, events)
+	a := nemesis.AnalyzeOK(h.OKReads, h.OKWrites, events)
 	sum.Recovery, sum.RecoveryByKind = a.Recovery, a.ByKind
-	var end int64
-	for _, o := range ops {
-		end = max(end, o.Return, o.Call)
-	}
-	return nemesis.Annotations(events, end)
+	return nemesis.Annotations(events, h.End)
 }
 
 // visualizeFaults makes sure the faults are on at least one Porcupine
@@ -366,20 +362,20 @@ func (s *nemesisSidecar) Finish(sum *Summary, ops []histories.Operation) []histo
 // passing nemesis run of any length would otherwise show its faults on no
 // timeline at all; the key of the final write is drawn on its own (a few
 // hundred operations) with the fault annotations.
-func (s *nemesisSidecar) visualizeFaults(ctx context.Context, ops []histories.Operation, ann []histories.Annotation, dir string, sum *Summary, log io.Writer) {
-	if len(sum.Visualizations) > 0 || len(ops) == 0 {
+func (s *nemesisSidecar) visualizeFaults(ctx context.Context, h *RunHistory, ann []histories.Annotation, dir string, sum *Summary, log io.Writer) {
+	if len(sum.Visualizations) > 0 || h.Ops == 0 {
 		return
 	}
 	key := workload.KeyNames(1)[0]
-	var mine []histories.Operation
-	for _, o := range ops {
-		if o.Key == key {
-			mine = append(mine, o)
-		}
-	}
-	if len(mine) == 0 || len(mine) > histories.VisualizeAllMaxOps {
+	if n := h.KeyOps[key]; n == 0 || n > histories.VisualizeAllMaxOps {
 		return
 	}
+	byKey, err := h.Keys(key)
+	if err != nil {
+		fmt.Fprintf(log, "warning: fault timeline: %v\n", err)
+		return
+	}
+	mine := byKey[key]
 	res, err := histories.Check(ctx, mine, histories.CheckOptions{
 		Budget: 30 * time.Second, VisualizeDir: filepath.Join(dir, "porcupine"), VisualizeAll: true, Annotations: ann,
 	})

@@ -92,9 +92,9 @@ func TestProgressStatusLine(t *testing.T) {
 // faultySidecar claims a fault is active for the whole run.
 type faultySidecar struct{}
 
-func (faultySidecar) Run(ctx context.Context, _ SidecarEnv) error                   { <-ctx.Done(); return nil }
-func (faultySidecar) Finish(*Summary, []histories.Operation) []histories.Annotation { return nil }
-func (faultySidecar) ActiveFaults() []string                                        { return []string{"pause n1"} }
+func (faultySidecar) Run(ctx context.Context, _ SidecarEnv) error         { <-ctx.Done(); return nil }
+func (faultySidecar) Finish(*Summary, *RunHistory) []histories.Annotation { return nil }
+func (faultySidecar) ActiveFaults() []string                              { return []string{"pause n1"} }
 
 // syncBuffer is a bytes.Buffer safe for the run's goroutines.
 type syncBuffer struct {

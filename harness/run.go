@@ -85,9 +85,10 @@ type Sidecar interface {
 	// interrupt) and must return promptly then. An error fails the run.
 	Run(ctx context.Context, env SidecarEnv) error
 	// Finish is called once, after the workload stopped and the cluster was
-	// closed and before the check, with the history. It may add to the
-	// summary and returns annotations for the visualizations' timelines.
-	Finish(s *Summary, ops []histories.Operation) []histories.Annotation
+	// closed and before the check, with what one pass over the history
+	// gathered. It may add to the summary and returns annotations for the
+	// visualizations' timelines.
+	Finish(s *Summary, h *RunHistory) []histories.Annotation
 }
 
 // Healer is a sidecar that injects faults: the end-of-run checks ask it
@@ -355,23 +356,25 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 			runErr = errors.Join(runErr, err)
 		}
 	}
-	ops, err := histories.ReadFile(histPath)
+	// One pass over the file: a long run's history is never held whole.
+	hist, err := readRunHistory(histPath, r.duration)
 	if err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("reading the history back: %w", err))
 	}
-	s.countOps(ops, r.duration)
+	s.applyCounts(&hist.counts, r.duration)
 	var annotations []histories.Annotation
 	for _, sc := range cfg.Sidecars {
-		annotations = append(annotations, sc.Finish(s, ops)...)
+		annotations = append(annotations, sc.Finish(s, hist)...)
 	}
 	// availability: healthy throughput and unavailable time (availability.go).
-	s.Availability = availabilityOf(dir, ops, r.duration)
+	s.Availability = availabilityOf(dir, hist, r.duration)
+	hist.counts = opCounts{} // the latencies are summarised
 	if cfg.Compare != "" {
 		s.Compare = relLink(dir, cfg.Compare)
 	}
 
 	if runErr == nil || errors.Is(runErr, ErrInfrastructure) {
-		fmt.Fprintf(log, "checking %d operations (budget %v)\n", len(ops), cfg.CheckBudget)
+		fmt.Fprintf(log, "checking %d operations (budget %v)\n", hist.Ops, cfg.CheckBudget)
 		check, err := histories.CheckFile(ctx, histPath, histories.CheckOptions{
 			Budget:       cfg.CheckBudget,
 			Workers:      cfg.CheckWorkers,
@@ -395,9 +398,9 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 			}
 			res.Check = check
 			s.applyCheck(check, dir)
-			visualizePassing(ctx, ops, annotations, dir, s, log) // a handful of keys (visualize.go)
+			visualizePassing(ctx, hist, annotations, dir, s, log) // a handful of keys (visualize.go)
 			if nem != nil {
-				nem.visualizeFaults(ctx, ops, annotations, dir, s, log)
+				nem.visualizeFaults(ctx, hist, annotations, dir, s, log)
 			}
 		}
 	}

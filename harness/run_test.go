@@ -406,5 +406,5 @@ func TestRunDirsAndLatest(t *testing.T) {
 
 type sidecarFunc func(ctx context.Context, env SidecarEnv) error
 
-func (f sidecarFunc) Run(ctx context.Context, env SidecarEnv) error                 { return f(ctx, env) }
-func (f sidecarFunc) Finish(*Summary, []histories.Operation) []histories.Annotation { return nil }
+func (f sidecarFunc) Run(ctx context.Context, env SidecarEnv) error       { return f(ctx, env) }
+func (f sidecarFunc) Finish(*Summary, *RunHistory) []histories.Annotation { return nil }

@@ -139,28 +139,19 @@ var kinds = []histories.Kind{histories.Get, histories.Put, histories.Append, his
 // the history. Latency is measured call to return on the run's monotonic
 // clock, so it includes the client library and the harness.
 func (s *Summary) countOps(ops []histories.Operation, duration time.Duration) {
+	s.applyCounts(&runHistoryOf(ops, duration).counts, duration)
+}
+
+// applyCounts is countOps from counts gathered in the pass over the
+// history (RunHistory).
+func (s *Summary) applyCounts(c *opCounts, duration time.Duration) {
 	s.DurationS = duration.Seconds()
-	s.OpsTotal, s.OpsOK, s.OpsFail, s.OpsInfo = len(ops), 0, 0, 0
-	s.OpsByKind = map[string]map[string]int{}
-	lat := map[histories.Kind][]int64{}
+	s.OpsTotal, s.OpsOK, s.OpsFail, s.OpsInfo = c.total, c.ok, c.fail, c.info
+	s.OpsByKind = c.byKind
+	lat := c.lat
 	var all []int64
-	for _, op := range ops {
-		k := string(op.Op)
-		if s.OpsByKind[k] == nil {
-			s.OpsByKind[k] = map[string]int{}
-		}
-		s.OpsByKind[k][string(op.Outcome)]++
-		switch op.Outcome {
-		case histories.OK:
-			s.OpsOK++
-			d := op.Return - op.Call
-			lat[op.Op] = append(lat[op.Op], d)
-			all = append(all, d)
-		case histories.Fail:
-			s.OpsFail++
-		default:
-			s.OpsInfo++
-		}
+	for _, k := range kinds {
+		all = append(all, lat[k]...)
 	}
 	s.ThroughputByOp = map[string]float64{}
 	s.Latency = map[string]Latency{}

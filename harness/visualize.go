@@ -26,21 +26,16 @@ const passingKeysDrawn = 4
 // with the fault annotations, each checked on its own under a short
 // budget; keys too long to draw are skipped. Failures are logged: the
 // verdict stands without them.
-func visualizePassing(ctx context.Context, ops []histories.Operation, ann []histories.Annotation, dir string, s *Summary, log io.Writer) {
-	if s.Verdict != string(histories.VerdictOK) || len(ops) == 0 {
+func visualizePassing(ctx context.Context, h *RunHistory, ann []histories.Annotation, dir string, s *Summary, log io.Writer) {
+	if s.Verdict != string(histories.VerdictOK) || h.Ops == 0 {
 		return
 	}
-	byKey := map[string][]histories.Operation{}
-	infos := map[string]int{}
-	for _, o := range ops {
-		byKey[o.Key] = append(byKey[o.Key], o)
-		if o.Outcome == histories.Info {
-			infos[o.Key]++
+	infos := h.KeyInfos
+	keys := make([]string, 0, len(h.KeyOps))
+	for k, n := range h.KeyOps {
+		if n <= histories.VisualizeAllMaxOps { // longer keys are not drawn
+			keys = append(keys, k)
 		}
-	}
-	keys := make([]string, 0, len(byKey))
-	for k := range byKey {
-		keys = append(keys, k)
 	}
 	first := workload.KeyNames(1)[0]
 	sort.Slice(keys, func(i, j int) bool {
@@ -53,6 +48,16 @@ func visualizePassing(ctx context.Context, ops []histories.Operation, ann []hist
 		}
 		return a < b
 	})
+	keys = keys[:min(len(keys), passingKeysDrawn)]
+	if len(keys) == 0 {
+		return
+	}
+	// Only the keys drawn are read back: a few thousand operations.
+	byKey, err := h.Keys(keys...)
+	if err != nil {
+		fmt.Fprintf(log, "warning: timelines: %v\n", err)
+		return
+	}
 	drawn := map[string]bool{}
 	for _, v := range s.Visualizations {
 		drawn[v] = true

@@ -44,21 +44,45 @@ type Recovery struct {
 // and failed injections (and heals) get no entry: nothing happened to recover
 // from. It is a pure function of its inputs.
 func Recoveries(ops []histories.Operation, events []Event) []Recovery {
-	// rs and ws: ok reads and writes as (call, return), sorted by call;
-	// all: every ok return, sorted.
-	type cr struct{ call, ret int64 }
-	var rs, ws []cr
-	var all []int64
+	var reads, writes [][2]int64
 	for _, o := range ops {
 		if o.Outcome != histories.OK {
 			continue
 		}
-		all = append(all, o.Return)
 		if o.IsWrite() {
-			ws = append(ws, cr{o.Call, o.Return})
+			writes = append(writes, [2]int64{o.Call, o.Return})
 		} else {
-			rs = append(rs, cr{o.Call, o.Return})
+			reads = append(reads, [2]int64{o.Call, o.Return})
 		}
+	}
+	return recoveriesOK(reads, writes, events)
+}
+
+// AnalyzeOK is Analyze from the (call, return) of the ok reads and ok
+// writes alone, which is all it looks at: a run's post-run pass keeps
+// those rather than the whole history.
+func AnalyzeOK(reads, writes [][2]int64, events []Event) Analysis {
+	rs := recoveriesOK(reads, writes, events)
+	if rs == nil {
+		rs = []Recovery{}
+	}
+	return Analysis{Recovery: rs, ByKind: SummarizeRecoveries(rs)}
+}
+
+func recoveriesOK(reads, writes [][2]int64, events []Event) []Recovery {
+	// rs and ws: ok reads and writes as (call, return), sorted by call;
+	// all: every ok return, sorted.
+	type cr struct{ call, ret int64 }
+	rs := make([]cr, 0, len(reads))
+	ws := make([]cr, 0, len(writes))
+	all := make([]int64, 0, len(reads)+len(writes))
+	for _, p := range reads {
+		rs = append(rs, cr{p[0], p[1]})
+		all = append(all, p[1])
+	}
+	for _, p := range writes {
+		ws = append(ws, cr{p[0], p[1]})
+		all = append(all, p[1])
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	byCall := func(xs []cr) {

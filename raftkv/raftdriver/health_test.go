@@ -30,7 +30,7 @@ func (k killBehindTheHarness) Run(ctx context.Context, env harness.SidecarEnv) e
 	return nil
 }
 
-func (killBehindTheHarness) Finish(*harness.Summary, []histories.Operation) []histories.Annotation {
+func (killBehindTheHarness) Finish(*harness.Summary, *harness.RunHistory) []histories.Annotation {
 	return nil
 }
 

@@ -79,6 +79,36 @@
 // (InFlightError), flushes, syncs and closes. After a run, read the file
 // back with ScanFile (one operation at a time) rather than keeping it.
 //
+// # Memory
+//
+// Check and CheckFile never hold a history as Operations. As it is read,
+// each operation the check keeps is appended to its key's buffer in a
+// compact encoding (opStore: a flag byte, varints for client, call and
+// return − call, the value, expect and output bytes, node and error texts
+// interned), a few dozen bytes each; past 64 MiB of buffers they all go to
+// one temporary file, unlinked as soon as it is created. Keys are then
+// prepared and searched in batches of at most 250,000 operations (a key
+// longer than that alone): each batch gets the late variants, the witness
+// and the first search round, and a key decided there is dropped at once.
+// Only undecided keys stay for the later rounds, and illegal keys (up to a
+// million operations) for their drawings. So memory is the store's bound,
+// one batch and what is still undecided, whatever the length. Rounds keep
+// their meaning: every segment gets its first slice before any gets a
+// second, and after an illegal round nothing is searched further.
+//
+// Reading costs little too. A plain line (the Writer's: no whitespace,
+// known fields once each, strings without escapes, integers) is parsed by
+// hand; any other line goes to encoding/json, which alone decides what it
+// means and what is wrong with it, and a fuzz test requires the two to
+// agree wherever the hand parser answers. Keys and nodes are interned. The
+// check that no client overlaps itself keeps, while each client's
+// operations arrive in order (one beginning no earlier than the last
+// returned, as any recorder writes them), only the last return per
+// client; the first operation that does not makes ScanFile read the file
+// again with the exact check over every span, passing over the operations
+// already delivered, so the verdict and error line never depend on which
+// check ran.
+//
 // # Checking rules, and why they are sound
 //
 // Check answers ok, illegal or unknown for every key and for the history.

@@ -1,9 +1,7 @@
 package chain
 
 import (
-	"bytes"
 	"encoding/binary"
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,13 +13,14 @@ import (
 
 	pb "github.com/chainraft/chainraft/chain/chainpb"
 	"github.com/chainraft/chainraft/internal/wal"
+	"github.com/chainraft/chainraft/internal/wal/waltest"
 )
 
 // fuzzRecord is a log record of the pristine directory: where it is, and
 // the entry it holds if that entry is live (replayed on open).
 type fuzzRecord struct {
-	start, end int
-	seq        uint64 // 0: a dead record
+	waltest.Extent
+	seq uint64 // 0: a dead record
 }
 
 // FuzzStorageReplay writes a chain's log over several segments (and maybe
@@ -65,7 +64,7 @@ func FuzzStorageReplay(f *testing.F) {
 			require.NoError(t, err)
 			require.Equal(t, name != segs[len(segs)-1], sealed, "only the open segment is unsealed")
 			for _, r := range rs {
-				fr := fuzzRecord{start: int(r.Offset), end: int(r.Offset) + wal.RecordHeaderSize + len(r.Body)}
+				fr := fuzzRecord{Extent: waltest.Extent{Start: int(r.Offset), End: int(r.Offset) + wal.RecordHeaderSize + len(r.Body)}}
 				e := &pb.Entry{}
 				require.NoError(t, proto.Unmarshal(r.Body[recordHeader:], e))
 				if binary.LittleEndian.Uint64(r.Body[4:]) == gen && e.Seq > uint64(snap) {
@@ -79,56 +78,21 @@ func FuzzStorageReplay(f *testing.F) {
 			files = append(files, "chain-0.snap")
 		}
 		target := files[int(file)%len(files)]
-		path := filepath.Join(dir, target)
-		orig, err := os.ReadFile(path)
-		require.NoError(t, err)
-		data := bytes.Clone(orig)
-		if op&1 != 0 && len(data) > 0 {
-			data[int(pos)%len(data)] ^= mask
+		d := waltest.DamageFile(t, filepath.Join(dir, target), op, pos, mask, cut)
+		var extents []waltest.Extent
+		for _, r := range recs[target] {
+			extents = append(extents, r.Extent)
 		}
-		if op&2 != 0 {
-			data = data[:int(cut)%(len(data)+1)]
-		}
-		require.NoError(t, os.WriteFile(path, data, 0o644))
-		unchanged := bytes.Equal(data, orig)
-
-		// What the damage did to the target's records.
-		intact := func(r fuzzRecord) bool {
-			return r.end <= len(data) && bytes.Equal(data[r.start:r.end], orig[r.start:r.end])
-		}
-		rs := recs[target]
-		firstBad := len(rs)
-		for i, r := range rs {
-			if !intact(r) {
-				firstBad = i
-				break
-			}
-		}
-		validAfter := false
-		for _, r := range rs[min(firstBad+1, len(rs)):] {
-			validAfter = validAfter || intact(r)
-		}
-		headerOK := len(data) >= wal.LogHeaderSize && bytes.Equal(data[:wal.LogHeaderSize], orig[:wal.LogHeaderSize])
-		isLast := target == segs[len(segs)-1]
+		firstBad, _ := d.Cut(extents)
+		isLast := target == segs[len(segs)-1] // only the open segment may end in a torn write
 
 		s, rec, err := OpenStorage(dir, 1, true)
 		if err != nil {
-			require.True(t, errors.Is(err, ErrCorrupt), "%v", err)
-			require.ErrorContains(t, err, path+": offset ")
-			require.False(t, unchanged, "an undamaged directory was refused: %v", err)
-			if isLast && headerOK && !validAfter {
-				var ce *wal.CorruptError
-				require.True(t, errors.As(err, &ce), "a torn tail was refused: %v", err)
-				require.False(t, slices.ContainsFunc(rs, func(r fuzzRecord) bool { return int64(r.start) == ce.Next }), "a torn tail was refused: %v", err)
-			}
+			d.RequireRefusal(t, err, ErrCorrupt, isLast, extents)
 			return
 		}
 		defer s.Close()
-		if !unchanged {
-			require.True(t, isLast, "damage to %s was accepted", target)
-			require.True(t, headerOK, "a damaged log header was accepted")
-			require.False(t, validAfter, "records dropped with an intact one after them")
-		}
+		d.RequireAcceptable(t, isLast, extents)
 		var want []uint64
 		for _, name := range segs {
 			for i, r := range recs[name] {

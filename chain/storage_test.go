@@ -13,6 +13,7 @@ import (
 
 	pb "github.com/chainraft/chainraft/chain/chainpb"
 	"github.com/chainraft/chainraft/internal/wal"
+	"github.com/chainraft/chainraft/internal/wal/waltest"
 )
 
 func entry(seq uint64, v string) *pb.Entry {
@@ -101,20 +102,14 @@ func writeEntries(t *testing.T, n int) (string, string, []int64) {
 // start instead of silently forgetting them.
 func TestStorageRefusesMidLogCorruption(t *testing.T) {
 	dir, path, offs := writeEntries(t, 3)
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	b[offs[1]+20] ^= 0xff // inside the second record's body
-	require.NoError(t, os.WriteFile(path, b, 0o644))
-	_, _, err = OpenStorage(dir, 1, false)
+	waltest.Flip(t, path, offs[1]+20, 0xff) // inside the second record's body
+	_, _, err := OpenStorage(dir, 1, false)
 	require.ErrorIs(t, err, ErrCorrupt)
 	require.ErrorContains(t, err, fmt.Sprintf("wal-1.log: offset %d: ", offs[1]))
 
 	// The same damage in the last record is a torn write: cut, no error.
 	dir, path, offs = writeEntries(t, 3)
-	b, err = os.ReadFile(path)
-	require.NoError(t, err)
-	b[offs[2]+20] ^= 0xff
-	require.NoError(t, os.WriteFile(path, b, 0o644))
+	waltest.Flip(t, path, offs[2]+20, 0xff)
 	s, rec, err := OpenStorage(dir, 1, false)
 	require.NoError(t, err)
 	require.Len(t, rec.Chains[0].Entries, 2)
@@ -266,14 +261,7 @@ func TestStorageRefusesRecordsItCannotPlace(t *testing.T) {
 
 // Only the open segment may end torn: a sealed one was synced whole.
 func TestStorageTornSealedSegmentIsCorrupt(t *testing.T) {
-	dir := t.TempDir()
-	s, _, err := OpenStorage(dir, 1, false)
-	require.NoError(t, err)
-	s.segMax = 1
-	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(1, "a"), entry(2, "b")}}}))
-	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(3, "c")}}}))
-	require.NoError(t, s.Close())
-	path := filepath.Join(dir, "wal-1.log")
+	dir, path := writeSealedSegment(t)
 	info, err := os.Stat(path)
 	require.NoError(t, err)
 	require.NoError(t, os.Truncate(path, info.Size()-3))
@@ -310,17 +298,10 @@ func TestStoragePinningNamesChainsHoldingOldSegments(t *testing.T) {
 func TestStorageFlippedLengthMidLogRefused(t *testing.T) {
 	for bit := range 32 {
 		dir, path, offs := writeEntries(t, 5)
-		before, err := os.ReadFile(path)
-		require.NoError(t, err)
-		b := bytes.Clone(before)
-		b[offs[1]+int64(bit/8)] ^= 1 << (bit % 8)
-		require.NoError(t, os.WriteFile(path, b, 0o644))
-		_, _, err = OpenStorage(dir, 1, false)
-		require.ErrorIs(t, err, ErrCorrupt, "bit %d", bit)
-		require.ErrorContains(t, err, fmt.Sprintf("%s: offset %d: ", path, offs[1]))
-		after, err := os.ReadFile(path)
-		require.NoError(t, err)
-		require.Equal(t, b, after, "nothing was cut")
+		b := waltest.Flip(t, path, offs[1]+int64(bit/8), 1<<(bit%8))
+		_, _, err := OpenStorage(dir, 1, false)
+		waltest.RequireRefusedAt(t, err, ErrCorrupt, path, offs[1], "bit %d", bit)
+		waltest.RequireUnchanged(t, path, b)
 	}
 }
 
@@ -430,22 +411,14 @@ func TestStorageMissingLogRefused(t *testing.T) {
 // refuses to start. A crash after the seal, before the next segment was
 // created, leaves a sealed last segment: a new one is started after it.
 func TestStorageSealedSegmentCutAtBoundary(t *testing.T) {
-	dir := t.TempDir()
-	s, _, err := OpenStorage(dir, 1, false)
-	require.NoError(t, err)
-	s.segMax = 1
-	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(1, "a"), entry(2, "b")}}}))
-	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(3, "c")}}}))
-	require.NoError(t, s.Close())
-	path := filepath.Join(dir, "wal-1.log")
+	dir, path := writeSealedSegment(t)
 	full, err := os.ReadFile(path)
 	require.NoError(t, err)
 	// wal-1 is the header, two records of 40 bytes, the seal.
 	cut := int64(len(full)) - wal.RecordHeaderSize - 40
 	require.NoError(t, os.WriteFile(path, full[:cut], 0o644))
 	_, _, err = OpenStorage(dir, 1, false)
-	require.ErrorIs(t, err, ErrCorrupt)
-	require.ErrorContains(t, err, fmt.Sprintf("%s: offset %d: ", path, cut))
+	waltest.RequireRefusedAt(t, err, ErrCorrupt, path, cut)
 
 	// wal-1 whole and sealed, wal-2 never created.
 	require.NoError(t, os.WriteFile(path, full, 0o644))
@@ -460,4 +433,18 @@ func TestStorageSealedSegmentCutAtBoundary(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	require.Equal(t, map[string]string{"k": "abd"}, newTestCore(t, 1, rec).Data(0))
+}
+
+// writeSealedSegment writes entries 1 and 2 into a segment that a third
+// entry's write then seals (wal-1.log, its path), with entry 3 in wal-2.
+func writeSealedSegment(t *testing.T) (dir, path string) {
+	t.Helper()
+	dir = t.TempDir()
+	s, _, err := OpenStorage(dir, 1, false)
+	require.NoError(t, err)
+	s.segMax = 1
+	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(1, "a"), entry(2, "b")}}}))
+	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(3, "c")}}}))
+	require.NoError(t, s.Close())
+	return dir, filepath.Join(dir, "wal-1.log")
 }

@@ -1,11 +1,8 @@
 package raftkv
 
 import (
-	"bytes"
-	"errors"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -13,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/chainraft/chainraft/internal/wal"
+	"github.com/chainraft/chainraft/internal/wal/waltest"
 )
 
 // FuzzStorageReplay writes a raft log in batches (new terms and votes on
@@ -51,9 +49,9 @@ func FuzzStorageReplay(f *testing.F) {
 
 		walPath := filepath.Join(dir, walName)
 		type record struct {
-			start, end int
-			ent        *raftpb.Entry
-			hs         *raftpb.HardState
+			waltest.Extent
+			ent *raftpb.Entry
+			hs  *raftpb.HardState
 		}
 		var recs []record
 		pristine, err := os.ReadFile(walPath)
@@ -61,7 +59,7 @@ func FuzzStorageReplay(f *testing.F) {
 		rs, _, _, err := wal.Scan(walPath, pristine, false)
 		require.NoError(t, err)
 		for _, r := range rs {
-			rc := record{start: int(r.Offset), end: int(r.Offset) + wal.RecordHeaderSize + len(r.Body)}
+			rc := record{Extent: waltest.Extent{Start: int(r.Offset), End: int(r.Offset) + wal.RecordHeaderSize + len(r.Body)}}
 			if r.Body[0] == recEntry {
 				rc.ent = &raftpb.Entry{}
 				require.NoError(t, proto.Unmarshal(r.Body[1:], rc.ent))
@@ -76,54 +74,24 @@ func FuzzStorageReplay(f *testing.F) {
 			files = append(files, snapName)
 		}
 		target := files[int(file)%len(files)]
-		path := filepath.Join(dir, target)
-		orig, err := os.ReadFile(path)
-		require.NoError(t, err)
-		data := bytes.Clone(orig)
-		if op&1 != 0 {
-			data[int(pos)%len(data)] ^= mask
-		}
-		if op&2 != 0 {
-			data = data[:int(cut)%(len(data)+1)]
-		}
-		require.NoError(t, os.WriteFile(path, data, 0o644))
-		unchanged := bytes.Equal(data, orig)
-
-		firstBad, validAfter := len(recs), false
-		if target == walName {
-			intact := func(r record) bool {
-				return r.end <= len(data) && bytes.Equal(data[r.start:r.end], orig[r.start:r.end])
+		d := waltest.DamageFile(t, filepath.Join(dir, target), op, pos, mask, cut)
+		isLog := target == walName   // only the log may end in a torn write
+		var extents []waltest.Extent // the records the damage can reach
+		firstBad := len(recs)        // damage elsewhere spares every record
+		if isLog {
+			for _, r := range recs {
+				extents = append(extents, r.Extent)
 			}
-			for i, r := range recs {
-				if !intact(r) {
-					firstBad = i
-					break
-				}
-			}
-			for _, r := range recs[min(firstBad+1, len(recs)):] {
-				validAfter = validAfter || intact(r)
-			}
+			firstBad, _ = d.Cut(extents)
 		}
-		headerOK := target == walName && len(data) >= wal.LogHeaderSize && bytes.Equal(data[:wal.LogHeaderSize], orig[:wal.LogHeaderSize])
 
 		s, rec, err := OpenStorage(dir, true)
 		if err != nil {
-			require.True(t, errors.Is(err, ErrCorrupt), "%v", err)
-			require.ErrorContains(t, err, path+": offset ")
-			require.False(t, unchanged, "an undamaged directory was refused: %v", err)
-			if headerOK && !validAfter {
-				var ce *wal.CorruptError
-				require.True(t, errors.As(err, &ce), "a torn tail was refused: %v", err)
-				require.False(t, slices.ContainsFunc(recs, func(r record) bool { return int64(r.start) == ce.Next }), "a torn tail was refused: %v", err)
-			}
+			d.RequireRefusal(t, err, ErrCorrupt, isLog, extents)
 			return
 		}
 		defer s.Close()
-		if !unchanged {
-			require.Equal(t, walName, target, "damage to %s was accepted", target)
-			require.True(t, headerOK, "a damaged log header was accepted")
-			require.False(t, validAfter, "records dropped with an intact one after them")
-		}
+		d.RequireAcceptable(t, isLog, extents)
 		var want []uint64
 		var commit uint64
 		for _, r := range recs[:firstBad] {

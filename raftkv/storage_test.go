@@ -3,7 +3,6 @@ package raftkv
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/chainraft/chainraft/internal/wal"
+	"github.com/chainraft/chainraft/internal/wal/waltest"
 )
 
 func testEntries(lo, hi, term uint64) []*raftpb.Entry {
@@ -98,10 +98,7 @@ func TestStorageZeroFilledTailTruncated(t *testing.T) {
 func TestStorageCorruptLastRecordTruncated(t *testing.T) {
 	dir := t.TempDir()
 	path, _ := writeLog(t, dir)
-	full, err := os.ReadFile(path)
-	require.NoError(t, err)
-	full[len(full)-1] ^= 0xff // inside the last record (the hard state)
-	require.NoError(t, os.WriteFile(path, full, 0o644))
+	waltest.Flip(t, path, -1, 0xff) // inside the last record (the hard state)
 	_, rec, err := OpenStorage(dir, false)
 	require.NoError(t, err)
 	require.Len(t, rec.Entries, 5)
@@ -111,13 +108,9 @@ func TestStorageCorruptLastRecordTruncated(t *testing.T) {
 func TestStorageCorruptMiddleRefused(t *testing.T) {
 	dir := t.TempDir()
 	path, _ := writeLog(t, dir)
-	full, err := os.ReadFile(path)
-	require.NoError(t, err)
-	full[wal.LogHeaderSize+wal.RecordHeaderSize+2] ^= 0xff // inside the first record, valid ones follow
-	require.NoError(t, os.WriteFile(path, full, 0o644))
-	_, _, err = OpenStorage(dir, false)
-	require.ErrorIs(t, err, ErrCorrupt)
-	require.ErrorContains(t, err, fmt.Sprintf("%s: offset %d: ", path, wal.LogHeaderSize))
+	waltest.Flip(t, path, wal.LogHeaderSize+wal.RecordHeaderSize+2, 0xff) // inside the first record, valid ones follow
+	_, _, err := OpenStorage(dir, false)
+	waltest.RequireRefusedAt(t, err, ErrCorrupt, path, wal.LogHeaderSize)
 }
 
 func TestStorageSnapshotAndRewrite(t *testing.T) {
@@ -152,10 +145,7 @@ func TestStorageSnapshotAndRewrite(t *testing.T) {
 
 	// A damaged snapshot file is refused, not ignored.
 	sp := filepath.Join(dir, snapName)
-	b, err := os.ReadFile(sp)
-	require.NoError(t, err)
-	b[len(b)-1] ^= 1
-	require.NoError(t, os.WriteFile(sp, b, 0o644))
+	waltest.Flip(t, sp, -1, 1)
 	_, _, err = OpenStorage(dir, false)
 	require.ErrorIs(t, err, ErrCorrupt)
 	require.ErrorContains(t, err, sp+": offset ")
@@ -189,11 +179,8 @@ func TestStorageZeroedFirstHeaderRefused(t *testing.T) {
 	clear(b[offs[0] : offs[0]+wal.RecordHeaderSize])
 	require.NoError(t, os.WriteFile(path, b, 0o644))
 	_, _, err = OpenStorage(dir, false)
-	require.ErrorIs(t, err, ErrCorrupt)
-	require.ErrorContains(t, err, fmt.Sprintf("%s: offset %d: ", path, offs[0]))
-	after, err := os.ReadFile(path)
-	require.NoError(t, err)
-	require.Equal(t, b, after, "nothing was cut")
+	waltest.RequireRefusedAt(t, err, ErrCorrupt, path, offs[0])
+	waltest.RequireUnchanged(t, path, b)
 }
 
 // A flipped bit in any length field mid-log is refused, never taken for a
@@ -210,8 +197,7 @@ func TestStorageFlippedLengthMidLogRefused(t *testing.T) {
 			b[off+int64(bit/8)] ^= 1 << (bit % 8)
 			require.NoError(t, os.WriteFile(path, b, 0o644))
 			_, _, err = OpenStorage(dir, false)
-			require.ErrorIs(t, err, ErrCorrupt, "record at %d, bit %d", off, bit)
-			require.ErrorContains(t, err, fmt.Sprintf("%s: offset %d: ", path, off))
+			waltest.RequireRefusedAt(t, err, ErrCorrupt, path, off, "record at %d, bit %d", off, bit)
 		}
 	}
 }
@@ -227,10 +213,7 @@ func TestStorageTermAndVoteNeverLostSilently(t *testing.T) {
 	require.NoError(t, s.Append(hardState(3, 2, 2), nil, true)) // a new term and vote
 	require.NoError(t, s.Close())
 	path := filepath.Join(dir, walName)
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	b[len(b)-1] ^= 0x40 // the last record, the hard state of term 3, reads as torn
-	require.NoError(t, os.WriteFile(path, b, 0o644))
+	waltest.Flip(t, path, -1, 0x40) // the last record, the hard state of term 3, reads as torn
 	s, rec, err := OpenStorage(dir, false)
 	require.NoError(t, err)
 	require.NoError(t, s.Close())

@@ -354,6 +354,9 @@ func Inject(ctx context.Context, t Target, f Fault) (Injection, error) {
 		if net == nil {
 			return inj, fmt.Errorf("%w: delay needs a proxied network", ErrUnsupported)
 		}
+		if err := net.DelayUnsupported(); err != nil {
+			return inj, fmt.Errorf("%w: delay: %v", ErrUnsupported, err)
+		}
 		nodes, err := resolveNodes(ctx, t, f.role(), rng)
 		inj.Targets = nodes
 		if err != nil {

@@ -67,6 +67,49 @@ type Network struct {
 	cuts    map[Cut]int
 	delays  map[Link][]time.Duration // multiset: the largest applies
 	closed  bool
+	// enforcer, when set, carries cuts and delays instead of proxies: the
+	// links in enforced have no proxy (kernel rules on separate hosts).
+	enforcer Enforcer
+	enforced map[Link]bool
+	noDelay  error
+}
+
+// Enforcer applies a network's cuts and delays where its links have no
+// proxies: firewall rules on the hosts the parties run on. It gets the
+// whole state after every change (cuts in force, and the largest delay of
+// each delayed link) and must make it so before returning.
+type Enforcer interface {
+	Enforce(cuts []Cut, delays map[Link]time.Duration) error
+}
+
+// Enforce makes links proxy-free links of n whose cuts and delays e
+// applies; noDelay, when set, is why delay faults cannot be applied (the
+// hosts' kernels lack netem) and DelayUnsupported returns it.
+func (n *Network) Enforce(e Enforcer, links []Link, noDelay error) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return ErrProxyClosed
+	}
+	if n.enforced == nil {
+		n.enforced = map[Link]bool{}
+	}
+	for _, l := range links {
+		if _, dup := n.proxies[l]; dup || n.enforced[l] {
+			return fmt.Errorf("nemesis: link %s added twice", l)
+		}
+		n.enforced[l] = true
+	}
+	n.enforcer, n.noDelay = e, noDelay
+	n.applyAllLocked()
+	return nil
+}
+
+// DelayUnsupported is why delay faults cannot be applied on n, or nil.
+func (n *Network) DelayUnsupported() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.noDelay
 }
 
 // NewNetwork returns an empty network.
@@ -119,8 +162,11 @@ func (n *Network) Addr(from, to string) (string, error) {
 func (n *Network) Links() []Link {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	links := make([]Link, 0, len(n.proxies))
+	links := make([]Link, 0, len(n.proxies)+len(n.enforced))
 	for l := range n.proxies {
+		links = append(links, l)
+	}
+	for l := range n.enforced {
 		links = append(links, l)
 	}
 	sort.Slice(links, func(i, j int) bool {
@@ -242,6 +288,29 @@ func (n *Network) Close() error {
 func (n *Network) applyAllLocked() {
 	for l, p := range n.proxies {
 		n.applyLocked(l, p)
+	}
+	if n.enforcer != nil {
+		cuts := make([]Cut, 0, len(n.cuts))
+		for c, refs := range n.cuts {
+			if refs > 0 {
+				cuts = append(cuts, c)
+			}
+		}
+		sort.Slice(cuts, func(i, j int) bool {
+			if cuts[i].From != cuts[j].From {
+				return cuts[i].From < cuts[j].From
+			}
+			return cuts[i].To < cuts[j].To
+		})
+		delays := map[Link]time.Duration{}
+		for l, ds := range n.delays {
+			for _, d := range ds {
+				delays[l] = max(delays[l], d)
+			}
+		}
+		// The enforcer keeps its own record of a failure (a host that did
+		// not take a rule): the cluster reports it as unplanned.
+		_ = n.enforcer.Enforce(cuts, delays)
 	}
 }
 

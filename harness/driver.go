@@ -22,6 +22,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/chainraft/chainraft/internal/hosts"
 	"github.com/chainraft/chainraft/kv"
 	"github.com/chainraft/chainraft/nemesis"
 )
@@ -88,6 +89,10 @@ type Env struct {
 	// power fault drops it. Off otherwise, so that other runs measure the
 	// store on the bare disk.
 	PowerFS bool
+	// Hosts, when set (--hosts), runs the nodes on these hosts over SSH
+	// instead of on this machine (proccluster.Config.Hosts), and network
+	// faults become firewall rules on them instead of proxies.
+	Hosts *hosts.Pool
 }
 
 // Optional capabilities of a Driver.

@@ -100,6 +100,12 @@ failed or was interrupted, 3 if a verdict is unknown, 0 if all are ok;
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			pool, err := openHosts(ctx, f.hosts, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer closeHosts(pool, cmd.ErrOrStderr())
+			ccfg.Run.Cluster.Hosts = pool
 			out := cmd.OutOrStdout()
 			var results []*harness.CompareResult
 			var errs []error

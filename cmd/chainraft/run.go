@@ -47,6 +47,7 @@ type runFlags struct {
 	nodes          int
 	noFsync        bool
 	nodeCPUs       float64
+	hosts          string
 	readMode       string
 	bug            string
 	requestTimeout time.Duration
@@ -87,6 +88,9 @@ check ran out of budget), 4 the run failed or was interrupted.`,
 			switch f.workload {
 			case "kv":
 			case "lock":
+				if f.hosts != "" {
+					return usageErrorf("run: --hosts runs store nodes; the lock workload has none")
+				}
 				return f.runLock(cmd)
 			default:
 				return usageErrorf("run: --workload must be kv or lock, not %q", f.workload)
@@ -112,6 +116,12 @@ check ran out of budget), 4 the run failed or was interrupted.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			pool, err := openHosts(ctx, f.hosts, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer closeHosts(pool, cmd.ErrOrStderr())
+			cfg.Cluster.Hosts = pool
 			res, err := harness.Run(ctx, cfg)
 			if res != nil {
 				printSummary(cmd.OutOrStdout(), res)
@@ -221,6 +231,7 @@ func (f *runFlags) addFlags(fl *pflag.FlagSet, timeLimit time.Duration) {
 	fl.DurationVar(&f.checkBudget, "check-budget", harness.DefaultCheckBudget, "time budget of the linearizability check")
 	fl.IntVar(&f.nodes, "nodes", 3, "number of store nodes")
 	fl.BoolVar(&f.noFsync, "no-fsync", false, "nodes skip fsync (measurements only: unsafe)")
+	fl.StringVar(&f.hosts, "hosts", "", hostsHelp)
 	fl.Float64Var(&f.nodeCPUs, "node-cpus", 0, "give each node process this many cores of CPU, in a cgroup of its own, so nodes compete like separate servers (needs root and a cgroup cpu controller; 0: no limit)")
 	fl.StringVar(&f.readMode, "read-mode", "", "how the store serves reads: "+readModesHelp()+"; empty: the store's default")
 	fl.DurationVar(&f.requestTimeout, "request-timeout", harness.DefaultRequestTimeout, "deadline of one client operation; past it the outcome is unknown")

@@ -41,6 +41,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chainraft/chainraft/internal/hosts"
 	"github.com/chainraft/chainraft/internal/powerfs"
 	"github.com/chainraft/chainraft/internal/proc"
 	"github.com/chainraft/chainraft/nemesis"
@@ -71,6 +72,29 @@ type Config struct {
 	// PowerFS mounts every node's data directory on powerfs before the
 	// node first starts, for power faults (LoseUnsynced).
 	PowerFS bool
+	// Hosts, when set, runs every node on a host of the pool over SSH
+	// (node id on Hosts.NodeHost(id)) instead of on this machine: see
+	// remote.go.
+	Hosts *hosts.Pool
+	// Binary is the chainraft executable: on hosts, a node started with
+	// it runs a copy made on its host; any other command must be
+	// installed there.
+	Binary string
+}
+
+// process is a node process, here (internal/proc) or on a host.
+type process interface {
+	Pid() int
+	Running() bool
+	Paused() bool
+	Exited() <-chan struct{}
+	ExitErr() error
+	Kill() error
+	Pause() error
+	Resume() error
+	Stop(timeout time.Duration) error
+	Restart() error
+	CPUTime() time.Duration
 }
 
 // Cluster is a set of node processes. Its methods are safe for concurrent
@@ -82,8 +106,11 @@ type Cluster struct {
 	client map[int]string // listen address for clients
 	wiring *nemesis.Wiring
 
+	// fw carries the nemesis's cuts as firewall rules on hosts (nil here).
+	fw *hosts.Firewall
+
 	mu    sync.Mutex
-	procs map[int]*proc.Process
+	procs map[int]process
 	// down holds the nodes the harness took down itself (Kill, Stop), so
 	// that Unplanned can tell them from nodes that died on their own.
 	down map[int]bool
@@ -112,6 +139,9 @@ func New(cfg Config) (*Cluster, error) {
 	} else if len(swept) > 0 {
 		fmt.Fprintf(cfg.Log, "%s: detached %d powerfs mount(s) a killed harness left: %s\n", cfg.Store, len(swept), strings.Join(swept, ", "))
 	}
+	if cfg.Hosts != nil {
+		return newRemote(cfg)
+	}
 	if cfg.PowerFS {
 		if err := powerfs.Available(); err != nil {
 			return nil, fmt.Errorf("%s cluster: power faults: %w", cfg.Store, err)
@@ -126,7 +156,7 @@ func New(cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s cluster: %w", cfg.Store, err)
 	}
-	c := &Cluster{cfg: cfg, ports: ports, peer: map[int]string{}, client: map[int]string{}, procs: map[int]*proc.Process{}, down: map[int]bool{}, disks: map[int]*powerfs.Disk{}}
+	c := &Cluster{cfg: cfg, ports: ports, peer: map[int]string{}, client: map[int]string{}, procs: map[int]process{}, down: map[int]bool{}, disks: map[int]*powerfs.Disk{}}
 	for i := 0; i < ids; i++ {
 		c.peer[i+1] = addrs[i]
 		c.client[i+1] = addrs[i]
@@ -155,9 +185,10 @@ func New(cfg Config) (*Cluster, error) {
 // Proxied reports whether links go through the nemesis's proxies.
 func (c *Cluster) Proxied() bool { return c.wiring != nil }
 
-// Network is the network the cluster is wired through, or nil.
+// Network is the network the cluster is wired through (proxies, or rules
+// on hosts), or nil.
 func (c *Cluster) Network() *nemesis.Network {
-	if c.wiring == nil {
+	if c.wiring == nil && c.fw == nil {
 		return nil
 	}
 	return c.cfg.Network
@@ -207,8 +238,11 @@ func (c *Cluster) ZKConnect(id int) string {
 	return c.wiring.ZKConnect(id)
 }
 
-// DataDir is node id's data directory.
+// DataDir is node id's data directory (on its host, on hosts).
 func (c *Cluster) DataDir(id int) string {
+	if c.cfg.Hosts != nil {
+		return c.remoteDataDir(id)
+	}
 	return filepath.Join(c.cfg.Dir, "nodes", strconv.Itoa(id))
 }
 
@@ -226,6 +260,9 @@ func (c *Cluster) Start(id int, path string, args, env []string) error {
 	c.mu.Unlock()
 	if dup {
 		return fmt.Errorf("%s cluster: node %d started twice", c.cfg.Store, id)
+	}
+	if c.cfg.Hosts != nil {
+		return c.startRemote(id, path, args, env)
 	}
 	if err := c.mountDisk(id); err != nil {
 		return err
@@ -275,6 +312,9 @@ func (c *Cluster) LoseUnsynced(id int) error {
 	if err != nil {
 		return err
 	}
+	if c.cfg.Hosts != nil {
+		return fmt.Errorf("%w: power faults need powerfs, which runs on this machine only", nemesis.ErrUnsupported)
+	}
 	if p.Running() {
 		return fmt.Errorf("%s cluster: node %d is running: kill it before cutting its power", c.cfg.Store, id)
 	}
@@ -321,15 +361,40 @@ func (c *Cluster) IDs() []int {
 	return out
 }
 
-// Process is node id's process, or nil.
+// Process is node id's process, or nil (on hosts too: see Pid).
 func (c *Cluster) Process(id int) *proc.Process {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, _ := c.procs[id].(*proc.Process)
+	return p
+}
+
+// Has reports whether node id was started.
+func (c *Cluster) Has(id int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.procs[id] != nil
+}
+
+// Pid is node id's current process id (on its host, on hosts), 0 if none.
+func (c *Cluster) Pid(id int) int {
+	c.mu.Lock()
+	p := c.procs[id]
+	c.mu.Unlock()
+	if p == nil {
+		return 0
+	}
+	return p.Pid()
+}
+
+func (c *Cluster) proc(id int) process {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.procs[id]
 }
 
-func (c *Cluster) must(id int) (*proc.Process, error) {
-	if p := c.Process(id); p != nil {
+func (c *Cluster) must(id int) (process, error) {
+	if p := c.proc(id); p != nil {
 		return p, nil
 	}
 	return nil, fmt.Errorf("%w: %s cluster has no node %d", nemesis.ErrNoTarget, c.cfg.Store, id)
@@ -337,7 +402,7 @@ func (c *Cluster) must(id int) (*proc.Process, error) {
 
 // Up reports whether node id runs and is not paused.
 func (c *Cluster) Up(id int) bool {
-	p := c.Process(id)
+	p := c.proc(id)
 	return p != nil && p.Running() && !p.Paused()
 }
 
@@ -415,7 +480,7 @@ func (c *Cluster) Stop(id int, timeout time.Duration) error {
 func (c *Cluster) NodeCPU() map[uint64]time.Duration {
 	out := map[uint64]time.Duration{}
 	for _, id := range c.IDs() {
-		out[uint64(id)] = c.Process(id).CPUTime()
+		out[uint64(id)] = c.proc(id).CPUTime()
 	}
 	return out
 }
@@ -424,7 +489,7 @@ func (c *Cluster) NodeCPU() map[uint64]time.Duration {
 // killed by the harness), with its log, or nil.
 func (c *Cluster) Exited() error {
 	for _, id := range c.IDs() {
-		p := c.Process(id)
+		p := c.proc(id)
 		select {
 		case <-p.Exited():
 			if !p.Running() {
@@ -446,7 +511,7 @@ const minFreeDisk = 64 << 20
 // disk that is (nearly) full.
 func (c *Cluster) Unplanned() error {
 	for _, id := range c.IDs() {
-		p := c.Process(id)
+		p := c.proc(id)
 		c.mu.Lock()
 		planned := c.down[id]
 		c.mu.Unlock()
@@ -458,6 +523,11 @@ func (c *Cluster) Unplanned() error {
 			return fmt.Errorf("%s node %d exited on its own (noticed at %s): %v (see %s)",
 				c.cfg.Store, id, time.Now().Format("15:04:05.000"), p.ExitErr(), c.LogPath(id))
 		default:
+		}
+	}
+	if c.fw != nil {
+		if err := c.fw.Err(); err != nil {
+			return fmt.Errorf("%s cluster: the hosts' firewall: %w", c.cfg.Store, err)
 		}
 	}
 	return FreeDisk(c.cfg.Dir)
@@ -513,7 +583,7 @@ func (c *Cluster) Close(grace time.Duration) error {
 		var emu sync.Mutex
 		var wg sync.WaitGroup
 		for _, id := range c.IDs() {
-			p := c.Process(id)
+			p := c.proc(id)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -531,6 +601,9 @@ func (c *Cluster) Close(grace time.Duration) error {
 			}()
 		}
 		wg.Wait()
+		if c.cfg.Hosts != nil {
+			errs = append(errs, c.closeRemote())
+		}
 		if err := c.closeDisks(); err != nil {
 			errs = append(errs, err)
 		}

@@ -214,7 +214,7 @@ func (c *Cluster) takeID() (id uint64, addr, clientAddr string, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	id = c.nextID
-	if c.pc.Proxied() {
+	if c.pc.Proxied() || c.pc.Remote() {
 		addr, clientAddr = c.pc.PeerListen(int(id)), c.pc.ClientAddr(int(id))
 		if addr == "" {
 			return 0, "", "", fmt.Errorf("raft cluster: add node %d: no spare node wired through the network (SpareNodes %d)", id, c.env.SpareNodes)

@@ -196,14 +196,16 @@ func (d *Driver) start(ctx context.Context, env harness.Env) (*Cluster, error) {
 		env.Log = io.Discard
 	}
 	spares := 0
-	if env.Network != nil {
+	if env.Network != nil || env.Hosts != nil {
 		// Without the proxies an added node takes any free port (AddNode);
-		// through them, only an id wired at start can be reached.
+		// through them, or on hosts, only an id placed at start can be
+		// reached.
 		spares = max(env.SpareNodes, 0)
 	}
 	pc, err := proccluster.New(proccluster.Config{
 		Store: Name, Dir: env.Dir, Nodes: env.Nodes, Spares: spares,
 		CPUs: env.NodeCPUs, Network: env.Network, Log: env.Log, PowerFS: env.PowerFS,
+		Hosts: env.Hosts, Binary: env.Binary,
 	})
 	if err != nil {
 		return nil, err

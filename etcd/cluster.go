@@ -86,7 +86,7 @@ func startCluster(ctx context.Context, env harness.Env, bin string) (_ *Cluster,
 	// fronts and proxies from the start.
 	pc, err := proccluster.New(proccluster.Config{
 		Store: Name, Dir: env.Dir, Nodes: env.Nodes, Spares: max(env.SpareNodes, 0), ClientPorts: true,
-		CPUs: env.NodeCPUs, Network: env.Network, Log: env.Log,
+		CPUs: env.NodeCPUs, Network: env.Network, Log: env.Log, Hosts: env.Hosts,
 	})
 	if err != nil {
 		return nil, err

@@ -122,9 +122,19 @@ func (d *Driver) StartCluster(ctx context.Context, env harness.Env) (*Cluster, e
 	if err := d.Validate(env); err != nil {
 		return nil, err
 	}
-	bin, err := Binary()
-	if err != nil {
-		return nil, err
+	var bin string
+	if env.Hosts != nil {
+		// On hosts etcd is the hosts' own ($ETCD names its path there);
+		// each node's start checks it is installed and says where not.
+		bin = "etcd"
+		if p := os.Getenv("ETCD"); p != "" {
+			bin = p
+		}
+	} else {
+		var err error
+		if bin, err = Binary(); err != nil {
+			return nil, err
+		}
 	}
 	if env.Nodes == 0 {
 		env.Nodes = 3

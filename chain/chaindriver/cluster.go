@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,7 +30,9 @@ type Cluster struct {
 	env       harness.Env
 	placement chain.Placement
 	zk        *zkserver.Ensemble // nil when Driver.ZK is used
-	zkAddrs   []string
+	// hostZK is the ZooKeeper on a host of its own under --hosts.
+	hostZK  *hostZK
+	zkAddrs []string
 	// root is the run's znode root (runRoot): removed at Close when the
 	// ensemble is external.
 	root  string
@@ -329,6 +332,10 @@ func (c *Cluster) Close() error {
 		}
 		if c.zk != nil {
 			if err := c.zk.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		} else if c.hostZK != nil {
+			if err := c.hostZK.close(filepath.Join(c.env.Dir, "zk")); err != nil {
 				errs = append(errs, err)
 			}
 		} else if len(c.zkAddrs) > 0 {

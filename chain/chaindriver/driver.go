@@ -257,7 +257,13 @@ func (d *Driver) StartCluster(ctx context.Context, env harness.Env) (_ *Cluster,
 		}
 	}()
 	c.zkAddrs = s.zk
-	if len(c.zkAddrs) == 0 {
+	if len(c.zkAddrs) == 0 && env.Hosts != nil {
+		fmt.Fprintf(env.Log, "chain: starting ZooKeeper on a host of its own\n")
+		if c.hostZK, err = startHostZK(ctx, env.Hosts, s.nodes); err != nil {
+			return nil, fmt.Errorf("chain cluster: %w", err)
+		}
+		c.zkAddrs = []string{c.hostZK.addr}
+	} else if len(c.zkAddrs) == 0 {
 		fmt.Fprintf(env.Log, "chain: starting ZooKeeper (%d server(s)) under %s\n", s.zkServers, filepath.Join(env.Dir, "zk"))
 		c.zk, err = zkserver.Start(ctx, zkserver.Config{Dir: env.Dir, Servers: s.zkServers})
 		if err != nil {
@@ -276,7 +282,8 @@ func (d *Driver) StartCluster(ctx context.Context, env harness.Env) (_ *Cluster,
 	// stays direct: it is the observer, not a party. A chain member fault
 	// brings the same node back, so no spare ids are wired.
 	c.pc, err = proccluster.New(proccluster.Config{Store: Name, Dir: env.Dir, Nodes: s.nodes,
-		CPUs: env.NodeCPUs, Network: env.Network, ZK: c.zkAddrs, Log: env.Log, PowerFS: env.PowerFS})
+		CPUs: env.NodeCPUs, Network: env.Network, ZK: c.zkAddrs, Log: env.Log, PowerFS: env.PowerFS,
+		Hosts: env.Hosts, Binary: env.Binary})
 	if err != nil {
 		return nil, err
 	}

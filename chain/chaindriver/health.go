@@ -151,6 +151,11 @@ func (c *Cluster) Unplanned() error {
 				i+1, p.Pid(), c.seenDead(fmt.Sprintf("zk-%d", i)), p.ExitErr(), c.zk.LogPath(i)))
 		}
 	}
+	if c.hostZK != nil {
+		if err := c.hostZK.unplanned(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if u, ok := any(c.pc).(interface{ Unplanned() error }); ok && c.pc != nil {
 		if err := u.Unplanned(); err != nil {
 			errs = append(errs, err)

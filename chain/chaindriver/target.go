@@ -111,7 +111,7 @@ func (t *Target) inChains(node uint64) bool {
 // RemoveMember stops node cleanly and waits until the master has spliced it
 // out of every chain.
 func (t *Target) RemoveMember(ctx context.Context, node int) error {
-	if t.c.pc.Process(node) == nil {
+	if !t.c.pc.Has(node) {
 		return fmt.Errorf("%w: no node %d", nemesis.ErrNoTarget, node)
 	}
 	began := time.Now()

@@ -14,6 +14,10 @@
 #     only when missing: as root the harness mounts FUSE directly and needs
 #     only /dev/fuse, but without root go-fuse mounts through fusermount3.
 #     Power faults are optional, so a failure here is a warning.
+#   - iptables, nftables, openssh-server and openssh-client for --hosts
+#     (netns:N hosts run an sshd each; partitions are iptables rules),
+#     installed quietly only when missing, no sshd service started. Optional:
+#     a failure is a warning.
 #   - the Go module dependencies (go mod download).
 #
 # Works as root (CI containers) or with sudo; prints every step it takes.
@@ -116,6 +120,39 @@ if [ ! -e /dev/fuse ]; then
 	say "warning: no /dev/fuse: power faults are unavailable here (containers need --device /dev/fuse)" >&2
 fi
 
+# --hosts: iptables (kernel-level partitions), nftables (the tables
+# iptables-nft writes), openssh-server (sshd in every netns host) and
+# openssh-client, installed quietly only when one is missing. The package's
+# postinst would start a system sshd; a policy-rc.d of ours (only if none is
+# in place) forbids it, as for etcd. Optional: a failure is a warning.
+have_hosts_tools() {
+	command -v iptables >/dev/null 2>&1 && command -v iptables-restore >/dev/null 2>&1 &&
+		command -v nft >/dev/null 2>&1 && [ -x /usr/sbin/sshd ] && command -v ssh-keygen >/dev/null 2>&1
+}
+if have_hosts_tools; then
+	say "iptables, nftables and openssh-server are installed (--hosts)"
+elif ! command -v apt-get >/dev/null 2>&1; then
+	say "warning: iptables/nftables/openssh-server missing and no apt-get: --hosts netns:N needs them" >&2
+elif [ "$(id -u)" -ne 0 ] && [ -z "$SUDO" ]; then
+	say "warning: need root or sudo to apt-get install iptables nftables openssh-server (--hosts)" >&2
+else
+	export DEBIAN_FRONTEND=noninteractive
+	hosts_policy=""
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\n# chainraft scripts/deps.sh: no service starts during the install\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+		$SUDO chmod 755 /usr/sbin/policy-rc.d
+		hosts_policy=yes
+	fi
+	say "running: $SUDO apt-get install -y -q --no-install-recommends iptables nftables openssh-server openssh-client"
+	if ! $SUDO apt-get install -y -q --no-install-recommends iptables nftables openssh-server openssh-client >/dev/null; then
+		say "running: $SUDO apt-get update"
+		$SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q --no-install-recommends iptables nftables openssh-server openssh-client >/dev/null ||
+			say "warning: could not install iptables nftables openssh-server: --hosts netns:N is unavailable" >&2
+	fi
+	if [ -n "$hosts_policy" ]; then
+		$SUDO rm -f /usr/sbin/policy-rc.d
+	fi
+fi
 if command -v go >/dev/null 2>&1; then
 	GO=go
 elif [ -x /usr/local/go/bin/go ]; then

@@ -20,6 +20,11 @@ type Endpoint struct {
 	Ports []int
 }
 
+// rulesTimeout bounds applying one host's rule set: a session and one
+// iptables-restore, seconds on a loaded host (15 s was seen to pass on a
+// 2-core machine at load 13).
+const rulesTimeout = time.Minute
+
 // Firewall carries the nemesis's cuts as iptables rules in the run's chain
 // on every host, no proxy in the path. A cut From→To drops, on To's host,
 // every packet from From's address that belongs to a connection of one of
@@ -135,7 +140,7 @@ func (h *Host) applyRules(chain string, rules []string) error {
 		fmt.Fprintf(&b, "-A %s %s\n", chain, r)
 	}
 	b.WriteString("COMMIT\n")
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), rulesTimeout)
 	defer cancel()
 	_, err := h.Run(ctx, "iptables-restore -w --noflush", strings.NewReader(b.String()))
 	return err

@@ -3,7 +3,8 @@ package chain
 import (
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
+
+	"github.com/chainraft/chainraft/kv"
 )
 
 // Member is one node of a chain configuration: its id and the address its
@@ -126,9 +127,6 @@ func (p Placement) Members(chain int) []uint64 {
 	return out
 }
 
-// ChainOf maps a key to its chain: FNV-1a of the key modulo the chain count.
-func ChainOf(key string, chains int) int {
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	return int(h.Sum32() % uint32(chains))
-}
+// ChainOf maps a key to its chain: kv.ShardOf, which the raft store's
+// groups share, so C chains and C raft groups split the keys alike.
+func ChainOf(key string, chains int) int { return kv.ShardOf(key, chains) }

@@ -58,3 +58,21 @@ func TestMemorySemantics(t *testing.T) {
 	v, _, _ = m.Get(ctx, "k")
 	require.Equal(t, "c", v, "a definite failure left no effect")
 }
+
+// TestShardOfSpreads: every shard gets keys, and one key always lands on
+// the same shard (the stores route by it on every request).
+func TestShardOfSpreads(t *testing.T) {
+	for _, n := range []int{1, 3, 7} {
+		seen := map[int]int{}
+		for i := range 700 {
+			k := fmt.Sprintf("k%d", i)
+			s := ShardOf(k, n)
+			require.Equal(t, s, ShardOf(k, n))
+			require.GreaterOrEqual(t, s, 0)
+			require.Less(t, s, n)
+			seen[s]++
+		}
+		require.Len(t, seen, n, "every one of %d shards gets keys", n)
+	}
+	require.Equal(t, 0, ShardOf("anything", 0), "no shards: shard 0")
+}

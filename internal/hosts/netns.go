@@ -322,9 +322,9 @@ for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^%[1]s%[2]s-');
 	ip netns del "$ns" 2>/dev/null
 done
 ip link del %[3]s%[2]s 2>/dev/null
-rm -rf '%[4]s'
+rm -rf '%[4]s' '/tmp/%[5]s%[2]s.guard'
 true
-`, nsPrefix, id, bridgePrefix, state)
+`, nsPrefix, id, bridgePrefix, state, chainPrefix)
 }
 
 func (s *netnsSet) startReaper() error {

@@ -270,6 +270,9 @@ func (h *Host) prepare(ctx context.Context) error {
 // stdin ends, because the harness closed it or died (the kernel closes a
 // dead process's connection), it removes the run's firewall chain, so a
 // killed harness leaves no partition behind on a real host.
+//
+// Its pid file names the guard in /tmp: on netns hosts the reaper removes
+// it with the namespaces (their processes die before the script's end).
 func guardScript(chain string) string {
 	return fmt.Sprintf(`trap '' HUP; echo $$ > /tmp/%s.guard; echo ready; cat >/dev/null; %s; rm -f /tmp/%s.guard`,
 		chain, teardownCmd(chain), chain)

@@ -87,7 +87,7 @@
 // return − call, the value, expect and output bytes, node and error texts
 // interned), a few dozen bytes each; past 64 MiB of buffers they all go to
 // one temporary file, unlinked as soon as it is created. Keys are then
-// prepared and searched in batches of at most 250,000 operations (a key
+// prepared and searched in batches of at most 100,000 operations (a key
 // longer than that alone): each batch gets the late variants, the witness
 // and the first search round, and a key decided there is dropped at once.
 // Only undecided keys stay for the later rounds, and illegal keys (up to a

@@ -141,9 +141,8 @@ func CheckFile(ctx context.Context, path string, opts CheckOptions) (Result, err
 
 // batchOps bounds the operations prepared and searched together: a
 // prepared operation costs a few hundred bytes, so a batch stays near
-// 50 MB.
-// A key longer than this is a batch of its own. A variable so tests can
-// make batches small.
+// 50 MB. A key longer than this is a batch of its own. A variable so
+// tests can make batches small.
 var batchOps = 100_000
 
 // retainOps bounds the operations of decided keys kept for drawing

@@ -143,8 +143,26 @@ func BenchmarkPlainPorcupineAppends(b *testing.B) {
 }
 
 // appendFile writes the shape's history (as appendHistory) to a file once,
-// for the benchmarks that read it as `chainraft check` does.
-var appendFiles sync.Map // shape -> path
+// for the benchmarks that read it as `chainraft check` does. The files
+// outlive one benchmark, so they live in benchDirs, which TestMain
+// removes when the package's tests and benchmarks are done.
+var (
+	appendFiles sync.Map // shape -> path
+	benchDirs   struct {
+		sync.Mutex
+		dirs []string
+	}
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	benchDirs.Lock()
+	for _, d := range benchDirs.dirs {
+		os.RemoveAll(d)
+	}
+	benchDirs.Unlock()
+	os.Exit(code)
+}
 
 func appendFile(b *testing.B, s appendShape) string {
 	if p, ok := appendFiles.Load(s); ok {
@@ -154,6 +172,9 @@ func appendFile(b *testing.B, s appendShape) string {
 	if err != nil {
 		b.Fatal(err)
 	}
+	benchDirs.Lock()
+	benchDirs.dirs = append(benchDirs.dirs, dir)
+	benchDirs.Unlock()
 	path := filepath.Join(dir, fmt.Sprintf("gen-%d-%d.jsonl", s.ops, s.keys))
 	f, err := os.Create(path)
 	if err != nil {

@@ -78,7 +78,7 @@ func (p Paths) Chain(i int) string { return p.Chains() + "/" + strconv.Itoa(i) }
 func (p Paths) Node(id uint64) string { return p.Nodes() + "/" + strconv.FormatUint(id, 10) }
 
 // create makes the root (and its parents) and the store's directories.
-func (p Paths) create(conn *zk.Conn) error {
+func (p Paths) create(conn ZKConn) error {
 	var dirs []string
 	root := p.RootOf()
 	for i := 1; i < len(root); i++ {
@@ -105,6 +105,9 @@ type CoordinatorConfig struct {
 	Addr           string
 	Placement      Placement
 	Logf           func(format string, args ...any)
+	// OnWatch, if set, is told of every ZooKeeper watch the coordinator
+	// arms; its driver steps the coordinator when one fires.
+	OnWatch func(<-chan zk.Event)
 }
 
 // MaxSessionTimeout is the longest session timeout a node may ask for:
@@ -163,181 +166,188 @@ func (l *zkLog) Printf(format string, args ...any) {
 // granted is the negotiated session timeout, 0 while unknown.
 func (l *zkLog) granted() time.Duration { return time.Duration(l.grantedMs.Load()) * time.Millisecond }
 
-// coordinator connects a Node to ZooKeeper: it registers the node, feeds it
-// configurations and session state, reports joiner progress, keeps the
-// node's lease fresh, and campaigns for master. RunCoordinator owns every
-// goroutine it starts and waits for them before returning.
-type coordinator struct {
-	cfg   CoordinatorConfig
-	paths Paths
-	node  *Node
-	conn  *zk.Conn
-	sess  chan zk.State
-	zlog  *zkLog
-
-	mu       sync.Mutex
-	synced   map[int]uint64
-	stepped  map[int]uint64
-	suspects []uint64
+// CoordNode is what a coordinator drives: a Node, or the deterministic
+// simulator's model of one.
+type CoordNode interface {
+	// SetSession says whether the node may serve with a live session.
+	SetSession(ok bool)
+	// SetConfig hands over a chain's configuration as read.
+	SetConfig(Config)
+	// ExtendLease: a ZooKeeper request that started at started succeeded,
+	// so the session lives until at least started + the session timeout;
+	// the node may serve until started + d.
+	ExtendLease(started time.Time, d time.Duration)
 }
 
-// RunCoordinator runs until ctx ends, then closes the session (deleting the
-// node's ephemeral znodes) and returns.
-func RunCoordinator(ctx context.Context, cfg CoordinatorConfig, node *Node) error {
+// Coordinator connects a node to ZooKeeper: it registers the node, feeds it
+// configurations and session state, reports joiner progress and suspects,
+// keeps the node's lease fresh, and campaigns for master, running the
+// master when it wins.
+//
+// It is one state machine with no goroutine, timer or clock of its own, so
+// that the same code runs in a node process (RunCoordinator, which owns the
+// ZooKeeper connection and the goroutines) and in the deterministic
+// simulator. Its driver calls Session on every session event, Report and
+// Synced on the node's news, and Step whenever a watch it was told of
+// (CoordinatorConfig.OnWatch) fires, an event came, or the time Step last
+// returned arrives. Step issues the ZooKeeper requests due (each may block
+// on a real connection, as any request does) and returns. Time comes from
+// the caller: now, passed to Step, must be taken before the requests Step
+// makes, since the lease counts from it.
+type Coordinator struct {
+	cfg   CoordinatorConfig
+	paths Paths
+	conn  ZKConn
+	node  CoordNode
+	// granted is the server's session timeout when it is shorter than the
+	// one asked for (SetGranted).
+	granted time.Duration
+
+	// live: the connection has a session (the last session event said
+	// so); nothing is sent without one.
+	live     bool
+	dirsMade bool
+	// registered: the node's znode is this session's; until then the node
+	// does not serve. oldOwner is the watch on a znode still held by an
+	// earlier incarnation's session.
+	registered bool
+	oldOwner   <-chan zk.Event
+	retryAt    time.Time // register or dirs retry
+	leaseAt    time.Time // next lease request
+	// cfgW is each chain's configuration watch (nil: read it now);
+	// cfgRetry when a failed read is retried.
+	cfgW     []<-chan zk.Event
+	cfgRetry time.Time
+
+	synced      map[int]uint64
+	stepped     map[int]uint64
+	suspects    []uint64
+	reportDirty bool
+	reportAt    time.Time
+
+	cand       *zkrecipes.Candidacy
+	candWatch  <-chan zk.Event
+	campaignAt time.Time
+	master     *master
+}
+
+// NewCoordinator is a coordinator for node on conn, a connection whose
+// session the driver reports through Session. Nothing is sent before the
+// first Step.
+func NewCoordinator(cfg CoordinatorConfig, conn ZKConn, node CoordNode) *Coordinator {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	if err := CheckSessionTimeout(cfg.SessionTimeout); err != nil {
-		return err
-	}
-	c := &coordinator{cfg: cfg, paths: Paths{Root: cfg.Root}, node: node, sess: make(chan zk.State, 64), synced: map[int]uint64{}, stepped: map[int]uint64{},
-		zlog: &zkLog{got: make(chan struct{})}}
-	conn, _, err := zk.Connect(cfg.ZK, cfg.SessionTimeout, zk.WithLogger(c.zlog), zk.WithLogInfo(true),
-		zk.WithEventCallback(c.event))
-	if err != nil {
-		return fmt.Errorf("chain coordinator: connect %v: %w", cfg.ZK, err)
-	}
-	c.conn = conn
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() {
-		cancel()
-		conn.Close() // fails any request still queued; ephemerals go with the session
-		wg.Wait()
-		node.SetSession(false)
-	}()
-	goFunc := func(f func()) {
-		wg.Add(1)
-		go func() { defer wg.Done(); f() }()
-	}
-	goFunc(func() { <-ctx.Done(); conn.Close() })
-
-	if err := c.waitSession(ctx); err != nil {
-		return err
-	}
-	// The grant is logged just after the session event: wait for it briefly,
-	// so the first lease already uses it.
-	select {
-	case <-c.zlog.got:
-		if g := c.zlog.granted(); g < cfg.SessionTimeout {
-			cfg.Logf("coordinator: ZooKeeper granted a %v session of the %v asked; the lease follows the grant", g, cfg.SessionTimeout)
-		}
-	case <-time.After(time.Second):
-		cfg.Logf("coordinator: session timeout grant not seen; the lease assumes the %v asked (at most %v)", cfg.SessionTimeout, MaxSessionTimeout)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if err := c.paths.create(conn); err != nil {
-		return fmt.Errorf("chain coordinator: %w", err)
-	}
-	if err := c.register(ctx); err != nil {
-		return err
-	}
-	c.lease()
-	c.readConfigs()
-	node.SetSession(true)
-	cfg.Logf("coordinator: registered %s as %s, session 0x%x", c.paths.Node(cfg.ID), cfg.Addr, conn.SessionID())
-
-	goFunc(func() { c.leaseLoop(ctx) })
-	for i := 0; i < cfg.Placement.Chains; i++ {
-		goFunc(func() { c.watchConfig(ctx, i) })
-	}
-	goFunc(func() { c.campaign(ctx) })
-
-	// reportDirty: a synced report not yet written (ZooKeeper was
-	// unreachable); retried every second, since the Core reports once per
-	// epoch and the master promotes the joiner only when it reads it.
-	reportDirty := false
-	report := func() {
-		if _, err := conn.Set(c.paths.Node(cfg.ID), c.liveData(), -1); err != nil {
-			reportDirty = true
-			cfg.Logf("coordinator: report synced chains: %v", err)
-			return
-		}
-		reportDirty = false
-	}
-	retry := time.NewTicker(time.Second)
-	defer retry.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-retry.C:
-			if reportDirty {
-				report()
-			}
-		case st := <-c.sess:
-			if st != zk.StateHasSession {
-				continue
-			}
-			// A session again (the same one after a disconnect, or a new one
-			// after expiry): make sure we are registered, re-read every
-			// configuration, and only then serve.
-			if err := c.register(ctx); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				cfg.Logf("coordinator: re-register: %v", err)
-				continue
-			}
-			c.lease()
-			c.readConfigs()
-			node.SetSession(true)
-			cfg.Logf("coordinator: session 0x%x live again", conn.SessionID())
-		case <-node.Reports():
-			suspects, stepped := node.Report()
-			c.mu.Lock()
-			c.suspects, c.stepped = suspects, stepped
-			c.mu.Unlock()
-			cfg.Logf("coordinator: suspects %v, stepped down %v", suspects, stepped)
-			report()
-		case ce := <-node.Synced():
-			c.mu.Lock()
-			c.synced[ce.Chain] = ce.Epoch
-			c.mu.Unlock()
-			cfg.Logf("coordinator: caught up on chain %d at epoch %d", ce.Chain, ce.Epoch)
-			report()
-		}
-	}
+	return &Coordinator{cfg: cfg, paths: Paths{Root: cfg.Root}, conn: conn, node: node,
+		cfgW: make([]<-chan zk.Event, cfg.Placement.Chains), synced: map[int]uint64{}, stepped: map[int]uint64{}}
 }
 
-// event runs on go-zookeeper's goroutine: it must not block or call the
-// connection. Losing the connection stops the node at once; regaining a
-// session is handled by the coordinator loop.
-func (c *coordinator) event(ev zk.Event) {
-	if ev.Type != zk.EventSession {
-		return
-	}
-	switch ev.State {
+// SetGranted records the session timeout the server granted; a grant
+// shorter than the one asked for shortens the lease.
+func (c *Coordinator) SetGranted(d time.Duration) { c.granted = d }
+
+// IsMaster reports whether this coordinator runs the master now.
+func (c *Coordinator) IsMaster() bool { return c.master != nil }
+
+// Session takes a session event. Losing the session stops the node from
+// serving at once; a session again (the same one after a disconnect, or a
+// new one after an expiry) makes the next Step re-register, re-read every
+// configuration and only then let the node serve.
+func (c *Coordinator) Session(st zk.State) {
+	switch st {
+	case zk.StateHasSession:
+		c.live, c.registered = true, false
+		c.retryAt, c.leaseAt, c.cfgRetry, c.campaignAt, c.reportAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	case zk.StateDisconnected, zk.StateExpired, zk.StateConnecting, zk.StateAuthFailed:
 		c.node.SetSession(false)
-	}
-	select {
-	case c.sess <- ev.State:
-	default:
+		c.live = false
 	}
 }
 
-func (c *coordinator) waitSession(ctx context.Context) error {
-	t := time.NewTimer(zkrecipes.ConnectTimeout)
-	defer t.Stop()
-	for {
-		select {
-		case st := <-c.sess:
-			if st == zk.StateHasSession {
-				return nil
-			}
-		case <-t.C:
-			return fmt.Errorf("chain coordinator: %w with %v", zkrecipes.ErrNoSession, c.cfg.ZK)
-		case <-ctx.Done():
-			return ctx.Err()
+// Report takes the node's news for the master: the peers it suspects, and
+// per chain the latest epoch it adopted while named deposed.
+func (c *Coordinator) Report(suspects []uint64, stepped map[int]uint64) {
+	c.suspects, c.stepped = suspects, stepped
+	c.cfg.Logf("coordinator: suspects %v, stepped down %v", suspects, stepped)
+	c.reportDirty, c.reportAt = true, time.Time{}
+}
+
+// Synced takes the node's news that it caught up as a joiner.
+func (c *Coordinator) Synced(ce ChainEpoch) {
+	c.synced[ce.Chain] = ce.Epoch
+	c.cfg.Logf("coordinator: caught up on chain %d at epoch %d", ce.Chain, ce.Epoch)
+	c.reportDirty, c.reportAt = true, time.Time{}
+}
+
+// Step does what is due at now and returns when it next needs a step if
+// nothing else happens first (zero: only an event will call for one).
+func (c *Coordinator) Step(now time.Time) time.Time {
+	var wake time.Time
+	at := func(t time.Time) {
+		if wake.IsZero() || t.Before(wake) {
+			wake = t
 		}
 	}
+	if !c.live {
+		return wake
+	}
+	if now.Before(c.retryAt) {
+		at(c.retryAt)
+		return wake
+	}
+	if !c.dirsMade {
+		if err := c.paths.create(c.conn); err != nil {
+			c.cfg.Logf("coordinator: %v", err)
+			c.retryAt = now.Add(100 * time.Millisecond)
+			at(c.retryAt)
+			return wake
+		}
+		c.dirsMade = true
+	}
+	if !c.registered {
+		if !c.register(now) {
+			if c.oldOwner == nil {
+				at(c.retryAt)
+			}
+			return wake
+		}
+		c.registered = true
+		c.lease(now)
+		c.readConfigs()
+		c.node.SetSession(true)
+		c.cfg.Logf("coordinator: registered %s as %s, session 0x%x", c.paths.Node(c.cfg.ID), c.cfg.Addr, c.conn.SessionID())
+	}
+	if !now.Before(c.leaseAt) {
+		c.lease(now)
+	}
+	at(c.leaseAt)
+	if !now.Before(c.cfgRetry) {
+		c.watchConfigs(now)
+	}
+	if !c.cfgRetry.IsZero() {
+		at(c.cfgRetry)
+	}
+	if c.reportDirty {
+		if !now.Before(c.reportAt) {
+			c.report(now)
+		}
+		if c.reportDirty {
+			at(c.reportAt)
+		}
+	}
+	if w := c.campaign(now); !w.IsZero() {
+		at(w)
+	}
+	return wake
 }
 
-func (c *coordinator) liveData() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *Coordinator) watch(ch <-chan zk.Event) {
+	if c.cfg.OnWatch != nil && ch != nil {
+		c.cfg.OnWatch(ch)
+	}
+}
+
+func (c *Coordinator) liveData() []byte {
 	ln := LiveNode{Addr: c.cfg.Addr, Synced: map[int]uint64{}, Stepped: map[int]uint64{}, Suspects: slices.Clone(c.suspects)}
 	for k, v := range c.synced {
 		ln.Synced[k] = v
@@ -348,13 +358,23 @@ func (c *coordinator) liveData() []byte {
 	return ln.encode()
 }
 
-// register creates the node's ephemeral znode. If a previous incarnation's
-// znode is still there (its session has not expired yet), it waits for it
-// to go, so the master sees the old incarnation die and splices it out
-// before the new one appears.
-func (c *coordinator) register(ctx context.Context) error {
+// register makes sure the node's ephemeral znode is this session's. If a
+// previous incarnation's znode is still there (its session has not expired
+// yet), it waits for it to go, so the master sees the old incarnation die
+// and splices it out before the new one appears. It reports whether the
+// node is registered; if not, the next step is due when oldOwner fires or
+// at retryAt.
+func (c *Coordinator) register(now time.Time) bool {
+	if c.oldOwner != nil {
+		select {
+		case <-c.oldOwner:
+			c.oldOwner = nil
+		default:
+			return false
+		}
+	}
 	path := c.paths.Node(c.cfg.ID)
-	for ctx.Err() == nil {
+	for range 4 {
 		_, st, err := c.conn.Get(path)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
@@ -366,60 +386,52 @@ func (c *coordinator) register(ctx context.Context) error {
 		case err != nil:
 			c.cfg.Logf("coordinator: get %s: %v", path, err)
 		case st.EphemeralOwner == c.conn.SessionID():
-			return nil
+			return true
 		default:
 			ok, _, ch, err := c.conn.ExistsW(path)
 			if err == nil && ok {
 				c.cfg.Logf("coordinator: %s held by an older session 0x%x; waiting for it to expire", path, st.EphemeralOwner)
-				select {
-				case <-ch:
-				case <-ctx.Done():
-				}
+				c.oldOwner = ch
+				c.watch(ch)
+				return false
+			}
+			if err != nil {
+				c.cfg.Logf("coordinator: watch %s: %v", path, err)
+				break
 			}
 			continue
 		}
-		select {
-		case <-time.After(100 * time.Millisecond):
-		case <-ctx.Done():
-		}
+		break
 	}
-	return ctx.Err()
+	c.retryAt = now.Add(100 * time.Millisecond)
+	return false
 }
 
-// lease proves the session is alive now: a request that started at t0 and
-// succeeded means the server heard from us after t0, so the session cannot
-// expire before t0 + timeout. The node serves until t0 + 2/3 of it.
-func (c *coordinator) lease() {
-	t0 := time.Now()
+// lease proves the session is alive now: a request that started at now and
+// succeeded means the server heard from us after now, so the session cannot
+// expire before now + timeout. The node serves until now + 2/3 of it. It
+// runs every sixth of the timeout.
+func (c *Coordinator) lease(now time.Time) {
+	c.leaseAt = now.Add(c.sessionTimeout() / 6)
 	if _, _, err := c.conn.Exists(c.paths.RootOf()); err == nil {
-		c.node.ExtendLease(t0, c.sessionTimeout()*2/3)
+		c.node.ExtendLease(now, c.sessionTimeout()*2/3)
 	}
 }
 
 // sessionTimeout is the session's real timeout: the one asked for, or the
 // server's grant if that is shorter.
-func (c *coordinator) sessionTimeout() time.Duration {
+func (c *Coordinator) sessionTimeout() time.Duration {
 	d := c.cfg.SessionTimeout
-	if g := c.zlog.granted(); g > 0 && g < d {
+	if g := c.granted; g > 0 && g < d {
 		d = g
 	}
 	return d
 }
 
-func (c *coordinator) leaseLoop(ctx context.Context) {
-	t := time.NewTicker(c.sessionTimeout() / 6)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			c.lease()
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-func (c *coordinator) readConfigs() {
+// readConfigs hands the node every chain's configuration as it is now, so
+// a node back from a lost session serves under nothing older (the watches
+// may still be armed from before).
+func (c *Coordinator) readConfigs() {
 	for i := 0; i < c.cfg.Placement.Chains; i++ {
 		b, _, err := c.conn.Get(c.paths.Chain(i))
 		if err != nil {
@@ -431,16 +443,29 @@ func (c *coordinator) readConfigs() {
 	}
 }
 
-// watchConfig delivers chain i's configuration to the node whenever it
+// watchConfigs delivers each chain's configuration to the node whenever it
 // changes: a one-shot watch, re-armed after each event with a fresh read.
-func (c *coordinator) watchConfig(ctx context.Context, i int) {
-	path := c.paths.Chain(i)
-	for ctx.Err() == nil {
+func (c *Coordinator) watchConfigs(now time.Time) {
+	c.cfgRetry = time.Time{}
+	for i := range c.cfgW {
+		if ch := c.cfgW[i]; ch != nil {
+			select {
+			case <-ch:
+				c.cfgW[i] = nil
+			default:
+				continue
+			}
+		}
+		path := c.paths.Chain(i)
 		b, _, ch, err := c.conn.GetW(path)
 		if errors.Is(err, zk.ErrNoNode) {
 			var ok bool
 			ok, _, ch, err = c.conn.ExistsW(path)
 			if err == nil && ok {
+				// Created meanwhile: read it on the next step.
+				c.cfgRetry = now
+				c.cfgW[i] = ch
+				c.watch(ch)
 				continue
 			}
 		} else if err == nil {
@@ -451,44 +476,198 @@ func (c *coordinator) watchConfig(ctx context.Context, i int) {
 			}
 		}
 		if err != nil {
-			select {
-			case <-time.After(100 * time.Millisecond):
-			case <-ctx.Done():
-			}
+			c.cfg.Logf("coordinator: watch %s: %v", path, err)
+			c.cfgRetry = now.Add(100 * time.Millisecond)
 			continue
 		}
+		c.cfgW[i] = ch
+		c.watch(ch)
+	}
+}
+
+// report publishes the node's news for the master in its znode; a failed
+// write is retried every second, since the node reports a catch-up once
+// per epoch and the master promotes the joiner only when it reads it.
+func (c *Coordinator) report(now time.Time) {
+	if _, err := c.conn.Set(c.paths.Node(c.cfg.ID), c.liveData(), -1); err != nil {
+		c.cfg.Logf("coordinator: report to the master: %v", err)
+		c.reportAt = now.Add(time.Second)
+		return
+	}
+	c.reportDirty = false
+}
+
+// campaign runs for master while the node lives, and steps the master
+// while it leads. It returns when it next needs a step (zero: when a watch
+// fires).
+func (c *Coordinator) campaign(now time.Time) time.Time {
+	if now.Before(c.campaignAt) {
+		return c.campaignAt
+	}
+	if c.cand == nil {
+		c.cand = zkrecipes.NewCandidacy(c.conn, c.paths.Master(), []byte(strconv.FormatUint(c.cfg.ID, 10)))
+		c.candWatch = nil
+	}
+	leading, err := c.cand.Step()
+	if ch := c.cand.Watch(); ch != nil && ch != c.candWatch {
+		c.candWatch = ch
+		c.watch(ch)
+	}
+	if err != nil || !leading {
+		if c.master != nil {
+			c.cfg.Logf("master: stepping down")
+			c.master = nil
+		}
+		if err != nil {
+			if errors.Is(err, zkrecipes.ErrSessionLost) {
+				_ = c.cand.Resign()
+				c.cand = nil
+			}
+			c.campaignAt = now.Add(200 * time.Millisecond)
+			return c.campaignAt
+		}
+		if c.cand.Watch() == nil {
+			// A predecessor kept vanishing: look again shortly.
+			c.campaignAt = now.Add(200 * time.Millisecond)
+			return c.campaignAt
+		}
+		return time.Time{}
+	}
+	if c.master == nil {
+		c.cfg.Logf("master: elected (%s)", c.cand.Path())
+		c.master = newMaster(c.conn, c.paths, c.cfg.ID, c.cfg.Placement, c.cand.Path(), c.cfg.Logf)
+		c.master.onWatch = c.cfg.OnWatch
+	}
+	return c.master.step(now)
+}
+
+// RunCoordinator connects to ZooKeeper and drives a Coordinator for node
+// until ctx ends, then closes the session (deleting the node's ephemeral
+// znodes) and returns. It owns every goroutine it starts (one per armed
+// watch, waiting for it to fire) and waits for them before returning.
+func RunCoordinator(ctx context.Context, cfg CoordinatorConfig, node *Node) error {
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	if err := CheckSessionTimeout(cfg.SessionTimeout); err != nil {
+		return err
+	}
+	sess := make(chan zk.State, 64)
+	zlog := &zkLog{got: make(chan struct{})}
+	// The callback runs on go-zookeeper's goroutine: it must not block or
+	// call the connection. Losing the connection stops the node at once;
+	// the loop handles the rest.
+	onEvent := func(ev zk.Event) {
+		if ev.Type != zk.EventSession {
+			return
+		}
+		switch ev.State {
+		case zk.StateDisconnected, zk.StateExpired, zk.StateConnecting, zk.StateAuthFailed:
+			node.SetSession(false)
+		}
 		select {
-		case <-ch:
+		case sess <- ev.State:
+		default:
+		}
+	}
+	conn, _, err := zk.Connect(cfg.ZK, cfg.SessionTimeout, zk.WithLogger(zlog), zk.WithLogInfo(true), zk.WithEventCallback(onEvent))
+	if err != nil {
+		return fmt.Errorf("chain coordinator: connect %v: %w", cfg.ZK, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stopc := make(chan struct{})
+	kickc := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		conn.Close() // fails any request still queued; ephemerals go with the session
+		close(stopc)
+		wg.Wait()
+		node.SetSession(false)
+	}()
+	wg.Add(1)
+	go func() { defer wg.Done(); <-ctx.Done(); conn.Close() }()
+	// A fired watch kicks the loop; the goroutine waiting for it ends when
+	// it fires (every watch does, at the latest with EventNotWatching when
+	// the connection closes) or at stop.
+	cfg.OnWatch = func(ch <-chan zk.Event) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-ch:
+			case <-stopc:
+				return
+			}
+			select {
+			case kickc <- struct{}{}:
+			default:
+			}
+		}()
+	}
+
+	if err := waitSession(ctx, sess, cfg.ZK); err != nil {
+		return err
+	}
+	// The grant is logged just after the session event: wait for it briefly,
+	// so the first lease already uses it.
+	select {
+	case <-zlog.got:
+		if g := zlog.granted(); g < cfg.SessionTimeout {
+			cfg.Logf("coordinator: ZooKeeper granted a %v session of the %v asked; the lease follows the grant", g, cfg.SessionTimeout)
+		}
+	case <-time.After(time.Second):
+		cfg.Logf("coordinator: session timeout grant not seen; the lease assumes the %v asked (at most %v)", cfg.SessionTimeout, MaxSessionTimeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	c := NewCoordinator(cfg, conn, node)
+	c.Session(zk.StateHasSession)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		c.SetGranted(zlog.granted())
+		wake := c.Step(time.Now())
+		if ctx.Err() != nil {
+			return nil
+		}
+		timer.Stop()
+		var timerc <-chan time.Time
+		if !wake.IsZero() {
+			timer.Reset(max(time.Until(wake), 0))
+			timerc = timer.C
+		}
+		select {
 		case <-ctx.Done():
+			return nil
+		case <-timerc:
+		case <-kickc:
+		case st := <-sess:
+			c.Session(st)
+			if st == zk.StateHasSession {
+				cfg.Logf("coordinator: session 0x%x live", conn.SessionID())
+			}
+		case <-node.Reports():
+			c.Report(node.Report())
+		case ce := <-node.Synced():
+			c.Synced(ce)
 		}
 	}
 }
 
-// campaign runs for master while the node lives; when it wins it runs the
-// master until leadership is lost.
-func (c *coordinator) campaign(ctx context.Context) {
-	for ctx.Err() == nil {
-		el := zkrecipes.NewElection(c.conn, c.paths.Master(), []byte(strconv.FormatUint(c.cfg.ID, 10)))
-		if err := el.Campaign(ctx); err != nil {
-			select {
-			case <-time.After(200 * time.Millisecond):
-			case <-ctx.Done():
+func waitSession(ctx context.Context, sess <-chan zk.State, addrs []string) error {
+	t := time.NewTimer(zkrecipes.ConnectTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case st := <-sess:
+			if st == zk.StateHasSession {
+				return nil
 			}
-			continue
+		case <-t.C:
+			return fmt.Errorf("chain coordinator: %w with %v", zkrecipes.ErrNoSession, addrs)
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		c.cfg.Logf("master: elected (%s)", el.Path())
-		m := newMaster(c, el)
-		m.run(ctx)
-		if ctx.Err() != nil {
-			// Shutting down: the session's close deletes the election
-			// znode with every other ephemeral. Resigning here would retry
-			// the delete on a connection already closed until zkrecipes'
-			// release deadline, holding up the node's exit past the
-			// harness's SIGTERM grace (every cluster close took 5 s).
-			c.cfg.Logf("master: stepping down (node stopping)")
-			return
-		}
-		c.cfg.Logf("master: stepping down")
-		_ = el.Resign()
 	}
 }

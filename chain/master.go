@@ -1,36 +1,45 @@
 package chain
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
-
-	"github.com/chainraft/chainraft/zkrecipes"
 )
 
 // masterPoll is the master's fallback re-read period; watches make it react
 // sooner.
 const masterPoll = time.Second
 
-// master is the elected node's configuration loop. It reads the registered
-// nodes and every chain's configuration, runs Reconcile, and writes each
-// changed configuration with a Multi that also checks the master's own
-// election znode: once this master is deposed (its session expired, its
-// znode gone) no write of its can land.
+// master is the elected node's configuration logic. A round reads the
+// registered nodes and every chain's configuration, runs Reconcile, and
+// writes each changed configuration with a Multi that also checks the
+// master's own election znode (guard): once this master is deposed (its
+// session expired, its znode gone) no write of its can land.
+//
+// It is a state machine stepped by its coordinator (step), never blocked
+// waiting: the same code runs in a node process and in the deterministic
+// simulator, which is why it reads no clock (the caller passes now) and
+// keeps no goroutine (a fired watch is noticed by a non-blocking receive
+// on its channel; the caller steps the master again when one fires, by the
+// onWatch hook).
 type master struct {
-	c  *coordinator
-	el *zkrecipes.Election
+	conn  ZKConn
+	paths Paths
+	id    uint64
+	place Placement
+	logf  func(format string, args ...any)
+	guard string
+	// onWatch is told of every watch armed, so the caller can step the
+	// master when it fires; nil when the caller needs no telling.
+	onWatch func(<-chan zk.Event)
 
-	armed  map[string]bool
-	firedc chan string
-	stopc  chan struct{}
-	wg     sync.WaitGroup
+	// armed are the one-shot watches set and not yet seen to fire, by
+	// path: a read of an armed path does not arm another.
+	armed map[string]<-chan zk.Event
 
 	// det is the data-path failure policy's memory (detect.go); lastCover
 	// and lastLinks are what was last logged.
@@ -38,98 +47,74 @@ type master struct {
 	lastCover []uint64
 	lastLinks []Link
 	// wake is when the policy's decision may change by time alone (a
-	// reported link settling, a hold running out); zero: never.
-	wake time.Time
+	// reported link settling, a hold running out); zero: never. nextPoll
+	// is the next fallback round.
+	wake, nextPoll time.Time
 }
 
-func newMaster(c *coordinator, el *zkrecipes.Election) *master {
-	return &master{c: c, el: el, armed: map[string]bool{}, firedc: make(chan string, 64), stopc: make(chan struct{}),
-		det: newDetector()}
+func newMaster(conn ZKConn, paths Paths, id uint64, place Placement, guard string, logf func(string, ...any)) *master {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	return &master{conn: conn, paths: paths, id: id, place: place, guard: guard, logf: logf,
+		armed: map[string]<-chan zk.Event{}, det: newDetector()}
 }
 
-// close stops the watch forwarders.
-func (m *master) close() {
-	close(m.stopc)
-	m.wg.Wait()
-}
-
-func (m *master) run(ctx context.Context) {
-	defer m.close()
-	t := time.NewTicker(masterPoll)
-	defer t.Stop()
-	wakeT := time.NewTimer(time.Hour)
-	defer wakeT.Stop()
-	for {
-		m.reconcile()
-		wakeT.Stop()
-		var wakec <-chan time.Time
-		if !m.wake.IsZero() {
-			wakeT.Reset(max(time.Until(m.wake), time.Millisecond))
-			wakec = wakeT.C
-		}
+// step runs a round if one is due — a watch fired, the poll period passed,
+// or the detector's wake came — and returns when the master next needs a
+// step if no watch fires first.
+func (m *master) step(now time.Time) time.Time {
+	fired := false
+	for p, ch := range m.armed {
 		select {
-		case <-wakec:
-		case p := <-m.firedc:
-			m.armed[p] = false
-		drain:
-			for {
-				select {
-				case p := <-m.firedc:
-					m.armed[p] = false
-				default:
-					break drain
-				}
-			}
-		case <-t.C:
-		case <-m.el.Lost():
-			return
-		case <-ctx.Done():
-			return
+		case <-ch:
+			delete(m.armed, p)
+			fired = true
+		default:
 		}
 	}
+	if fired || m.nextPoll.IsZero() || !now.Before(m.nextPoll) || (!m.wake.IsZero() && !now.Before(m.wake)) {
+		m.reconcile(now)
+		m.nextPoll = now.Add(masterPoll)
+	}
+	if !m.wake.IsZero() && m.wake.Before(m.nextPoll) {
+		return m.wake
+	}
+	return m.nextPoll
 }
 
 // watch remembers a one-shot watch so the next read of path does not arm
 // another until it fired.
 func (m *master) watch(path string, ch <-chan zk.Event) {
-	m.armed[path] = true
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		select {
-		case <-ch:
-		case <-m.stopc:
-			return
-		}
-		select {
-		case m.firedc <- path:
-		case <-m.stopc:
-		}
-	}()
+	m.armed[path] = ch
+	if m.onWatch != nil {
+		m.onWatch(ch)
+	}
 }
 
 func (m *master) get(path string) ([]byte, *zk.Stat, error) {
-	if m.armed[path] {
-		return m.c.conn.Get(path)
+	if _, ok := m.armed[path]; ok {
+		return m.conn.Get(path)
 	}
-	b, st, ch, err := m.c.conn.GetW(path)
+	b, st, ch, err := m.conn.GetW(path)
 	if err == nil {
 		m.watch(path, ch)
 	}
 	return b, st, err
 }
 
-func (m *master) reconcile() {
-	conn, logf := m.c.conn, m.c.cfg.Logf
+// reconcile is one round at now.
+func (m *master) reconcile(now time.Time) {
+	conn, logf := m.conn, m.logf
 	var kids []string
 	var err error
-	if m.armed[m.c.paths.Nodes()] {
-		kids, _, err = conn.Children(m.c.paths.Nodes())
+	if _, ok := m.armed[m.paths.Nodes()]; ok {
+		kids, _, err = conn.Children(m.paths.Nodes())
 	} else {
 		var ch <-chan zk.Event
-		kids, _, ch, err = conn.ChildrenW(m.c.paths.Nodes())
+		kids, _, ch, err = conn.ChildrenW(m.paths.Nodes())
 		if err == nil {
-			m.watch(m.c.paths.Nodes(), ch)
+			m.watch(m.paths.Nodes(), ch)
 		}
 	}
 	if err != nil {
@@ -142,7 +127,7 @@ func (m *master) reconcile() {
 		if err != nil {
 			continue
 		}
-		b, _, err := m.get(m.c.paths.Node(id))
+		b, _, err := m.get(m.paths.Node(id))
 		if err != nil {
 			continue // gone meanwhile
 		}
@@ -151,15 +136,15 @@ func (m *master) reconcile() {
 			live[id] = ln
 		}
 	}
-	dec := m.det.decide(time.Now(), live, m.c.cfg.ID)
+	dec := m.det.decide(now, live, m.id)
 	m.wake = dec.wake
 	if !slices.Equal(dec.cover, m.lastCover) || !slices.Equal(dec.links, m.lastLinks) {
 		logf("master: data path: links reported broken %v, taken out %v, out (with holds) %v", dec.links, dec.cover, dec.out)
 		m.lastCover, m.lastLinks = dec.cover, dec.links
 	}
-	p := m.c.cfg.Placement
+	p := m.place
 	for i := 0; i < p.Chains; i++ {
-		path := m.c.paths.Chain(i)
+		path := m.paths.Chain(i)
 		cur := Config{Chain: i}
 		b, st, err := m.get(path)
 		exists := true
@@ -179,7 +164,7 @@ func (m *master) reconcile() {
 		if !changed {
 			continue
 		}
-		guard := &zk.CheckVersionRequest{Path: m.el.Path(), Version: 0}
+		guard := &zk.CheckVersionRequest{Path: m.guard, Version: 0}
 		var op any
 		if exists {
 			op = &zk.SetDataRequest{Path: path, Data: next.Encode(), Version: st.Version}

@@ -1,6 +1,10 @@
 package chain
 
-import "github.com/go-zookeeper/zk"
+import (
+	"github.com/go-zookeeper/zk"
+
+	"github.com/chainraft/chainraft/zkrecipes"
+)
 
 // ZKConn is the part of *zk.Conn the chain's coordination uses: the
 // coordinator's registration, lease, configuration watches, the master's
@@ -9,11 +13,8 @@ import "github.com/go-zookeeper/zk"
 // deterministic simulator's ZooKeeper (package sim, zk.go: sessions and
 // their expiry, ephemeral and sequential znodes, one-shot watches,
 // versioned Multi) as well as a real ensemble. *zk.Conn satisfies it as it
-// is.
-//
-// Nothing uses it yet: the coordinator, the master and zkrecipes still take
-// *zk.Conn, and run on goroutines and wall-clock timers. sim/doc.go ("The
-// chain store") lists what must change for them to run in the simulator.
+// is. It holds zkrecipes.Conn's methods, so the master election
+// (zkrecipes.Candidacy) runs on it too.
 type ZKConn interface {
 	Create(path string, data []byte, flags int32, acl []zk.ACL) (string, error)
 	Delete(path string, version int32) error
@@ -30,4 +31,7 @@ type ZKConn interface {
 	Close()
 }
 
-var _ ZKConn = (*zk.Conn)(nil)
+var (
+	_ ZKConn         = (*zk.Conn)(nil)
+	_ zkrecipes.Conn = ZKConn(nil)
+)

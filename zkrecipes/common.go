@@ -15,6 +15,24 @@ import (
 	"github.com/go-zookeeper/zk"
 )
 
+// Conn is the part of a ZooKeeper connection the recipes use. *zk.Conn
+// satisfies it; so does the deterministic simulator's ZooKeeper (package
+// sim), which is why the recipes take an interface: the chain store's
+// master election runs in both.
+type Conn interface {
+	Create(path string, data []byte, flags int32, acl []zk.ACL) (string, error)
+	Delete(path string, version int32) error
+	Exists(path string) (bool, *zk.Stat, error)
+	ExistsW(path string) (bool, *zk.Stat, <-chan zk.Event, error)
+	Get(path string) ([]byte, *zk.Stat, error)
+	GetW(path string) ([]byte, *zk.Stat, <-chan zk.Event, error)
+	Children(path string) ([]string, *zk.Stat, error)
+	Multi(ops ...any) ([]zk.MultiResponse, error)
+	SessionID() int64
+}
+
+var _ Conn = (*zk.Conn)(nil)
+
 // Sentinel errors callers branch on.
 var (
 	// ErrSessionLost: the session that owned this contender's znode ended
@@ -128,7 +146,7 @@ func backoff(k int) time.Duration {
 }
 
 // ensurePath creates dir and its parents as persistent znodes.
-func ensurePath(ctx context.Context, conn *zk.Conn, c *counters, dir string) error {
+func ensurePath(ctx context.Context, conn Conn, c *counters, dir string) error {
 	if dir == "" || dir == "/" {
 		return nil
 	}
@@ -196,7 +214,7 @@ type guard struct {
 
 // watchHeld sets the guard watch on path (a get with a watch, which also
 // returns the znode's Stat) and starts the guard goroutine.
-func watchHeld(ctx context.Context, conn *zk.Conn, c *counters, path string) (*guard, *zk.Stat, error) {
+func watchHeld(ctx context.Context, conn Conn, c *counters, path string) (*guard, *zk.Stat, error) {
 	type got struct {
 		st *zk.Stat
 		ch <-chan zk.Event
@@ -244,7 +262,7 @@ func watchHeld(ctx context.Context, conn *zk.Conn, c *counters, path string) (*g
 // queue's znode names are unique (guid and sequence number), so the path can
 // only name this holding's znode, or nothing. NaiveLock, whose path every
 // holder shares, cannot use it (see NaiveLock.Unlock).
-func release(conn *zk.Conn, c *counters, path string, g *guard) error {
+func release(conn Conn, c *counters, path string, g *guard) error {
 	g.releasing.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), releaseWait)
 	defer cancel()

@@ -17,7 +17,7 @@ import (
 type Election struct{ q *queue }
 
 // NewElection is a candidate under dir, announcing data (say, its address).
-func NewElection(conn *zk.Conn, dir string, data []byte) *Election {
+func NewElection(conn Conn, dir string, data []byte) *Election {
 	return &Election{q: newQueue(conn, dir, "n_", data)}
 }
 
@@ -79,7 +79,7 @@ func (e *Election) Stats() Stats { return e.q.st.snapshot() }
 // Leader reads who leads the election under dir: the lowest-sequence
 // candidate's znode path and data. It reads the connected server's view
 // (call conn.Sync(dir) first for an up-to-date one).
-func Leader(conn *zk.Conn, dir string) (path string, data []byte, err error) {
+func Leader(conn Conn, dir string) (path string, data []byte, err error) {
 	dir = strings.TrimRight(dir, "/")
 	for range 3 {
 		kids, _, err := conn.Children(dir)

@@ -14,7 +14,7 @@ import (
 type Lock struct{ q *queue }
 
 // NewLock is a contender for the lock at dir on conn's session.
-func NewLock(conn *zk.Conn, dir string) *Lock {
+func NewLock(conn Conn, dir string) *Lock {
 	return &Lock{q: newQueue(conn, dir, "lock-", nil)}
 }
 
@@ -52,7 +52,7 @@ func (l *Lock) Stats() Stats { return l.q.st.snapshot() }
 // deletes the lock only in a Multi that first checks the marker exists (see
 // Unlock).
 type NaiveLock struct {
-	conn     *zk.Conn
+	conn     Conn
 	path     string
 	st       counters
 	holder   holder
@@ -66,7 +66,7 @@ type NaiveLock struct {
 }
 
 // NewNaiveLock is a contender for the naive lock znode path.
-func NewNaiveLock(conn *zk.Conn, path string) *NaiveLock {
+func NewNaiveLock(conn Conn, path string) *NaiveLock {
 	return &NaiveLock{conn: conn, path: path}
 }
 

@@ -15,7 +15,7 @@ import (
 // number holds. Each contender watches only its predecessor, so a release
 // wakes exactly one waiter. One goroutine at a time drives a queue.
 type queue struct {
-	conn *zk.Conn
+	conn Conn
 	dir  string
 	name string
 	data []byte
@@ -48,7 +48,7 @@ func (q *queue) setOwn(p string) {
 	}
 }
 
-func newQueue(conn *zk.Conn, dir, name string, data []byte) *queue {
+func newQueue(conn Conn, dir, name string, data []byte) *queue {
 	return &queue{conn: conn, dir: strings.TrimRight(dir, "/"), name: name, data: data, guid: newGUID()}
 }
 

@@ -73,8 +73,10 @@ type Ready struct {
 	Persist  []Persist
 	Messages []*pb.Message
 	Replies  []Reply
-	// Synced lists chains where this node, joining behind the tail, has
-	// caught up: the coordinator tells the master, which makes it the tail.
+	// Synced lists chains where this node, joining behind the tail or
+	// promoted to tail behind a predecessor, has caught up in the current
+	// epoch: the coordinator tells the master, which makes a joiner the
+	// tail, and lets a tail's last predecessor go.
 	Synced []ChainEpoch
 	// Deposed lists chains where this node adopted a configuration that
 	// names it deposed (Config.Deposed): from now on it serves nothing of
@@ -626,7 +628,10 @@ func (c *Core) stepFromPred(cs *chainState, m *pb.Message) {
 	if !cs.synced && m.Synced && m.Received <= cs.lastSeq {
 		cs.synced = true
 	}
-	if cs.joiner && cs.synced && !cs.syncReported {
+	// A tail reports its catch-up too: until it has, the master keeps a
+	// predecessor in the chain (ReconcileExcluding), since the tail may
+	// lack writes an older tail committed.
+	if (cs.joiner || cs.isTail()) && cs.synced && !cs.syncReported {
 		cs.syncReported = true
 		c.rd.Synced = append(c.rd.Synced, ChainEpoch{Chain: cs.id, Epoch: cs.cfg.Epoch})
 	}

@@ -51,13 +51,22 @@ func Reconcile(cur Config, preferred []uint64, live map[uint64]LiveNode) (Config
 //     removed middle joins its neighbours. The last member is never removed:
 //     whoever holds the chain's only copy must come back; and when every
 //     live member is out, the first of them stays.
+//   - A tail that has not reported catching up in the current epoch
+//     (Ready.Synced) keeps at least one predecessor: a joiner promoted
+//     while the old tail's latest writes were still on their way, then
+//     left alone when the old tail, now its only predecessor, was spliced
+//     out, lost them (found by the simulator: sim, seed 427).
 //   - A tail removed while its session lives is listed in Deposed until it
 //     reports adopting the epoch that removed it (or its session ends): the
 //     new tail neither commits nor serves until then (see Config).
 //   - A live preferred node outside the chain becomes the joiner behind the
 //     tail (one not out first); once it reports itself synced in the
-//     current epoch, is not out, and nothing else changes, it is appended as
-//     the new tail.
+//     current epoch, is not out, nothing else changes and no member is
+//     out, it is appended as the new tail. A member kept while out (the
+//     last one standing) must not be promoted past: it would be spliced
+//     out in the next round, before the new tail has caught up in the new
+//     epoch, and with it the writes it committed alone that the joiner had
+//     not received yet (found by the simulator: sim, seed 35).
 //   - A whole chain (every preferred node a member, no joiner) that is not
 //     in its preferred order has one node moved to the tail (outOfPlace),
 //     one move at a time. A node back from a failure always joins as the
@@ -104,6 +113,15 @@ func ReconcileExcluding(cur Config, preferred []uint64, live map[uint64]LiveNode
 			}
 		}
 	}
+	if t := cur.Tail(); len(cur.Members) > 1 && isLive(t) && live[t.ID].Synced[cur.Chain] < cur.Epoch &&
+		len(next.Members) > 0 && next.Members[0].ID == t.ID {
+		// The tail has not caught up with its predecessors in this epoch
+		// (it may have been promoted from joiner with writes the old tail
+		// committed still on their way) and would lose every one of
+		// them: the configuration waits for it to catch up, or for a
+		// predecessor to come back.
+		return cur, false
+	}
 	next.Deposed = stillDeposed(cur, live)
 	if len(next.Members) == 0 {
 		// Every member is gone: nobody else holds the chain's state, so the
@@ -119,8 +137,9 @@ func ReconcileExcluding(cur Config, preferred []uint64, live map[uint64]LiveNode
 		return next, true
 	}
 	spliced := len(next.Members) != len(cur.Members)
+	keptOut := slices.ContainsFunc(next.Members, func(m Member) bool { return out[m.ID] })
 	if j := cur.Joining; j != nil && isLive(*j) {
-		if !spliced && !out[j.ID] && live[j.ID].Synced[cur.Chain] == cur.Epoch {
+		if !spliced && !keptOut && !out[j.ID] && live[j.ID].Synced[cur.Chain] == cur.Epoch {
 			next.Members = append(next.Members, *j)
 		} else {
 			next.Joining = j

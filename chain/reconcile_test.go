@@ -100,3 +100,38 @@ func TestReconcileDoesNotReorderADegradedChain(t *testing.T) {
 	next, changed := Reconcile(cur, []uint64{1, 2, 3}, live)
 	require.False(t, changed, "node 3 is down: nothing to do, %v", next)
 }
+
+// Found by the simulator (sim, chain seed 35 before the fix): a chain of
+// one whose member is held out must not promote its joiner past it. The
+// member would be spliced out in the next round, before the new tail had
+// what the member committed alone.
+func TestReconcileNoJoinerPromotedPastAnOutMember(t *testing.T) {
+	cur := Config{Chain: 1, Epoch: 3, Members: []Member{{3, "n3"}}, Joining: &Member{2, "n2"}}
+	live := map[uint64]LiveNode{2: {Addr: "n2", Synced: map[int]uint64{1: 3}}, 3: {Addr: "n3"}, 4: {Addr: "n4"}}
+	next, changed := ReconcileExcluding(cur, []uint64{2, 3, 4}, live, map[uint64]bool{3: true})
+	require.False(t, changed, "got %+v", next)
+
+	next, changed = ReconcileExcluding(cur, []uint64{2, 3, 4}, live, nil)
+	require.True(t, changed)
+	require.Equal(t, []Member{{3, "n3"}, {2, "n2"}}, next.Members, "promoted once the member is back in")
+}
+
+// Found by the simulator (sim, chain seed 427 before the fix): a tail that
+// has not reported catching up in the current epoch keeps a predecessor,
+// even one taken out or gone: alone it would serve without the writes the
+// old tail committed that had not reached it.
+func TestReconcileUnsyncedTailKeepsAPredecessor(t *testing.T) {
+	cur := Config{Chain: 0, Epoch: 3, Members: []Member{{3, "n3"}, {1, "n1"}}, Joining: &Member{2, "n2"}}
+	live := map[uint64]LiveNode{1: {Addr: "n1", Synced: map[int]uint64{0: 2}}, 2: {Addr: "n2"}, 3: {Addr: "n3"}}
+	out := map[uint64]bool{3: true}
+	next, changed := ReconcileExcluding(cur, []uint64{1, 2, 3}, live, out)
+	require.False(t, changed, "n3 spliced out before n1 caught up: %+v", next)
+	gone := map[uint64]LiveNode{1: live[1], 2: live[2]}
+	_, changed = ReconcileExcluding(cur, []uint64{1, 2, 3}, gone, nil)
+	require.False(t, changed, "a dead predecessor is waited for too")
+
+	live[1] = LiveNode{Addr: "n1", Synced: map[int]uint64{0: 3}}
+	next, changed = ReconcileExcluding(cur, []uint64{1, 2, 3}, live, out)
+	require.True(t, changed)
+	require.Equal(t, []Member{{1, "n1"}}, next.Members, "caught up: the out predecessor goes")
+}

@@ -29,7 +29,10 @@
 //     where a map must be walked (the requests waiting on a crashed node,
 //     the cuts of a partition) its keys are sorted first. raftkv's Core and
 //     etcd raft sort where they iterate (raft's progress tracker visits ids
-//     in order).
+//     in order). chain.Core lists one commit's replies in map order; the
+//     simulated chain node sorts them by token (their order means nothing
+//     to the real Node), and the simulated ZooKeeper drops ephemerals and
+//     ends watches in path order.
 //   - No wall clock or real I/O in the simulated path. Disks are in memory
 //     (raftdisk.go), the network is a heap of closures (net.go), and
 //     nothing in a world reads time.Now. The one hole etcd raft leaves — it
@@ -103,39 +106,43 @@
 //
 // # The chain store
 //
-// chain.Core is deterministic and would drop into this world as raftkv.Core
-// does, and the simulated ZooKeeper it needs is here (zk.go): sessions that
-// expire when their client goes unheard for the timeout, ephemeral and
-// sequential znodes, one-shot watches delivered as go-zookeeper delivers
-// them, versioned Set and Delete, and all-or-nothing Multi; each session is
-// a chain.ZKConn (chain/zkconn.go), the interface *zk.Conn satisfies. What
-// is missing is a chain master and coordinator that can run on it: today
-// they take *zk.Conn and run on their own goroutines and wall-clock timers,
-// so --store chain is refused (ErrChainNotSimulated). For the real master
-// logic to run here:
+// chain.go runs the chain store's real code: a chain.Core per node, driven
+// as chain.Node drives it (ticks, the Ready's reports, what need not wait
+// for the fsync, the Save, then the rest; the lease and session checks on
+// requests and read replies, with the seeded stale-tail bug planted where
+// Node has it), and a chain.Coordinator per node on a session of the
+// simulated ZooKeeper (zk.go) — registration, lease, configuration
+// watches, reports, the election (zkrecipes.Candidacy) and, on the winner,
+// the master with its detector. The coordinator is a state machine that
+// reads no clock (chain/coordinator.go): the simulator steps it on every
+// session event and fired watch (zkSession.notify), on the node's reports,
+// and at the time its last step asked for, exactly as RunCoordinator does
+// in a node process. chaindisk.go is chain.Storage's files (snapshots with
+// their generations, one log of every chain) with what was synced; a
+// torn write cuts a Save after some of its snapshot replacements or
+// between the log's write and its fsync. chainclient.go is chain.Client
+// and its Conns on the simulated clock: the configuration cached per
+// client and refreshed on doubt, the retries, head-read's client half, and
+// the rule for an indeterminate write.
 //
-//  1. chain/coordinator.go, chain/master.go and zkrecipes take chain.ZKConn
-//     (zkrecipes an interface of its own with the same methods) instead of
-//     *zk.Conn; zk.Connect and the session-grant log stay in a thin
-//     constructor.
-//  2. master.run becomes a wrapper over a step: master.step(now) reads,
-//     decides (detector.decide already takes now) and writes once, and
-//     returns when it next needs to run (the poll, the detector's wake);
-//     fired watches are noticed by a non-blocking receive on their
-//     channels (or a callback) instead of one forwarder goroutine each, and
-//     el.Lost() by the same.
-//  3. The coordinator's loops — register (waits on an ExistsW channel and
-//     sleeps 100 ms), lease and leaseLoop (time.Now, a ticker), watchConfig
-//     (blocking GetW), campaign (blocking Election.Campaign), and the main
-//     select over session events, node reports and synced latches — become
-//     one state machine driven by three calls: on a session event, on a
-//     fired watch or finished request, and on a timer with the current time.
-//  4. chain.Node's serving checks that read the wall clock (ExtendLease and
-//     the lease check against time.Now) take the time from the caller, so
-//     the simulator can drive a node from Core, lease and coordinator as
-//     raft.go drives raftkv.Core; chain.Client's routing (a cached
-//     configuration refreshed on rejection or age) gets a mirror here as
-//     raftclient.go mirrors raftkv.Client.
+// The chain store's own faults: zk-partition (a node cut from ZooKeeper:
+// the client library reports Disconnected, the session expires after its
+// timeout, the connection gets a new session once back), and pause as a
+// stopped process has it: the server stops hearing the session, and the
+// stopped process notices what happened to it only after it resumes,
+// after running the requests that queued meanwhile. A crash leaves the
+// session to expire at the server, and the restarted node waits for its
+// old registration to go. Chain replication's links are TCP streams, so
+// the network keeps them in order and never duplicates (a lost message is
+// a reset stream; the Core resends). The end check asks that every
+// chain's configuration be whole and its members agree, within 40 s of
+// quiet: the master holds a suspected node out for up to 30 s.
+//
+// What the simulator found in chain, each kept as a regression seed
+// (chain_test.go): a joiner promoted past a member that was being held out
+// (seed 35), and a new tail left without a predecessor before it caught
+// up (seed 427); both lost acknowledged writes, and both are fixed in
+// chain.ReconcileExcluding.
 //
 // # Goroutines
 //

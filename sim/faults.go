@@ -19,11 +19,16 @@ const (
 	kindSkew   = "skew"
 )
 
-// faultWeights is how often each kind is drawn.
-var faultWeights = []struct {
+// kindWeight is a fault kind and how often it is drawn.
+type kindWeight struct {
 	kind   string
 	weight int
-}{
+}
+
+// faultWeights is how often each kind common to every store is drawn; a
+// store adds its own kinds after them (cluster.kinds), so the draws of a
+// store without any are unchanged.
+var faultWeights = []kindWeight{
 	{nemesis.KindKill, 3},
 	{nemesis.KindPower, 2},
 	{kindTorn, 2},
@@ -51,6 +56,13 @@ type cluster interface {
 	newClient(i int) storeClient
 	converged() (bool, string)
 	refusals() []string
+	// settleTime bounds how long a quiet cluster may take to converge.
+	settleTime() time.Duration
+	// kinds are the store's own fault kinds, drawn besides faultWeights.
+	kinds() []kindWeight
+	// zkCut cuts a node from the coordination service, or heals one cut
+	// (zk-partition; only a store that lists it in kinds is asked).
+	zkCut(id int, cut bool)
 }
 
 // step is one scheduled fault: what to inject at At, healed Duration later
@@ -74,9 +86,10 @@ type active struct {
 // schedule draws the fault steps of the fault phase [quiet, end) from the
 // world's source: faults start at exponentially spaced times and last from
 // a few hundred milliseconds to a few seconds, so they overlap often.
-func schedule(w *world, quiet, end time.Duration, roles []string) []step {
+func schedule(w *world, quiet, end time.Duration, roles []string, extra []kindWeight) []step {
+	weights := append(slices.Clip(faultWeights), extra...)
 	total := 0
-	for _, k := range faultWeights {
+	for _, k := range weights {
 		total += k.weight
 	}
 	mean := w.between(400*time.Millisecond, 2*time.Second)
@@ -88,7 +101,7 @@ func schedule(w *world, quiet, end time.Duration, roles []string) []step {
 		}
 		x := w.rng.IntN(total)
 		kind := ""
-		for _, k := range faultWeights {
+		for _, k := range weights {
 			if x < k.weight {
 				kind = k.kind
 				break
@@ -104,7 +117,7 @@ func schedule(w *world, quiet, end time.Duration, roles []string) []step {
 			if f.Shape == nemesis.ShapeIsolate {
 				f.Role = nodeRoles[w.rng.IntN(len(nodeRoles))]
 			}
-		case nemesis.KindKill, nemesis.KindPause:
+		case nemesis.KindKill, nemesis.KindPause, nemesis.KindZKPartition:
 			f.Role = append(nodeRoles, nemesis.RoleMinority)[w.rng.IntN(len(nodeRoles)+1)]
 		case nemesis.KindPower:
 			// Every node at once too: a rack losing power, the one
@@ -172,6 +185,14 @@ func (r *run) inject(s step) *active {
 	}
 	c := r.c
 	switch f.Kind {
+	case nemesis.KindZKPartition:
+		a.targets = resolveNodes(c, f.Role, rng)
+		if len(a.targets) == 0 {
+			return skip("no node holds role " + f.Role)
+		}
+		for _, id := range a.targets {
+			c.zkCut(id, true)
+		}
 	case nemesis.KindKill, nemesis.KindPower, kindTorn, nemesis.KindPause:
 		targets := resolveNodes(c, f.Role, rng)
 		var live []int
@@ -277,6 +298,10 @@ func (r *run) heal(a *active) {
 	case nemesis.KindPause:
 		for _, id := range a.targets {
 			c.resume(id)
+		}
+	case nemesis.KindZKPartition:
+		for _, id := range a.targets {
+			c.zkCut(id, false)
 		}
 	case nemesis.KindPartition, kindOneWay:
 		r.net.uncut(a.cuts)

@@ -539,6 +539,9 @@ func (c *raftCluster) resume(id int)               { c.node(uint64(id)).resume()
 func (c *raftCluster) skew(id int, rate float64)   { c.node(uint64(id)).rate = rate }
 func (c *raftCluster) writeback(id int)            { c.node(uint64(id)).disk.writeback() }
 func (c *raftCluster) newClient(i int) storeClient { return newRaftClient(c, i) }
+func (c *raftCluster) kinds() []kindWeight         { return nil }
+func (c *raftCluster) settleTime() time.Duration   { return 5 * time.Second }
+func (c *raftCluster) zkCut(int, bool)             {}
 
 // refusals names the nodes that would not start, and why.
 func (c *raftCluster) refusals() []string {

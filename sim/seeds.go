@@ -13,6 +13,9 @@ type SeedsResult struct {
 	// Failed is the lowest failing seed's result, or nil when every seed
 	// passed.
 	Failed *Result
+	// Failures counts the failing seeds by failure kind (RunAllSeeds; with
+	// RunSeeds only those that ran before the stop).
+	Failures map[string]int
 }
 
 // RunSeeds runs seeds first, first+1, ..., first+n-1 of base (its Seed
@@ -23,6 +26,16 @@ type SeedsResult struct {
 // was faster. progress, if set, is called after each seed (from the
 // workers, serialized).
 func RunSeeds(ctx context.Context, base Options, first int64, n, workers int, progress func(*Result)) SeedsResult {
+	return runSeeds(ctx, base, first, n, workers, false, progress)
+}
+
+// RunAllSeeds is RunSeeds without the stop: every seed runs, and Failures
+// counts how many failed, for a detection rate.
+func RunAllSeeds(ctx context.Context, base Options, first int64, n, workers int, progress func(*Result)) SeedsResult {
+	return runSeeds(ctx, base, first, n, workers, true, progress)
+}
+
+func runSeeds(ctx context.Context, base Options, first int64, n, workers int, all bool, progress func(*Result)) SeedsResult {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -30,13 +43,13 @@ func RunSeeds(ctx context.Context, base Options, first int64, n, workers int, pr
 		mu     sync.Mutex
 		next   = first
 		end    = first + int64(n)
-		out    SeedsResult
+		out    = SeedsResult{Failures: map[string]int{}}
 		failed *Result
 	)
 	take := func() (int64, bool) {
 		mu.Lock()
 		defer mu.Unlock()
-		if ctx.Err() != nil || next >= end || (failed != nil && next > failed.Options.Seed) {
+		if ctx.Err() != nil || next >= end || (!all && failed != nil && next > failed.Options.Seed) {
 			return 0, false
 		}
 		s := next
@@ -58,8 +71,11 @@ func RunSeeds(ctx context.Context, base Options, first int64, n, workers int, pr
 				res := Run(o)
 				mu.Lock()
 				out.Ran++
-				if !res.Passed() && (failed == nil || seed < failed.Options.Seed) {
-					failed = res
+				if !res.Passed() {
+					out.Failures[res.Failure]++
+					if failed == nil || seed < failed.Options.Seed {
+						failed = res
+					}
 				}
 				if progress != nil {
 					progress(res)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chainraft/chainraft/chain"
 	"github.com/chainraft/chainraft/histories"
 	"github.com/chainraft/chainraft/raftkv"
 )
@@ -121,7 +122,9 @@ func TestValidate(t *testing.T) {
 	require.NoError(t, Options{Store: "raft", Bug: raftkv.BugNoDedup}.Validate())
 	require.ErrorIs(t, Options{Store: "raft", Bug: "nope"}.Validate(), raftkv.ErrUnknownBug)
 	require.Error(t, Options{Store: "raft", ReadMode: "fast"}.Validate())
-	require.ErrorIs(t, Options{Store: "chain"}.Validate(), ErrChainNotSimulated)
+	require.NoError(t, Options{Store: "chain", Bug: chain.BugStaleTail}.Validate())
+	require.ErrorIs(t, Options{Store: "chain", Bug: "nope"}.Validate(), chain.ErrUnknownBug)
+	require.Error(t, Options{Store: "chain", ReadMode: "lease"}.Validate())
 	require.Error(t, Options{Store: "etcd"}.Validate())
 }
 

@@ -33,7 +33,15 @@ type zkServer struct {
 	sessions []*zkSession
 	nextID   int64
 	// pendingExist are existence watches on znodes that do not exist yet.
-	pendingExist map[string][]chan zk.Event
+	pendingExist map[string][]zkWatch
+}
+
+// zkWatch is one armed one-shot watch and the session that set it: the
+// event wakes that session's owner (zkSession.notify), and the session's
+// end fires it with EventNotWatching, as go-zookeeper does.
+type zkWatch struct {
+	ch    chan zk.Event
+	owner *zkSession
 }
 
 type znode struct {
@@ -42,27 +50,35 @@ type znode struct {
 	children []string // names, sorted
 	seq      int32    // the next sequential child's number
 	// One-shot watches, each a channel that gets one event and is closed.
-	dataW, existW, childW []chan zk.Event
+	dataW, childW []zkWatch
 }
 
 func newZKServer(w *world) *zkServer {
-	s := &zkServer{w: w, nodes: map[string]*znode{"/": {}}, nextID: 0x100, pendingExist: map[string][]chan zk.Event{}}
+	s := &zkServer{w: w, nodes: map[string]*znode{"/": {}}, nextID: 0x100, pendingExist: map[string][]zkWatch{}}
 	s.scheduleExpiry()
 	return s
 }
 
-// zkSession is one client session: a chain.ZKConn.
+// zkSession is one client's connection, a chain.ZKConn, with its session.
+// Like a go-zookeeper Conn it outlives an expired session: once it reaches
+// the server again it gets a new session (a new id, no ephemerals, no
+// watches) and says so with StateHasSession.
 type zkSession struct {
 	s         *zkServer
 	id        int64
 	timeout   time.Duration
 	lastHeard int64
 	cut       bool // the client cannot reach the server
+	silent    bool // the client's process is stopped: the server hears nothing, the client notices nothing
 	expired   bool
 	closed    bool
 	// Events receives the session's state changes (StateDisconnected,
 	// StateHasSession, StateExpired), as zk.Connect's channel does.
 	Events chan zk.Event
+	// notify, if set, is called when a session event is queued or a watch
+	// this session set fires: the owner's cue to look (the simulator
+	// schedules its coordinator's step).
+	notify func()
 }
 
 var _ chain.ZKConn = (*zkSession)(nil)
@@ -81,20 +97,36 @@ func (ss *zkSession) event(st zk.State) {
 	case ss.Events <- zk.Event{Type: zk.EventSession, State: st}:
 	default:
 	}
+	if ss.notify != nil {
+		ss.notify()
+	}
 }
 
 // setCut cuts the session from the server or heals the cut.
 func (ss *zkSession) setCut(cut bool) {
-	if ss.cut == cut || ss.expired || ss.closed {
+	if ss.cut == cut || ss.closed {
 		return
 	}
 	ss.cut = cut
+	if ss.expired {
+		return // the next expiry check renews it
+	}
 	if cut {
 		ss.event(zk.StateDisconnected)
 		return
 	}
 	ss.lastHeard = ss.s.w.now
 	ss.event(zk.StateHasSession)
+}
+
+// setSilent stops or restarts the client's process: a stopped one sends no
+// pings, so the server stops hearing it, and it notices nothing until it
+// runs again.
+func (ss *zkSession) setSilent(silent bool) {
+	ss.silent = silent
+	if !silent && !ss.cut && !ss.expired {
+		ss.lastHeard = ss.s.w.now
+	}
 }
 
 // scheduleExpiry checks the sessions every 50 ms of simulated time: a
@@ -104,8 +136,13 @@ func (s *zkServer) scheduleExpiry() {
 	s.w.after(50*time.Millisecond, func() {
 		for _, ss := range s.sessions {
 			switch {
+			case ss.expired && !ss.closed && !ss.cut && !ss.silent:
+				// Back in touch after an expiry: a new session.
+				s.nextID++
+				ss.id, ss.expired, ss.lastHeard = s.nextID, false, s.w.now
+				ss.event(zk.StateHasSession)
 			case ss.expired:
-			case !ss.cut && !ss.closed:
+			case !ss.cut && !ss.silent && !ss.closed:
 				ss.lastHeard = s.w.now
 			case ss.closed && !ss.cut:
 				// Closed while connected: its znodes went at Close.
@@ -114,6 +151,7 @@ func (s *zkServer) scheduleExpiry() {
 				// cut off, so the close never arrived).
 				ss.expired = true
 				s.dropEphemerals(ss.id)
+				s.dropWatches(ss)
 				ss.event(zk.StateExpired)
 			}
 		}
@@ -156,18 +194,67 @@ func parentOf(path string) (string, string) {
 	return path[:i], path[i+1:]
 }
 
-func fire(ws *[]chan zk.Event, typ zk.EventType, path string) {
-	for _, ch := range *ws {
-		ch <- zk.Event{Type: typ, Path: path, State: zk.StateHasSession}
-		close(ch)
-	}
+func fire(ws *[]zkWatch, typ zk.EventType, path string) {
+	fireAll(*ws, zk.Event{Type: typ, Path: path, State: zk.StateHasSession})
 	*ws = nil
 }
 
-func watchChan(ws *[]chan zk.Event) <-chan zk.Event {
+func fireAll(ws []zkWatch, ev zk.Event) {
+	for _, wt := range ws {
+		wt.ch <- ev
+		close(wt.ch)
+		if wt.owner.notify != nil {
+			wt.owner.notify()
+		}
+	}
+}
+
+func (ss *zkSession) watchChan(ws *[]zkWatch) <-chan zk.Event {
 	ch := make(chan zk.Event, 1)
-	*ws = append(*ws, ch)
+	*ws = append(*ws, zkWatch{ch: ch, owner: ss})
 	return ch
+}
+
+// dropWatches ends a session's watches, in path order, each with
+// EventNotWatching (go-zookeeper's invalidateWatches at an expiry or
+// close).
+func (s *zkServer) dropWatches(ss *zkSession) {
+	var paths []string
+	for p := range s.nodes {
+		paths = append(paths, p)
+	}
+	for p := range s.pendingExist {
+		if s.nodes[p] == nil {
+			paths = append(paths, p)
+		}
+	}
+	slices.Sort(paths)
+	take := func(ws *[]zkWatch) []zkWatch {
+		var mine []zkWatch
+		*ws = slices.DeleteFunc(*ws, func(wt zkWatch) bool {
+			if wt.owner == ss {
+				mine = append(mine, wt)
+				return true
+			}
+			return false
+		})
+		return mine
+	}
+	for _, p := range paths {
+		var mine []zkWatch
+		if n := s.nodes[p]; n != nil {
+			mine = append(take(&n.dataW), take(&n.childW)...)
+		}
+		if ws, ok := s.pendingExist[p]; ok {
+			mine = append(mine, take(&ws)...)
+			if len(ws) == 0 {
+				delete(s.pendingExist, p)
+			} else {
+				s.pendingExist[p] = ws
+			}
+		}
+		fireAll(mine, zk.Event{Type: zk.EventNotWatching, Path: p, State: zk.StateDisconnected, Err: zk.ErrSessionExpired})
+	}
 }
 
 // create adds a znode; fire false is a dry run's, on a copy of the tree.
@@ -297,10 +384,10 @@ func (ss *zkSession) ExistsW(path string) (bool, *zk.Stat, <-chan zk.Event, erro
 		return false, nil, nil, err
 	}
 	if ok {
-		return true, st, watchChan(&ss.s.nodes[path].dataW), nil
+		return true, st, ss.watchChan(&ss.s.nodes[path].dataW), nil
 	}
 	ws := ss.s.pendingExist[path]
-	ch := watchChan(&ws)
+	ch := ss.watchChan(&ws)
 	ss.s.pendingExist[path] = ws
 	return false, st, ch, nil
 }
@@ -324,7 +411,7 @@ func (ss *zkSession) GetW(path string) ([]byte, *zk.Stat, <-chan zk.Event, error
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return b, st, watchChan(&ss.s.nodes[path].dataW), nil
+	return b, st, ss.watchChan(&ss.s.nodes[path].dataW), nil
 }
 
 // Set implements chain.ZKConn.
@@ -354,7 +441,7 @@ func (ss *zkSession) ChildrenW(path string) ([]string, *zk.Stat, <-chan zk.Event
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return kids, st, watchChan(&ss.s.nodes[path].childW), nil
+	return kids, st, ss.watchChan(&ss.s.nodes[path].childW), nil
 }
 
 // Multi implements chain.ZKConn: every operation applies, or none does. The
@@ -410,7 +497,7 @@ func (s *zkServer) apply(op any, owner int64, fire_ bool) (zk.MultiResponse, err
 
 // clone copies the tree, without watches, for a dry run.
 func (s *zkServer) clone() *zkServer {
-	c := &zkServer{w: s.w, zxid: s.zxid, nodes: make(map[string]*znode, len(s.nodes)), pendingExist: map[string][]chan zk.Event{}}
+	c := &zkServer{w: s.w, zxid: s.zxid, nodes: make(map[string]*znode, len(s.nodes)), pendingExist: map[string][]zkWatch{}}
 	for p, n := range s.nodes {
 		c.nodes[p] = &znode{data: n.data, stat: n.stat, children: slices.Clone(n.children), seq: n.seq}
 	}
@@ -439,4 +526,5 @@ func (ss *zkSession) Close() {
 		ss.expired = true
 		ss.s.dropEphemerals(ss.id)
 	}
+	ss.s.dropWatches(ss)
 }

@@ -144,3 +144,39 @@ func TestZKClose(t *testing.T) {
 	_, err = a.Create("/f", nil, 0, nil)
 	require.ErrorIs(t, err, zk.ErrClosing)
 }
+
+// An expired session's watches end with EventNotWatching, and its
+// connection, back in touch, gets a new session, as go-zookeeper's does.
+func TestZKExpiryEndsWatchesAndRenews(t *testing.T) {
+	w := newWorld(1)
+	s := newZKServer(w)
+	a, b := s.connect(time.Second), s.connect(time.Second)
+	notified := 0
+	a.notify = func() { notified++ }
+	_, err := b.Create("/cfg", nil, 0, nil)
+	require.NoError(t, err)
+	_, _, dataW, err := a.GetW("/cfg")
+	require.NoError(t, err)
+	_, _, existW, err := a.ExistsW("/missing")
+	require.NoError(t, err)
+	old := a.SessionID()
+
+	a.setCut(true)
+	w.runUntil(int64(1100*time.Millisecond), nil)
+	require.Equal(t, zk.EventNotWatching, fired(t, dataW).Type)
+	require.Equal(t, zk.EventNotWatching, fired(t, existW).Type)
+	require.Positive(t, notified)
+	_, err = b.Create("/missing", nil, 0, nil)
+	require.NoError(t, err, "no watch of the expired session is left to fire")
+
+	a.setCut(false)
+	w.runUntil(int64(1200*time.Millisecond), nil)
+	require.NotEqual(t, old, a.SessionID())
+	_, err = a.Create("/e", nil, zk.FlagEphemeral, nil)
+	require.NoError(t, err)
+	var states []zk.State
+	for len(a.Events) > 0 {
+		states = append(states, (<-a.Events).State)
+	}
+	require.Equal(t, []zk.State{zk.StateDisconnected, zk.StateExpired, zk.StateHasSession}, states[len(states)-3:])
+}

@@ -27,6 +27,7 @@ type simFlags struct {
 	workers int
 	out     string
 	trace   bool
+	all     bool
 }
 
 func newSimCmd() *cobra.Command {
@@ -64,10 +65,10 @@ could not be written.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.opts.Store, "store", "", "store to simulate: raft")
+	fl.StringVar(&f.opts.Store, "store", "", "store to simulate: raft or chain")
 	fl.IntVar(&f.seeds, "seeds", 100, "number of seeds to run")
 	fl.Int64Var(&f.opts.Seed, "seed", 1, "first seed (alone: run just this seed and write its run directory)")
-	fl.StringVar(&f.opts.Bug, "bug", "", "plant a seeded bug (raft: local-read, early-ack, no-dedup)")
+	fl.StringVar(&f.opts.Bug, "bug", "", "plant a seeded bug (raft: local-read, early-ack, no-dedup, no-fsync; chain: head-read, no-resend, stale-tail, early-reply)")
 	fl.StringVar(&f.opts.ReadMode, "read-mode", "", "raft read mode: index (default) or lease")
 	fl.BoolVar(&f.opts.NoFsync, "no-fsync", false, "nodes never fsync: only writeback makes data durable")
 	fl.DurationVar(&f.opts.FaultTime, "fault-time", 0, "simulated time with faults per seed (default 10s)")
@@ -75,6 +76,7 @@ could not be written.`,
 	fl.DurationVar(&f.opts.RequestTimeout, "request-timeout", 0, "client request timeout, retries included (default 1s)")
 	fl.IntVar(&f.workers, "workers", 0, "seeds run at once (default: every core)")
 	fl.StringVar(&f.out, "out", "runs", "directory for run directories")
+	fl.BoolVar(&f.all, "all", false, "run every seed even after a failure, and count the failing seeds (a detection rate)")
 	fl.BoolVar(&f.trace, "trace", false, "print each seed's event log (faults, phases) as it runs; with --seeds 1")
 	return cmd
 }
@@ -113,7 +115,11 @@ func runSim(cmd *cobra.Command, f simFlags) error {
 	var simulated time.Duration
 	lastPrint := time.Now()
 	done := 0
-	sr := sim.RunSeeds(ctx, f.opts, f.opts.Seed, f.seeds, workers, func(r *sim.Result) {
+	run := sim.RunSeeds
+	if f.all {
+		run = sim.RunAllSeeds
+	}
+	sr := run(ctx, f.opts, f.opts.Seed, f.seeds, workers, func(r *sim.Result) {
 		done++
 		simulated += r.SimTime
 		if time.Since(lastPrint) >= 5*time.Second {
@@ -130,7 +136,15 @@ func runSim(cmd *cobra.Command, f simFlags) error {
 			sr.Ran, wall.Seconds(), simulated.Seconds(), simulated.Seconds()/wall.Seconds())
 		return nil
 	}
-	fmt.Fprintf(out, "sim: seed %d failed after %d seeds in %.1fs\n", sr.Failed.Options.Seed, sr.Ran, wall.Seconds())
+	if f.all {
+		n := 0
+		for _, c := range sr.Failures {
+			n += c
+		}
+		fmt.Fprintf(out, "sim: %d of %d seeds failed (%v) in %.1fs; the first:\n", n, sr.Ran, sr.Failures, wall.Seconds())
+	} else {
+		fmt.Fprintf(out, "sim: seed %d failed after %d seeds in %.1fs\n", sr.Failed.Options.Seed, sr.Ran, wall.Seconds())
+	}
 	printSeed(out, sr.Failed)
 	return finishSim(ctx, out, f, sr.Failed, command)
 }

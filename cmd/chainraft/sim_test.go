@@ -19,7 +19,10 @@ func TestSimExitCodes(t *testing.T) {
 	require.NotEmpty(t, hist)
 	require.Equal(t, exitUsage, execute([]string{"sim"}))
 	require.Equal(t, exitUsage, execute([]string{"sim", "--store", "raft", "--bug", "nope"}))
-	require.Equal(t, exitUsage, execute([]string{"sim", "--store", "chain", "--seeds", "1"}))
+	require.Equal(t, exitUsage, execute([]string{"sim", "--store", "etcd", "--seeds", "1"}))
+	require.Equal(t, exitUsage, execute([]string{"sim", "--store", "chain", "--bug", "early-ack"}))
+	require.Equal(t, exitIllegal, execute([]string{"sim", "--store", "chain", "--seeds", "4", "--bug", "early-reply", "--out", out}))
+	require.Equal(t, exitIllegal, execute([]string{"sim", "--store", "chain", "--seeds", "4", "--bug", "early-reply", "--all", "--out", out}))
 	require.Equal(t, exitUsage, execute([]string{"sim", "--store", "raft", "--seeds", "0"}))
 }
 
@@ -34,4 +37,13 @@ func TestSimSeedWritesSameHistory(t *testing.T) {
 	hb, err := os.ReadFile(filepath.Join(b, "latest", "history.jsonl"))
 	require.NoError(t, err)
 	require.Equal(t, ha, hb)
+
+	require.Equal(t, exitOK, execute([]string{"sim", "--store", "chain", "--seed", "9", "--out", a}))
+	require.Equal(t, exitOK, execute([]string{"sim", "--store", "chain", "--seed", "9", "--out", b}))
+	ca, err := os.ReadFile(filepath.Join(a, "latest", "history.jsonl"))
+	require.NoError(t, err)
+	cb, err := os.ReadFile(filepath.Join(b, "latest", "history.jsonl"))
+	require.NoError(t, err)
+	require.Equal(t, ca, cb)
+	require.NotEqual(t, ha, ca)
 }

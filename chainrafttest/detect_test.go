@@ -52,13 +52,16 @@ func keepRuns() bool { return os.Getenv("CHAINRAFT_KEEP") == "1" }
 // shortBugs are the bugs -short keeps: one per store, the cheapest to show.
 var shortBugs = []string{"early-ack", "no-resend"}
 
-// simulated are the bugs the deterministic simulator catches within a few
-// seeds in the default go test (go test ./sim -run
-// 'TestRaftSeededBugsCaught|TestNoFsyncCaught'): by default their
-// real-process runs are left to -long and the nightly, keeping one
-// real-process bug per store (early-ack for raft) so that the process path
-// stays covered too.
-var simulated = map[string][]string{"raft": {"local-read", "no-dedup", "no-fsync"}}
+// simulated are the bugs the deterministic simulator catches in the
+// default go test (go test ./sim -run
+// 'TestRaftSeededBugsCaught|TestNoFsyncCaught|TestChainSeededBugsCaught'):
+// by default their real-process runs are left to -long and the nightly,
+// keeping one real-process bug per store (early-ack for raft, no-resend for
+// the chain) so that the process path stays covered too.
+var simulated = map[string][]string{
+	"raft":  {"local-read", "no-dedup", "no-fsync"},
+	"chain": {"head-read", "stale-tail"},
+}
 
 // detectOutcome is one run of the detection tests, also the JSON line the
 // nightly job collects.

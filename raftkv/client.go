@@ -27,14 +27,17 @@ type ClientOptions struct {
 	// AttemptTimeout bounds one try at one node (default 1s), so a request
 	// stuck at a dead or partitioned leader moves on.
 	AttemptTimeout time.Duration
+	// Groups is the number of raft groups the keys are split over
+	// (kv.ShardOf); 0 or 1 for a single group.
+	Groups int
 }
 
 // Conns holds one gRPC connection per node, shared by every Client of a
 // cluster (HTTP/2 multiplexes their requests), and the shared guess of who
-// leads.
+// leads each group.
 type Conns struct {
-	opts   ClientOptions
-	leader atomic.Uint64
+	opts    ClientOptions
+	leaders []atomic.Uint64 // by group
 
 	mu    sync.Mutex // guards conns and addrs; never held across a call
 	conns map[uint64]*grpc.ClientConn
@@ -55,7 +58,8 @@ func Dial(ctx context.Context, opts ClientOptions) (*Conns, error) {
 	if opts.AttemptTimeout == 0 {
 		opts.AttemptTimeout = time.Second
 	}
-	c := &Conns{opts: opts, conns: map[uint64]*grpc.ClientConn{}, addrs: map[uint64]string{}}
+	opts.Groups = max(opts.Groups, 1)
+	c := &Conns{opts: opts, leaders: make([]atomic.Uint64, opts.Groups), conns: map[uint64]*grpc.ClientConn{}, addrs: map[uint64]string{}}
 	for _, m := range opts.Members {
 		if err := c.SetMember(m.ID, m.Addr); err != nil {
 			c.Close()
@@ -116,14 +120,17 @@ func (c *Conns) client(id uint64) pb.KVClient {
 	return pb.NewKVClient(conn)
 }
 
-// target is the node to try next: the leader guess, else the next id after
-// the last one tried.
-func (c *Conns) target(after uint64, rotate bool) uint64 {
+// groupOf is the raft group holding key.
+func (c *Conns) groupOf(key string) uint32 { return uint32(kv.ShardOf(key, c.opts.Groups)) }
+
+// target is the node to try next for group g: the leader guess, else the
+// next id after the last one tried.
+func (c *Conns) target(g uint32, after uint64, rotate bool) uint64 {
 	ids := c.ids()
 	if len(ids) == 0 {
 		return 0
 	}
-	if l := c.leader.Load(); l != 0 && !rotate {
+	if l := c.leaders[g].Load(); l != 0 && !rotate {
 		return l
 	}
 	for _, id := range ids {
@@ -134,16 +141,26 @@ func (c *Conns) target(after uint64, rotate bool) uint64 {
 	return ids[0]
 }
 
-// Status asks one node for its view.
+// Status asks one node for its view of group 0 (the only group of a
+// single-group store).
 func (c *Conns) Status(ctx context.Context, id uint64) (*pb.StatusResponse, error) {
+	return c.GroupStatus(ctx, id, 0)
+}
+
+// GroupStatus asks one node for its view of group g (role RoleNone when it
+// has no replica of g).
+func (c *Conns) GroupStatus(ctx context.Context, id uint64, g uint32) (*pb.StatusResponse, error) {
 	cl := c.client(id)
 	if cl == nil {
 		return nil, fmt.Errorf("raftkv: unknown node %d", id)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.AttemptTimeout)
 	defer cancel()
-	return cl.Status(ctx, &pb.StatusRequest{})
+	return cl.Status(ctx, &pb.StatusRequest{Group: g})
 }
+
+// Groups is the number of raft groups the clients split keys over.
+func (c *Conns) Groups() int { return c.opts.Groups }
 
 // AddNode asks the leader to add a voter; RemoveNode to remove one. Both
 // retry on other nodes until a leader answers or ctx ends.
@@ -170,7 +187,7 @@ func (c *Conns) adminCall(ctx context.Context, call func(context.Context, pb.KVC
 	rotate := false
 	lastErr := errors.New("no attempt")
 	for ctx.Err() == nil {
-		id := c.target(last, rotate)
+		id := c.target(0, last, rotate)
 		last, rotate = id, true
 		cl := c.client(id)
 		if cl == nil {
@@ -187,7 +204,7 @@ func (c *Conns) adminCall(ctx context.Context, call func(context.Context, pb.KVC
 		case r.GetCode() == pb.Code_CODE_NOT_LEADER:
 			lastErr = errors.New(r.GetError())
 			if r.GetLeaderId() != 0 {
-				c.leader.Store(r.GetLeaderId())
+				c.leaders[0].Store(r.GetLeaderId())
 				rotate = false
 			}
 		case r.GetCode() == pb.Code_CODE_REJECTED, r.GetCode() == pb.Code_CODE_BAD_REQUEST:
@@ -271,13 +288,15 @@ func (c *Client) do(ctx context.Context, cmd *pb.Command) (*pb.Result, error) {
 		id := c.seq.Next()
 		cmd.Client, cmd.Seq = id.Client, id.Seq
 	}
-	req := &pb.Request{Cmd: cmd}
+	g := c.conns.groupOf(cmd.GetKey())
+	leader := &c.conns.leaders[g]
+	req := &pb.Request{Cmd: cmd, Group: g}
 	maybeApplied := false
 	lastErr := errors.New("no attempt")
 	var last uint64
 	rotate := false
 	for attempt := 0; ctx.Err() == nil; attempt++ {
-		id := c.conns.target(last, rotate)
+		id := c.conns.target(g, last, rotate)
 		last, rotate = id, true
 		cl := c.conns.client(id)
 		if cl == nil {
@@ -296,12 +315,12 @@ func (c *Client) do(ctx context.Context, cmd *pb.Command) (*pb.Result, error) {
 			// The request may have reached the node and been proposed.
 			maybeApplied = maybeApplied || write
 			lastErr = fmt.Errorf("node %d: %w", id, err)
-			if c.conns.leader.Load() == id {
-				c.conns.leader.CompareAndSwap(id, 0)
+			if leader.Load() == id {
+				leader.CompareAndSwap(id, 0)
 			}
 		case resp.GetCode() == pb.Code_CODE_OK:
 			c.last = id
-			c.conns.leader.Store(id)
+			leader.Store(id)
 			return resp.GetResult(), nil
 		case resp.GetCode() == pb.Code_CODE_NOT_LEADER:
 			lastErr = fmt.Errorf("node %d: %s", id, resp.GetError())
@@ -311,19 +330,24 @@ func (c *Client) do(ctx context.Context, cmd *pb.Command) (*pb.Result, error) {
 					// address for a node (perhaps through a proxy) wins.
 					_ = c.conns.SetMember(l, resp.GetLeaderAddr())
 				}
-				c.conns.leader.Store(l)
+				leader.Store(l)
 				rotate = false
 				backoff = 0
 			} else {
-				c.conns.leader.CompareAndSwap(id, 0)
+				leader.CompareAndSwap(id, 0)
 				backoff = 50 * time.Millisecond // an election is running
 			}
+		case resp.GetCode() == pb.Code_CODE_NOT_MEMBER:
+			// No replica of the group here: the next node, at once.
+			lastErr = fmt.Errorf("node %d: %s", id, resp.GetError())
+			leader.CompareAndSwap(id, 0)
+			backoff = 0
 		case resp.GetCode() == pb.Code_CODE_BAD_REQUEST:
 			return nil, kv.Definitef("raftkv: node %d: %s", id, resp.GetError())
 		case resp.GetCode() == pb.Code_CODE_UNKNOWN:
 			maybeApplied = maybeApplied || write
 			lastErr = fmt.Errorf("node %d: %w: %s", id, ErrUnknown, resp.GetError())
-			c.conns.leader.CompareAndSwap(id, 0)
+			leader.CompareAndSwap(id, 0)
 		default: // dropped, overloaded: certainly not proposed
 			lastErr = fmt.Errorf("node %d: %s", id, resp.GetError())
 			rotate = false

@@ -9,6 +9,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/chainraft/chainraft/kv"
@@ -39,6 +40,14 @@ type CoreConfig struct {
 	Logger raft.Logger
 	// Bug is a seeded bug (see bugs.go); only BugNoDedup lives in the Core.
 	Bug string
+	// Preferred is the member that should lead this group (0: any). Under
+	// multi-raft the groups' leaders are spread over the nodes as the
+	// chains' heads are, so that no node orders every write and answers
+	// every read: the preferred member campaigns when it finds no leader
+	// soon after it starts, and a leader hands leadership to it whenever it
+	// is caught up (checked every RebalanceTicks, default 2*ElectionTick).
+	Preferred      uint64
+	RebalanceTicks int
 }
 
 func (c *CoreConfig) setDefaults() {
@@ -56,6 +65,9 @@ func (c *CoreConfig) setDefaults() {
 	}
 	if c.ReadTimeoutTicks == 0 {
 		c.ReadTimeoutTicks = 2 * c.ElectionTick
+	}
+	if c.RebalanceTicks == 0 {
+		c.RebalanceTicks = 2 * c.ElectionTick
 	}
 	if c.Logger == nil {
 		c.Logger = &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)}
@@ -290,10 +302,12 @@ func (c *Core) restore(rec *Recovered) error {
 	return nil
 }
 
-// Tick advances raft's logical clock and ages the ReadIndex round.
+// Tick advances raft's logical clock, ages the ReadIndex round and moves
+// leadership towards the preferred member.
 func (c *Core) Tick() {
 	c.ticks++
 	c.rn.Tick()
+	c.prefer()
 	if c.round != nil {
 		c.round.age++
 		if c.round.age > c.cfg.ReadTimeoutTicks {
@@ -301,6 +315,43 @@ func (c *Core) Tick() {
 			c.round = nil
 			c.startRound()
 		}
+	}
+}
+
+// preferStartTicks is when, after it starts, a preferred member that has
+// heard of no leader campaigns: soon enough to take the group's first
+// election, late enough for its peers' processes to be up.
+const preferStartTicks = 3
+
+// transferLag is how far behind the leader's log the preferred member may
+// be for the leader to hand it leadership.
+const transferLag = 64
+
+// prefer makes the preferred member the leader (CoreConfig.Preferred):
+// once at start by campaigning, later by the leader transferring to it
+// when it has every entry the leader has (a transfer to a member still
+// catching up would stall writes until it caught up).
+func (c *Core) prefer() {
+	p := c.cfg.Preferred
+	if p == 0 {
+		return
+	}
+	bs := c.rn.BasicStatus()
+	if p == c.cfg.ID {
+		if c.ticks == preferStartTicks && bs.Lead == 0 && bs.RaftState != raft.StateLeader {
+			_ = c.rn.Campaign()
+		}
+		return
+	}
+	if bs.RaftState != raft.StateLeader || bs.LeadTransferee != 0 || c.ticks%int64(c.cfg.RebalanceTicks) != 0 {
+		return
+	}
+	pr, ok := c.rn.Status().Progress[p]
+	// Replicating and close behind: raft then sends the rest and the
+	// timeout-now within a round trip; proposals pause only that long.
+	if last, _ := c.ms.LastIndex(); ok && pr.RecentActive && !pr.IsLearner &&
+		pr.State == tracker.StateReplicate && pr.Match+transferLag >= last {
+		c.rn.TransferLeader(p)
 	}
 }
 
@@ -765,6 +816,10 @@ func (c *Core) entries() []*raftpb.Entry {
 	}
 	return ents
 }
+
+// RoleNone is the role a node reports for a raft group it has no replica
+// of (multi-raft: see Host); the other roles are raft's state names.
+const RoleNone = "none"
 
 // Status is a snapshot of the Core's view, for operators and the harness.
 type Status struct {

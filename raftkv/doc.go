@@ -30,6 +30,25 @@
 // heartbeats at once — unthrottled, that flood starved the leader's loop
 // for seconds (design.md, Crash recovery).
 //
+// # Several groups (multi-raft)
+//
+// One raft group puts every write and every read through one leader, so
+// adding nodes adds replicas, not capacity. With RunConfig.Groups = G > 1
+// the keys are split over G groups by kv.ShardOf — the map chain's
+// ChainOf uses, so C chains and C groups split the same keys alike — and
+// group g lives on GroupMembers(nodes, size, g): the nodes g, g+1, ...
+// (mod N), as chain g's replicas are. A process is a [Host]: one Node per
+// group it is a member of, each with its own Core, loop, ticker and
+// storage (DataDir/group-<g>), all sharing one Transport and one gRPC
+// server. A peer message carries its group (MessageBatch.groups, absent
+// for a single group, whose wire format is unchanged) and a request names
+// its group (Request.group); a process with no replica of it answers
+// CODE_NOT_MEMBER and the client tries the next node. Each group prefers
+// its first member as leader (CoreConfig.Preferred): that member campaigns
+// soon after it starts, and a leader hands leadership back to it once it
+// is caught up, so the leaders stay spread as the chains' heads are.
+// Membership changes are single-group only.
+//
 // # Error classes
 //
 // A request the node refuses before proposing (not the leader, raft dropped
@@ -97,7 +116,9 @@
 //     on a storage error (then Node.Err says why and the process exits).
 //   - Transport: one sender per peer, owning that peer's gRPC client stream
 //     and queue; stopped by SetPeers (peer removed) or Transport.Stop (from
-//     run's exit).
+//     run's exit, or Host.Stop when the groups share it).
+//   - Host: one watcher per group's Node, ending when that node's loop
+//     does (Host.Stop stops every loop, then the transport).
 //   - gRPC server goroutines (owned by the grpc.Server that Serve returns,
 //     stopped by its Stop): client requests block on a reply channel or
 //     their deadline; peer streams decode messages and hand them to run

@@ -50,6 +50,16 @@ type NodeConfig struct {
 	// Bug plants a seeded bug (KnownBugs, see bugs.go), for the harness's
 	// detection tests only; empty for a correct node.
 	Bug string
+	// Group is the raft group this node is a replica of (multi-raft: see
+	// Host); 0 for a single-group store. Transport, when set, is the
+	// process's transport shared by every group it hosts: the Host owns it
+	// and routes its reports back with deliverReport. Nil: the node makes
+	// and owns one of its own.
+	Group     uint32
+	Transport *Transport
+	// Preferred is the member that should lead the group
+	// (CoreConfig.Preferred); 0: any.
+	Preferred uint64
 }
 
 // Node runs one Core: a single goroutine (run) owns the Core, the storage
@@ -61,6 +71,7 @@ type Node struct {
 	core      *Core
 	storage   *Storage
 	transport *Transport
+	ownsTrans bool // the transport is this node's alone: it stops it
 
 	propc   chan proposal
 	readc   chan readRequest
@@ -132,6 +143,7 @@ func newNode(cfg NodeConfig) (*Node, error) {
 		SnapshotEvery: cfg.SnapshotEvery,
 		Logger:        &raft.DefaultLogger{Logger: logger},
 		Bug:           cfg.Bug,
+		Preferred:     cfg.Preferred,
 	}, rec)
 	if err != nil {
 		st.Close()
@@ -155,15 +167,21 @@ func newNode(cfg NodeConfig) (*Node, error) {
 		readWaiters: map[uint64]chan Reply{},
 		confWaiters: map[uint64]chan Reply{},
 	}
-	n.transport = newTransport(cfg.ID, logger, func(r report) {
-		select {
-		case n.reportc <- r:
-		default: // raft learns the same from the next failure
-		}
-	})
+	n.transport = cfg.Transport
+	if n.transport == nil {
+		n.transport, n.ownsTrans = newTransport(cfg.ID, logger, n.deliverReport), true
+	}
 	core.TakeMembersChanged()
-	n.transport.SetPeers(mergeMembers(cfg.Peers, core.Members(), cfg.Addrs))
+	n.transport.SetGroupPeers(cfg.Group, mergeMembers(cfg.Peers, core.Members(), cfg.Addrs))
 	return n, nil
+}
+
+// deliverReport hands a transport report to the loop without blocking.
+func (n *Node) deliverReport(r report) {
+	select {
+	case n.reportc <- r:
+	default: // raft learns the same from the next failure
+	}
 }
 
 // mergeMembers lists the peers the transport reaches: the addresses given
@@ -318,7 +336,9 @@ func (n *Node) run() {
 	defer func() {
 		ticker.Stop()
 		n.failAll()
-		n.transport.Stop()
+		if n.ownsTrans {
+			n.transport.Stop()
+		}
 		if err := n.storage.Close(); err != nil && n.err == nil {
 			n.err = err
 		}
@@ -476,13 +496,13 @@ func (n *Node) handleReady() error {
 		n.logger.Printf("node %d: snapshot at %d, log keeps %d entries", n.cfg.ID, c.Snapshot.GetMetadata().GetIndex(), len(c.Entries))
 	}
 	if n.core.TakeMembersChanged() {
-		n.transport.SetPeers(mergeMembers(n.cfg.Peers, n.core.Members(), n.cfg.Addrs))
+		n.transport.SetGroupPeers(n.cfg.Group, mergeMembers(n.cfg.Peers, n.core.Members(), n.cfg.Addrs))
 	}
 	return nil
 }
 
 func (n *Node) send(m *raftpb.Message) {
-	if err := n.transport.Send(m); err != nil {
+	if err := n.transport.SendGroup(n.cfg.Group, m); err != nil {
 		n.core.ReportUnreachable(m.GetTo())
 		if m.GetType() == raftpb.MsgSnap {
 			n.core.ReportSnapshot(m.GetTo(), false)

@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc"
 )
 
 // stopGrace bounds how long a stopping node waits for its clients' calls
@@ -30,7 +32,11 @@ type RunConfig struct {
 	Lease         bool
 	SnapshotEvery uint64
 	Bug           string
-	Logf          func(format string, args ...any)
+	// Groups, when 2 or more, runs a Host: the process is a member of
+	// the groups GroupMembers places on it, GroupSize members each, and
+	// Peers lists every node of the store.
+	Groups, GroupSize int
+	Logf              func(format string, args ...any)
 }
 
 // Run runs a raft node until ctx ends: it listens, restores the node from
@@ -48,19 +54,40 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	if err != nil {
 		return fmt.Errorf("raftkv: listen: %w", err)
 	}
-	node, err := StartNode(NodeConfig{ID: cfg.ID, Peers: cfg.Peers, Addrs: cfg.Addrs, Join: cfg.Join, DataDir: cfg.DataDir,
+	ncfg := NodeConfig{ID: cfg.ID, Peers: cfg.Peers, Addrs: cfg.Addrs, Join: cfg.Join, DataDir: cfg.DataDir,
 		NoFsync: cfg.NoFsync, Lease: cfg.Lease, SnapshotEvery: cfg.SnapshotEvery, Bug: cfg.Bug,
-		Logger: log.New(logfWriter(cfg.Logf), "", 0)})
-	if err != nil {
-		lis.Close()
-		return err
+		Logger: log.New(logfWriter(cfg.Logf), "", 0)}
+	var node interface {
+		Done() <-chan struct{}
+		Err() error
+		Stop() error
 	}
-	gs, serveErr := Serve(node, lis)
+	var gs *grpc.Server
+	var serveErr <-chan error
+	groups := "1 group"
+	if cfg.Groups > 1 {
+		h, err := StartHost(HostConfig{Node: ncfg, Groups: cfg.Groups, GroupSize: cfg.GroupSize})
+		if err != nil {
+			lis.Close()
+			return err
+		}
+		node = h
+		gs, serveErr = ServeHost(h, lis)
+		groups = fmt.Sprintf("member of groups %v of %d", h.Groups(), cfg.Groups)
+	} else {
+		n, err := StartNode(ncfg)
+		if err != nil {
+			lis.Close()
+			return err
+		}
+		node = n
+		gs, serveErr = Serve(n, lis)
+	}
 	mode := "index"
 	if cfg.Lease {
 		mode = "lease"
 	}
-	cfg.Logf("serving on %s, data in %s (fsync %v, read mode %s)", lis.Addr(), cfg.DataDir, !cfg.NoFsync, mode)
+	cfg.Logf("serving on %s, data in %s (fsync %v, read mode %s, %s)", lis.Addr(), cfg.DataDir, !cfg.NoFsync, mode, groups)
 
 	var first error
 	select {

@@ -3,6 +3,7 @@ package raftkv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 
@@ -17,9 +18,15 @@ import (
 // returned server is stopped (the caller owns it); the channel gets the
 // error that ended serving.
 func Serve(n *Node, lis net.Listener) (*grpc.Server, <-chan error) {
+	return ServeHost(&Host{id: n.cfg.ID, logger: n.logger, transport: n.transport, nodes: map[uint32]*Node{n.cfg.Group: n}}, lis)
+}
+
+// ServeHost is Serve for every group a Host runs: a request goes to the
+// node of the group it names, a peer message to the node of its group.
+func ServeHost(h *Host, lis net.Listener) (*grpc.Server, <-chan error) {
 	gs := grpc.NewServer(grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize))
-	pb.RegisterKVServer(gs, &kvServer{n: n})
-	pb.RegisterRaftServer(gs, &raftServer{n: n})
+	pb.RegisterKVServer(gs, &kvServer{h: h})
+	pb.RegisterRaftServer(gs, &raftServer{h: h})
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(lis) }()
 	return gs, errc
@@ -27,19 +34,27 @@ func Serve(n *Node, lis net.Listener) (*grpc.Server, <-chan error) {
 
 type kvServer struct {
 	pb.UnimplementedKVServer
-	n *Node
+	h *Host
 }
 
+// errNotMember answers a request for a group this process has no replica of.
+var errNotMember = errors.New("raftkv: not a member of the request's group")
+
 func (s *kvServer) Do(ctx context.Context, req *pb.Request) (*pb.Response, error) {
+	n := s.h.Node(req.GetGroup())
+	if n == nil {
+		return &pb.Response{NodeId: s.h.id, Code: pb.Code_CODE_NOT_MEMBER,
+			Error: fmt.Sprintf("%v (group %d)", errNotMember, req.GetGroup())}, nil
+	}
 	cmd := req.GetCmd()
 	var res *pb.Result
 	var err error
 	if cmd.GetOp() == pb.Op_OP_GET {
-		res, err = s.n.Read(ctx, cmd.GetKey())
+		res, err = n.Read(ctx, cmd.GetKey())
 	} else {
-		res, err = s.n.Write(ctx, cmd)
+		res, err = n.Write(ctx, cmd)
 	}
-	resp := &pb.Response{NodeId: s.n.cfg.ID}
+	resp := &pb.Response{NodeId: s.h.id}
 	if err != nil {
 		resp.Code, resp.LeaderId, resp.LeaderAddr = errorCode(err)
 		resp.Error = err.Error()
@@ -49,12 +64,29 @@ func (s *kvServer) Do(ctx context.Context, req *pb.Request) (*pb.Response, error
 	return resp, nil
 }
 
+// AddNode and RemoveNode change group 0's membership: membership changes
+// are for a single-group store (a multi-raft process refuses them).
 func (s *kvServer) AddNode(ctx context.Context, req *pb.AddNodeRequest) (*pb.AdminResponse, error) {
-	return adminResponse(s.n.AddNode(ctx, req.GetId(), req.GetAddr())), nil
+	n, err := s.singleGroup()
+	if err != nil {
+		return adminResponse(err), nil
+	}
+	return adminResponse(n.AddNode(ctx, req.GetId(), req.GetAddr())), nil
 }
 
 func (s *kvServer) RemoveNode(ctx context.Context, req *pb.RemoveNodeRequest) (*pb.AdminResponse, error) {
-	return adminResponse(s.n.RemoveNode(ctx, req.GetId())), nil
+	n, err := s.singleGroup()
+	if err != nil {
+		return adminResponse(err), nil
+	}
+	return adminResponse(n.RemoveNode(ctx, req.GetId())), nil
+}
+
+func (s *kvServer) singleGroup() (*Node, error) {
+	if n := s.h.Node(0); n != nil && len(s.h.nodes) == 1 {
+		return n, nil
+	}
+	return nil, fmt.Errorf("%w: membership changes need a single raft group", ErrRejected)
 }
 
 func adminResponse(err error) *pb.AdminResponse {
@@ -66,13 +98,19 @@ func adminResponse(err error) *pb.AdminResponse {
 	return r
 }
 
-func (s *kvServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
-	st, err := s.n.Status(ctx)
+// Status answers for the group asked about; peer_messages_sent is the
+// process's, every group's messages (they share the transport).
+func (s *kvServer) Status(ctx context.Context, req *pb.StatusRequest) (*pb.StatusResponse, error) {
+	n := s.h.Node(req.GetGroup())
+	if n == nil {
+		return &pb.StatusResponse{Id: s.h.id, Role: RoleNone, PeerMessagesSent: s.h.transport.MessagesSent()}, nil
+	}
+	st, err := n.Status(ctx)
 	if err != nil {
 		return nil, err
 	}
 	r := &pb.StatusResponse{Id: st.ID, LeaderId: st.Leader, Term: st.Term, Commit: st.Commit, Applied: st.Applied, Role: st.Role, Digest: st.Digest,
-		PeerMessagesSent: s.n.transport.MessagesSent()}
+		PeerMessagesSent: s.h.transport.MessagesSent()}
 	for _, m := range st.Members {
 		r.Members = append(r.Members, &pb.Member{Id: m.ID, Addr: m.Addr})
 	}
@@ -95,6 +133,8 @@ func errorCode(err error) (pb.Code, uint64, string) {
 		return pb.Code_CODE_OVERLOADED, 0, ""
 	case errors.Is(err, ErrRejected):
 		return pb.Code_CODE_REJECTED, 0, ""
+	case errors.Is(err, errNotMember):
+		return pb.Code_CODE_NOT_MEMBER, 0, ""
 	case errors.Is(err, ErrBadRequest):
 		return pb.Code_CODE_BAD_REQUEST, 0, ""
 	default:
@@ -104,7 +144,7 @@ func errorCode(err error) (pb.Code, uint64, string) {
 
 type raftServer struct {
 	pb.UnimplementedRaftServer
-	n *Node
+	h *Host
 }
 
 // Stream receives one peer's batches for as long as the peer keeps the
@@ -118,13 +158,26 @@ func (s *raftServer) Stream(stream grpc.ClientStreamingServer[pb.MessageBatch, p
 		if err != nil {
 			return err
 		}
-		for _, data := range b.GetMessages() {
+		groups := b.GetGroups()
+		if len(groups) != 0 && len(groups) != len(b.GetMessages()) {
+			s.h.logger.Printf("node %d: batch from %d has %d messages and %d groups: dropped", s.h.id, b.GetFrom(), len(b.GetMessages()), len(groups))
+			continue
+		}
+		for i, data := range b.GetMessages() {
+			var g uint32
+			if len(groups) > 0 {
+				g = groups[i]
+			}
+			n := s.h.Node(g)
+			if n == nil {
+				continue // a group this process is not in: a misrouted message raft can lose
+			}
 			m := &raftpb.Message{}
 			if err := proto.Unmarshal(data, m); err != nil {
-				s.n.logger.Printf("node %d: undecodable message from %d: %v", s.n.cfg.ID, b.GetFrom(), err)
+				s.h.logger.Printf("node %d: undecodable message from %d: %v", s.h.id, b.GetFrom(), err)
 				continue
 			}
-			s.n.deliver(m)
+			n.deliver(m)
 		}
 	}
 }

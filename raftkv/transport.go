@@ -34,13 +34,19 @@ const (
 // report is what a peer sender tells the node about delivery, so raft can
 // probe an unreachable follower again and unpause one waiting for a snapshot.
 type report struct {
-	to       uint64
+	to uint64
+	// group is the raft group of the message reported on; a broken stream
+	// concerns every group that has the peer (all).
+	group    uint32
+	all      bool
 	snapshot bool // a MsgSnap; ok says whether it was sent
 	ok       bool
 }
 
 // Transport sends raft messages to peers: one sender goroutine and one
-// gRPC client stream per peer, fed by a bounded queue. Raft tolerates lost
+// gRPC client stream per peer, fed by a bounded queue. Under multi-raft one
+// Transport serves every group a process hosts: each message is tagged
+// with its group, and a peer is dialled once, whatever groups it shares. Raft tolerates lost
 // messages (it retransmits on heartbeats and probes), so a full queue or a
 // broken stream drops messages and reports the peer unreachable rather than
 // blocking the node's loop.
@@ -49,8 +55,9 @@ type Transport struct {
 	logger *log.Logger
 	report func(report)
 
-	mu      sync.Mutex // guards peers and stopped; held briefly, never across I/O
+	mu      sync.Mutex // guards peers, groups and stopped; held briefly, never across I/O
 	peers   map[uint64]*peer
+	groups  map[uint32][]Member // each group's peers, whose union is dialled
 	stopped bool
 	wg      sync.WaitGroup
 
@@ -80,26 +87,36 @@ type peer struct {
 }
 
 type outMsg struct {
-	data []byte
-	snap bool
+	data  []byte
+	group uint32
+	snap  bool
 }
 
 func newTransport(id uint64, logger *log.Logger, report func(report)) *Transport {
-	return &Transport{id: id, logger: logger, report: report, peers: map[uint64]*peer{}}
+	return &Transport{id: id, logger: logger, report: report, peers: map[uint64]*peer{}, groups: map[uint32][]Member{}}
 }
 
-// SetPeers starts senders for new members, restarts those whose address
-// changed and stops those no longer listed.
-func (t *Transport) SetPeers(ms []Member) {
+// SetPeers sets the peers of group 0, the only group of a single-group
+// store (see SetGroupPeers).
+func (t *Transport) SetPeers(ms []Member) { t.SetGroupPeers(0, ms) }
+
+// SetGroupPeers replaces group g's peers, then starts senders for nodes in
+// no group's list before, restarts those whose address changed and stops
+// those no group lists any more. The first address a group gives for a
+// node wins when two disagree (they never do: addresses are per node).
+func (t *Transport) SetGroupPeers(g uint32, ms []Member) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.stopped {
 		return
 	}
+	t.groups[g] = append([]Member(nil), ms...)
 	want := map[uint64]string{}
-	for _, m := range ms {
-		if m.ID != t.id && m.Addr != "" {
-			want[m.ID] = m.Addr
+	for _, gms := range t.groups {
+		for _, m := range gms {
+			if _, ok := want[m.ID]; !ok && m.ID != t.id && m.Addr != "" {
+				want[m.ID] = m.Addr
+			}
 		}
 	}
 	for id, p := range t.peers {
@@ -145,10 +162,14 @@ func dialOptions(extra ...grpc.DialOption) []grpc.DialOption {
 	}, extra...)
 }
 
-// Send marshals m (raft's messages point into its state, so they are
-// marshalled here, on the node's goroutine) and queues it. An error means
-// the message was dropped; the node reports it to raft.
-func (t *Transport) Send(m *raftpb.Message) error {
+// Send queues m as group 0's (see SendGroup).
+func (t *Transport) Send(m *raftpb.Message) error { return t.SendGroup(0, m) }
+
+// SendGroup marshals m (raft's messages point into its state, so they are
+// marshalled here, on the node's goroutine) and queues it, tagged with its
+// group g. An error means the message was dropped; the node reports it to
+// raft.
+func (t *Transport) SendGroup(g uint32, m *raftpb.Message) error {
 	data, err := proto.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("marshal %v to %d: %w", m.GetType(), m.GetTo(), err)
@@ -165,7 +186,7 @@ func (t *Transport) Send(m *raftpb.Message) error {
 		return fmt.Errorf("queue to node %d full (%d bytes)", m.GetTo(), q-size)
 	}
 	select {
-	case p.q <- outMsg{data: data, snap: m.GetType() == raftpb.MsgSnap}:
+	case p.q <- outMsg{data: data, group: g, snap: m.GetType() == raftpb.MsgSnap}:
 		return nil
 	default:
 		p.queued.Add(-size)
@@ -197,7 +218,7 @@ func (t *Transport) run(p *peer) {
 		}
 		cancel()
 		if err != nil && p.ctx.Err() == nil {
-			t.report(report{to: p.id})
+			t.report(report{to: p.id, all: true})
 		}
 		select {
 		case <-p.ctx.Done():
@@ -215,29 +236,36 @@ func (t *Transport) pump(ctx context.Context, p *peer, stream grpc.ClientStreami
 			return nil // stream lifetime over (or stopping): open a new one
 		}
 		p.queued.Add(-int64(len(first.data)))
-		batch := &pb.MessageBatch{From: t.id, Messages: [][]byte{first.data}}
-		snaps := 0
-		if first.snap {
-			snaps++
+		batch := &pb.MessageBatch{From: t.id}
+		var snaps []uint32 // the group of each snapshot in the batch
+		grouped := false
+		add := func(m outMsg) {
+			batch.Messages = append(batch.Messages, m.data)
+			batch.Groups = append(batch.Groups, m.group)
+			grouped = grouped || m.group != 0
+			if m.snap {
+				snaps = append(snaps, m.group)
+			}
 		}
+		add(first)
 		size := len(first.data)
 	drain:
 		for len(batch.Messages) < batchMax && size < batchBytes {
 			select {
 			case m := <-p.q:
 				p.queued.Add(-int64(len(m.data)))
-				batch.Messages = append(batch.Messages, m.data)
+				add(m)
 				size += len(m.data)
-				if m.snap {
-					snaps++
-				}
 			default:
 				break drain
 			}
 		}
+		if !grouped {
+			batch.Groups = nil // all group 0: the single-group wire format
+		}
 		err := stream.Send(batch)
-		for range snaps {
-			t.report(report{to: p.id, snapshot: true, ok: err == nil})
+		for _, g := range snaps {
+			t.report(report{to: p.id, group: g, snapshot: true, ok: err == nil})
 		}
 		if err != nil {
 			return fmt.Errorf("send to node %d: %w", p.id, err)

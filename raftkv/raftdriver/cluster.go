@@ -36,6 +36,10 @@ type Cluster struct {
 	snapshotEvery uint64
 	pc            *proccluster.Cluster
 	conns         *raftkv.Conns
+	// members are the initial nodes; groups and groupSize the multi-raft
+	// shape (1 group of every node: the plain store).
+	members           []raftkv.Member
+	groups, groupSize int
 
 	mu     sync.Mutex // guards nextID and added
 	nextID uint64
@@ -107,16 +111,47 @@ func (c *Cluster) startNode(id uint64, peers []string, join bool) error {
 	return c.pc.Start(int(id), c.env.Binary, c.nodeArgs(id, c.listen(id), peers, join), nil)
 }
 
-// waitServing waits until some node leads and answers a linearizable read
-// (a Get goes through ReadIndex or the lease), failing early if a node
-// process exits.
+// waitServing waits until every group has a leader that answers a
+// linearizable read (a Get goes through ReadIndex or the lease), failing
+// early if a node process exits.
 func (c *Cluster) waitServing(ctx context.Context, timeout time.Duration) error {
 	cl := c.conns.NewClient()
+	probes := probeKeys(c.groups)
 	return c.pc.WaitReady(ctx, timeout, func(ctx context.Context) error {
-		_, _, err := cl.Get(ctx, "chainraft-probe")
-		return err
+		for _, k := range probes {
+			if _, _, err := cl.Get(ctx, k); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
+
+// probeKeys is one key of each group, in group order.
+func probeKeys(groups int) []string {
+	out := make([]string, groups)
+	found := 0
+	for i := 0; found < groups; i++ {
+		k := fmt.Sprintf("chainraft-probe-%d", i)
+		if g := kv.ShardOf(k, groups); out[g] == "" {
+			out[g] = k
+			found++
+		}
+	}
+	return out
+}
+
+// groupMembers is group g's initial members, its preferred leader first.
+func (c *Cluster) groupMembers(g int) []uint64 {
+	var out []uint64
+	for _, m := range raftkv.GroupMembers(c.members, c.groupSize, g) {
+		out = append(out, m.ID)
+	}
+	return out
+}
+
+// errMultiGroup refuses a membership change of a multi-raft cluster.
+var errMultiGroup = errors.New("raft cluster: membership changes need a single raft group (--groups 1)")
 
 // NewClient implements harness.Cluster.
 func (c *Cluster) NewClient() (kv.KV, error) { return c.conns.NewClient(), nil }
@@ -156,16 +191,20 @@ func (c *Cluster) Pause(id uint64) error { return c.pc.Pause(int(id)) }
 // Resume SIGCONTs a paused node.
 func (c *Cluster) Resume(id uint64) error { return c.pc.Resume(int(id)) }
 
-// Leader asks the running nodes who leads and returns the id a leader
-// reports for itself (0 and an error if none does right now). Two nodes may
-// both think they lead for a moment; the one with the higher term wins.
-func (c *Cluster) Leader(ctx context.Context) (uint64, error) {
+// Leader asks the running nodes who leads group 0 (the only group of a
+// single-group store) and returns the id a leader reports for itself (0
+// and an error if none does right now). Two nodes may both think they lead
+// for a moment; the one with the higher term wins.
+func (c *Cluster) Leader(ctx context.Context) (uint64, error) { return c.GroupLeader(ctx, 0) }
+
+// GroupLeader is Leader for group g.
+func (c *Cluster) GroupLeader(ctx context.Context, g int) (uint64, error) {
 	var best, bestTerm uint64
 	for _, id := range c.Nodes() {
 		if !c.pc.Up(int(id)) {
 			continue
 		}
-		st, err := c.conns.Status(ctx, id)
+		st, err := c.conns.GroupStatus(ctx, id, uint32(g))
 		if err != nil {
 			continue
 		}
@@ -174,7 +213,7 @@ func (c *Cluster) Leader(ctx context.Context) (uint64, error) {
 		}
 	}
 	if best == 0 {
-		return 0, errors.New("raft cluster: no leader right now")
+		return 0, fmt.Errorf("raft cluster: group %d has no leader right now", g)
 	}
 	return best, nil
 }
@@ -190,6 +229,9 @@ func (c *Cluster) NodeStatus(ctx context.Context, id uint64) (*raftkvpb.StatusRe
 // network only the spare ids wired at start have proxies, so there are at
 // most env.SpareNodes additions.
 func (c *Cluster) AddNode(ctx context.Context) (uint64, error) {
+	if c.groups > 1 {
+		return 0, errMultiGroup
+	}
 	reach := c.Nodes()
 	id, addr, clientAddr, err := c.takeID()
 	if err != nil {
@@ -234,11 +276,17 @@ func (c *Cluster) takeID() (id uint64, addr, clientAddr string, err error) {
 // RemoveNode removes node id from the membership by conf change, then
 // stops its process.
 func (c *Cluster) RemoveNode(ctx context.Context, id uint64) error {
+	if c.groups > 1 {
+		return errMultiGroup
+	}
 	if err := c.conns.RemoveNode(ctx, id); err != nil {
 		return fmt.Errorf("raft cluster: remove node %d: %w", id, err)
 	}
 	return c.pc.Stop(int(id), removeGrace)
 }
+
+// Groups is the number of raft groups, GroupSize their members.
+func (c *Cluster) Groups() (groups, size int) { return c.groups, c.groupSize }
 
 // NodeCPU implements harness.CPUMeter: every incarnation of every node
 // started, removed ones included.

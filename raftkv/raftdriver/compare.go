@@ -23,11 +23,30 @@ const comparePoll = 200 * time.Millisecond
 // then requires the same digest of the data from each. The digest comes
 // with the applied index in one status reply, taken on the node's own
 // goroutine, so equal indexes with unequal digests are a real divergence,
-// never a race.
+// never a race. With several groups each group's replicas are compared,
+// in turn.
 func (c *Cluster) CompareReplicas(ctx context.Context) (string, error) {
+	var details []string
+	for g := range c.groups {
+		d, err := c.compareGroup(ctx, g)
+		if err != nil {
+			if c.groups > 1 {
+				err = fmt.Errorf("group %d: %w", g, err)
+			}
+			return "", err
+		}
+		if c.groups > 1 {
+			d = fmt.Sprintf("group %d: %s", g, d)
+		}
+		details = append(details, d)
+	}
+	return strings.Join(details, "; "), nil
+}
+
+func (c *Cluster) compareGroup(ctx context.Context, g int) (string, error) {
 	last := "no status yet"
 	for {
-		detail, agree, err := c.compareOnce(ctx)
+		detail, agree, err := c.compareOnce(ctx, g)
 		if err == nil && agree {
 			return detail, nil
 		}
@@ -51,13 +70,13 @@ func (c *Cluster) CompareReplicas(ctx context.Context) (string, error) {
 // at one applied index with one digest; err is set when they are at one
 // index with different digests (divergence), the nodes report no digest,
 // or a member did not answer.
-func (c *Cluster) compareOnce(ctx context.Context) (detail string, agree bool, err error) {
-	lead, err := c.Leader(ctx)
+func (c *Cluster) compareOnce(ctx context.Context, g int) (detail string, agree bool, err error) {
+	lead, err := c.GroupLeader(ctx, g)
 	if err != nil {
 		return "", false, err
 	}
 	sctx, cancel := context.WithTimeout(ctx, statusTimeout)
-	st, err := c.conns.Status(sctx, lead)
+	st, err := c.conns.GroupStatus(sctx, lead, uint32(g))
 	cancel()
 	if err != nil {
 		return "", false, fmt.Errorf("leader %d status: %w", lead, err)
@@ -75,7 +94,7 @@ func (c *Cluster) compareOnce(ctx context.Context) (detail string, agree bool, e
 	var parts []string
 	for _, id := range ids {
 		sctx, cancel := context.WithTimeout(ctx, statusTimeout)
-		s, err := c.conns.Status(sctx, id)
+		s, err := c.conns.GroupStatus(sctx, id, uint32(g))
 		cancel()
 		if err != nil {
 			return "", false, fmt.Errorf("member %d status: %w", id, err)

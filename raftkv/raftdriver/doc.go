@@ -36,6 +36,16 @@
 // passing --bug: raftkv's switch is the mechanism, the harness's table
 // (SeededBugs) names it a bug, exposed by a power cut of every node.
 //
+// Groups. --groups G (Driver.Groups) splits the keys over G raft groups of
+// --group-size members (default 3), placed and led as the chains are
+// (raftkv's doc.go, Several groups); 1, the default, is the plain store of
+// one group of every node. The roles are group 0's: "leader" is group 0's
+// leader, "follower" its other members. Every group must serve a read
+// before Start returns, the replica comparison checks each group, and the
+// message counter is per process (the groups share a transport). There
+// are no member faults with several groups (FaultKinds leaves them out,
+// AddNode and RemoveNode refuse).
+//
 // Membership. Raft never reuses a node id: a member fault removes a node by
 // conf change and its heal adds a fresh id with an empty data directory,
 // which catches up from the leader. Target records the replacement

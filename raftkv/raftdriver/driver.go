@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/chainraft/chainraft/harness"
 	"github.com/chainraft/chainraft/harness/proccluster"
 	"github.com/chainraft/chainraft/nemesis"
@@ -41,6 +43,12 @@ type Driver struct {
 	// node's default. A small value makes a run exercise snapshots, which a
 	// node added by a member fault otherwise rarely needs.
 	SnapshotEvery uint64
+	// Groups is the number of raft groups the keys are split over
+	// (--groups; 0 or 1: one group of every node, the plain store).
+	// GroupSize is the members of each when there are several
+	// (--group-size; 0: 3, or every node if fewer), placed as the chains'
+	// replicas are (raftkv.GroupMembers).
+	Groups, GroupSize int
 }
 
 // New returns a driver with the defaults.
@@ -53,7 +61,26 @@ var (
 	_ harness.FaultDriver    = (*Driver)(nil)
 	_ harness.ReadModeDriver = (*Driver)(nil)
 	_ harness.BugDriver      = (*Driver)(nil)
+	_ harness.FlagDriver     = (*Driver)(nil)
 )
+
+// Flags implements harness.FlagDriver.
+func (d *Driver) Flags(fs *pflag.FlagSet) {
+	fs.IntVar(&d.Groups, "groups", d.Groups, "raft: raft groups the keys are split over, leaders spread over the nodes (1: one group of every node)")
+	fs.IntVar(&d.GroupSize, "group-size", d.GroupSize, "raft: members of each group when --groups > 1 (0: 3, or every node if fewer)")
+}
+
+// shape is the number of groups and their size for n nodes.
+func (d *Driver) shape(nodes int) (groups, size int) {
+	if d.Groups <= 1 {
+		return 1, nodes
+	}
+	size = d.GroupSize
+	if size <= 0 {
+		size = 3
+	}
+	return d.Groups, min(size, nodes)
+}
 
 // Name implements harness.Driver.
 func (*Driver) Name() string { return Name }
@@ -70,8 +97,14 @@ func (*Driver) Roles() []harness.Role {
 }
 
 // FaultKinds implements harness.FaultDriver: no ZooKeeper, so none of its
-// faults; power through proccluster's powerfs data directories.
-func (*Driver) FaultKinds() []string {
+// faults; power through proccluster's powerfs data directories. With
+// several groups there are no member faults: a node is in several groups,
+// and removing it from each and adding a fresh one to each is a
+// reconfiguration of its own the store does not do.
+func (d *Driver) FaultKinds() []string {
+	if d.Groups > 1 {
+		return []string{nemesis.KindKill, nemesis.KindPause, nemesis.KindPartition, nemesis.KindDelay, nemesis.KindPower}
+	}
 	return []string{nemesis.KindKill, nemesis.KindPause, nemesis.KindPartition, nemesis.KindMember, nemesis.KindDelay, nemesis.KindPower}
 }
 
@@ -136,7 +169,10 @@ func (*Driver) SeededBugs() []harness.SeededBug {
 // Validate implements harness.Validator: a read mode or bug the nodes
 // would refuse is refused before any node starts, so that it is bad usage
 // rather than a cluster that never serves.
-func (*Driver) Validate(env harness.Env) error {
+func (d *Driver) Validate(env harness.Env) error {
+	if d.Groups < 0 || d.GroupSize < 0 {
+		return fmt.Errorf("raft: --groups %d, --group-size %d: negative", d.Groups, d.GroupSize)
+	}
 	if _, err := leaseMode(env.ReadMode); err != nil {
 		return err
 	}
@@ -214,15 +250,17 @@ func (d *Driver) start(ctx context.Context, env harness.Env) (*Cluster, error) {
 	for id := 1; id <= env.Nodes; id++ {
 		members = append(members, raftkv.Member{ID: uint64(id), Addr: pc.ClientAddr(id)})
 	}
-	conns, err := raftkv.Dial(ctx, raftkv.ClientOptions{Members: members, RequestTimeout: env.RequestTimeout})
+	groups, _ := d.shape(env.Nodes)
+	conns, err := raftkv.Dial(ctx, raftkv.ClientOptions{Members: members, RequestTimeout: env.RequestTimeout, Groups: groups})
 	if err != nil {
 		pc.Close(0)
 		return nil, fmt.Errorf("raft cluster: %w", err)
 	}
 	c := &Cluster{
-		env: env, snapshotEvery: d.SnapshotEvery, pc: pc, conns: conns,
+		env: env, snapshotEvery: d.SnapshotEvery, pc: pc, conns: conns, members: members,
 		nextID: uint64(env.Nodes) + 1, added: map[uint64]string{},
 	}
+	c.groups, c.groupSize = d.shape(env.Nodes)
 	initial := make([]uint64, 0, env.Nodes)
 	for id := 1; id <= env.Nodes; id++ {
 		initial = append(initial, uint64(id))
@@ -262,6 +300,9 @@ func (c *Cluster) nodeArgs(id uint64, listen string, peers []string, join bool) 
 	}
 	if c.snapshotEvery > 0 {
 		args = append(args, "--snapshot-every", strconv.FormatUint(c.snapshotEvery, 10))
+	}
+	if c.groups > 1 {
+		args = append(args, "--groups", strconv.Itoa(c.groups), "--group-size", strconv.Itoa(c.groupSize))
 	}
 	return args
 }

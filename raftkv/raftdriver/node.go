@@ -26,6 +26,8 @@ type nodeFlags struct {
 	join          bool
 	bug           string
 	snapshotEvery uint64
+	groups        int
+	groupSize     int
 }
 
 // usageErrorf is an error about NodeMain's command line. It wraps
@@ -48,6 +50,8 @@ func nodeFlagSet(f *nodeFlags) *pflag.FlagSet {
 	fs.BoolVar(&f.join, "join", false, "join an existing cluster (added by conf change)")
 	fs.StringVar(&f.bug, "bug", "", "plant a seeded bug (tests only): "+strings.Join(raftkv.KnownBugs(), ", "))
 	fs.Uint64Var(&f.snapshotEvery, "snapshot-every", 10000, "log entries between snapshots (0: raftkv's default)")
+	fs.IntVar(&f.groups, "groups", 1, "raft groups the keys are split over; with more than 1, --peers lists every node and this node runs the groups placed on it")
+	fs.IntVar(&f.groupSize, "group-size", 3, "members of each group when --groups > 1")
 	return fs
 }
 
@@ -103,6 +107,12 @@ func nodeConfig(args []string) (raftkv.RunConfig, error) {
 	if err != nil {
 		return raftkv.RunConfig{}, usageErrorf("--bug: %v", err)
 	}
+	if f.groups < 1 || f.groupSize < 1 {
+		return raftkv.RunConfig{}, usageErrorf("--groups %d, --group-size %d: want positive", f.groups, f.groupSize)
+	}
+	if f.groups > 1 && f.join {
+		return raftkv.RunConfig{}, usageErrorf("--join needs a single group (membership changes are single-group only)")
+	}
 	if !f.join {
 		found := false
 		for _, p := range peers {
@@ -123,6 +133,8 @@ func nodeConfig(args []string) (raftkv.RunConfig, error) {
 		Lease:         lease,
 		SnapshotEvery: f.snapshotEvery,
 		Bug:           bug,
+		Groups:        f.groups,
+		GroupSize:     f.groupSize,
 	}, nil
 }
 

@@ -12,7 +12,10 @@ import (
 // Target is what the nemesis acts on in a raft cluster. Kill, pause,
 // restart and the network are proccluster's. Roles: "leader" (who leads
 // when the fault is injected) and "follower" (the running members that do
-// not). A member fault removes a node by conf change and, on heal, adds a
+// not). With several groups (--groups) both are group 0's: its leader, and
+// its other members — a node that leads group 0 leads no other group
+// unless a fault moved leadership, so a leader fault costs about one
+// group's writes and reads, as a head fault costs one chain's writes. A member fault removes a node by conf change and, on heal, adds a
 // fresh one: raft never reuses an id, so "adding it back" is a new node
 // with a new id and an empty data directory, which catches up from the
 // leader (ReplacedBy records it, and the new node is a target from then
@@ -64,8 +67,17 @@ func (t *Target) resolve(ctx context.Context, role string) ([]int, error) {
 	if role == nemesis.RoleLeader {
 		return []int{int(lead)}, nil
 	}
+	candidates := t.Nodes()
+	if t.c.groups > 1 {
+		// Group 0's other members: a fault on a node outside group 0 is
+		// a fault on other groups' members, maybe their leaders.
+		candidates = nil
+		for _, id := range t.c.groupMembers(0) {
+			candidates = append(candidates, int(id))
+		}
+	}
 	var out []int
-	for _, id := range t.Nodes() {
+	for _, id := range candidates {
 		if id != int(lead) && t.c.pc.Up(id) {
 			out = append(out, id)
 		}

@@ -100,6 +100,9 @@ const (
 	Code_CODE_UNKNOWN Code = 5
 	// Definite: a membership change was rejected (id reused, unknown id).
 	Code_CODE_REJECTED Code = 6
+	// Definite: this node hosts no replica of the request's group (multi-raft:
+	// every group lives on a few of the nodes); ask another node.
+	Code_CODE_NOT_MEMBER Code = 7
 )
 
 // Enum value maps for Code.
@@ -112,6 +115,7 @@ var (
 		4: "CODE_BAD_REQUEST",
 		5: "CODE_UNKNOWN",
 		6: "CODE_REJECTED",
+		7: "CODE_NOT_MEMBER",
 	}
 	Code_value = map[string]int32{
 		"CODE_OK":          0,
@@ -121,6 +125,7 @@ var (
 		"CODE_BAD_REQUEST": 4,
 		"CODE_UNKNOWN":     5,
 		"CODE_REJECTED":    6,
+		"CODE_NOT_MEMBER":  7,
 	}
 )
 
@@ -539,8 +544,11 @@ func (x *StateSnapshot) GetRemoved() []uint64 {
 }
 
 type Request struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cmd           *Command               `protobuf:"bytes,1,opt,name=cmd,proto3" json:"cmd,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Cmd   *Command               `protobuf:"bytes,1,opt,name=cmd,proto3" json:"cmd,omitempty"`
+	// group is the raft group holding cmd's key (kv.ShardOf over the groups);
+	// 0 with a single group.
+	Group         uint32 `protobuf:"varint,2,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -580,6 +588,13 @@ func (x *Request) GetCmd() *Command {
 		return x.Cmd
 	}
 	return nil
+}
+
+func (x *Request) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
 }
 
 type Response struct {
@@ -833,7 +848,10 @@ func (x *AdminResponse) GetError() string {
 }
 
 type StatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// group is the raft group asked about. A node that hosts no replica of
+	// it answers with its id, role "none" and the process-wide counters.
+	Group         uint32 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -866,6 +884,13 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
 	return file_raftkv_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *StatusRequest) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
 }
 
 type StatusResponse struct {
@@ -985,9 +1010,12 @@ func (x *StatusResponse) GetPeerMessagesSent() uint64 {
 // MessageBatch carries marshalled raftpb.Message values from one node to
 // another; a batch per stream Send amortises the per-call cost.
 type MessageBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	From          uint64                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
-	Messages      [][]byte               `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	From     uint64                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	Messages [][]byte               `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	// groups[i] is the raft group of messages[i]; empty when every message
+	// is group 0's (a single group), so one group costs nothing on the wire.
+	Groups        []uint32 `protobuf:"varint,3,rep,packed,name=groups,proto3" json:"groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1032,6 +1060,13 @@ func (x *MessageBatch) GetFrom() uint64 {
 func (x *MessageBatch) GetMessages() [][]byte {
 	if x != nil {
 		return x.Messages
+	}
+	return nil
+}
+
+func (x *MessageBatch) GetGroups() []uint32 {
+	if x != nil {
+		return x.Groups
 	}
 	return nil
 }
@@ -1105,9 +1140,10 @@ const file_raftkv_proto_rawDesc = "" +
 	"\aremoved\x18\x04 \x03(\x04R\aremoved\x1a7\n" +
 	"\tDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\".\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"D\n" +
 	"\aRequest\x12#\n" +
-	"\x03cmd\x18\x01 \x01(\v2\x11.raftkvpb.CommandR\x03cmd\"\xc5\x01\n" +
+	"\x03cmd\x18\x01 \x01(\v2\x11.raftkvpb.CommandR\x03cmd\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\rR\x05group\"\xc5\x01\n" +
 	"\bResponse\x12\"\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x0e.raftkvpb.CodeR\x04code\x12(\n" +
 	"\x06result\x18\x02 \x01(\v2\x10.raftkvpb.ResultR\x06result\x12\x1b\n" +
@@ -1126,8 +1162,9 @@ const file_raftkv_proto_rawDesc = "" +
 	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x1f\n" +
 	"\vleader_addr\x18\x03 \x01(\tR\n" +
 	"leaderAddr\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"\x0f\n" +
-	"\rStatusRequest\"\x89\x02\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"%\n" +
+	"\rStatusRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\rR\x05group\"\x89\x02\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x12\n" +
@@ -1137,10 +1174,11 @@ const file_raftkv_proto_rawDesc = "" +
 	"\x04role\x18\x06 \x01(\tR\x04role\x12*\n" +
 	"\amembers\x18\a \x03(\v2\x10.raftkvpb.MemberR\amembers\x12\x16\n" +
 	"\x06digest\x18\b \x01(\tR\x06digest\x12,\n" +
-	"\x12peer_messages_sent\x18\t \x01(\x04R\x10peerMessagesSent\">\n" +
+	"\x12peer_messages_sent\x18\t \x01(\x04R\x10peerMessagesSent\"V\n" +
 	"\fMessageBatch\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x1a\n" +
-	"\bmessages\x18\x02 \x03(\fR\bmessages\"\a\n" +
+	"\bmessages\x18\x02 \x03(\fR\bmessages\x12\x16\n" +
+	"\x06groups\x18\x03 \x03(\rR\x06groups\"\a\n" +
 	"\x05Empty*K\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
@@ -1150,7 +1188,7 @@ const file_raftkv_proto_rawDesc = "" +
 	"\x06OP_PUT\x10\x02\x12\r\n" +
 	"\tOP_APPEND\x10\x03\x12\n" +
 	"\n" +
-	"\x06OP_CAS\x10\x04*\x8a\x01\n" +
+	"\x06OP_CAS\x10\x04*\x9f\x01\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x13\n" +
 	"\x0fCODE_NOT_LEADER\x10\x01\x12\x10\n" +
@@ -1158,7 +1196,8 @@ const file_raftkv_proto_rawDesc = "" +
 	"\x0fCODE_OVERLOADED\x10\x03\x12\x14\n" +
 	"\x10CODE_BAD_REQUEST\x10\x04\x12\x10\n" +
 	"\fCODE_UNKNOWN\x10\x05\x12\x11\n" +
-	"\rCODE_REJECTED\x10\x062\xf0\x01\n" +
+	"\rCODE_REJECTED\x10\x06\x12\x13\n" +
+	"\x0fCODE_NOT_MEMBER\x10\a2\xf0\x01\n" +
 	"\x02KV\x12+\n" +
 	"\x02Do\x12\x11.raftkvpb.Request\x1a\x12.raftkvpb.Response\x12<\n" +
 	"\aAddNode\x12\x18.raftkvpb.AddNodeRequest\x1a\x17.raftkvpb.AdminResponse\x12B\n" +

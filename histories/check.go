@@ -417,9 +417,16 @@ func searchRounds(ctx context.Context, keys []*keyHistory, units []unit, deadlin
 }
 
 // lateFirst decides the keys that have a late variant (see lateVariant)
-// by it when it is Ok: each of its segments by the witness or by a search
-// of at most slice. A key it does not decide is searched as recorded, so
-// this costs at most a slice per segment of late.
+// by it when it is Ok: each of its segments by the witness or by a search.
+// A key it does not decide is searched as recorded, which is usually much
+// harder (the open writes block every cut), so a late segment whose search
+// merely ran out of time (Unknown, not Illegal) is searched again with a
+// slice four times larger, as searchRounds does, while the late searches
+// have used less than a quarter of the time left: on a loaded machine the
+// first slice can be too short for a segment that checks in a fraction of
+// it alone, and giving up on the easy form then costs the hard one. An
+// Illegal late variant proves nothing (narrowing removes linearizations),
+// so it is left at once.
 func lateFirst(ctx context.Context, keys []*keyHistory, deadline time.Time, slice time.Duration, workers int) {
 	type unit struct{ key, seg int }
 	var units []unit
@@ -431,25 +438,40 @@ func lateFirst(ctx context.Context, keys []*keyHistory, deadline time.Time, slic
 	if len(units) == 0 {
 		return
 	}
-	ok := make([]bool, len(units))
+	verdict := make([]Verdict, len(units))
 	took := make([]time.Duration, len(units))
-	runPool(ctx, deadline, workers, seq(len(units)), func(ctx context.Context, i int) {
-		kh, sg := keys[units[i].key], keys[units[i].key].lateSegs[units[i].seg]
-		t0 := time.Now()
-		ops := kh.late[sg.lo:sg.hi]
-		ok[i] = witness(ops, sg.init, kh.dec)
-		if !ok[i] {
-			v, _ := searchSegment(ctx, ops, sg.init, slice)
-			ok[i] = v == VerdictOK
+	lateDeadline := time.Now().Add(time.Until(deadline) / 4)
+	todo := seq(len(units))
+	for first := true; len(todo) > 0 && ctx.Err() == nil; first = false {
+		runPool(ctx, deadline, workers, todo, func(ctx context.Context, i int) {
+			kh, sg := keys[units[i].key], keys[units[i].key].lateSegs[units[i].seg]
+			t0 := time.Now()
+			ops := kh.late[sg.lo:sg.hi]
+			if first && witness(ops, sg.init, kh.dec) {
+				verdict[i] = VerdictOK
+			} else {
+				verdict[i], _ = searchSegment(ctx, ops, sg.init, slice)
+			}
+			took[i] += time.Since(t0)
+		})
+		next := todo[:0]
+		for _, i := range todo {
+			if verdict[i] == VerdictUnknown {
+				next = append(next, i)
+			}
 		}
-		took[i] = time.Since(t0)
-	})
+		todo = next
+		slice *= 4
+		if time.Now().Add(slice).After(lateDeadline) {
+			break
+		}
+	}
 	for _, kh := range keys {
 		kh.lateOK = kh.late != nil
 	}
 	for i, u := range units {
 		kh := keys[u.key]
-		kh.lateOK = kh.lateOK && ok[i]
+		kh.lateOK = kh.lateOK && verdict[i] == VerdictOK
 		kh.lateTime += took[i]
 	}
 	for _, kh := range keys {

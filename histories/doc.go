@@ -208,7 +208,12 @@
 //     (lateVariant): narrowing intervals only removes linearizations, so
 //     an Ok there is an Ok of the key (such a write then took effect last,
 //     or never). Anything else proves nothing and the key is checked as
-//     recorded, within the same budget.
+//     recorded, within the same budget. A late search that only ran out
+//     of time is tried again with growing slices while the late searches
+//     have used less than a quarter of the time left: on a loaded machine
+//     the first slice can be too short for the easy form, and the recorded
+//     form is much harder, so giving up early turned checkable histories
+//     into Unknown.
 //   - Witness plans: to make the state a read saw, the walk may go back
 //     through cas bases (a cas needs the state it expected first), apply
 //     a pending write that leaves another state for a cas that did not

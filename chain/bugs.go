@@ -43,6 +43,12 @@ const (
 	// read at the tail can miss an acknowledged write). Cluster tests only:
 	// the harness's bug table leaves it out.
 	BugEarlyReply = "early-reply"
+	// BugCraqDirtyRead makes a member answering a CRAQ read (`--read-mode
+	// craq`) serve its newest version of a key even when it is dirty,
+	// without asking the tail which version is committed: a read there can
+	// show a write the tail has not applied, and a later read at a member
+	// it has not reached yet shows the value before.
+	BugCraqDirtyRead = "craq-dirty-read"
 )
 
 // ErrUnknownBug is wrapped by ParseBug for a name no bug answers to.
@@ -50,7 +56,7 @@ var ErrUnknownBug = errors.New("unknown bug")
 
 // KnownBugs lists the seeded bug names.
 func KnownBugs() []string {
-	return []string{BugHeadRead, BugNoResend, BugStaleTail, BugEarlyReply}
+	return []string{BugHeadRead, BugNoResend, BugStaleTail, BugEarlyReply, BugCraqDirtyRead}
 }
 
 // ParseBug checks a --bug value: "" (no bug) or one of KnownBugs.
@@ -70,6 +76,8 @@ type bugs struct {
 	noResend   bool
 	staleTail  bool
 	earlyReply bool
+	// craqDirtyRead: see BugCraqDirtyRead.
+	craqDirtyRead bool
 }
 
 func parseBugs(name string) (bugs, error) {
@@ -78,9 +86,10 @@ func parseBugs(name string) (bugs, error) {
 		return bugs{}, err
 	}
 	return bugs{
-		headRead:   name == BugHeadRead,
-		noResend:   name == BugNoResend,
-		staleTail:  name == BugStaleTail,
-		earlyReply: name == BugEarlyReply,
+		headRead:      name == BugHeadRead,
+		noResend:      name == BugNoResend,
+		staleTail:     name == BugStaleTail,
+		earlyReply:    name == BugEarlyReply,
+		craqDirtyRead: name == BugCraqDirtyRead,
 	}, nil
 }

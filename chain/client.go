@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -28,6 +29,29 @@ import (
 // long a client keeps using a node that wrongly keeps answering.
 const configMaxAge = 5 * time.Second
 
+// Read modes (ClientOptions.ReadMode, `--read-mode`).
+const (
+	// ReadModeTail reads at the tail of the key's chain: the paper's
+	// chain replication, and the default.
+	ReadModeTail = "tail"
+	// ReadModeCRAQ spreads reads over every member of the key's chain,
+	// which answers clean keys itself and asks the tail only which
+	// version of a dirty key is committed (Core.ReadAny).
+	ReadModeCRAQ = "craq"
+)
+
+// ReadModes lists the read modes, the default first.
+func ReadModes() []string { return []string{ReadModeTail, ReadModeCRAQ} }
+
+// CheckReadMode refuses a read mode that is not one of ReadModes (empty
+// is the default).
+func CheckReadMode(mode string) error {
+	if mode == "" || slices.Contains(ReadModes(), mode) {
+		return nil
+	}
+	return fmt.Errorf("chain: read mode %q (want %s or %s)", mode, ReadModeTail, ReadModeCRAQ)
+}
+
 // ClientOptions say where the store is and tune its clients; zero values
 // take the defaults.
 type ClientOptions struct {
@@ -48,6 +72,9 @@ type ClientOptions struct {
 	// Bug plants the client half of a seeded bug (bugs.go: BugHeadRead)
 	// in every client; other bugs live in the nodes only.
 	Bug string
+	// ReadMode is where clients read: ReadModeTail (empty) or
+	// ReadModeCRAQ.
+	ReadMode string
 }
 
 // Conns is shared by a process's clients: one ZooKeeper session that
@@ -110,6 +137,9 @@ func Dial(ctx context.Context, opts ClientOptions) (*Conns, error) {
 	}
 	planted, err := parseBugs(opts.Bug)
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckReadMode(opts.ReadMode); err != nil {
 		return nil, err
 	}
 	if opts.SessionTimeout == 0 {
@@ -253,8 +283,9 @@ func (r *Conns) Close() error {
 }
 
 // Client is one workload client: a kv.KV with its own request ids. Writes go
-// to the key's chain head, reads to its tail; a rejected request is retried
-// with the same id after a configuration refresh until the deadline.
+// to the key's chain head, reads to its tail (in CRAQ mode to its members in
+// turn); a rejected request is retried with the same id after a
+// configuration refresh until the deadline.
 type Client struct {
 	conns    *Conns
 	seq      *kv.Sequencer
@@ -266,7 +297,8 @@ type Client struct {
 	// cache is this client's own view of each chain's configuration,
 	// copied from Conns when it is missing, doubted (an error) or old.
 	cache []cachedConfig
-	// reads counts Gets, for the client half of BugHeadRead.
+	// reads counts Gets: the client half of BugHeadRead, and the turn of
+	// CRAQ reads over a chain's members.
 	reads uint64
 }
 
@@ -408,8 +440,8 @@ func (c *Client) write(ctx context.Context, u *pb.Update) (bool, error) {
 	return false, fmt.Errorf("chain %d write %v: %w (%w)", chain, id, last, ctx.Err())
 }
 
-// Get implements kv.KV: a read at the key's chain tail. A read has no
-// effect, so every failure is definite.
+// Get implements kv.KV: a read at the key's chain tail, or in CRAQ mode at
+// one of its members. A read has no effect, so every failure is definite.
 func (c *Client) Get(ctx context.Context, key string) (string, bool, error) {
 	ctx, cancel := c.deadline(ctx)
 	defer cancel()
@@ -423,7 +455,11 @@ func (c *Client) Get(ctx context.Context, key string) (string, bool, error) {
 			continue
 		}
 		tail := cfg.Tail()
-		if c.conns.bugs.headRead && c.nextReadAtHead() {
+		craq := c.conns.opts.ReadMode == ReadModeCRAQ
+		switch {
+		case craq:
+			tail = c.readMember(cfg)
+		case c.conns.bugs.headRead && c.nextReadAtHead():
 			tail = cfg.Head() // SEEDED BUG (BugHeadRead): every other read at the head
 		}
 		cl, err := c.conns.memberClient(tail)
@@ -434,7 +470,7 @@ func (c *Client) Get(ctx context.Context, key string) (string, bool, error) {
 			continue
 		}
 		actx, acancel := context.WithTimeout(ctx, c.conns.opts.AttemptTimeout)
-		resp, err := cl.Read(actx, &pb.ReadRequest{Chain: uint32(chain), Epoch: cfg.Epoch, Key: key})
+		resp, err := cl.Read(actx, &pb.ReadRequest{Chain: uint32(chain), Epoch: cfg.Epoch, Key: key, Craq: craq})
 		acancel()
 		if err != nil {
 			last = fmt.Errorf("read from node %d: %w", tail.ID, err)
@@ -454,6 +490,18 @@ func (c *Client) Get(ctx context.Context, key string) (string, bool, error) {
 		last = ctx.Err()
 	}
 	return "", false, kv.Definite(fmt.Errorf("chain %d read %q: %w", chain, key, last))
+}
+
+// readMember picks the member a CRAQ read goes to: the members in turn,
+// starting at a place set by the client id, so that a process's clients
+// spread their reads over the whole chain from the first read, and a retry
+// goes to the next member rather than the one that just refused.
+func (c *Client) readMember(cfg Config) Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := (c.seq.Client() + c.reads) % uint64(len(cfg.Members))
+	c.reads++
+	return cfg.Members[i]
 }
 
 // nextReadAtHead is the client half of BugHeadRead: a client that spreads

@@ -32,6 +32,16 @@ const retransmitTicks = 4
 // (CoreConfig.DetectTicks, from NodeConfig.DetectTimeout).
 const defaultDetectTicks = 20
 
+// craqReadTicks is how long a CRAQ read of a dirty key may wait for the
+// tail's version answer before it is refused (definite: a read has no
+// effect), so its client tries another member instead of waiting out its
+// attempt timeout behind a tail that does not answer.
+const craqReadTicks = 20
+
+// maxCraqReads bounds the CRAQ reads of one chain waiting at a node for a
+// version answer; past it a dirty read is refused at once.
+const maxCraqReads = 4096
+
 // Reply answers one client request, matched by the token the Node gave it.
 type Reply struct {
 	Token   uint64
@@ -147,6 +157,8 @@ type Core struct {
 	session  bool
 	chains   []*chainState
 	rd       Ready
+	// now counts ticks: the age of waiting CRAQ reads.
+	now uint64
 }
 
 type waiter struct {
@@ -203,6 +215,46 @@ type chainState struct {
 	waiting map[uint64][]waiter // head only: client writes by sequence
 
 	sinceSnap int // entries persisted since the last snapshot
+
+	// CRAQ bookkeeping (see doc.go, "CRAQ reads"). data holds each key's
+	// newest version; dirty holds, for every key written above committed,
+	// its clean version and the newer (dirty) ones in sequence order, the
+	// version number being the entry's sequence. A key absent from dirty
+	// is clean: its newest version is at or below committed. The ack that
+	// raises committed (commit) cleans versions; nothing else does.
+	dirty map[string]*versions
+	// unsure is the last sequence of state this node holds without
+	// per-key versions (a snapshot installed from the predecessor or
+	// restored from disk, which may hold writes the tail has not
+	// applied): until committed reaches it no key is known clean.
+	unsure uint64
+	// craqReads wait for the tail's answer to a version query. Each is
+	// tagged with the query that will cover it: one sent after the read
+	// arrived, so that the tail's answer is given within the read.
+	craqReads  []craqRead
+	queryNext  uint64 // the next version query's number (from 1)
+	queryOut   uint64 // the query in flight, 0 when none
+	queryTicks int    // ticks the query in flight has waited
+}
+
+// versions are one key's clean version and its dirty ones at a node.
+type versions struct {
+	clean      string
+	cleanFound bool
+	dirty      []version // ascending sequence
+}
+
+type version struct {
+	seq   uint64
+	value string
+}
+
+// craqRead is a read of a dirty key waiting for the tail's version.
+type craqRead struct {
+	token uint64
+	key   string
+	query uint64 // the first query whose answer may serve it
+	born  uint64 // Core.now when it arrived
 }
 
 // NewCore builds the Core of node cfg.ID over cfg.Chains chains from
@@ -221,7 +273,7 @@ func NewCore(cfg CoreConfig, rec *Recovered) (*Core, error) {
 	}
 	c := &Core{cfg: cfg, bugs: planted, id: cfg.ID, chains: make([]*chainState, cfg.Chains)}
 	for i := range c.chains {
-		cs := &chainState{id: i}
+		cs := &chainState{id: i, queryNext: 1}
 		cs.reset()
 		if rec != nil && i < len(rec.Chains) {
 			cs.restore(rec.Chains[i])
@@ -237,6 +289,7 @@ func (cs *chainState) reset() {
 	cs.lastSeq, cs.committed, cs.log = 0, 0, nil
 	cs.waiting = map[uint64][]waiter{}
 	cs.sinceSnap = 0
+	cs.dirty, cs.unsure = map[string]*versions{}, 0
 }
 
 func (cs *chainState) restore(r RecoveredChain) {
@@ -266,6 +319,9 @@ func (cs *chainState) install(s *pb.Snapshot) {
 	}
 	cs.lastSeq = s.LastSeq
 	cs.log = nil
+	// The snapshot has no versions: which of its keys are dirty is
+	// unknown until committed reaches its last sequence.
+	cs.dirty, cs.unsure = map[string]*versions{}, s.LastSeq
 	// The snapshot may hold entries the tail has not applied, so committed
 	// does not move up; nothing below the snapshot is resendable any more,
 	// and a successor that needs it gets this snapshot in turn.
@@ -298,6 +354,7 @@ func (cs *chainState) apply(e *pb.Entry) bool {
 		panic(fmt.Sprintf("chain %d: applying seq %d after %d", cs.id, e.Seq, cs.lastSeq))
 	}
 	u := e.Update
+	prev, had := cs.data[u.Key]
 	swapped := false
 	switch u.Op {
 	case pb.Op_OP_PUT:
@@ -314,10 +371,72 @@ func (cs *chainState) apply(e *pb.Entry) bool {
 	default:
 		panic(fmt.Sprintf("chain %d: entry %d has unknown op %v", cs.id, e.Seq, u.Op))
 	}
+	if swapped {
+		// A new version of the key, dirty until the tail's ack covers it
+		// (at the tail, the commit that follows cleans it at once).
+		v := cs.dirty[u.Key]
+		if v == nil {
+			v = &versions{clean: prev, cleanFound: had}
+			cs.dirty[u.Key] = v
+		}
+		v.dirty = append(v.dirty, version{seq: e.Seq, value: cs.data[u.Key]})
+	}
 	cs.dedup[u.Client] = &pb.DedupRecord{Client: u.Client, ClientSeq: u.ClientSeq, Seq: e.Seq, Swapped: swapped}
 	cs.lastSeq = e.Seq
 	cs.log = append(cs.log, e)
 	return swapped
+}
+
+// clean marks key's versions up to upTo clean: the newest of them becomes
+// the clean version, and a key with no dirty version left leaves dirty.
+func (cs *chainState) clean(key string, upTo uint64) {
+	v := cs.dirty[key]
+	if v == nil {
+		return
+	}
+	n := 0
+	for n < len(v.dirty) && v.dirty[n].seq <= upTo {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	if n == len(v.dirty) {
+		delete(cs.dirty, key)
+		return
+	}
+	v.clean, v.cleanFound = v.dirty[n-1].value, true
+	v.dirty = v.dirty[n:]
+}
+
+// knownClean reports whether key's newest version here is committed: no
+// dirty version of it, and no state of unknown cleanliness.
+func (cs *chainState) knownClean(key string) bool {
+	return cs.dirty[key] == nil && cs.committed >= cs.unsure
+}
+
+// valueAt is key's value at version q: the newest version at or below q.
+// The tail answered q within the read; committed may have passed it since
+// (versions below committed are dropped), and that is as good: the tail
+// committed it after answering and before this node learned it, so also
+// within the read. ok is false when this node cannot tell: q beyond what
+// it holds, or inside state it holds without versions.
+func (cs *chainState) valueAt(key string, q uint64) (value string, found, ok bool) {
+	q = max(q, cs.committed)
+	if q > cs.lastSeq || q < cs.unsure {
+		return "", false, false
+	}
+	v := cs.dirty[key]
+	if v == nil {
+		value, found = cs.data[key]
+		return value, found, true
+	}
+	for i := len(v.dirty) - 1; i >= 0; i-- {
+		if v.dirty[i].seq <= q {
+			return v.dirty[i].value, true, true
+		}
+	}
+	return v.clean, v.cleanFound, true
 }
 
 // isTail reports whether this node is the chain's tail: the last member.
@@ -355,6 +474,7 @@ func (c *Core) SetSession(ok bool) {
 		cs.succSilent, cs.succBehind = 0, 0
 		if !ok {
 			c.failWaiters(cs, "node lost its ZooKeeper session")
+			c.failCraqReads(cs, "node lost its ZooKeeper session")
 		}
 	}
 	c.updateSuspects()
@@ -371,6 +491,10 @@ func (c *Core) SetConfig(cfg Config) {
 		return
 	}
 	defer c.updateSuspects()
+	// Reads waiting for a version answer were admitted at the old epoch;
+	// the answer would come at it, and this node may be wiped below.
+	c.failCraqReads(cs, "chain reconfigured while the read waited for the tail's version")
+	cs.queryOut, cs.queryTicks = 0, 0
 	wasHead, wasJoiner := cs.isHead(), cs.joiner
 	cs.cfg = cfg
 	idx := cfg.index(c.id)
@@ -456,6 +580,7 @@ func (cs *chainState) commit(c *Core, upTo uint64) {
 	cs.committed = upTo
 	i := 0
 	for i < len(cs.log) && cs.log[i].Seq <= upTo {
+		cs.clean(cs.log[i].Update.Key, upTo)
 		i++
 	}
 	cs.log = cs.log[i:]
@@ -567,6 +692,89 @@ func (c *Core) Read(token uint64, chain uint32, epoch uint64, key string) {
 	}
 }
 
+// ReadAny answers a read at any member of the chain: CRAQ's apportioned
+// queries (Terrace & Freedman 2009; `--read-mode craq`). The tail answers
+// as Read does. Another member answers a clean key from its own state,
+// and for a dirty key asks the tail for its committed sequence (a version
+// query, batched: one in flight per chain) and answers with the key's
+// version at that sequence, which it holds. doc.go argues why both are
+// linearizable.
+func (c *Core) ReadAny(token uint64, chain uint32, epoch uint64, key string) {
+	cs := c.chain(chain)
+	switch {
+	case cs == nil:
+		c.rd.Replies = append(c.rd.Replies, Reply{Token: token, Status: pb.Status_STATUS_UNAVAILABLE, Err: fmt.Sprintf("no chain %d", chain)})
+	case !c.session:
+		c.reject(token, cs, pb.Status_STATUS_UNAVAILABLE, "no ZooKeeper session")
+	case epoch != cs.cfg.Epoch:
+		c.reject(token, cs, pb.Status_STATUS_WRONG_EPOCH, fmt.Sprintf("request epoch %d, node epoch %d", epoch, cs.cfg.Epoch))
+	case cs.isTail():
+		c.Read(token, chain, epoch, key)
+	case !cs.member:
+		c.reject(token, cs, pb.Status_STATUS_UNAVAILABLE, "not a member of the chain")
+	case !cs.synced:
+		// An unsynced member may lack writes an older tail committed (it
+		// follows a node that had not caught up when the chain changed).
+		c.reject(token, cs, pb.Status_STATUS_UNAVAILABLE, "member not yet synced with its predecessor")
+	case c.bugs.craqDirtyRead || cs.knownClean(key):
+		// SEEDED BUG (BugCraqDirtyRead): the newest version, dirty or not.
+		v, ok := cs.data[key]
+		c.rd.Replies = append(c.rd.Replies, Reply{Token: token, Status: pb.Status_STATUS_OK, Epoch: cs.cfg.Epoch, Found: ok, Value: v})
+	case len(cs.craqReads) >= maxCraqReads:
+		c.reject(token, cs, pb.Status_STATUS_UNAVAILABLE, "too many reads waiting for the tail's version")
+	default:
+		cs.craqReads = append(cs.craqReads, craqRead{token: token, key: key, query: cs.queryNext, born: c.now})
+	}
+}
+
+// failCraqReads refuses every read waiting for a version answer. A read
+// has no effect, so the refusal is definite and the client tries again.
+func (c *Core) failCraqReads(cs *chainState, why string) {
+	for _, r := range cs.craqReads {
+		c.reject(r.token, cs, pb.Status_STATUS_UNAVAILABLE, why)
+	}
+	cs.craqReads = nil
+}
+
+// answerVersion is the tail's side of a version query: its committed
+// sequence, if it may serve reads now (synced, not fenced). The Node sends
+// the answer only while its lease holds, as it does a read reply.
+func (c *Core) answerVersion(cs *chainState, m *pb.Message) {
+	ok := cs.isTail() && cs.synced && !cs.fenced()
+	c.rd.Messages = append(c.rd.Messages, &pb.Message{Type: pb.MessageType_MSG_VERSION, Chain: uint32(cs.id), Epoch: cs.cfg.Epoch,
+		From: c.id, To: m.From, Query: m.Query, Committed: cs.committed, Refused: !ok})
+}
+
+// stepVersion serves the reads the tail's answer covers: those that
+// arrived before the query was sent.
+func (c *Core) stepVersion(cs *chainState, m *pb.Message) {
+	if m.Query == 0 || m.Query >= cs.queryNext {
+		return // never asked
+	}
+	if m.Query == cs.queryOut {
+		cs.queryOut, cs.queryTicks = 0, 0
+	}
+	keep := cs.craqReads[:0]
+	for _, r := range cs.craqReads {
+		if r.query > m.Query {
+			keep = append(keep, r)
+			continue
+		}
+		if m.Refused {
+			c.reject(r.token, cs, pb.Status_STATUS_UNAVAILABLE, "the tail cannot vouch for its committed version now")
+			continue
+		}
+		v, found, ok := cs.valueAt(r.key, m.Committed)
+		if !ok {
+			c.reject(r.token, cs, pb.Status_STATUS_UNAVAILABLE, "the tail's committed version is not one this member can serve")
+			continue
+		}
+		c.rd.Replies = append(c.rd.Replies, Reply{Token: r.token, Status: pb.Status_STATUS_OK, Epoch: cs.cfg.Epoch, Found: found, Value: v})
+	}
+	clear(cs.craqReads[len(keep):])
+	cs.craqReads = keep
+}
+
 // Step handles a message from another chain node. Messages of another epoch,
 // from a node that is not this node's neighbour, or arriving without a
 // session are dropped without an error: they are the protocol's normal
@@ -592,6 +800,12 @@ func (c *Core) Step(m *pb.Message) error {
 		if m.From == cs.succ && cs.succ != 0 {
 			c.stepFromSucc(cs, m)
 		}
+	case pb.MessageType_MSG_VERSION_QUERY:
+		c.answerVersion(cs, m)
+	case pb.MessageType_MSG_VERSION:
+		if m.From == cs.cfg.Tail().ID {
+			c.stepVersion(cs, m)
+		}
 	}
 	return nil
 }
@@ -616,6 +830,7 @@ func (c *Core) stepFromPred(cs *chainState, m *pb.Message) {
 			// list stays contiguous: it is emptied). The next flush
 			// snapshots, so the durable log never holds the gap.
 			cs.lastSeq, cs.committed, cs.log = e.Seq-1, max(cs.committed, e.Seq-1), nil
+			cs.dirty, cs.unsure = map[string]*versions{}, cs.lastSeq
 			cs.sinceSnap = c.cfg.SnapshotEvery
 		}
 		if e.Seq != cs.lastSeq+1 {
@@ -693,10 +908,12 @@ func (c *Core) Tick() {
 	if !c.session {
 		return
 	}
+	c.now++
 	for _, cs := range c.chains {
 		if cs.cfg.Epoch == 0 {
 			continue
 		}
+		c.tickCraq(cs)
 		if cs.pred != 0 {
 			cs.needAck = true
 		}
@@ -718,6 +935,26 @@ func (c *Core) Tick() {
 		}
 	}
 	c.updateSuspects()
+}
+
+// tickCraq asks again when a version query went unanswered (a dropped
+// message: flush sends a new one, which covers every waiting read) and
+// refuses reads that waited too long.
+func (c *Core) tickCraq(cs *chainState) {
+	if cs.queryOut != 0 {
+		cs.queryTicks++
+		if cs.queryTicks >= retransmitTicks {
+			cs.queryOut, cs.queryTicks = 0, 0
+		}
+	}
+	n := 0
+	for n < len(cs.craqReads) && c.now-cs.craqReads[n].born >= craqReadTicks {
+		c.reject(cs.craqReads[n].token, cs, pb.Status_STATUS_UNAVAILABLE, "no version answer from the tail")
+		n++
+	}
+	if n > 0 {
+		cs.craqReads = slices.Delete(cs.craqReads, 0, n)
+	}
 }
 
 // suspect reports whether this node suspects its successor in cs.
@@ -769,7 +1006,24 @@ func (c *Core) flush() {
 			c.sendToSucc(cs)
 		}
 		cs.needSend = false
+		if len(cs.craqReads) > 0 && cs.queryOut == 0 {
+			c.sendVersionQuery(cs)
+		}
 	}
+}
+
+// sendVersionQuery asks the tail for its committed sequence on behalf of
+// every waiting read: they all arrived before this query leaves.
+func (c *Core) sendVersionQuery(cs *chainState) {
+	tail := cs.cfg.Tail().ID
+	if tail == 0 || tail == c.id {
+		c.failCraqReads(cs, "no tail to ask")
+		return
+	}
+	cs.queryOut, cs.queryTicks = cs.queryNext, 0
+	cs.queryNext++
+	c.rd.Messages = append(c.rd.Messages, &pb.Message{Type: pb.MessageType_MSG_VERSION_QUERY, Chain: uint32(cs.id), Epoch: cs.cfg.Epoch,
+		From: c.id, To: tail, Query: cs.queryOut})
 }
 
 func (c *Core) sendToSucc(cs *chainState) {

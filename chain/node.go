@@ -68,6 +68,7 @@ type request struct {
 	epoch  uint64
 	update *pb.Update
 	key    string
+	craq   bool       // a read any member may answer (Core.ReadAny)
 	replyc chan Reply // buffered 1: the loop never blocks on a caller
 }
 
@@ -289,6 +290,8 @@ func (n *Node) request(r request) {
 	n.waiters[n.token] = waiterChan{c: r.replyc, read: !r.write}
 	if r.write {
 		n.core.Propose(n.token, r.chain, r.epoch, r.update)
+	} else if r.craq {
+		n.core.ReadAny(n.token, r.chain, r.epoch, r.key)
 	} else {
 		n.core.Read(n.token, r.chain, r.epoch, r.key)
 	}
@@ -306,7 +309,9 @@ const errNotServing = "node has no live ZooKeeper session or its lease ran out"
 //   - write replies not marked Durable: they report a commit, which the tail
 //     made durable before acknowledging, or a refusal;
 //   - acks from a node that is not the chain's tail: their committed part
-//     comes from the tail, and their received part only positions resends.
+//     comes from the tail, and their received part only positions resends;
+//   - version queries and answers (CRAQ reads): an answer vouches, like a
+//     read at the tail, only for what the tail's predecessor holds durably.
 //
 // Appends, snapshots, a tail's acks (the commit point) and replies marked
 // Durable (a chain of one: its writes, and its reads while something it
@@ -317,7 +322,9 @@ const errNotServing = "node has no live ZooKeeper session or its lease ran out"
 // alive, so the master cannot have replaced this tail yet. The check in
 // do() alone is not enough: a read queued before a pause (SIGSTOP) would be
 // answered from stale state on resume, before the coordinator learns the
-// session expired.
+// session expired. A version answer is a read at the tail on another
+// member's behalf, and is dropped under the same rule (the asker refuses
+// its reads when no answer comes).
 func (n *Node) handleReady() error {
 	rd := n.core.Ready()
 	if rd.SuspectsChanged || len(rd.Deposed) > 0 {
@@ -335,14 +342,19 @@ func (n *Node) handleReady() error {
 		}
 	}
 	out := &batchOut{persist: rd.Persist, synced: rd.Synced}
+	serving := n.serving()
 	for _, m := range rd.Messages {
-		if m.Type == pb.MessageType_MSG_ACK && !n.core.IsTail(m.Chain) {
+		switch {
+		case m.Type == pb.MessageType_MSG_ACK && !n.core.IsTail(m.Chain), m.Type == pb.MessageType_MSG_VERSION_QUERY:
 			n.transport.Send(m)
-		} else {
+		case m.Type == pb.MessageType_MSG_VERSION:
+			if serving || m.Refused {
+				n.transport.Send(m)
+			}
+		default:
 			out.messages = append(out.messages, m)
 		}
 	}
-	serving := n.serving()
 	allDurable := len(rd.Persist) == 0 && n.pendingSaves.Load() == 0
 	for _, r := range rd.Replies {
 		w, ok := n.waiters[r.Token]

@@ -75,7 +75,7 @@ func (s server) Write(ctx context.Context, r *pb.WriteRequest) (*pb.WriteRespons
 }
 
 func (s server) Read(ctx context.Context, r *pb.ReadRequest) (*pb.ReadResponse, error) {
-	rep := s.n.do(ctx, request{chain: r.Chain, epoch: r.Epoch, key: r.Key})
+	rep := s.n.do(ctx, request{chain: r.Chain, epoch: r.Epoch, key: r.Key, craq: r.Craq})
 	return &pb.ReadResponse{Status: rep.Status, Found: rep.Found, Value: rep.Value, Error: rep.Err, Epoch: rep.Epoch}, nil
 }
 

@@ -38,10 +38,10 @@ type Cluster struct {
 	root  string
 	pc    *proccluster.Cluster
 	conns *chain.Conns
-	// clients serves the workload's clients: conns itself, or, with the
-	// head-read bug, a second set whose clients carry the bug's client
-	// half (the readiness probe and the checks read through conns, at the
-	// tails).
+	// clients serves the workload's clients: conns itself, or, in CRAQ
+	// read mode or with the head-read bug, a second set whose clients read
+	// that way or carry the bug's client half (the readiness probe and the
+	// checks read through conns, at the tails).
 	clients *chain.Conns
 
 	closeOnce sync.Once

@@ -79,10 +79,17 @@ var (
 	_ harness.NodeDriver  = (*Driver)(nil)
 	_ harness.FaultDriver = (*Driver)(nil)
 	_ harness.BugDriver   = (*Driver)(nil)
+
+	_ harness.ReadModeDriver = (*Driver)(nil)
 )
 
 // Name implements harness.Driver.
 func (d *Driver) Name() string { return Name }
+
+// ReadModes implements harness.ReadModeDriver: reads at the tail (the
+// default) or CRAQ's reads at any member (chain.ReadModeCRAQ). The mode is
+// the clients' choice; every node serves both.
+func (d *Driver) ReadModes() []string { return chain.ReadModes() }
 
 // Flags implements harness.FlagDriver. The values are checked as they are
 // parsed, not only by Validate: the flags are registered on every run,
@@ -190,6 +197,9 @@ func (d *Driver) settings(env harness.Env) (settings, error) {
 	}
 	if err := checkBug(env.Bug); err != nil {
 		return s, fmt.Errorf("--bug: %w", err)
+	}
+	if err := chain.CheckReadMode(env.ReadMode); err != nil {
+		return s, fmt.Errorf("--read-mode: %w", err)
 	}
 	s.placement = chain.Placement{Chains: chains, Replicas: replicas, Nodes: s.nodes}
 	if err := s.placement.Validate(); err != nil {
@@ -310,11 +320,20 @@ func (d *Driver) StartCluster(ctx context.Context, env harness.Env) (_ *Cluster,
 	if err := c.pc.WaitReady(ctx, startWait, c.serving); err != nil {
 		return nil, err
 	}
-	// The client half of the head-read bug: with it every other read of a
-	// workload client goes to the head. Its clients have their own
-	// connections, so that the readiness probe above reads at the tails.
-	if env.Bug == chain.BugHeadRead {
+	// The workload's clients read as the run asks (--read-mode), and carry
+	// the client half of a seeded bug: with head-read every other read of
+	// a client goes to the head; craq-dirty-read lives in the nodes' CRAQ
+	// reads, so its clients read in CRAQ mode whatever the run's mode.
+	// They have their own connections, so that the readiness probe above
+	// and the end-of-run checks read at the tails.
+	opts.ReadMode = env.ReadMode
+	switch env.Bug {
+	case chain.BugHeadRead:
 		opts.Bug = env.Bug
+	case chain.BugCraqDirtyRead:
+		opts.ReadMode = chain.ReadModeCRAQ
+	}
+	if opts.Bug != "" || opts.ReadMode == chain.ReadModeCRAQ {
 		if c.clients, err = chain.Dial(ctx, opts); err != nil {
 			return nil, fmt.Errorf("chain cluster: %w", err)
 		}

@@ -86,6 +86,14 @@ const (
 	MessageType_MSG_ACK MessageType = 2
 	// MSG_SNAPSHOT replaces the successor's state when it lacks entries the predecessor trimmed.
 	MessageType_MSG_SNAPSHOT MessageType = 3
+	// MSG_VERSION_QUERY asks the chain's tail for its committed sequence
+	// number (CRAQ: a replica holding a dirty version of a key it was asked
+	// to read); query numbers the question.
+	MessageType_MSG_VERSION_QUERY MessageType = 4
+	// MSG_VERSION answers a version query: committed is the tail's committed
+	// sequence number as of the answer, or refused says the tail cannot
+	// vouch for it now (not the tail, not synced, fenced).
+	MessageType_MSG_VERSION MessageType = 5
 )
 
 // Enum value maps for MessageType.
@@ -95,12 +103,16 @@ var (
 		1: "MSG_APPEND",
 		2: "MSG_ACK",
 		3: "MSG_SNAPSHOT",
+		4: "MSG_VERSION_QUERY",
+		5: "MSG_VERSION",
 	}
 	MessageType_value = map[string]int32{
-		"MSG_UNSPECIFIED": 0,
-		"MSG_APPEND":      1,
-		"MSG_ACK":         2,
-		"MSG_SNAPSHOT":    3,
+		"MSG_UNSPECIFIED":   0,
+		"MSG_APPEND":        1,
+		"MSG_ACK":           2,
+		"MSG_SNAPSHOT":      3,
+		"MSG_VERSION_QUERY": 4,
+		"MSG_VERSION":       5,
 	}
 )
 
@@ -479,7 +491,11 @@ type Message struct {
 	// append, so the successor learns the predecessor's last sequence
 	// number); in an append or snapshot, the predecessor is synced itself, so
 	// catching up with it means holding everything committed so far.
-	Synced        bool `protobuf:"varint,10,opt,name=synced,proto3" json:"synced,omitempty"`
+	Synced bool `protobuf:"varint,10,opt,name=synced,proto3" json:"synced,omitempty"`
+	// query: the version query this message asks or answers.
+	Query uint64 `protobuf:"varint,11,opt,name=query,proto3" json:"query,omitempty"`
+	// refused: a version answer that vouches for nothing.
+	Refused       bool `protobuf:"varint,12,opt,name=refused,proto3" json:"refused,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -580,6 +596,20 @@ func (x *Message) GetSnapshot() *Snapshot {
 func (x *Message) GetSynced() bool {
 	if x != nil {
 		return x.Synced
+	}
+	return false
+}
+
+func (x *Message) GetQuery() uint64 {
+	if x != nil {
+		return x.Query
+	}
+	return 0
+}
+
+func (x *Message) GetRefused() bool {
+	if x != nil {
+		return x.Refused
 	}
 	return false
 }
@@ -793,10 +823,13 @@ func (x *WriteResponse) GetEpoch() uint64 {
 }
 
 type ReadRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Chain         uint32                 `protobuf:"varint,1,opt,name=chain,proto3" json:"chain,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Key           string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Chain uint32                 `protobuf:"varint,1,opt,name=chain,proto3" json:"chain,omitempty"`
+	Epoch uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Key   string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	// craq: any member of the chain may answer (CRAQ's apportioned reads),
+	// not only the tail.
+	Craq          bool `protobuf:"varint,4,opt,name=craq,proto3" json:"craq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -850,6 +883,13 @@ func (x *ReadRequest) GetKey() string {
 		return x.Key
 	}
 	return ""
+}
+
+func (x *ReadRequest) GetCraq() bool {
+	if x != nil {
+		return x.Craq
+	}
+	return false
 }
 
 type ReadResponse struct {
@@ -1097,7 +1137,7 @@ const file_chain_proto_rawDesc = "" +
 	"\x05dedup\x18\x03 \x03(\v2\x1c.chainraft.chain.DedupRecordR\x05dedup\x1a7\n" +
 	"\tDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc6\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf6\x02\n" +
 	"\aMessage\x120\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1c.chainraft.chain.MessageTypeR\x04type\x12\x14\n" +
 	"\x05chain\x18\x02 \x01(\rR\x05chain\x12\x14\n" +
@@ -1109,7 +1149,9 @@ const file_chain_proto_rawDesc = "" +
 	"\tcommitted\x18\b \x01(\x04R\tcommitted\x125\n" +
 	"\bsnapshot\x18\t \x01(\v2\x19.chainraft.chain.SnapshotR\bsnapshot\x12\x16\n" +
 	"\x06synced\x18\n" +
-	" \x01(\bR\x06synced\"=\n" +
+	" \x01(\bR\x06synced\x12\x14\n" +
+	"\x05query\x18\v \x01(\x04R\x05query\x12\x18\n" +
+	"\arefused\x18\f \x01(\bR\arefused\"=\n" +
 	"\x05Batch\x124\n" +
 	"\bmessages\x18\x01 \x03(\v2\x18.chainraft.chain.MessageR\bmessages\"\x0e\n" +
 	"\fStepResponse\"k\n" +
@@ -1121,11 +1163,12 @@ const file_chain_proto_rawDesc = "" +
 	"\x06status\x18\x01 \x01(\x0e2\x17.chainraft.chain.StatusR\x06status\x12\x18\n" +
 	"\aswapped\x18\x02 \x01(\bR\aswapped\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x14\n" +
-	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"K\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"_\n" +
 	"\vReadRequest\x12\x14\n" +
 	"\x05chain\x18\x01 \x01(\rR\x05chain\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x10\n" +
-	"\x03key\x18\x03 \x01(\tR\x03key\"\x97\x01\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x12\n" +
+	"\x04craq\x18\x04 \x01(\bR\x04craq\"\x97\x01\n" +
 	"\fReadResponse\x12/\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x17.chainraft.chain.StatusR\x06status\x12\x14\n" +
 	"\x05found\x18\x02 \x01(\bR\x05found\x12\x14\n" +
@@ -1148,13 +1191,15 @@ const file_chain_proto_rawDesc = "" +
 	"\x06OP_PUT\x10\x01\x12\r\n" +
 	"\tOP_APPEND\x10\x02\x12\n" +
 	"\n" +
-	"\x06OP_CAS\x10\x03*Q\n" +
+	"\x06OP_CAS\x10\x03*y\n" +
 	"\vMessageType\x12\x13\n" +
 	"\x0fMSG_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
 	"MSG_APPEND\x10\x01\x12\v\n" +
 	"\aMSG_ACK\x10\x02\x12\x10\n" +
-	"\fMSG_SNAPSHOT\x10\x03*\x85\x01\n" +
+	"\fMSG_SNAPSHOT\x10\x03\x12\x15\n" +
+	"\x11MSG_VERSION_QUERY\x10\x04\x12\x0f\n" +
+	"\vMSG_VERSION\x10\x05*\x85\x01\n" +
 	"\x06Status\x12\r\n" +
 	"\tSTATUS_OK\x10\x00\x12\x16\n" +
 	"\x12STATUS_WRONG_EPOCH\x10\x01\x12\x13\n" +

@@ -74,6 +74,23 @@ func (d *Driver) SeededBugs() []harness.SeededBug {
 			ReadFraction: 0.9,
 			RunTime:      12 * time.Second,
 		},
+		{
+			Name: chain.BugCraqDirtyRead, Store: Name,
+			Mistake: "a CRAQ read served from a replica's newest dirty version, without asking the tail which version is committed",
+			// The driver's clients read in CRAQ mode with this bug, over
+			// every member in turn. Delaying every link of a chain's
+			// middle holds a write at the head (applied, dirty) for the
+			// delay: a read at the head shows it, a later read at the
+			// tail, which has not got it, shows the value before. Without
+			// the delay the window is a hop and an fsync, which a dense
+			// workload also hits, but not in every short run.
+			Faults:         []nemesis.Fault{{Kind: nemesis.KindDelay, Role: nemesis.RoleMiddle, Delay: 100 * time.Millisecond}},
+			Duration:       3 * time.Second,
+			Exposes:        "delay a middle node's links (CRAQ reads spread over the chain)",
+			Keys:           5,
+			AppendFraction: 0.3,
+			RunTime:        10 * time.Second,
+		},
 		noFsyncBug(),
 	}
 }

@@ -76,6 +76,8 @@ func TestValidate(t *testing.T) {
 		{Driver{Chains: 7, Replicas: 2, ZKServers: 3}, harness.Env{Nodes: 5}},
 		{Driver{ZK: "127.0.0.1:2181", ZKServers: 2}, harness.Env{Nodes: 3}}, // --zk-servers unused
 		{Driver{}, harness.Env{Bug: chain.BugHeadRead}},
+		{Driver{}, harness.Env{ReadMode: chain.ReadModeCRAQ, Bug: chain.BugCraqDirtyRead}},
+		{Driver{}, harness.Env{ReadMode: chain.ReadModeTail}},
 	}
 	for _, tc := range ok {
 		require.NoError(t, tc.d.Validate(tc.env), "%+v %+v", tc.d, tc.env)
@@ -93,6 +95,7 @@ func TestValidate(t *testing.T) {
 		{Driver{ZK: " , "}, harness.Env{}, "--zk"},
 		{Driver{}, harness.Env{Bug: "no-such-bug"}, "--bug"},
 		{Driver{}, harness.Env{Nodes: -1}, "--nodes"},
+		{Driver{}, harness.Env{ReadMode: "index"}, "--read-mode"},
 	}
 	for _, tc := range bad {
 		err := tc.d.Validate(tc.env)
@@ -139,7 +142,7 @@ func TestSeededBugs(t *testing.T) {
 		require.NoError(t, checkBug(b.Name), "the nodes (or the driver) know bug %s", b.Name)
 		names = append(names, b.Name)
 	}
-	require.Equal(t, []string{chain.BugHeadRead, chain.BugNoResend, chain.BugStaleTail, BugNoFsync}, names)
+	require.Equal(t, []string{chain.BugHeadRead, chain.BugNoResend, chain.BugStaleTail, chain.BugCraqDirtyRead, BugNoFsync}, names)
 	require.False(t, slices.Contains(names, chain.BugEarlyReply), "early-reply is the cluster tests' only")
 }
 

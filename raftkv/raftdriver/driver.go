@@ -306,3 +306,13 @@ func (c *Cluster) nodeArgs(id uint64, listen string, peers []string, join bool) 
 	}
 	return args
 }
+
+var _ harness.ShardedDriver = (*Driver)(nil)
+
+// WithShards implements harness.ShardedDriver: a copy with n raft groups
+// (1: one group of every node, the plain store).
+func (d *Driver) WithShards(n int) harness.Driver {
+	c := *d
+	c.Groups = n
+	return &c
+}

@@ -217,7 +217,7 @@ func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 	base := cfg.Run.WithDefaults()
 	progress := base.Progress
 	start := time.Now()
-	dir, err := makeDir(base.Out, start.UTC().Format("20060102T150405Z")+"-compare")
+	dir, err := MakeRunDir(base.Out, start.UTC().Format("20060102T150405Z")+"-compare")
 	if err != nil {
 		return nil, err
 	}
@@ -342,8 +342,10 @@ func linkName(store string, before []CompareRun) string {
 	return name
 }
 
-// makeDir creates out/base, with a numeric suffix when it exists.
-func makeDir(out, base string) (string, error) {
+// MakeRunDir creates out/base, or base.2, base.3, ... when it exists: the
+// one way run, compare and sim directories are named, so two made in the
+// same second never share one.
+func MakeRunDir(out, base string) (string, error) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return "", err
 	}

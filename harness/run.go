@@ -352,7 +352,7 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 	if _, err := os.Stat(histPath); errors.Is(err, fs.ErrNotExist) {
 		// The cluster never served: the placeholder recorder's (empty)
 		// history.
-		if err := writeHistory(histPath, rec.Operations()); err != nil {
+		if err := histories.WriteFile(histPath, rec.Operations()); err != nil {
 			runErr = errors.Join(runErr, err)
 		}
 	}
@@ -702,7 +702,7 @@ func closeClients(clients []*workload.Client) {
 // makeRunDir creates Out/<timestamp>-<store>-<name>, the timestamp in UTC so
 // that names sort by time; a second run in the same second gets a suffix.
 func makeRunDir(out string, start time.Time, store, name string) (string, error) {
-	return makeDir(out, fmt.Sprintf("%s-%s-%s", start.UTC().Format("20060102T150405Z"), store, name))
+	return MakeRunDir(out, fmt.Sprintf("%s-%s-%s", start.UTC().Format("20060102T150405Z"), store, name))
 }
 
 // linkLatest points out/latest at dir: a new symlink renamed over the old
@@ -721,24 +721,4 @@ func linkLatest(out, dir string) error {
 		return fmt.Errorf("linking latest run: %w", err)
 	}
 	return nil
-}
-
-// writeHistory writes ops as JSON Lines.
-func writeHistory(path string, ops []histories.Operation) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	hw := histories.NewWriter(f)
-	for _, op := range ops {
-		if err := hw.Write(op); err != nil {
-			f.Close()
-			return fmt.Errorf("writing %s: %w", path, err)
-		}
-	}
-	if err := hw.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return f.Close()
 }

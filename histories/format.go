@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -672,6 +673,28 @@ func ReadFile(path string) ([]Operation, error) {
 		return nil, err
 	}
 	return ops, nil
+}
+
+// WriteFile writes ops to path as a history file, the counterpart of
+// ReadFile for a history held in memory (a simulated run's, or an empty
+// one).
+func WriteFile(path string, ops []Operation) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	hw := NewWriter(f)
+	for _, op := range ops {
+		if err := hw.Write(op); err != nil {
+			f.Close()
+			return fmt.Errorf("writing %s: %w", path, err)
+		}
+	}
+	if err := hw.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 // ValidateAll applies the reader's checks to operations held in memory (a

@@ -156,6 +156,28 @@ func ReadEventsFile(path string) ([]Event, error) {
 	return ReadEvents(f)
 }
 
+// WriteEventsFile writes events to path as a nemesis.jsonl, the
+// counterpart of ReadEventsFile for events held in memory.
+func WriteEventsFile(path string, events []Event) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(f)
+	ew := NewEventWriter(bw)
+	for _, e := range events {
+		if err := ew.Write(e); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // Replay rebuilds the schedule recorded in events: one step per inject line
 // that carries its spec, in step order, with the planned offsets. Roles are
 // re-resolved when the replayed schedule runs, so "kill leader" kills

@@ -1,9 +1,7 @@
 package sim
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,14 +25,14 @@ import (
 func WriteRunDir(ctx context.Context, out string, res *Result, command []string) (string, error) {
 	o := res.Options
 	now := time.Now().UTC()
-	dir, err := makeDir(out, fmt.Sprintf("%s-%s-sim-seed%d", now.Format("20060102T150405Z"), o.Store, o.Seed))
+	dir, err := harness.MakeRunDir(out, fmt.Sprintf("%s-%s-sim-seed%d", now.Format("20060102T150405Z"), o.Store, o.Seed))
 	if err != nil {
 		return "", err
 	}
-	if err := writeHistory(filepath.Join(dir, "history.jsonl"), res.Ops); err != nil {
+	if err := histories.WriteFile(filepath.Join(dir, "history.jsonl"), res.Ops); err != nil {
 		return dir, err
 	}
-	if err := writeEvents(filepath.Join(dir, "nemesis.jsonl"), res.Events); err != nil {
+	if err := nemesis.WriteEventsFile(filepath.Join(dir, "nemesis.jsonl"), res.Events); err != nil {
 		return dir, err
 	}
 	logText := strings.Join(res.Log, "\n") + "\n"
@@ -186,66 +184,6 @@ func latencyOf(ds []int64) harness.Latency {
 	q := func(p float64) float64 { return float64(s[min(len(s)-1, int(p*float64(len(s))))]) / 1e6 }
 	return harness.Latency{Count: len(s), MeanMS: float64(sum) / float64(len(s)) / 1e6,
 		P50MS: q(0.5), P99MS: q(0.99), P999MS: q(0.999), MaxMS: float64(s[len(s)-1]) / 1e6}
-}
-
-// writeHistory writes ops as JSON Lines with the histories writer.
-func writeHistory(path string, ops []histories.Operation) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	hw := histories.NewWriter(f)
-	for _, op := range ops {
-		if err := hw.Write(op); err != nil {
-			f.Close()
-			return fmt.Errorf("writing %s: %w", path, err)
-		}
-	}
-	if err := hw.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return f.Close()
-}
-
-func writeEvents(path string, events []nemesis.Event) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	bw := bufio.NewWriter(f)
-	ew := nemesis.NewEventWriter(bw)
-	for _, e := range events {
-		if err := ew.Write(e); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := bw.Flush(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// makeDir creates out/base, or base.2, base.3, ... if taken.
-func makeDir(out, base string) (string, error) {
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return "", err
-	}
-	for i := 1; ; i++ {
-		dir := filepath.Join(out, base)
-		if i > 1 {
-			dir = fmt.Sprintf("%s.%d", dir, i)
-		}
-		err := os.Mkdir(dir, 0o755)
-		if err == nil {
-			return dir, nil
-		}
-		if !errors.Is(err, os.ErrExist) || i >= 1000 {
-			return "", fmt.Errorf("creating %s: %w", dir, err)
-		}
-	}
 }
 
 // linkLatest points out/latest at dir, atomically (a new link renamed over

@@ -26,8 +26,9 @@
 //     argument: a tail taken out while its session lives is deposed, and
 //     the new tail neither commits nor serves until it stepped down.
 //   - [Conns] (from [Dial]) and [Client] are the client side: configs from ZooKeeper,
-//     writes to the head, reads to the tail, retries with the same request
-//     id, definite/indeterminate errors as package kv defines them.
+//     writes to the head, reads to the tail (or, in CRAQ mode, to every
+//     member in turn), retries with the same request id,
+//     definite/indeterminate errors as package kv defines them.
 //
 // # Why each client caches its configuration
 //
@@ -42,6 +43,78 @@
 // a correct node that is not the tail of the client's epoch, or has no
 // session, rejects, and the client refreshes and retries. The cost for a
 // correct store is one failed attempt per client per reconfiguration.
+//
+// # CRAQ reads
+//
+// `--read-mode craq` (ClientOptions.ReadMode) is CRAQ's apportioned
+// queries (Terrace & Freedman, USENIX ATC 2009): the client sends each read
+// to the chain's members in turn, and any member answers ([Core.ReadAny]).
+// A key's versions are numbered by the chain's sequence. Every node keeps,
+// next to its newest state, the versions of each key written above its
+// committed sequence (dirty), with the one before them (clean); the ack
+// flowing back up from the tail raises committed, and commit cleans the
+// versions it covers. A member answers a clean key from its state; for a
+// dirty key it asks the tail for its committed sequence Q (a version
+// query: a number, not a read; one in flight per chain, covering every
+// read that arrived before it left) and answers with the key's newest
+// version at or below Q, which it holds. One number per chain instead of
+// the paper's per-object version answers every key of the chain, and the
+// key's committed version is the newest at or below it.
+//
+// Why a clean read at a member that is not the tail is linearizable. It is
+// answered when the Core reads the state, within the request. (1) The value
+// was committed before that: a version is clean only once committed covers
+// it, and committed is learned only from the tail (acks, and appends
+// relaying them), so the tail had applied it. (2) No newer write of the key
+// had committed: a write reaches the tail through every member before it,
+// so one the tail committed before the read is held here, and would make
+// the key dirty. (2) needs this node upstream of the tail that commits, in
+// a chain that holds everything committed: it must be a member of its
+// current epoch (not a joiner, not removed), synced in it (an unsynced
+// member may follow a node that had not caught up when the chain changed:
+// the rotation case in design.md), hold a session and a lease (the Node
+// drops read replies after the lease, as at a tail), and know which of its
+// keys are dirty: a snapshot installed from the predecessor or restored
+// from disk has no versions, so until committed passes its last sequence
+// (unsure) every key counts as dirty.
+//
+// Why a dirty read is. The query leaves after the read arrived and the
+// answer comes before the reply, so the tail's state at Q — everything
+// committed then — is a state within the read. The tail answers as it
+// would serve a read (same epoch, synced, not fenced; its Node sends the
+// answer only while its lease holds; otherwise it refuses and the read
+// fails, definitely). This node holds every version above its committed,
+// and Q is at most its last sequence (it is upstream of the tail); if
+// committed has passed Q meanwhile, the version at committed answers: the
+// tail committed it after answering and before this node learned it, also
+// within the read.
+//
+// Across reconfiguration. A read waiting for an answer fails when its
+// chain's epoch changes (the client retries; a read has no effect), and
+// answers are taken only from the tail of the node's current epoch, at that
+// epoch. A member that stays keeps its dirty versions: everything a member
+// holds reaches the new tail (resent from the Sent list, or committed by
+// the new tail on adoption), and the ack cleans it. A node that leaves the
+// chain wipes its state and its versions. A new tail after a state
+// transfer holds a snapshot without versions; as tail it serves from its
+// state, and as a later middle it asks the tail for every key until its
+// committed passes the snapshot.
+// A new tail fenced behind a deposed one refuses version queries as it
+// refuses reads. A node without a session, past its lease, outside the
+// chain, joining it, or unsynced answers nothing.
+//
+// What is not covered yet: a member removed while its session lives (taken
+// out by the master's detector, or moved to restore the rotation) keeps
+// answering clean reads at its old epoch until its ZooKeeper watch brings
+// the new configuration, while the new chain may commit writes it never
+// sees. A client whose cached configuration predates the removal can read
+// a stale value there in that window. With tail reads only the tail
+// answered, so the master deposes only a removed live tail
+// (Config.Deposed); CRAQ needs every member removed while live named
+// deposed. The node side is already general (the Core reports adopting any
+// configuration that names it deposed, and a tail with a deposed entry
+// neither commits nor answers version queries); ReconcileExcluding must
+// name the members, not only the tail.
 //
 // # Goroutines and owners
 //

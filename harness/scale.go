@@ -191,7 +191,7 @@ func Scale(ctx context.Context, cfg ScaleConfig) (*ScaleResult, error) {
 	base := cfg.Run.WithDefaults()
 	progress := base.Progress
 	start := time.Now()
-	dir, err := makeDir(base.Out, start.UTC().Format("20060102T150405Z")+"-scale")
+	dir, err := MakeRunDir(base.Out, start.UTC().Format("20060102T150405Z")+"-scale")
 	if err != nil {
 		return nil, err
 	}

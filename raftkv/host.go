@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // Host is one node process of a multi-raft store: the keys are split over
@@ -25,7 +26,12 @@ type Host struct {
 	logger    *log.Logger
 	transport *Transport
 	ownsTrans bool
-	nodes     map[uint32]*Node // fixed once StartHost returns
+	nodes     map[uint32]*Node // built by StartHost, then only read
+	// ready publishes nodes once built: the shared transport's senders
+	// start (and may report a broken stream) while StartHost is still
+	// adding groups, and a report before then is dropped (raft learns the
+	// same from the next failure).
+	ready atomic.Pointer[map[uint32]*Node]
 
 	wg       sync.WaitGroup // one watcher per node
 	donec    chan struct{}  // closed when the first node's loop ends
@@ -112,6 +118,7 @@ func StartHost(cfg HostConfig) (*Host, error) {
 	}
 	// The loops start only once every node exists: a report or a message
 	// for a group must find its node.
+	h.ready.Store(&h.nodes)
 	for _, n := range h.nodes {
 		go n.run()
 		h.wg.Add(1)
@@ -127,13 +134,17 @@ func StartHost(cfg HostConfig) (*Host, error) {
 // deliverReport routes a transport report to its group's node, or to every
 // node for a broken stream.
 func (h *Host) deliverReport(r report) {
+	nodes := h.ready.Load()
+	if nodes == nil {
+		return
+	}
 	if r.all {
-		for _, n := range h.nodes {
+		for _, n := range *nodes {
 			n.deliverReport(r)
 		}
 		return
 	}
-	if n := h.nodes[r.group]; n != nil {
+	if n := (*nodes)[r.group]; n != nil {
 		n.deliverReport(r)
 	}
 }

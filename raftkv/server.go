@@ -18,7 +18,9 @@ import (
 // returned server is stopped (the caller owns it); the channel gets the
 // error that ended serving.
 func Serve(n *Node, lis net.Listener) (*grpc.Server, <-chan error) {
-	return ServeHost(&Host{id: n.cfg.ID, logger: n.logger, transport: n.transport, nodes: map[uint32]*Node{n.cfg.Group: n}}, lis)
+	h := &Host{id: n.cfg.ID, logger: n.logger, transport: n.transport, nodes: map[uint32]*Node{n.cfg.Group: n}}
+	h.ready.Store(&h.nodes)
+	return ServeHost(h, lis)
 }
 
 // ServeHost is Serve for every group a Host runs: a request goes to the

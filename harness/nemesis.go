@@ -94,6 +94,10 @@ type NemesisInfo struct {
 	Replay     string   `json:"replay,omitempty"`
 	Steps      int      `json:"steps"`
 	Proxied    bool     `json:"proxied"` // links went through the nemesis's proxies
+	// Cuts says how network faults were made: "proxies" (userspace
+	// proxies in every link, this machine) or "iptables" (kernel rules on
+	// the hosts, --hosts); empty without network faults.
+	Cuts string `json:"cuts,omitempty"`
 }
 
 // networkKinds need the proxied network.
@@ -230,7 +234,13 @@ func newNemesis(runCtx context.Context, cfg *RunConfig, seed int64) (*nemesisSid
 			cfg.Cluster.PowerFS = true
 		}
 	}
-	s.info.Proxied = s.net != nil
+	if s.net != nil {
+		s.info.Cuts = "proxies"
+		if cfg.Cluster.Hosts != nil {
+			s.info.Cuts = "iptables"
+		}
+	}
+	s.info.Proxied = s.info.Cuts == "proxies"
 	cfg.Cluster.Network = s.net
 	cfg.Cluster.SpareNodes = members
 	return s, nil
@@ -249,7 +259,11 @@ func (s *nemesisSidecar) open(dir string, log io.Writer) error {
 	for _, st := range s.steps {
 		kinds = append(kinds, st.Fault.Describe())
 	}
-	fmt.Fprintf(log, "nemesis: %d faults, proxied network %v: %s\n", len(s.steps), s.net != nil, strings.Join(kinds, "; "))
+	cuts := s.info.Cuts
+	if cuts == "" {
+		cuts = "none needed"
+	}
+	fmt.Fprintf(log, "nemesis: %d faults, network cuts by %s: %s\n", len(s.steps), cuts, strings.Join(kinds, "; "))
 	return nil
 }
 

@@ -155,6 +155,7 @@ func (c *Cluster) closeRemote() error {
 		if err := c.fw.Heal(); err != nil {
 			errs = append(errs, err)
 		}
+		fmt.Fprintf(c.cfg.Log, "%s: hosts' firewall: %s\n", c.cfg.Store, c.fw.Timing())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), remoteFetchTimeout)
 	defer cancel()
@@ -174,7 +175,7 @@ func (c *Cluster) closeRemote() error {
 			errs = append(errs, err)
 			continue
 		}
-		if _, err := h.Run(ctx, "rm -rf "+hosts.Quote(dir), nil); err != nil {
+		if _, err := h.Do(ctx, "rm -rf "+hosts.Quote(dir), ""); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -71,6 +71,26 @@ func TestNetnsPool(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(out), h1.Addr)
 
+	// The control shell: output with and without a final newline, input,
+	// an exit status, and a command past its deadline, which takes the
+	// shell with it while the next command gets a new one.
+	out, err = h1.Do(ctx, "printf 'a\\nb'", "")
+	require.NoError(t, err)
+	require.Equal(t, "a\nb", string(out))
+	out, err = h1.Do(ctx, "cat; echo", "x $HOME 'q'\n")
+	require.NoError(t, err)
+	require.Equal(t, "x $HOME 'q'\n\n", string(out))
+	out, err = h1.Do(ctx, "echo oops >&2; exit 3", "")
+	require.ErrorContains(t, err, "exit status 3: oops")
+	require.Equal(t, "oops\n", string(out))
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = h1.Do(short, "sleep 5", "")
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	out, err = h1.Do(ctx, "echo $$", "")
+	require.NoError(t, err)
+	require.NotEmpty(t, strings.TrimSpace(string(out)))
+
 	// A listener on h2 (nc is not everywhere: the remote shell's own
 	// bash /dev/tcp is not a listener, so sleep stands for the process and
 	// the harness's own probe tests reachability).
@@ -78,7 +98,7 @@ func TestNetnsPool(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, sp.Running())
 	require.NoError(t, sp.Pause())
-	st, err := h2.Run(ctx, "cut -d' ' -f3 /proc/"+strconv.Itoa(sp.Pid())+"/stat; cat /proc/"+strconv.Itoa(sp.Pid())+"/cmdline", nil)
+	st, err := h2.Do(ctx, "cut -d' ' -f3 /proc/"+strconv.Itoa(sp.Pid())+"/stat; cat /proc/"+strconv.Itoa(sp.Pid())+"/cmdline", "")
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(strings.TrimSpace(string(st)), "T"), "state %q", st)
 	require.NoError(t, sp.Resume())
@@ -97,7 +117,7 @@ func TestNetnsPool(t *testing.T) {
 	})
 	probe := "timeout 2 bash -c 'echo > /dev/tcp/" + h1.Addr + "/22' && echo open || echo shut"
 	reach := func() string {
-		out, err := h2.Run(ctx, probe, nil)
+		out, err := h2.Do(ctx, probe, "")
 		require.NoError(t, err)
 		return strings.TrimSpace(string(out))
 	}

@@ -172,6 +172,7 @@ func (p *Pool) growNetns(ctx context.Context, n int) error {
 		}
 		h := &Host{Name: fmt.Sprintf("h%d", i), Addr: addr, pool: p, client: c, installed: map[string]string{},
 			Base: filepath.Join(s.state, "root", fmt.Sprintf("h%d", i))}
+		h.ctl = &control{host: h}
 		p.Hosts = append(p.Hosts, h)
 		if len(p.Hosts) > n { // grown after Open: prepare it now
 			if err := h.prepare(ctx); err != nil {

@@ -47,6 +47,9 @@ type Host struct {
 	// lost) removes the host's firewall chain (see guardScript).
 	guard      *ssh.Session
 	guardStdin io.WriteCloser
+	// ctl runs the harness's short commands (rule sets, checks, /proc
+	// reads) without a session each.
+	ctl *control
 
 	mu        sync.Mutex
 	installed map[string]string // local binary's sha256 → remote path
@@ -198,6 +201,7 @@ func (p *Pool) reach(ctx context.Context, spec, name string) error {
 	}
 	h := &Host{Name: name, Addr: addrs[0], pool: p, client: c, installed: map[string]string{},
 		Base: "/tmp/chainraft-" + p.ID}
+	h.ctl = &control{host: h}
 	if p.Control == "" {
 		if la, ok := c.LocalAddr().(*net.TCPAddr); ok {
 			p.Control = la.IP.String()
@@ -242,7 +246,7 @@ func (p *Pool) prepare(ctx context.Context) error {
 func (h *Host) prepare(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	out, err := h.Run(ctx, "for t in iptables iptables-restore setsid tar kill; do command -v $t >/dev/null 2>&1 || echo missing $t; done; [ \"$(id -u)\" = 0 ] || echo notroot", nil)
+	out, err := h.Do(ctx, "for t in iptables iptables-restore setsid tar kill; do command -v $t >/dev/null 2>&1 || echo missing $t; done; [ \"$(id -u)\" = 0 ] || echo notroot", "")
 	if err != nil {
 		return err
 	}
@@ -260,7 +264,7 @@ func (h *Host) prepare(ctx context.Context) error {
 	c := h.pool.Chain()
 	setup := fmt.Sprintf("mkdir -p %s && iptables -w -N %s && iptables -w -I INPUT 1 -j %s && iptables -w -I OUTPUT 1 -j %s",
 		Quote(h.Base), c, c, c)
-	if _, err := h.Run(ctx, setup, nil); err != nil {
+	if _, err := h.Do(ctx, setup, ""); err != nil {
 		return err
 	}
 	return h.startGuard()
@@ -330,9 +334,9 @@ func (h *Host) checkNetem(ctx context.Context) string {
 	// A qdisc on a dummy-free probe: the loopback's root, added and removed
 	// at once in a namespace of the probe's own would be cleaner, but a
 	// real host may forbid unshare; lo's qdisc is restored right away.
-	out, err := h.Run(ctx, "command -v tc >/dev/null || { echo 'no tc (iproute2)'; exit 0; }; "+
+	out, err := h.Do(ctx, "command -v tc >/dev/null || { echo 'no tc (iproute2)'; exit 0; }; "+
 		"ip netns add crprobe-"+h.pool.ID+" 2>/dev/null && { ip netns exec crprobe-"+h.pool.ID+" tc qdisc add dev lo root netem delay 1ms >/dev/null 2>&1 || echo 'the kernel has no netem (sch_netem)'; ip netns del crprobe-"+h.pool.ID+"; exit 0; }; "+
-		"tc qdisc show >/dev/null 2>&1 || echo 'tc cannot list qdiscs'", nil)
+		"tc qdisc show >/dev/null 2>&1 || echo 'tc cannot list qdiscs'", "")
 	if err != nil {
 		return err.Error()
 	}
@@ -416,7 +420,7 @@ func (h *Host) Require(ctx context.Context, cmds ...string) error {
 	for _, c := range cmds {
 		fmt.Fprintf(&b, "command -v %s >/dev/null 2>&1 || [ -x %s ] || echo %s; ", Quote(c), Quote(c), Quote(c))
 	}
-	out, err := h.Run(ctx, b.String(), nil)
+	out, err := h.Do(ctx, b.String(), "")
 	if err != nil {
 		return err
 	}
@@ -516,10 +520,11 @@ func (p *Pool) Close() error {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-			if _, err := h.Run(ctx, teardownCmd(p.Chain())+"; rm -rf "+Quote(h.Base), nil); err != nil {
+			if _, err := h.Do(ctx, teardownCmd(p.Chain())+"; rm -rf "+Quote(h.Base), ""); err != nil {
 				errs = append(errs, err)
 			}
 			cancel()
+			h.ctl.close()
 			if h.guard != nil {
 				h.guardStdin.Close()
 				h.guard.Close()

@@ -63,6 +63,11 @@ clean:
 # stores × fault mixes × seeds plus the seeded bugs; keeps every run under
 # runs/nightly-<date>/, appends the night to runs/nightly/trend.jsonl,
 # redraws runs/nightly/trend.html and the README's "What it catches" table.
-.PHONY: nightly
+# SHARD=i/N runs shard i of N only (one runner each); nightly-merge then sums
+# up the night from every shard's runs copied into runs/nightly-<date>/.
+.PHONY: nightly nightly-merge
 nightly: deps
-	scripts/nightly.sh
+	SHARD="$(SHARD)" scripts/nightly.sh
+
+nightly-merge:
+	scripts/nightly.sh merge

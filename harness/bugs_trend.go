@@ -72,13 +72,18 @@ func NightRunOf(res *RunResult, runErr error, faults string, seconds float64) Ni
 
 // NightRecord is one night: one line of trend.jsonl.
 type NightRecord struct {
-	Date     string       `json:"date"` // YYYY-MM-DD (UTC)
-	Commit   string       `json:"commit,omitempty"`
-	BudgetS  float64      `json:"budget_s"`
-	ElapsedS float64      `json:"elapsed_s"`
-	Dir      string       `json:"dir"` // the night's run directory
-	Stores   []StoreNight `json:"stores"`
-	Bugs     []BugNight   `json:"bugs"`
+	Date     string  `json:"date"` // YYYY-MM-DD (UTC)
+	Commit   string  `json:"commit,omitempty"`
+	BudgetS  float64 `json:"budget_s"`
+	ElapsedS float64 `json:"elapsed_s"`
+	Dir      string  `json:"dir"` // the night's run directory
+	// Shards is how many runners shared the night (0 or 1: one).
+	Shards int `json:"shards,omitempty"`
+	// MissingShards are shards that left no record (a runner that failed
+	// or timed out): the night sums up the others.
+	MissingShards []string     `json:"missing_shards,omitempty"`
+	Stores        []StoreNight `json:"stores"`
+	Bugs          []BugNight   `json:"bugs"`
 }
 
 // StoreNight sums up a night's runs of one correct store (all fault mixes).
@@ -391,7 +396,7 @@ td.l,th.l{text-align:left}
 {{end}}
 <h2>Nights</h2>
 {{range .Nights}}<h3>{{.Date}}{{if .Commit}} — {{.Commit}}{{end}}</h3>
-<p>budget {{num .BudgetS}} s, ran {{num .ElapsedS}} s, runs in <code>{{.Dir}}</code></p>
+<p>budget {{num .BudgetS}} s, ran {{num .ElapsedS}} s{{if gt .Shards 1}} on {{.Shards}} runners{{end}}{{if .MissingShards}} <span class="bad">(no record from shard {{range $i, $s := .MissingShards}}{{if $i}}, {{end}}{{$s}}{{end}})</span>{{end}}, runs in <code>{{.Dir}}</code></p>
 <table><tr><th class="l">store</th><th>runs</th><th>ok</th><th>false alarms</th><th>unknown</th><th>failed</th><th>throughput</th><th>p99 ms</th><th>recovery ms</th><th>check s</th></tr>
 {{range .Stores}}<tr><td class="l">{{.Store}}</td><td>{{.Runs}}</td><td>{{.OK}}</td><td{{if .FalseAlarms}} class="bad"{{end}}>{{.FalseAlarms}}</td><td>{{.Unknown}}</td><td{{if .Failed}} class="bad"{{end}}>{{.Failed}}</td><td>{{num .Throughput}}</td><td>{{num .P99MS}}</td><td>{{num .RecoveryMS}}</td><td>{{num .CheckSeconds}}</td></tr>
 {{end}}</table>

@@ -9,6 +9,15 @@
 # runs/nightly/trend.html is redrawn, and the README's "What it catches"
 # table is rewritten. The work is chainrafttest.TestNightly; this script gives it
 # its environment and a go test timeout derived from the budget.
+#
+# SHARD=i/N runs shard i of N of the matrix (each with the whole budget, on a
+# runner of its own): its runs land in the same runs/nightly-<date>/ under
+# runs-shard-i-of-N.jsonl, and nothing is summed up. Once every shard's
+# directory has been copied into one runs/nightly-<date>/, `nightly.sh merge`
+# (make nightly-merge) sums the night up as an unsharded night ends: trend,
+# trend page, README table and the night's index.html. NIGHTLY_DATE (UTC,
+# YYYY-MM-DD) names the night, so that shards that start either side of
+# midnight still share one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin"
@@ -32,21 +41,55 @@ budget_s="$(seconds "$budget")"
 # full budget: allow ten minutes past it before go test calls it hung.
 timeout_s=$((budget_s + 600))
 
-date="$(date -u +%Y-%m-%d)"
+date="${NIGHTLY_DATE:-$(date -u +%Y-%m-%d)}"
+if [[ ! "$date" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}$ ]]; then
+	echo "nightly: NIGHTLY_DATE=$date: want YYYY-MM-DD" >&2
+	exit 2
+fi
 dir="$PWD/runs/nightly-$date"
 trend="$PWD/runs/nightly"
 mkdir -p "$dir" "$trend"
 commit="$(git describe --tags --always --dirty 2>/dev/null || echo unknown)"
 
-echo "nightly: budget $budget, runs in $dir, trend in $trend/trend.html"
+mode="${1:-run}"
+shard="${SHARD:-}"
+case "$mode" in
+run)
+	test=TestNightly
+	log="$dir/nightly.log"
+	if [[ -n "$shard" ]]; then
+		if [[ ! "$shard" =~ ^([0-9]+)/([0-9]+)$ ]] || ((BASH_REMATCH[1] < 1 || BASH_REMATCH[1] > BASH_REMATCH[2])); then
+			echo "nightly: SHARD=$shard: want i/N with 1 <= i <= N, e.g. 2/4" >&2
+			exit 2
+		fi
+		log="$dir/nightly-shard-${BASH_REMATCH[1]}-of-${BASH_REMATCH[2]}.log"
+		echo "nightly: shard $shard, budget $budget, runs in $dir (make nightly-merge sums the shards up)"
+	else
+		echo "nightly: budget $budget, runs in $dir, trend in $trend/trend.html"
+	fi
+	;;
+merge)
+	test=TestNightlyMerge
+	log="$dir/nightly-merge.log"
+	timeout_s=600
+	echo "nightly: merging the shards in $dir, trend in $trend/trend.html"
+	;;
+*)
+	echo "nightly: unknown mode $mode: want run (default) or merge" >&2
+	exit 2
+	;;
+esac
 status=0
 CHAINRAFT_NIGHTLY_DIR="$dir" \
+	CHAINRAFT_NIGHTLY_SHARD="$shard" \
+	CHAINRAFT_NIGHTLY_MERGE="$([[ "$mode" == merge ]] && echo 1 || true)" \
+	CHAINRAFT_NIGHTLY_DATE="$date" \
 	CHAINRAFT_NIGHTLY_TREND="$trend" \
 	CHAINRAFT_NIGHTLY_README="$PWD/README.md" \
 	CHAINRAFT_NIGHTLY_COMMIT="$commit" \
 	NIGHTLY_BUDGET="$budget" \
 	GOTRACEBACK=all \
-	go test -count=1 -timeout "${timeout_s}s" -run '^TestNightly$' -v ./chainrafttest/ 2>&1 | tee -a "$dir/nightly.log" || status=$?
+	go test -count=1 -timeout "${timeout_s}s" -run "^$test\$" -v ./chainrafttest/ 2>&1 | tee -a "$log" || status=$?
 if [[ -f "$trend/trend.html" ]]; then
 	echo "nightly: trend page $trend/trend.html"
 fi

@@ -108,6 +108,16 @@ func TestNetnsPool(t *testing.T) {
 	require.NoError(t, sp.Restart())
 	require.True(t, sp.Running())
 
+	// A running process's CPU time is read from the host's /proc; once
+	// killed, its exit report keeps it.
+	spin, err := h1.Start(ProcSpec{Name: "spinner", Argv: []string{"sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; exec sleep 300"},
+		Dir: h1.Base + "/spin", LogPath: h1.Base + "/spin.log"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return spin.CPUTime() >= 100*time.Millisecond }, time.Minute, 200*time.Millisecond)
+	live := spin.CPUTime()
+	require.NoError(t, spin.Kill())
+	require.GreaterOrEqual(t, spin.CPUTime(), live-10*time.Millisecond, "the ended incarnation's CPU is kept")
+
 	// h2 reaches h1:22; a one-way cut n2→n1 stops it, the heal brings it
 	// back, and the harness's own connections are untouched throughout.
 	fw := p.NewFirewall(map[string]Endpoint{

@@ -2,6 +2,7 @@ package hosts
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -259,12 +260,54 @@ func (p *Proc) ExitErr() error {
 	return p.exitErr
 }
 
-// CPUTime is the CPU time of the incarnations that ended (a running one
-// is counted when it ends: the host reports it then).
+// CPUTime is the CPU time of every incarnation: the ended ones as their
+// shells reported at exit, the running one read from the host's /proc
+// through its control shell (bounded by cpuWait; a read that fails counts
+// the ended ones only, as internal/proc does for a process it cannot read).
 func (p *Proc) CPUTime() time.Duration {
 	p.mu.Lock()
+	done, pid, running := p.cpuDone, p.pid, p.running
+	p.mu.Unlock()
+	if !running || pid == 0 {
+		return done
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cpuWait)
+	defer cancel()
+	live, err := p.host.groupCPU(ctx, pid)
+	if err != nil {
+		return done
+	}
+	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.cpuDone
+	if p.pid != pid || !p.running {
+		// It ended (or restarted) while being read: its exit report is
+		// in cpuDone now, or about to be; the live reading is stale.
+		return p.cpuDone
+	}
+	return done + live
+}
+
+// cpuWait bounds one remote CPU reading.
+const cpuWait = 5 * time.Second
+
+// userHZ is the unit of utime and stime in /proc/<pid>/stat on every Linux.
+const userHZ = 100
+
+// groupCPU is the user and system CPU time of every process in the
+// process group pgid on h (a node and whatever it forked), in one read of
+// /proc: cat goes on past processes that end meanwhile, and the fields are
+// counted after the last ") ", as the command name may hold spaces and
+// parentheses.
+func (h *Host) groupCPU(ctx context.Context, pgid int) (time.Duration, error) {
+	out, err := h.Do(ctx, fmt.Sprintf(`cat /proc/[0-9]*/stat 2>/dev/null | awk -v g=%d '{ sub(/^.*\) /, ""); n = split($0, f, " "); if (n >= 13 && f[3] == g) t += f[12] + f[13] } END { print t + 0 }'`, pgid), "")
+	if err != nil {
+		return 0, err
+	}
+	ticks, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("host %s: CPU of group %d: %q", h.Name, pgid, out)
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
 }
 
 // signal sends sig to the process group and waits for the shell's ack.

@@ -125,7 +125,7 @@ func TestNetnsPool(t *testing.T) {
 		nemesis.NodeEndpoint(1): {Host: h1, Ports: []int{22}},
 		nemesis.NodeEndpoint(2): {Host: h2},
 	})
-	probe := "timeout 2 bash -c 'echo > /dev/tcp/" + h1.Addr + "/22' && echo open || echo shut"
+	probe := "timeout 5 bash -c 'echo > /dev/tcp/" + h1.Addr + "/22' && echo open || echo shut"
 	reach := func() string {
 		out, err := h2.Do(ctx, probe, "")
 		require.NoError(t, err)

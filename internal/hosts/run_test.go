@@ -54,6 +54,7 @@ func TestRunRaftOnNetnsHosts(t *testing.T) {
 	require.Contains(t, string(stdout), "verdict:    ok")
 	require.Contains(t, stderr.String(), "partition", "the schedule cut the network")
 	require.Contains(t, stderr.String(), "firewall chain CHAINRAFT-")
+	require.Contains(t, stderr.String(), "network cuts by iptables", "the summary says how cuts were made")
 	for _, f := range []string{"nodes/1.log", "nodes/2.log", "nodes/3.log"} {
 		_, err := os.Stat(out + "/latest/" + f)
 		require.NoError(t, err, "the node's log was brought home")

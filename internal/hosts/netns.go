@@ -201,6 +201,11 @@ func (s *netnsSet) addNamespace(ctx context.Context, i int, name, addr string) e
 		{"ip", "-n", name, "link", "set", "eth0", "up"},
 		{"ip", "-n", name, "link", "set", "lo", "up"},
 		{"ip", "-n", name, "route", "add", "default", "via", s.gateway()},
+		// A socket closed with a FIN unacknowledged (its peer's namespace
+		// already gone) keeps its namespace, and so the veth here, alive
+		// while it retries: minutes with the default of 8 retries. One
+		// retry and a short FIN timeout let a removed host vanish soon.
+		{"ip", "netns", "exec", name, "sysctl", "-q", "-w", "net.ipv4.tcp_orphan_retries=1", "net.ipv4.tcp_fin_timeout=5"},
 	}
 	for _, st := range steps {
 		if err := run(ctx, st[0], st[1:]...); err != nil {

@@ -59,7 +59,7 @@ func TestRunRaftOnNetnsHosts(t *testing.T) {
 		_, err := os.Stat(out + "/latest/" + f)
 		require.NoError(t, err, "the node's log was brought home")
 	}
-	waitNoLeftovers(t, 5*time.Second)
+	waitNoLeftovers(t, 30*time.Second)
 }
 
 // TestKilledRunLeavesNothing SIGKILLs a harness in the middle of a run on

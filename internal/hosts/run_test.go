@@ -100,3 +100,28 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 	_ = cmd.Wait()
 	waitNoLeftovers(t, 30*time.Second)
 }
+
+// TestSeededBugCaughtOnNetnsHosts plants raft's local-read bug and runs
+// its paired faults (isolate the leader, pause the new one) on namespace
+// hosts: the partitions are iptables rules, and the bug that proxied
+// partitions catch is caught here too (exit 1, not linearizable).
+func TestSeededBugCaughtOnNetnsHosts(t *testing.T) {
+	needNetns(t)
+	if testing.Short() {
+		t.Skip("a 20 s run on three namespace hosts")
+	}
+	bin := proc.BuildChainraft(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "run", "--store", "raft", "--bug", "local-read", "--hosts", "netns:3",
+		"--time-limit", "20s", "--out", t.TempDir())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "stdout:\n%s\nstderr:\n%s", stdout, stderr.String())
+	require.Equal(t, 1, ee.ExitCode(), "stderr:\n%s", stderr.String())
+	require.Contains(t, string(stdout), "verdict:    illegal")
+	require.Contains(t, stderr.String(), "network cuts by iptables: partition isolate leader")
+	waitNoLeftovers(t, 30*time.Second)
+}

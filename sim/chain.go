@@ -27,8 +27,11 @@ type chainCluster struct {
 	place chain.Placement
 	// bug is the seeded bug: the Core's (chain.KnownBugs), planted in
 	// every node; head-read's client half is planted in the router.
-	bug            string
-	noFsync        bool
+	bug     string
+	noFsync bool
+	// craq: clients read at any member of the key's chain
+	// (chain.ReadModeCRAQ), which answers by Core.ReadAny.
+	craq           bool
 	tick           time.Duration
 	sessionTimeout time.Duration
 	detectTimeout  time.Duration
@@ -97,7 +100,7 @@ func newChainCluster(r *run) (*chainCluster, error) {
 	w := r.w
 	n := r.nodes
 	c := &chainCluster{
-		r: r, zk: newZKServer(w), bug: bug, noFsync: r.opts.NoFsync,
+		r: r, zk: newZKServer(w), bug: bug, noFsync: r.opts.NoFsync, craq: r.opts.ReadMode == chain.ReadModeCRAQ,
 		tick:           50 * time.Millisecond,
 		sessionTimeout: []time.Duration{2 * time.Second, 4 * time.Second}[w.rng.IntN(2)],
 		place:          chain.Placement{Chains: 1 + w.rng.IntN(3), Replicas: min(3, n), Nodes: n},
@@ -314,14 +317,21 @@ func (n *chainNode) handleReady() {
 	rd := core.Ready()
 	report := rd.SuspectsChanged || len(rd.Deposed) > 0
 	var late []*pb.Message
+	serving := n.serving()
 	for _, m := range rd.Messages {
-		if m.Type == pb.MessageType_MSG_ACK && !core.IsTail(m.Chain) {
+		switch {
+		case m.Type == pb.MessageType_MSG_ACK && !core.IsTail(m.Chain), m.Type == pb.MessageType_MSG_VERSION_QUERY:
 			n.send(m)
-		} else {
+		case m.Type == pb.MessageType_MSG_VERSION:
+			// The tail vouches for its committed sequence only while its
+			// lease holds, as it answers a read.
+			if serving || m.Refused {
+				n.send(m)
+			}
+		default:
 			late = append(late, m)
 		}
 	}
-	serving := n.serving()
 	// The Core lists the replies of one commit in map order; the real
 	// Node hands each to its own waiting handler, so their order means
 	// nothing, and sorting them keeps the world's draws in a fixed order.
@@ -440,9 +450,12 @@ func (n *chainNode) request(wt chainWaiter, chainID uint32, epoch uint64, u *pb.
 		}
 		n.token++
 		n.waiters[n.token] = wt
-		if wt.read {
+		switch {
+		case wt.read && n.c.craq:
+			n.core.ReadAny(n.token, chainID, epoch, key)
+		case wt.read:
 			n.core.Read(n.token, chainID, epoch, key)
-		} else {
+		default:
 			n.core.Propose(n.token, chainID, epoch, u)
 		}
 	})

@@ -25,6 +25,20 @@ func TestChainSeedsPass(t *testing.T) {
 	require.Equal(t, n, sr.Ran)
 }
 
+// TestChainCraqSeedsPass: the same seeds with CRAQ reads, every member
+// answering — clean keys from its own state, dirty keys at the tail's
+// committed version.
+func TestChainCraqSeedsPass(t *testing.T) {
+	n := seedCount()
+	sr := RunSeeds(context.Background(), Options{Store: "chain", ReadMode: chain.ReadModeCRAQ}, 1, n, 0, nil)
+	if sr.Failed != nil {
+		f := sr.Failed
+		require.Failf(t, "a seed failed", "seed %d: %s: %s\nreplay: %s\n%s",
+			f.Options.Seed, f.Failure, f.Detail, ReplayCommand(f.Options), tail(f.Log, 40))
+	}
+	require.Equal(t, n, sr.Ran)
+}
+
 // TestChainSeededBugsCaught: each of the chain store's seeded bugs makes
 // some seed among the first 200 fail the linearizability check.
 func TestChainSeededBugsCaught(t *testing.T) {
@@ -34,7 +48,11 @@ func TestChainSeededBugsCaught(t *testing.T) {
 	}
 	for _, bug := range chain.KnownBugs() {
 		t.Run(bug, func(t *testing.T) {
-			sr := RunSeeds(context.Background(), Options{Store: "chain", Bug: bug}, 1, n, 0, nil)
+			o := Options{Store: "chain", Bug: bug}
+			if bug == chain.BugCraqDirtyRead {
+				o.ReadMode = chain.ReadModeCRAQ
+			}
+			sr := RunSeeds(context.Background(), o, 1, n, 0, nil)
 			require.NotNil(t, sr.Failed, "no seed of %d caught %s", n, bug)
 			require.Equal(t, FailIllegal, sr.Failed.Failure, "seed %d: %s", sr.Failed.Options.Seed, sr.Failed.Detail)
 			t.Logf("%s caught by seed %d: %s", bug, sr.Failed.Options.Seed, sr.Failed.Detail)

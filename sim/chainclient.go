@@ -126,7 +126,7 @@ func (r *chainRouter) peek(i int) chain.Config {
 }
 
 // chainClient is chain.Client on the simulated clock: writes to the key's
-// chain head, reads to its tail, by a configuration cached per client
+// chain head, reads to its tail (with CRAQ reads, its members in turn), by a configuration cached per client
 // (kept for a random [configMaxAge/2, configMaxAge), re-read from the
 // router after an error), retried with the same request id after a
 // refresh until the deadline; the same rule for when a failed write is
@@ -235,7 +235,13 @@ func (cl *chainClient) next() {
 	target := cfg.Head()
 	if !cl.write {
 		target = cfg.Tail()
-		if cl.c.router.headRead {
+		switch {
+		case cl.c.craq:
+			// Client.readMember: the members in turn from a place set by
+			// the client id, so a retry goes to the next member.
+			target = cfg.Members[(cl.clientID+cl.reads)%uint64(len(cfg.Members))]
+			cl.reads++
+		case cl.c.router.headRead:
 			cl.reads++
 			if cl.reads%2 == 1 {
 				target = cfg.Head() // SEEDED BUG (BugHeadRead): every other read at the head

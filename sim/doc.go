@@ -123,7 +123,10 @@
 // between the log's write and its fsync. chainclient.go is chain.Client
 // and its Conns on the simulated clock: the configuration cached per
 // client and refreshed on doubt, the retries, head-read's client half, and
-// the rule for an indeterminate write.
+// the rule for an indeterminate write. With --read-mode craq the clients
+// read at the chain's members in turn and the nodes answer by
+// Core.ReadAny; version queries go out at once and the tail's answers only
+// while its lease holds, as Node sends them.
 //
 // The chain store's own faults: zk-partition (a node cut from ZooKeeper:
 // the client library reports Disconnected, the session expires after its

@@ -29,7 +29,9 @@ type Options struct {
 	// and the driver's no-fsync (raftdriver.BugNoFsync: the nodes never
 	// fsync, as with NoFsync).
 	Bug string
-	// ReadMode is the raft read mode: "" or "index" (ReadIndex), "lease".
+	// ReadMode is the store's read mode: for raft "" or "index"
+	// (ReadIndex), "lease"; for chain "" or "tail", "craq" (reads spread
+	// over every member, Core.ReadAny).
 	ReadMode string
 	// NoFsync turns the nodes' fsync off: only the kernel's writeback
 	// makes data durable, so a power loss can take acknowledged writes.
@@ -356,8 +358,14 @@ func (o Options) Validate() error {
 		if _, err := chain.ParseBug(o.Bug); err != nil {
 			return fmt.Errorf("--bug: %w", err)
 		}
-		if o.ReadMode != "" {
-			return fmt.Errorf("--read-mode %q: the chain store reads at the tail only", o.ReadMode)
+		if err := chain.CheckReadMode(o.ReadMode); err != nil {
+			return fmt.Errorf("--read-mode: %w", err)
+		}
+		// The bug lives in a member's answer to a CRAQ read: in tail mode
+		// no seed could show it, and a sweep that never fails would read
+		// as a pass.
+		if o.Bug == chain.BugCraqDirtyRead && o.ReadMode != chain.ReadModeCRAQ {
+			return fmt.Errorf("--bug %s needs --read-mode %s", o.Bug, chain.ReadModeCRAQ)
 		}
 	default:
 		return fmt.Errorf("--store %q: the simulator runs %s", o.Store, strings.Join(Stores(), ", "))

@@ -125,6 +125,9 @@ func TestValidate(t *testing.T) {
 	require.NoError(t, Options{Store: "chain", Bug: chain.BugStaleTail}.Validate())
 	require.ErrorIs(t, Options{Store: "chain", Bug: "nope"}.Validate(), chain.ErrUnknownBug)
 	require.Error(t, Options{Store: "chain", ReadMode: "lease"}.Validate())
+	require.NoError(t, Options{Store: "chain", ReadMode: chain.ReadModeCRAQ}.Validate())
+	require.ErrorContains(t, Options{Store: "chain", Bug: chain.BugCraqDirtyRead}.Validate(), "--read-mode craq")
+	require.NoError(t, Options{Store: "chain", Bug: chain.BugCraqDirtyRead, ReadMode: chain.ReadModeCRAQ}.Validate())
 	require.Error(t, Options{Store: "etcd"}.Validate())
 }
 

@@ -3,6 +3,7 @@ package histories
 import (
 	"bytes"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -46,7 +47,7 @@ func TestNonUTF8KeysAndValuesRoundTrip(t *testing.T) {
 // whose line is over the limit is an error, in the Writer and in the
 // streaming recorder.
 func TestWritersRefuseALineTheReaderRefuses(t *testing.T) {
-	huge := Operation{Client: 0, Op: Get, Key: "k", Call: 1, Return: 2, Outcome: OK, Found: true, Output: string(make([]byte, maxLine))}
+	huge := Operation{Client: 0, Op: Get, Key: "k", Call: 1, Return: 2, Outcome: OK, Found: true, Output: strings.Repeat("a", maxLine)}
 	var buf bytes.Buffer
 	w := NewWriter(&buf)
 	require.ErrorIs(t, w.Write(huge), ErrLineTooLong)

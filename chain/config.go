@@ -22,11 +22,13 @@ type Member struct {
 // message between nodes carries it.
 //
 // Deposed lists nodes removed while their ZooKeeper session lived (the
-// master suspected them on the data path) that were the tail of an older
-// epoch, each with the epoch that removed it. Such a node may still answer
-// reads at its old epoch until it sees the change, and its lease cannot
-// stop it (its session is fine), so the tail of a configuration with a
-// Deposed entry neither commits nor serves reads. The master drops an
+// master suspected them on the data path, or moved them to restore the
+// rotation) that answered reads in an older epoch — its tail, and with
+// Placement.ReadAny every member — each with the epoch that removed it.
+// Such a node may still answer reads at its old epoch until it sees the
+// change, and its lease cannot stop it (its session is fine), so the tail
+// of a configuration with a Deposed entry neither commits nor serves
+// reads. The master drops an
 // entry once the node reports (in its node znode) that it adopted that
 // epoch or a later one, or once its session is gone; that drop is a new
 // epoch, which frees the tail.
@@ -105,6 +107,12 @@ func DecodeConfig(b []byte) (Config, error) {
 // heads one chain and is tail of another.
 type Placement struct {
 	Chains, Replicas, Nodes int
+	// ReadAny lets every member answer reads (CRAQ, `--read-mode craq`),
+	// not only the tail. It is the cluster's, not only its clients': the
+	// master must then depose every member it removes while live (see
+	// Config.Deposed), which costs a tail-read cluster a fence it does not
+	// need, and a node that was not told refuses reads at members.
+	ReadAny bool
 }
 
 // Validate rejects shapes the rotation cannot build.

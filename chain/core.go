@@ -121,6 +121,11 @@ type CoreConfig struct {
 	DetectTicks int
 	// Bug is a seeded bug (see bugs.go); empty for a correct node.
 	Bug string
+	// ReadAny: this node answers reads as any member (ReadAny), not only
+	// as the tail (Placement.ReadAny). Off, a member that is not the tail
+	// refuses them: its master would not depose it when it is removed
+	// while live, so it could answer a stale read.
+	ReadAny bool
 }
 
 func (c *CoreConfig) setDefaults() {
@@ -712,6 +717,8 @@ func (c *Core) ReadAny(token uint64, chain uint32, epoch uint64, key string) {
 		c.Read(token, chain, epoch, key)
 	case !cs.member:
 		c.reject(token, cs, pb.Status_STATUS_UNAVAILABLE, "not a member of the chain")
+	case !c.cfg.ReadAny:
+		c.reject(token, cs, pb.Status_STATUS_UNAVAILABLE, "members answer reads only in a cluster started for CRAQ reads (--read-mode craq)")
 	case !cs.synced:
 		// An unsynced member may lack writes an older tail committed (it
 		// follows a node that had not caught up when the chain changed).

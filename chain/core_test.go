@@ -39,7 +39,12 @@ type sim struct {
 }
 
 func newSim(t *testing.T, nodes, chains, replicas int) *sim {
-	s := &sim{t: t, p: Placement{Chains: chains, Replicas: replicas, Nodes: nodes},
+	return newSimOf(t, Placement{Chains: chains, Replicas: replicas, Nodes: nodes})
+}
+
+func newSimOf(t *testing.T, p Placement) *sim {
+	chains, nodes := p.Chains, p.Nodes
+	s := &sim{t: t, p: p,
 		cores: map[uint64]*Core{}, disks: map[uint64][]simDisk{}, live: map[uint64]LiveNode{},
 		cfgs: make([]Config, chains), replies: map[uint64]Reply{}, noConfig: map[uint64]bool{}}
 	for i := range s.cfgs {
@@ -66,7 +71,7 @@ func (s *sim) start(id uint64) {
 	for i, d := range disk {
 		rec.Chains[i] = RecoveredChain{Snapshot: d.snap, Entries: d.entries}
 	}
-	c, err := NewCore(CoreConfig{ID: id, Chains: s.p.Chains}, rec)
+	c, err := NewCore(CoreConfig{ID: id, Chains: s.p.Chains, ReadAny: s.p.ReadAny}, rec)
 	require.NoError(s.t, err)
 	c.SetSession(true)
 	for _, cfg := range s.cfgs {
@@ -89,7 +94,7 @@ func (s *sim) crash(id uint64) {
 func (s *sim) reconcile() bool {
 	changed := false
 	for i := range s.cfgs {
-		next, ok := ReconcileExcluding(s.cfgs[i], s.p.Members(i), s.live, s.out)
+		next, ok := reconcile(s.cfgs[i], s.p.Members(i), s.live, s.out, s.p.ReadAny)
 		if !ok {
 			continue
 		}

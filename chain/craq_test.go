@@ -8,6 +8,11 @@ import (
 	pb "github.com/chainraft/chainraft/chain/chainpb"
 )
 
+// newCraqSim is one chain of three nodes that answer reads at every member.
+func newCraqSim(t *testing.T) *sim {
+	return newSimOf(t, Placement{Chains: 1, Replicas: 3, Nodes: 3, ReadAny: true})
+}
+
 // readAny sends a CRAQ read to node id and returns its token; the reply,
 // if the node answers at once, is in s.replies after s.handle.
 func (s *sim) readAny(id uint64, chain int, key string) uint64 {
@@ -82,7 +87,7 @@ func (s *sim) dirtySeqs(id uint64, chain int, key string) []uint64 {
 // a clean key is answered by any member at once, and a dirty one waits for
 // the tail's committed sequence and is answered with the version at it.
 func TestCraqCleanAndDirtyVersions(t *testing.T) {
-	s := newSim(t, 3, 1, 3)
+	s := newCraqSim(t)
 	head, middle, tail := s.cfgs[0].Members[0].ID, s.cfgs[0].Members[1].ID, s.cfgs[0].Members[2].ID
 	s.write(0, putOf(1, 1, "k", "a"))
 	s.stabilize()
@@ -161,7 +166,7 @@ func TestCraqCleanAndDirtyVersions(t *testing.T) {
 // TestCraqPartialAckCleansAPrefix: an ack covering some of a key's dirty
 // versions makes the newest covered one clean and keeps the rest dirty.
 func TestCraqPartialAckCleansAPrefix(t *testing.T) {
-	s := newSim(t, 3, 1, 3)
+	s := newCraqSim(t)
 	head := s.head(0)
 	cs := s.cores[head].chains[0]
 	s.write(0, putOf(1, 1, "k", "a"))
@@ -217,7 +222,7 @@ func TestCraqStateWithoutVersionsIsNotClean(t *testing.T) {
 
 // TestCraqRefusals: a member answers nothing it cannot vouch for.
 func TestCraqRefusals(t *testing.T) {
-	s := newSim(t, 3, 1, 3)
+	s := newCraqSim(t)
 	head, middle, tail := s.cfgs[0].Members[0].ID, s.cfgs[0].Members[1].ID, s.cfgs[0].Members[2].ID
 	s.write(0, putOf(1, 1, "k", "a"))
 	s.handle()
@@ -278,9 +283,9 @@ func TestCraqRefusals(t *testing.T) {
 
 // TestCraqDirtyReadBug: the seeded bug answers the head's dirty version.
 func TestCraqDirtyReadBug(t *testing.T) {
-	s := newSim(t, 3, 1, 3)
+	s := newCraqSim(t)
 	head := s.head(0)
-	c, err := NewCore(CoreConfig{ID: head, Chains: 1, Bug: BugCraqDirtyRead}, nil)
+	c, err := NewCore(CoreConfig{ID: head, Chains: 1, Bug: BugCraqDirtyRead, ReadAny: true}, nil)
 	require.NoError(t, err)
 	c.SetSession(true)
 	c.SetConfig(s.cfgs[0])
@@ -291,4 +296,72 @@ func TestCraqDirtyReadBug(t *testing.T) {
 	tok := s.readAny(head, 0, "k")
 	s.handle()
 	s.requireRead(tok, "a") // not committed anywhere but here
+}
+
+// TestCraqRemovedLiveMiddleIsDeposed: with reads at every member, a
+// middle taken out while its session lives may answer a clean read at its
+// old epoch until its watch fires, so the master deposes it as it deposes
+// a tail, and the new chain commits nothing until it stepped down. Without
+// CRAQ reads the removed middle answered nothing and is not deposed: the
+// new chain commits at once.
+func TestCraqRemovedLiveMiddleIsDeposed(t *testing.T) {
+	s := newCraqSim(t)
+	first := s.write(0, putOf(1, 1, "k", "a"))
+	s.stabilize()
+	require.Equal(t, pb.Status_STATUS_OK, s.replies[first].Status)
+	mid := s.cfgs[0].Members[1].ID
+	oldEpoch := s.cfgs[0].Epoch
+	s.drop = isolate(mid)
+	s.noConfig[mid] = true // its ZooKeeper watch lags
+	s.out = map[uint64]bool{mid: true}
+	s.reconcile()
+	require.Equal(t, []Deposed{{ID: mid, Epoch: oldEpoch + 1}}, s.cfgs[0].Deposed)
+
+	w := s.write(0, putOf(1, 2, "k", "b"))
+	s.runTicks(5)
+	_, answered := s.replies[w]
+	require.False(t, answered, "committed while the removed middle may still answer reads")
+	tok := s.nextToken()
+	s.cores[mid].ReadAny(tok, 0, oldEpoch, "k")
+	s.handle()
+	s.requireRead(tok, "a") // legal: b is not acknowledged
+
+	s.noConfig[mid] = false
+	s.pushConfigs()
+	s.handle()
+	require.Equal(t, oldEpoch+1, s.live[mid].Stepped[0], "adoption reported")
+	s.stabilize()
+	require.Empty(t, s.cfgs[0].Deposed)
+	require.Equal(t, pb.Status_STATUS_OK, s.replies[w].Status)
+	tok = s.nextToken()
+	s.cores[mid].ReadAny(tok, 0, oldEpoch, "k")
+	s.handle()
+	require.NotEqual(t, pb.Status_STATUS_OK, s.replies[tok].Status, "deposed, it answers nothing of the old epoch")
+
+	tailOnly := newSim(t, 3, 1, 3)
+	mid = tailOnly.cfgs[0].Members[1].ID
+	tailOnly.drop = isolate(mid)
+	tailOnly.noConfig[mid] = true
+	tailOnly.out = map[uint64]bool{mid: true}
+	tailOnly.reconcile()
+	require.Empty(t, tailOnly.cfgs[0].Deposed, "tail reads: a removed middle answered nothing")
+	w = tailOnly.write(0, putOf(1, 1, "k", "a"))
+	tailOnly.runTicks(5)
+	require.Equal(t, pb.Status_STATUS_OK, tailOnly.replies[w].Status)
+}
+
+// TestReadAnyRefusedWithoutCraqPlacement: a node not started for CRAQ
+// reads answers them only as the tail — its master would not depose it,
+// so as a removed member it could answer stale.
+func TestReadAnyRefusedWithoutCraqPlacement(t *testing.T) {
+	s := newSim(t, 3, 1, 3)
+	s.write(0, putOf(1, 1, "k", "a"))
+	s.stabilize()
+	tok := s.readAny(s.head(0), 0, "k")
+	s.handle()
+	require.Equal(t, pb.Status_STATUS_UNAVAILABLE, s.replies[tok].Status)
+	require.Contains(t, s.replies[tok].Err, "--read-mode craq")
+	tok = s.readAny(s.tail(0), 0, "k")
+	s.handle()
+	s.requireRead(tok, "a")
 }

@@ -103,18 +103,19 @@
 // refuses reads. A node without a session, past its lease, outside the
 // chain, joining it, or unsynced answers nothing.
 //
-// What is not covered yet: a member removed while its session lives (taken
-// out by the master's detector, or moved to restore the rotation) keeps
-// answering clean reads at its old epoch until its ZooKeeper watch brings
-// the new configuration, while the new chain may commit writes it never
-// sees. A client whose cached configuration predates the removal can read
-// a stale value there in that window. With tail reads only the tail
-// answered, so the master deposes only a removed live tail
-// (Config.Deposed); CRAQ needs every member removed while live named
-// deposed. The node side is already general (the Core reports adopting any
-// configuration that names it deposed, and a tail with a deposed entry
-// neither commits nor answers version queries); ReconcileExcluding must
-// name the members, not only the tail.
+// A member removed while its session lives (taken out by the master's
+// detector, or moved to restore the rotation) would keep answering clean
+// reads at its old epoch until its ZooKeeper watch brings the new
+// configuration, while the new chain commits writes it never sees. With
+// tail reads only the tail answers, so the master deposes only a removed
+// live tail (Config.Deposed); with CRAQ reads it deposes every member it
+// removes while live, and the new tail commits nothing until each has
+// reported stepping down (or lost its session). That fence is why CRAQ is
+// the cluster's setting (Placement.ReadAny, the node's --read-any, set by
+// the driver from --read-mode craq) and not only the clients': a
+// tail-read cluster does not pay for it, and its members refuse CRAQ
+// reads (TestCraqRemovedLiveMiddleIsDeposed,
+// TestReadAnyRefusedWithoutCraqPlacement).
 //
 // # Goroutines and owners
 //

@@ -160,7 +160,7 @@ func (m *master) reconcile(now time.Time) {
 				continue
 			}
 		}
-		next, changed := ReconcileExcluding(cur, p.Members(i), live, dec.out)
+		next, changed := reconcile(cur, p.Members(i), live, dec.out, p.ReadAny)
 		if !changed {
 			continue
 		}

@@ -42,6 +42,8 @@ type NodeConfig struct {
 	// Bug plants a seeded bug (KnownBugs, see bugs.go), for the harness's
 	// detection tests only; empty for a correct node.
 	Bug string
+	// ReadAny: see CoreConfig.ReadAny (Placement.ReadAny).
+	ReadAny bool
 }
 
 type waiterChan struct {
@@ -166,7 +168,7 @@ func newNode(cfg NodeConfig) (*Node, error) {
 	if cfg.DetectTimeout > 0 {
 		detect = int(cfg.DetectTimeout / cfg.TickInterval)
 	}
-	core, err := NewCore(CoreConfig{ID: cfg.ID, Chains: cfg.Chains, DetectTicks: detect, Bug: cfg.Bug}, rec)
+	core, err := NewCore(CoreConfig{ID: cfg.ID, Chains: cfg.Chains, DetectTicks: detect, Bug: cfg.Bug, ReadAny: cfg.ReadAny}, rec)
 	if err != nil {
 		st.Close()
 		return nil, err

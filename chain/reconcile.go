@@ -79,6 +79,14 @@ func Reconcile(cur Config, preferred []uint64, live map[uint64]LiveNode) (Config
 // It returns the next configuration and whether it differs from cur; a
 // changed configuration always has the next epoch.
 func ReconcileExcluding(cur Config, preferred []uint64, live map[uint64]LiveNode, out map[uint64]bool) (Config, bool) {
+	return reconcile(cur, preferred, live, out, false)
+}
+
+// reconcile is ReconcileExcluding for a placement whose members may all
+// answer reads (readAny, Placement.ReadAny): then every member removed
+// while live is deposed, not only the tail, since each may answer a read
+// at its old epoch.
+func reconcile(cur Config, preferred []uint64, live map[uint64]LiveNode, out map[uint64]bool, readAny bool) (Config, bool) {
 	isLive := func(m Member) bool {
 		n, ok := live[m.ID]
 		return ok && n.Addr == m.Addr
@@ -167,8 +175,11 @@ func ReconcileExcluding(cur Config, preferred []uint64, live map[uint64]LiveNode
 			}
 		}
 	}
-	if t := cur.Tail(); isLive(t) && next.index(t.ID) < 0 && !cur.deposed(t.ID) {
-		next.Deposed = append(next.Deposed, Deposed{ID: t.ID, Epoch: cur.Epoch + 1})
+	for i, m := range cur.Members {
+		answered := readAny || i == len(cur.Members)-1
+		if answered && isLive(m) && next.index(m.ID) < 0 && !cur.deposed(m.ID) {
+			next.Deposed = append(next.Deposed, Deposed{ID: m.ID, Epoch: cur.Epoch + 1})
+		}
 	}
 	if sameConfig(cur, next) {
 		return cur, false

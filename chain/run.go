@@ -68,7 +68,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	if err != nil {
 		return fmt.Errorf("chain: listen: %w", err)
 	}
-	node, err := StartNode(NodeConfig{ID: cfg.ID, DataDir: cfg.DataDir, NoFsync: cfg.NoFsync, Chains: cfg.Placement.Chains, Bug: cfg.Bug,
+	node, err := StartNode(NodeConfig{ID: cfg.ID, DataDir: cfg.DataDir, NoFsync: cfg.NoFsync, Chains: cfg.Placement.Chains, Bug: cfg.Bug, ReadAny: cfg.Placement.ReadAny,
 		PeerAddrs: cfg.PeerAddrs, DetectTimeout: cfg.DetectTimeout, Logger: log.New(logfWriter(cfg.Logf), "", 0)})
 	if err != nil {
 		lis.Close()

@@ -27,11 +27,8 @@ type chainCluster struct {
 	place chain.Placement
 	// bug is the seeded bug: the Core's (chain.KnownBugs), planted in
 	// every node; head-read's client half is planted in the router.
-	bug     string
-	noFsync bool
-	// craq: clients read at any member of the key's chain
-	// (chain.ReadModeCRAQ), which answers by Core.ReadAny.
-	craq           bool
+	bug            string
+	noFsync        bool
 	tick           time.Duration
 	sessionTimeout time.Duration
 	detectTimeout  time.Duration
@@ -100,10 +97,11 @@ func newChainCluster(r *run) (*chainCluster, error) {
 	w := r.w
 	n := r.nodes
 	c := &chainCluster{
-		r: r, zk: newZKServer(w), bug: bug, noFsync: r.opts.NoFsync, craq: r.opts.ReadMode == chain.ReadModeCRAQ,
+		r: r, zk: newZKServer(w), bug: bug, noFsync: r.opts.NoFsync,
 		tick:           50 * time.Millisecond,
 		sessionTimeout: []time.Duration{2 * time.Second, 4 * time.Second}[w.rng.IntN(2)],
-		place:          chain.Placement{Chains: 1 + w.rng.IntN(3), Replicas: min(3, n), Nodes: n},
+		place: chain.Placement{Chains: 1 + w.rng.IntN(3), Replicas: min(3, n), Nodes: n,
+			ReadAny: r.opts.ReadMode == chain.ReadModeCRAQ},
 	}
 	c.detectTimeout = c.sessionTimeout / 2
 	// Snapshots every few dozen entries in some seeds, so that compaction
@@ -150,7 +148,7 @@ func (n *chainNode) start() {
 		return
 	}
 	core, err := chain.NewCore(chain.CoreConfig{ID: n.id, Chains: n.c.place.Chains, SnapshotEvery: n.c.snapEvery,
-		DetectTicks: int(n.c.detectTimeout / n.c.tick), Bug: n.c.bug}, rec)
+		DetectTicks: int(n.c.detectTimeout / n.c.tick), Bug: n.c.bug, ReadAny: n.c.place.ReadAny}, rec)
 	if err != nil {
 		n.refused = err
 		return
@@ -451,7 +449,7 @@ func (n *chainNode) request(wt chainWaiter, chainID uint32, epoch uint64, u *pb.
 		n.token++
 		n.waiters[n.token] = wt
 		switch {
-		case wt.read && n.c.craq:
+		case wt.read && n.c.place.ReadAny:
 			n.core.ReadAny(n.token, chainID, epoch, key)
 		case wt.read:
 			n.core.Read(n.token, chainID, epoch, key)

@@ -236,7 +236,7 @@ func (cl *chainClient) next() {
 	if !cl.write {
 		target = cfg.Tail()
 		switch {
-		case cl.c.craq:
+		case cl.c.place.ReadAny:
 			// Client.readMember: the members in turn from a place set by
 			// the client id, so a retry goes to the next member.
 			target = cfg.Members[(cl.clientID+cl.reads)%uint64(len(cfg.Members))]

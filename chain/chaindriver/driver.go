@@ -201,7 +201,11 @@ func (d *Driver) settings(env harness.Env) (settings, error) {
 	if err := chain.CheckReadMode(env.ReadMode); err != nil {
 		return s, fmt.Errorf("--read-mode: %w", err)
 	}
-	s.placement = chain.Placement{Chains: chains, Replicas: replicas, Nodes: s.nodes}
+	// The cluster serves reads at every member when its clients read so:
+	// in CRAQ mode, or carrying craq-dirty-read (whose clients read in CRAQ
+	// mode whatever the run's mode).
+	readAny := env.ReadMode == chain.ReadModeCRAQ || env.Bug == chain.BugCraqDirtyRead
+	s.placement = chain.Placement{Chains: chains, Replicas: replicas, Nodes: s.nodes, ReadAny: readAny}
 	if err := s.placement.Validate(); err != nil {
 		return s, err
 	}
@@ -354,6 +358,9 @@ func (c *Cluster) nodeArgs(s settings, id int) []string {
 		"--zk", c.pc.ZKConnect(id),
 		"--chains", strconv.Itoa(s.placement.Chains), "--replicas", strconv.Itoa(s.placement.Replicas),
 		"--nodes", strconv.Itoa(s.nodes), "--session-timeout", s.session.String(), "--zk-root", c.root}
+	if s.placement.ReadAny {
+		args = append(args, "--read-any")
+	}
 	bug, noFsync := nodeBug(c.env)
 	if noFsync {
 		args = append(args, "--no-fsync")

@@ -31,6 +31,7 @@ type nodeFlags struct {
 	root           string
 	peers          []string
 	noFsync        bool
+	readAny        bool
 	bug            string
 }
 
@@ -51,6 +52,7 @@ func nodeFlagSet(f *nodeFlags) *pflag.FlagSet {
 	fs.StringVar(&f.zk, "zk", "", "ZooKeeper ensemble host:port,... (required)")
 	fs.IntVar(&f.chains, "chains", DefaultChains, "number of chains (the same on every node)")
 	fs.IntVar(&f.replicas, "replicas", DefaultReplicas, "nodes per chain (the same on every node)")
+	fs.BoolVar(&f.readAny, "read-any", false, "every member answers reads (CRAQ), and the master deposes every member it removes while live (the same on every node)")
 	fs.IntVar(&f.nodes, "nodes", 3, "number of nodes the chains rotate over (the same on every node)")
 	fs.DurationVar(&f.sessionTimeout, "session-timeout", 4*time.Second, "ZooKeeper session timeout: the failure-detection time")
 	fs.DurationVar(&f.detectTimeout, "detect-timeout", 0, "how long a successor may be silent, or behind without progress, before it is reported to the master (0: half the session timeout)")
@@ -90,7 +92,7 @@ func (d *Driver) NodeMain(ctx context.Context, args []string) error {
 	if _, err := chain.ParseBug(f.bug); err != nil {
 		return usageErrorf("--bug: %v", err)
 	}
-	placement := chain.Placement{Chains: f.chains, Replicas: f.replicas, Nodes: f.nodes}
+	placement := chain.Placement{Chains: f.chains, Replicas: f.replicas, Nodes: f.nodes, ReadAny: f.readAny}
 	if err := placement.Validate(); err != nil {
 		return usageErrorf("--chains, --replicas, --nodes: %v", err)
 	}

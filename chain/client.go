@@ -12,7 +12,6 @@ import (
 
 	"github.com/go-zookeeper/zk"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/chainraft/chainraft/chain/chainpb"
 	"github.com/chainraft/chainraft/kv"
@@ -250,7 +249,7 @@ func (r *Conns) client(addr string) (pb.ChainServiceClient, error) {
 	if c, ok := r.conns[addr]; ok {
 		return pb.NewChainServiceClient(c), nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient(addr, dialOptions()...)
 	if err != nil {
 		return nil, err
 	}

@@ -462,10 +462,13 @@ func (c *Coordinator) watchConfigs(now time.Time) {
 			var ok bool
 			ok, _, ch, err = c.conn.ExistsW(path)
 			if err == nil && ok {
-				// Created meanwhile: read it on the next step.
+				// Created meanwhile (the master wrote the chain's first
+				// configuration between the two calls): read it with a
+				// fresh watch on the next step. Keeping the exists watch
+				// instead would wait for the configuration's next change,
+				// which may never come — the node would sit out a whole
+				// chain that runs without it.
 				c.cfgRetry = now
-				c.cfgW[i] = ch
-				c.watch(ch)
 				continue
 			}
 		} else if err == nil {

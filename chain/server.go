@@ -8,6 +8,7 @@ import (
 	"net"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	pb "github.com/chainraft/chainraft/chain/chainpb"
 )
@@ -83,7 +84,10 @@ func (s server) Read(ctx context.Context, r *pb.ReadRequest) (*pb.ReadResponse, 
 // server is stopped (the caller owns it); the channel gets the error that
 // ended serving.
 func Serve(n *Node, lis net.Listener) (*grpc.Server, <-chan error) {
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize))
+	// Peers and clients ping every keepaliveTime; the server's default
+	// policy (at most every five minutes) would answer them with GOAWAY.
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true}))
 	pb.RegisterChainServiceServer(gs, server{n: n})
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(lis) }()

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	pb "github.com/chainraft/chainraft/chain/chainpb"
 )
@@ -22,6 +24,35 @@ const (
 	// maxMsgSize admits a snapshot of a chain's whole state in one message.
 	maxMsgSize = 256 << 20
 )
+
+// Connection liveness. A partition made in the kernel (an iptables DROP,
+// a pulled cable) leaves a TCP connection open and silent: a stream's
+// Sends fill buffers that never drain, and after the heal TCP retransmits
+// only when its backed-off timer fires, tens of seconds later; a proxy
+// that resets connections hides this. gRPC's keepalive sets the socket's
+// TCP_USER_TIMEOUT to keepaliveTimeout on Linux, so a connection whose
+// data goes unacknowledged that long is closed at once, and pings every
+// keepaliveTime (gRPC's floor) find an idle one. gRPC's reconnect backoff
+// (two minutes at its default, grown by the dials that failed during the
+// partition) is capped at a second: a link is back within about a second
+// of the network.
+const (
+	keepaliveTime    = 10 * time.Second
+	keepaliveTimeout = 2 * time.Second
+)
+
+// dialOptions are shared by peer and client connections (see
+// keepaliveTimeout).
+func dialOptions(extra ...grpc.DialOption) []grpc.DialOption {
+	return append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second,
+		}),
+	}, extra...)
+}
 
 // Transport carries chain messages to peers: one gRPC connection and one
 // sender goroutine per peer, which sends queued messages in order, batched,
@@ -75,9 +106,8 @@ func (t *Transport) SetPeer(id uint64, addr string) {
 		close(p.stopc)
 		delete(t.peers, id)
 	}
-	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)))
+	conn, err := grpc.NewClient(addr, dialOptions(
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)))...)
 	if err != nil {
 		return // malformed address: messages to id are dropped
 	}

@@ -57,10 +57,12 @@ var shortBugs = []string{"early-ack", "no-resend"}
 // 'TestRaftSeededBugsCaught|TestNoFsyncCaught|TestChainSeededBugsCaught'):
 // by default their real-process runs are left to -long and the nightly,
 // keeping one real-process bug per store (early-ack for raft, no-resend for
-// the chain) so that the process path stays covered too.
+// the chain) so that the process path stays covered too. craq-dirty-read
+// is caught there with --read-mode craq; chaindriver's
+// TestChainCraqReadsUnderFaults runs CRAQ reads on real processes.
 var simulated = map[string][]string{
 	"raft":  {"local-read", "no-dedup", "no-fsync"},
-	"chain": {"head-read", "stale-tail"},
+	"chain": {"head-read", "stale-tail", "craq-dirty-read"},
 }
 
 // detectOutcome is one run of the detection tests, also the JSON line the

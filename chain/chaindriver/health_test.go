@@ -139,23 +139,25 @@ func TestCloseStopsNodesWithSIGTERM(t *testing.T) {
 	}
 }
 
-// TestChainPartitionRecovery is the run: the replayed schedule
-// isolates the head at 5 s, a middle node at 20 s and the tail at 35 s, each
-// for 10 s, with their ZooKeeper links intact. The nodes' neighbours report
+// TestChainPartitionRecovery is the README's run, shortened: the replayed
+// schedule isolates the head at 2 s, a middle node at 10 s and the tail at
+// 18 s, each for 6 s (the README's isolates each for 10 s), with their
+// ZooKeeper links intact. The nodes' neighbours report
 // the cut-off node and the master takes it out of its chains, so writes
 // come back within the session timeout plus 1.5 s (3.5 s with the harness's
 // 2 s) of each cut, not at its heal; the verdict is linearizable and every
-// end-of-run check passes. About 65 s.
+// end-of-run check passes; a cut that waited for its heal would show its
+// first write after 6 s. About 35 s.
 func TestChainPartitionRecovery(t *testing.T) {
 	requireZooKeeper(t)
 	if testing.Short() {
-		t.Skip("a 50 s run")
+		t.Skip("a 26 s run")
 	}
 	const bound = SessionTimeout + 1500*time.Millisecond
-	sched, err := filepath.Abs(filepath.Join("testdata", "isolate-head-middle-tail.jsonl"))
+	sched, err := filepath.Abs(filepath.Join("testdata", "isolate-head-middle-tail-short.jsonl"))
 	require.NoError(t, err)
 	res, err := harness.Run(context.Background(), harness.RunConfig{
-		Store: Name, Name: "partition-recovery", Out: t.TempDir(), TimeLimit: 50 * time.Second, Clients: 8,
+		Store: Name, Name: "partition-recovery", Out: t.TempDir(), TimeLimit: 26 * time.Second, Clients: 8,
 		Workload:    workload.Config{Seed: 15, Keys: 30, ReadFraction: 0.5, CASFraction: 0.1},
 		Cluster:     harness.Env{Nodes: 3, Binary: proc.BuildChainraft(t), RequestTimeout: time.Second},
 		CheckBudget: 60 * time.Second,
@@ -185,7 +187,7 @@ func TestChainPartitionRecovery(t *testing.T) {
 		require.NotNil(t, r.FirstWriteMs, "step %d (%s): no write after the cut", e.Step, e.Role)
 		t.Logf("isolate %s (node %v): first write %.0f ms after the cut", e.Role, r.Targets, *r.FirstWriteMs)
 		require.LessOrEqual(t, *r.FirstWriteMs, float64(bound.Milliseconds()),
-			"isolate %s: the first write came %.0f ms after the cut (the cut lasts 10 s)", e.Role, *r.FirstWriteMs)
+			"isolate %s: the first write came %.0f ms after the cut (the cut lasts 6 s)", e.Role, *r.FirstWriteMs)
 	}
 	require.Equal(t, []string{"head", "middle", "tail"}, roles)
 	require.NoError(t, leftRunning(res.Dir))

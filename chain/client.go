@@ -191,12 +191,31 @@ func (r *Conns) watch(ctx context.Context, i int) {
 			}
 			continue
 		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
+		// The watch is backed by a plain read every configRecheck: a watch
+		// can be lost across a reconnect (go-zookeeper/zk#83: re-setting
+		// a connection's watches fails silently), and a client on a lost
+		// watch would keep a stale configuration — WaitServing would
+		// see a chain that never becomes whole.
+		t := time.NewTimer(configRecheck)
+	wait:
+		for {
+			select {
+			case <-ch:
+				break wait
+			case <-t.C:
+				r.Refresh(i)
+				t.Reset(configRecheck)
+			case <-ctx.Done():
+				break wait
+			}
 		}
+		t.Stop()
 	}
 }
+
+// configRecheck is how often a Conns reads each configuration besides its
+// watch (see watch).
+const configRecheck = 2 * time.Second
 
 func (r *Conns) update(cfg Config) {
 	r.mu.Lock()

@@ -258,6 +258,11 @@ func (c *Coordinator) Session(st zk.State) {
 	case zk.StateHasSession:
 		c.live, c.registered = true, false
 		c.retryAt, c.leaseAt, c.cfgRetry, c.campaignAt, c.reportAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
+		// The configuration watches are set afresh: go-zookeeper re-sets
+		// a connection's watches after a reconnect but drops them
+		// silently when that fails (go-zookeeper/zk#83), and a node
+		// waiting on a lost watch would miss every later configuration.
+		clear(c.cfgW)
 	case zk.StateDisconnected, zk.StateExpired, zk.StateConnecting, zk.StateAuthFailed:
 		c.node.SetSession(false)
 		c.live = false

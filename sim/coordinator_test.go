@@ -68,3 +68,75 @@ func TestCoordinatorReadsAConfigCreatedDuringItsWatch(t *testing.T) {
 	require.Equal(t, want.Epoch, node.cfgs[len(node.cfgs)-1].Epoch)
 	require.Equal(t, want.Members, node.cfgs[len(node.cfgs)-1].Members)
 }
+
+// losingConn loses the first watch set on chain 0's configuration, as
+// go-zookeeper does when re-setting a connection's watches after a
+// reconnect fails (go-zookeeper/zk#83): the channel never fires.
+type losingConn struct {
+	*zkSession
+	lost bool
+}
+
+func (l *losingConn) GetW(path string) ([]byte, *zk.Stat, <-chan zk.Event, error) {
+	b, st, ch, err := l.zkSession.GetW(path)
+	if path == chain.ChainPath(0) && !l.lost && err == nil {
+		l.lost = true
+		ch = make(chan zk.Event)
+	}
+	return b, st, ch, err
+}
+
+// TestCoordinatorRearmsWatchesOnReconnect: a configuration watch lost
+// across a reconnect costs the node nothing once the session is back: the
+// coordinator sets its watches afresh, and the next configuration reaches
+// the node.
+func TestCoordinatorRearmsWatchesOnReconnect(t *testing.T) {
+	w := newWorld(1)
+	srv := newZKServer(w)
+	sess := srv.connect(4 * time.Second)
+	first := chain.Config{Chain: 0, Epoch: 1, Members: []chain.Member{{ID: 1, Addr: "n1"}}}
+	for _, p := range []string{chain.Paths{}.RootOf(), chain.Paths{}.Chains()} {
+		_, err := srv.create(p, nil, 0, 0, true)
+		require.NoError(t, err)
+	}
+	_, err := srv.create(chain.ChainPath(0), first.Encode(), 0, 0, true)
+	require.NoError(t, err)
+	conn := &losingConn{zkSession: sess}
+	node := &configNode{}
+	coord := chain.NewCoordinator(chain.CoordinatorConfig{SessionTimeout: 4 * time.Second, ID: 1, Addr: "n1",
+		Placement: chain.Placement{Chains: 1, Replicas: 1, Nodes: 1}}, conn, node)
+	steps := func() {
+		for len(sess.Events) > 0 {
+			coord.Session((<-sess.Events).State)
+		}
+		for range 20 {
+			w.now += int64(10 * time.Millisecond)
+			coord.Step(time.Unix(0, w.now))
+		}
+	}
+	latest := func() uint64 {
+		if len(node.cfgs) == 0 {
+			return 0
+		}
+		return node.cfgs[len(node.cfgs)-1].Epoch
+	}
+	steps()
+	require.True(t, conn.lost)
+	require.Equal(t, uint64(1), latest())
+
+	second := first
+	second.Epoch = 2
+	_, err = srv.set(chain.ChainPath(0), second.Encode(), -1, true)
+	require.NoError(t, err)
+	steps()
+	require.Equal(t, uint64(1), latest(), "the lost watch kept the change from the node")
+
+	coord.Session(zk.StateHasSession) // reconnected
+	third := first
+	third.Epoch = 3
+	steps()
+	_, err = srv.set(chain.ChainPath(0), third.Encode(), -1, true)
+	require.NoError(t, err)
+	steps()
+	require.Equal(t, uint64(3), latest(), "a change after the reconnect reached the node")
+}

@@ -310,11 +310,7 @@ func TestCraqRemovedLiveMiddleIsDeposed(t *testing.T) {
 	s.stabilize()
 	require.Equal(t, pb.Status_STATUS_OK, s.replies[first].Status)
 	mid := s.cfgs[0].Members[1].ID
-	oldEpoch := s.cfgs[0].Epoch
-	s.drop = isolate(mid)
-	s.noConfig[mid] = true // its ZooKeeper watch lags
-	s.out = map[uint64]bool{mid: true}
-	s.reconcile()
+	oldEpoch := s.takeOutLive(mid)
 	require.Equal(t, []Deposed{{ID: mid, Epoch: oldEpoch + 1}}, s.cfgs[0].Deposed)
 
 	w := s.write(0, putOf(1, 2, "k", "b"))
@@ -326,24 +322,14 @@ func TestCraqRemovedLiveMiddleIsDeposed(t *testing.T) {
 	s.handle()
 	s.requireRead(tok, "a") // legal: b is not acknowledged
 
-	s.noConfig[mid] = false
-	s.pushConfigs()
-	s.handle()
-	require.Equal(t, oldEpoch+1, s.live[mid].Stepped[0], "adoption reported")
-	s.stabilize()
-	require.Empty(t, s.cfgs[0].Deposed)
-	require.Equal(t, pb.Status_STATUS_OK, s.replies[w].Status)
+	s.releaseDeposed(mid, oldEpoch+1, w)
 	tok = s.nextToken()
 	s.cores[mid].ReadAny(tok, 0, oldEpoch, "k")
 	s.handle()
 	require.NotEqual(t, pb.Status_STATUS_OK, s.replies[tok].Status, "deposed, it answers nothing of the old epoch")
 
 	tailOnly := newSim(t, 3, 1, 3)
-	mid = tailOnly.cfgs[0].Members[1].ID
-	tailOnly.drop = isolate(mid)
-	tailOnly.noConfig[mid] = true
-	tailOnly.out = map[uint64]bool{mid: true}
-	tailOnly.reconcile()
+	tailOnly.takeOutLive(tailOnly.cfgs[0].Members[1].ID)
 	require.Empty(t, tailOnly.cfgs[0].Deposed, "tail reads: a removed middle answered nothing")
 	w = tailOnly.write(0, putOf(1, 1, "k", "a"))
 	tailOnly.runTicks(5)

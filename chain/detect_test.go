@@ -223,6 +223,33 @@ func TestOneWayCutsAreSuspected(t *testing.T) {
 	require.Empty(t, s.live[mid].Suspects)
 }
 
+// takeOutLive cuts node id off chain 0's data path while its ZooKeeper
+// session lives and its watch lags, and has the master take it out. It
+// returns the epoch before.
+func (s *sim) takeOutLive(id uint64) uint64 {
+	epoch := s.cfgs[0].Epoch
+	s.drop = isolate(id)
+	s.noConfig[id] = true
+	s.out = map[uint64]bool{id: true}
+	s.reconcile()
+	return epoch
+}
+
+// releaseDeposed lets a deposed node, whose watch lagged, see chain 0's
+// configurations again: it must report adopting the epoch that removed
+// it, and the master then lift the fence (the Deposed entry goes, and the
+// write w the new tail held commits).
+func (s *sim) releaseDeposed(id, epoch, w uint64) {
+	s.t.Helper()
+	s.noConfig[id] = false
+	s.pushConfigs()
+	s.handle()
+	require.Equal(s.t, epoch, s.live[id].Stepped[0], "adoption reported")
+	s.stabilize()
+	require.Empty(s.t, s.cfgs[0].Deposed)
+	require.Equal(s.t, pb.Status_STATUS_OK, s.replies[w].Status)
+}
+
 // The safety of taking out a live tail: until the deposed tail adopts the
 // epoch that removed it, it may still answer reads at its old epoch, so the
 // new tail neither commits nor serves; once it reports, the master frees
@@ -233,11 +260,7 @@ func TestNewTailWaitsForTheDeposedTail(t *testing.T) {
 	s.stabilize()
 	require.Equal(t, pb.Status_STATUS_OK, s.replies[first].Status)
 	old := s.tail(0)
-	oldEpoch := s.cfgs[0].Epoch
-	s.drop = isolate(old)
-	s.noConfig[old] = true // its ZooKeeper watch lags
-	s.out = map[uint64]bool{old: true}
-	s.reconcile()
+	oldEpoch := s.takeOutLive(old)
 	require.Equal(t, []Deposed{{ID: old, Epoch: oldEpoch + 1}}, s.cfgs[0].Deposed)
 	newTail := s.tail(0)
 	require.NotEqual(t, old, newTail)
@@ -253,13 +276,7 @@ func TestNewTailWaitsForTheDeposedTail(t *testing.T) {
 	require.Equal(t, pb.Status_STATUS_OK, s.replies[tok].Status)
 	require.Equal(t, "<a>", s.replies[tok].Value, "the deposed tail still answers at its epoch, without b: legal, b is not acknowledged")
 
-	s.noConfig[old] = false
-	s.pushConfigs()
-	s.handle()
-	require.Equal(t, oldEpoch+1, s.live[old].Stepped[0], "adoption reported")
-	s.stabilize()
-	require.Empty(t, s.cfgs[0].Deposed)
-	require.Equal(t, pb.Status_STATUS_OK, s.replies[w].Status)
+	s.releaseDeposed(old, oldEpoch+1, w)
 	s.requireAcked(0, "k", []string{"a", "b"})
 	tok = s.nextToken()
 	s.cores[old].Read(tok, 0, oldEpoch, "k")

@@ -372,7 +372,7 @@ func (c *Cluster) Unplanned() error { return c.pc.Unplanned() }
 // remembers removed and replacing members).
 func (c *Cluster) Target(*nemesis.Network) nemesis.Target {
 	c.targetOnce.Do(func() {
-		c.target = &Target{Target: proccluster.Target{C: c.pc}, c: c, removed: map[int]bool{}, replaced: map[int]int{}}
+		c.target = &Target{Target: proccluster.Target{C: c.pc}, c: c, Replacements: proccluster.Replacements{Store: Name, IDs: c.pc.IDs}}
 	})
 	return c.target
 }

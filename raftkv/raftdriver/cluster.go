@@ -319,7 +319,7 @@ func (c *Cluster) Target(*nemesis.Network) nemesis.Target {
 	c.targetOnce.Do(func() {
 		c.target = &Target{
 			Target: proccluster.Target{C: c.pc}, c: c,
-			removed: map[int]bool{}, replaced: map[int]int{},
+			Replacements: proccluster.Replacements{Store: Name, IDs: c.pc.IDs},
 		}
 	})
 	return c.target

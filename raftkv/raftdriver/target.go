@@ -3,7 +3,6 @@ package raftdriver
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/chainraft/chainraft/harness/proccluster"
 	"github.com/chainraft/chainraft/nemesis"
@@ -22,11 +21,8 @@ import (
 // on).
 type Target struct {
 	proccluster.Target
+	proccluster.Replacements
 	c *Cluster
-
-	mu       sync.Mutex
-	removed  map[int]bool
-	replaced map[int]int
 }
 
 var (
@@ -36,89 +32,49 @@ var (
 
 // Nodes implements nemesis.Target: the members, every node started less
 // those removed.
-func (t *Target) Nodes() []int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var out []int
-	for _, id := range t.c.pc.IDs() {
-		if !t.removed[id] {
-			out = append(out, id)
-		}
-	}
-	return out
-}
+func (t *Target) Nodes() []int { return t.Replacements.Nodes() }
 
 // Resolve implements nemesis.Target, waiting out an election (see
 // proccluster.ResolveRetry).
 func (t *Target) Resolve(ctx context.Context, role string) ([]int, error) {
-	return proccluster.ResolveRetry(ctx, func(ctx context.Context) ([]int, error) { return t.resolve(ctx, role) })
+	return proccluster.ResolveRetry(ctx, func(ctx context.Context) ([]int, error) {
+		leader := func() (int, error) {
+			lead, err := t.c.Leader(ctx)
+			return int(lead), err
+		}
+		return t.LeaderOrFollowers(role, leader, t.candidates, t.c.pc.Up)
+	})
 }
 
-func (t *Target) resolve(ctx context.Context, role string) ([]int, error) {
-	switch role {
-	case nemesis.RoleLeader, nemesis.RoleFollower:
-	default:
-		return nil, fmt.Errorf("%w: the raft store has no role %q (known: leader, follower)", nemesis.ErrUnsupported, role)
-	}
-	lead, err := t.c.Leader(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", nemesis.ErrNoTarget, err)
-	}
-	if role == nemesis.RoleLeader {
-		return []int{int(lead)}, nil
-	}
-	candidates := t.Nodes()
-	if t.c.groups > 1 {
-		// Group 0's other members: a fault on a node outside group 0 is
-		// a fault on other groups' members, maybe their leaders.
-		candidates = nil
-		for _, id := range t.c.groupMembers(0) {
-			candidates = append(candidates, int(id))
-		}
+// candidates are the nodes a follower fault may hit: the members, or with
+// several groups group 0's members — a fault on a node outside group 0 is
+// a fault on other groups' members, maybe their leaders.
+func (t *Target) candidates() []int {
+	if t.c.groups <= 1 {
+		return t.Nodes()
 	}
 	var out []int
-	for _, id := range candidates {
-		if id != int(lead) && t.c.pc.Up(id) {
-			out = append(out, id)
-		}
+	for _, id := range t.c.groupMembers(0) {
+		out = append(out, int(id))
 	}
-	return out, nil
+	return out
 }
 
 // RemoveMember implements nemesis.Target: node leaves by conf change and
-// its process stops. The last member is never removed: nothing could add
-// one back.
+// its process stops.
 func (t *Target) RemoveMember(ctx context.Context, node int) error {
-	if len(t.Nodes()) <= 1 {
-		return fmt.Errorf("%w: cannot remove the last member", nemesis.ErrNoTarget)
-	}
-	if err := t.c.RemoveNode(ctx, uint64(node)); err != nil {
-		return err
-	}
-	t.mu.Lock()
-	t.removed[node] = true
-	t.mu.Unlock()
-	return nil
+	return t.Remove(ctx, node, func(ctx context.Context, node int) error { return t.c.RemoveNode(ctx, uint64(node)) })
 }
 
 // AddMember implements nemesis.Target: a fresh node in place of node (see
 // Target).
 func (t *Target) AddMember(ctx context.Context, node int) error {
-	id, err := t.c.AddNode(ctx)
-	if err != nil {
-		return err
+	id, err := t.Add(ctx, node, func(ctx context.Context) (int, error) {
+		id, err := t.c.AddNode(ctx)
+		return int(id), err
+	})
+	if err == nil {
+		fmt.Fprintf(t.c.env.Log, "raft: node %d added in place of removed node %d\n", id, node)
 	}
-	t.mu.Lock()
-	t.replaced[node] = int(id)
-	t.mu.Unlock()
-	fmt.Fprintf(t.c.env.Log, "raft: node %d added in place of removed node %d\n", id, node)
-	return nil
-}
-
-// ReplacedBy implements nemesis.Replacer.
-func (t *Target) ReplacedBy(node int) (int, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	id, ok := t.replaced[node]
-	return id, ok
+	return err
 }

@@ -103,7 +103,7 @@ func startCluster(ctx context.Context, env harness.Env, bin string) (_ *Cluster,
 	if pc.Proxied() {
 		for id := 1; id <= env.Nodes+max(env.SpareNodes, 0); id++ {
 			to := id
-			f, err := newFront(to, func(from int) string { return pc.Dial(from, to) }, c.ownerOf)
+			f, err := newFront(func(from int) string { return pc.Dial(from, to) }, c.ownerOf)
 			if err != nil {
 				return nil, fmt.Errorf("etcd cluster: %w", err)
 			}

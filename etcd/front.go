@@ -4,14 +4,14 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/chainraft/chainraft/internal/relay"
 )
 
 // A front is the peer address one member advertises when the run's links
@@ -33,127 +33,28 @@ import (
 //
 // A connection whose dialer cannot be found (it closed at once, or a
 // process that is no member) is closed: the member dials again.
-type front struct {
-	to   int
-	ln   net.Listener
-	dial func(from int) string // the proxy address for from→to
-	// owner maps a pid to the node id it runs; 0 for none.
-	owner func(pid int) int
-
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
-}
+type front struct{ *relay.Relay }
 
 // frontDialTimeout bounds the front's dial of the proxy, a loopback
 // listener that accepts at once (a partition holds the connection after
 // accepting it, as the proxy's semantics want).
 const frontDialTimeout = 5 * time.Second
 
-func newFront(to int, dial func(from int) string, owner func(pid int) int) (*front, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// newFront is a front whose connections go to dial(from), the proxy of the
+// link from the dialer's node; owner maps a pid to the node id it runs (0
+// for none).
+func newFront(dial func(from int) string, owner func(pid int) int) (*front, error) {
+	r, err := relay.New(func(c net.Conn) (net.Conn, error) {
+		from, err := dialerNode(c, owner)
+		if err != nil {
+			return nil, err
+		}
+		return net.DialTimeout("tcp", dial(from), frontDialTimeout)
+	})
 	if err != nil {
 		return nil, err
 	}
-	f := &front{to: to, ln: ln, dial: dial, owner: owner, conns: map[net.Conn]struct{}{}}
-	f.wg.Add(1)
-	go f.accept()
-	return f, nil
-}
-
-// Addr is the address the member advertises.
-func (f *front) Addr() string { return f.ln.Addr().String() }
-
-func (f *front) accept() {
-	defer f.wg.Done()
-	for {
-		c, err := f.ln.Accept()
-		if err != nil {
-			return
-		}
-		if !f.track(c) {
-			c.Close()
-			return
-		}
-		f.wg.Add(1)
-		go f.serve(c)
-	}
-}
-
-func (f *front) track(c net.Conn) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return false
-	}
-	f.conns[c] = struct{}{}
-	return true
-}
-
-func (f *front) untrack(cs ...net.Conn) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, c := range cs {
-		delete(f.conns, c)
-		c.Close()
-	}
-}
-
-// serve finds the dialer of c, connects to its proxy and splices the two.
-func (f *front) serve(c net.Conn) {
-	defer f.wg.Done()
-	from, err := dialerNode(c, f.owner)
-	if err != nil || from == 0 {
-		f.untrack(c)
-		return
-	}
-	up, err := net.DialTimeout("tcp", f.dial(from), frontDialTimeout)
-	if err != nil {
-		f.untrack(c)
-		return
-	}
-	if !f.track(up) {
-		f.untrack(c, up)
-		return
-	}
-	splice(c, up)
-	f.untrack(c, up)
-}
-
-// Close stops accepting, closes every connection and waits for the
-// front's goroutines.
-func (f *front) Close() {
-	f.mu.Lock()
-	f.closed = true
-	for c := range f.conns {
-		c.Close()
-	}
-	f.mu.Unlock()
-	f.ln.Close()
-	f.wg.Wait()
-}
-
-// splice copies both ways until both directions end; an end of stream is
-// passed on as a half-close, and an error closes both.
-func splice(a, b net.Conn) {
-	done := make(chan struct{})
-	go func() {
-		pump(b, a)
-		close(done)
-	}()
-	pump(a, b)
-	<-done
-}
-
-func pump(dst, src net.Conn) {
-	_, err := io.Copy(dst, src)
-	if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
-		_ = cw.CloseWrite()
-		return
-	}
-	dst.Close()
-	src.Close()
+	return &front{r}, nil
 }
 
 // dialerNode finds the node whose process holds the other end of the

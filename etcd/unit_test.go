@@ -50,7 +50,7 @@ func TestFrontFindsTheDialer(t *testing.T) {
 	require.NoError(t, err)
 	defer backend.Close()
 	var dialedFor atomic.Int64 // set on the front's goroutine
-	f, err := newFront(2, func(from int) string { dialedFor.Store(int64(from)); return backend.Addr().String() },
+	f, err := newFront(func(from int) string { dialedFor.Store(int64(from)); return backend.Addr().String() },
 		func(pid int) int {
 			if pid == os.Getpid() {
 				return 7

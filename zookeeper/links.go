@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chainraft/chainraft/internal/relay"
 	"github.com/chainraft/chainraft/nemesis"
 )
 
@@ -27,8 +28,8 @@ import (
 //	server i ──▶ front(i→j, quorum|election) ──▶ proxy n_i→n_j ──▶ mux j ──▶ server j
 type links struct {
 	net     *nemesis.Network
-	fronts  []*relay
-	muxes   map[int]*relay
+	fronts  []*relay.Relay
+	muxes   map[int]*relay.Relay
 	mu      sync.Mutex
 	targets map[int][2]string // server id → its real quorum, election
 	front   map[[3]int]string // (from, to, kind) → front address
@@ -50,10 +51,10 @@ const relayDialTimeout = 5 * time.Second
 
 // newLinks makes the proxies, muxes and fronts for servers 1..n on net.
 func newLinks(nw *nemesis.Network, n int) (*links, error) {
-	l := &links{net: nw, muxes: map[int]*relay{}, targets: map[int][2]string{}, front: map[[3]int]string{}}
+	l := &links{net: nw, muxes: map[int]*relay.Relay{}, targets: map[int][2]string{}, front: map[[3]int]string{}}
 	for j := 1; j <= n; j++ {
 		to := j
-		m, err := newRelay(func(c net.Conn) (net.Conn, error) { return l.muxDial(to, c) })
+		m, err := relay.New(func(c net.Conn) (net.Conn, error) { return l.muxDial(to, c) })
 		if err != nil {
 			l.Close()
 			return nil, err
@@ -72,7 +73,7 @@ func newLinks(nw *nemesis.Network, n int) (*links, error) {
 			}
 			for _, tag := range []byte{tagQuorum, tagElection} {
 				proxy, tag := p.Addr(), tag
-				f, err := newRelay(func(net.Conn) (net.Conn, error) { return frontDial(proxy, tag) })
+				f, err := relay.New(func(net.Conn) (net.Conn, error) { return frontDial(proxy, tag) })
 				if err != nil {
 					l.Close()
 					return nil, err
@@ -147,110 +148,4 @@ func (l *links) Close() {
 	for _, m := range l.muxes {
 		m.Close()
 	}
-}
-
-// relay accepts connections and splices each to the connection next
-// returns for it. Goroutines: the accept loop, and per connection the one
-// serving it and one pump; Close ends them all by closing the listener and
-// every connection, and waits.
-type relay struct {
-	ln   net.Listener
-	next func(net.Conn) (net.Conn, error)
-
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
-}
-
-func newRelay(next func(net.Conn) (net.Conn, error)) (*relay, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	r := &relay{ln: ln, next: next, conns: map[net.Conn]struct{}{}}
-	r.wg.Add(1)
-	go r.accept()
-	return r, nil
-}
-
-func (r *relay) Addr() string { return r.ln.Addr().String() }
-
-func (r *relay) accept() {
-	defer r.wg.Done()
-	for {
-		c, err := r.ln.Accept()
-		if err != nil {
-			return
-		}
-		if !r.track(c) {
-			c.Close()
-			return
-		}
-		r.wg.Add(1)
-		go r.serve(c)
-	}
-}
-
-func (r *relay) track(c net.Conn) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return false
-	}
-	r.conns[c] = struct{}{}
-	return true
-}
-
-func (r *relay) untrack(cs ...net.Conn) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, c := range cs {
-		delete(r.conns, c)
-		c.Close()
-	}
-}
-
-func (r *relay) serve(c net.Conn) {
-	defer r.wg.Done()
-	up, err := r.next(c)
-	if err != nil {
-		r.untrack(c)
-		return
-	}
-	if !r.track(up) {
-		r.untrack(c, up)
-		return
-	}
-	done := make(chan struct{})
-	go func() {
-		pump(up, c)
-		close(done)
-	}()
-	pump(c, up)
-	<-done
-	r.untrack(c, up)
-}
-
-func (r *relay) Close() {
-	r.mu.Lock()
-	r.closed = true
-	for c := range r.conns {
-		c.Close()
-	}
-	r.mu.Unlock()
-	r.ln.Close()
-	r.wg.Wait()
-}
-
-// pump copies src to dst; an end of stream becomes a half-close, an error
-// closes both.
-func pump(dst, src net.Conn) {
-	_, err := io.Copy(dst, src)
-	if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
-		_ = cw.CloseWrite()
-		return
-	}
-	dst.Close()
-	src.Close()
 }

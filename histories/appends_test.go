@@ -19,7 +19,7 @@ import (
 // corrupted at random.
 func TestAppendRulesAgreeWithReference(t *testing.T) {
 	n := 2000
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		n = 500
 	}
 	old := minSegmentOps

@@ -81,6 +81,19 @@ type Outcome struct {
 	// end-of-run check passed. Otherwise it says why, with the seed, the
 	// replay command and the report.
 	Failure string
+	// tmpOut is the temporary directory Check made to hold the run
+	// directory (no Options.Out, no CHAINRAFT_RUNS); Run removes it with
+	// a passing run.
+	tmpOut string
+}
+
+// Remove deletes the run directory, and the temporary directory Check
+// made to hold it, if it made one.
+func (o *Outcome) Remove() {
+	os.RemoveAll(o.Dir)
+	if o.tmpOut != "" {
+		os.RemoveAll(o.tmpOut)
+	}
 }
 
 // TB is the part of testing.TB Run uses, so an example can pass its own.
@@ -106,7 +119,7 @@ func Run(t TB, o Options) *Outcome {
 		if t.Failed() || out.Failure != "" {
 			return
 		}
-		os.RemoveAll(out.Dir)
+		out.Remove()
 	})
 	if out.Failure != "" {
 		t.Fatalf("%s", out.Failure)
@@ -116,18 +129,35 @@ func Run(t TB, o Options) *Outcome {
 
 // Check runs the store and returns the outcome; err is bad usage (an
 // unknown store, a fault the store cannot take). test names the test for
-// the replay command ("" leaves it out). The run directory stays; Run
-// removes a passing one.
+// the replay command ("" leaves it out). The run directory stays
+// (Outcome.Remove deletes it); Run removes a passing one.
 func Check(ctx context.Context, o Options, test string) (*Outcome, error) {
+	if o.Out == "" {
+		o.Out = os.Getenv("CHAINRAFT_RUNS")
+	}
+	var tmpOut string
+	if o.Out == "" {
+		dir, err := os.MkdirTemp("", "chainrafttest-")
+		if err != nil {
+			return nil, err
+		}
+		o.Out, tmpOut = dir, dir
+	}
 	cfg, err := o.config()
 	if err != nil {
+		if tmpOut != "" {
+			os.RemoveAll(tmpOut)
+		}
 		return nil, err
 	}
 	res, runErr := harness.Run(ctx, cfg)
 	if res == nil {
+		if tmpOut != "" {
+			os.RemoveAll(tmpOut)
+		}
 		return nil, runErr
 	}
-	out := &Outcome{Dir: res.Dir, Verdict: res.Summary.Verdict, Summary: res.Summary}
+	out := &Outcome{Dir: res.Dir, Verdict: res.Summary.Verdict, Summary: res.Summary, tmpOut: tmpOut}
 	var why string
 	switch {
 	case runErr != nil:
@@ -201,16 +231,6 @@ func (o Options) config() (harness.RunConfig, error) {
 	}
 	if o.Interval == 0 {
 		o.Interval = time.Second
-	}
-	if o.Out == "" {
-		o.Out = os.Getenv("CHAINRAFT_RUNS")
-	}
-	if o.Out == "" {
-		dir, err := os.MkdirTemp("", "chainrafttest-")
-		if err != nil {
-			return harness.RunConfig{}, err
-		}
-		o.Out = dir
 	}
 	env := o.Env
 	if env.Binary == "" {

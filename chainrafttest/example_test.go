@@ -34,7 +34,7 @@ func ExampleCheck() {
 		fmt.Println(err)
 		return
 	}
-	defer os.RemoveAll(out.Dir)
+	defer out.Remove()
 	fmt.Println("verdict:", out.Verdict, "passed:", out.Failure == "")
 	// Output: verdict: ok passed: true
 }
@@ -76,5 +76,5 @@ func TestRunFailsWithTheReplayCommand(t *testing.T) {
 	_, err := os.Stat(out.Dir)
 	require.NoError(t, err, "a failed run's directory is kept")
 	require.True(t, strings.HasPrefix(out.Dir, os.TempDir()) || os.Getenv("CHAINRAFT_RUNS") != "")
-	require.NoError(t, os.RemoveAll(out.Dir))
+	out.Remove()
 }

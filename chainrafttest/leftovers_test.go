@@ -89,3 +89,18 @@ func countProcs(t *testing.T, dir string) int {
 	}
 	return n
 }
+
+// TestPassingRunLeavesNoDirectory: a passing Run removes its run directory
+// and the temporary directory Check made to hold it.
+func TestPassingRunLeavesNoDirectory(t *testing.T) {
+	t.Setenv("CHAINRAFT_RUNS", "")
+	var dir string
+	t.Run("run", func(t *testing.T) {
+		out := Run(t, Options{Store: "memory", TimeLimit: time.Second})
+		dir = out.Dir
+		require.DirExists(t, dir)
+	})
+	require.NotEmpty(t, dir)
+	_, err := os.Stat(filepath.Dir(dir))
+	require.True(t, os.IsNotExist(err), "%s is left behind", filepath.Dir(dir))
+}

@@ -73,6 +73,8 @@ type RunConfig struct {
 	// EndChecks runs the end-of-run checks (harness/checks.go) after the
 	// workload even without a nemesis; with one they always run.
 	EndChecks bool
+	// Preload is data written before the workload (see Preload).
+	Preload Preload
 	// Compare is the directory of the comparison this run is part of
 	// (set by Compare): summary.json and the report link back to it.
 	Compare string
@@ -214,6 +216,9 @@ func (c RunConfig) Validate() error {
 		}
 	}
 	if err := c.Workload.Validate(); err != nil {
+		return bad("%v", err)
+	}
+	if err := c.Preload.validate(); err != nil {
 		return bad("%v", err)
 	}
 	if c.Workload.ValueSize > MaxValueSize {
@@ -496,6 +501,16 @@ func (r *runner) run(ctx context.Context) error {
 	// start-up, which is reported on its own (summary startup_s).
 	r.s.StartupS = time.Since(r.started).Seconds()
 	fmt.Fprintf(r.log, "cluster started in %.1fs; times from here on count from the workload's start\n", r.s.StartupS)
+	if r.cfg.Preload.Bytes > 0 {
+		p, err := preload(ctx, cluster, r.cfg.Preload, r.cfg.Cluster.RequestTimeout, r.log)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ErrInterrupted
+			}
+			return fmt.Errorf("preload: %w", err)
+		}
+		r.s.Preload = p
+	}
 	// Every operation goes to history.jsonl as it completes (writes get an
 	// invoke line before they are sent), so a harness killed mid-run leaves
 	// a history `check` accepts, and recording holds nothing per operation.

@@ -29,6 +29,9 @@ type Summary struct {
 	// reported on its own so that it is neither hidden nor mixed in.
 	DurationS float64 `json:"duration_s"`
 	StartupS  float64 `json:"startup_s"`
+	// Preload is what was written before the workload (RunConfig.Preload),
+	// between the start-up and the workload's start.
+	Preload *PreloadSummary `json:"preload,omitempty"`
 	// Compare is the comparison this run is part of: its directory,
 	// relative to the run directory ("../20261203T220523Z-compare").
 	Compare string `json:"compare,omitempty"`

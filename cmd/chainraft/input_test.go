@@ -46,6 +46,9 @@ func TestRunRefusesBadInputBeforeStarting(t *testing.T) {
 		{[]string{"--store", "raft", "--replay", healsOnly}, "no inject lines: nothing to replay"},
 		{[]string{"--store", "chain", "--nodes", "2", "--replicas", "3"}, "--nodes 2 is below --replicas 3"},
 		{[]string{"--value-size", "2000000"}, "--value-size must be between 0 and 262144"},
+		{[]string{"--store", "raft", "--preload", "10 parsecs"}, `--preload "10 parsecs": want a size`},
+		{[]string{"--store", "raft", "--preload", "-5MB"}, "--preload"},
+		{[]string{"--store", "raft", "--preload", "1MB", "--preload-value-size", "300000"}, "preload value size 300000"},
 		{[]string{"--store", "raft", "--nemesis", "critical", "--time-limit", "10s"}, "needs --time-limit of at least 35s"},
 		{[]string{"--store", "raft", "--nemesis", "critical", "--nemesis-overlap"}, "--nemesis-overlap"},
 	}
@@ -155,4 +158,12 @@ func TestReportRedrawsACompareDirectory(t *testing.T) {
 	index, err := os.ReadFile(filepath.Join(runs, "index.html"))
 	require.NoError(t, err)
 	require.Contains(t, string(index), `href="20261126T100000Z-compare/compare.html"`, "the index links the comparison")
+}
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"": 0, "4096": 4096, "10MB": 10_000_000, "1GiB": 1 << 30, "1.5KiB": 1536, "100 MB": 100_000_000} {
+		got, err := parseBytes(in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, got, in)
+	}
 }

@@ -42,6 +42,8 @@ type runFlags struct {
 	appendFraction float64
 	casFraction    float64
 	valueSize      int
+	preload        string
+	preloadValue   int
 	rate           float64
 	checkBudget    time.Duration
 	nodes          int
@@ -227,6 +229,8 @@ func (f *runFlags) addFlags(fl *pflag.FlagSet, timeLimit time.Duration) {
 	fl.Float64Var(&f.appendFraction, "append-fraction", -1, "fraction of appends; negative: a quarter of the writes")
 	fl.Float64Var(&f.casFraction, "cas-fraction", -1, "fraction of cas; negative: a quarter of the writes")
 	fl.IntVar(&f.valueSize, "value-size", 0, "pad written values to this many bytes (at most 262144)")
+	fl.StringVar(&f.preload, "preload", "", "write this much data (e.g. 100MB, 1GiB) to keys of its own before the workload, so that a new replica's catch-up (--nemesis member) copies it; not in the checked history, in the replica digests")
+	fl.IntVar(&f.preloadValue, "preload-value-size", harness.DefaultPreloadValue, "size of each preloaded value, in bytes (at most 262144)")
 	fl.Float64Var(&f.rate, "rate", 0, "cap the workload at about this many operations a second, shared by the clients (0: as fast as the store answers)")
 	fl.DurationVar(&f.checkBudget, "check-budget", harness.DefaultCheckBudget, "time budget of the linearizability check")
 	fl.IntVar(&f.nodes, "nodes", 3, "number of store nodes")
@@ -289,6 +293,10 @@ func (f *runFlags) config() (harness.RunConfig, error) {
 	case !(f.nodeCPUs >= 0) || math.IsInf(f.nodeCPUs, 1):
 		return harness.RunConfig{}, usageErrorf(f.command()+": --node-cpus must not be negative, and must be a finite number of cores, got %v", f.nodeCPUs)
 	}
+	preload, err := parseBytes(f.preload)
+	if err != nil {
+		return harness.RunConfig{}, usageErrorf("%s: --preload %v", f.command(), err)
+	}
 	if err := checkOut(f.out); err != nil {
 		return harness.RunConfig{}, usageErrorf("%s: --out %v", f.command(), err)
 	}
@@ -312,6 +320,7 @@ func (f *runFlags) config() (harness.RunConfig, error) {
 			Bug: f.bug, RequestTimeout: f.requestTimeout,
 		},
 		CheckBudget: f.checkBudget,
+		Preload:     harness.Preload{Bytes: preload, ValueSize: f.preloadValue},
 	}
 	if exe, err := os.Executable(); err == nil {
 		cfg.Cluster.Binary = exe
@@ -541,4 +550,28 @@ func faultLine(f harness.FaultAvailability) string {
 		fmt.Fprintf(&b, "; throughput back %.0f ms after the heal", *f.BackAfterHealMS)
 	}
 	return b.String()
+}
+
+// parseBytes reads a size: a number of bytes, or one followed by a unit
+// (KB, MB, GB: powers of 1000; KiB, MiB, GiB: of 1024). Empty is zero.
+func parseBytes(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	units := []struct {
+		suffix string
+		mult   float64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	num, mult := s, 1.0
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || !(v >= 0) || math.IsInf(v, 1) {
+		return 0, fmt.Errorf("%q: want a size such as 100MB, 1GiB or 4096", s)
+	}
+	return int64(v * mult), nil
 }

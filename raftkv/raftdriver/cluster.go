@@ -224,6 +224,42 @@ func (c *Cluster) NodeStatus(ctx context.Context, id uint64) (*raftkvpb.StatusRe
 	return c.conns.Status(ctx, id)
 }
 
+// catchUpWait bounds WaitCaughtUp: a new node copies the leader's whole
+// state, which takes longer the more data the store holds.
+const catchUpWait = 5 * time.Minute
+
+// WaitCaughtUp waits until node id has applied what the leader had
+// committed when the wait began.
+func (c *Cluster) WaitCaughtUp(ctx context.Context, id uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, catchUpWait)
+	defer cancel()
+	status := func(id uint64) (*raftkvpb.StatusResponse, error) {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		return c.NodeStatus(sctx, id)
+	}
+	var target uint64
+	for {
+		if target == 0 {
+			if lead, err := c.Leader(ctx); err == nil {
+				if st, err := status(lead); err == nil {
+					target = st.GetCommit()
+				}
+			}
+		}
+		if target != 0 {
+			if st, err := status(id); err == nil && st.GetApplied() >= target {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("raft cluster: node %d not caught up (applied index %d wanted) after %v", id, target, catchUpWait)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // AddNode starts a node with a fresh id (ids are never reused), on a fresh
 // port and data directory, and adds it to the membership. Through the
 // network only the spare ids wired at start have proxies, so there are at

@@ -3,6 +3,7 @@ package raftdriver
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/chainraft/chainraft/harness/proccluster"
 	"github.com/chainraft/chainraft/nemesis"
@@ -67,14 +68,23 @@ func (t *Target) RemoveMember(ctx context.Context, node int) error {
 }
 
 // AddMember implements nemesis.Target: a fresh node in place of node (see
-// Target).
+// Target). It returns once the new node has applied what the leader had
+// committed when it joined, so that the heal's time is the catch-up's
+// (the snapshot install and the log after it), as a chain's rejoin is.
 func (t *Target) AddMember(ctx context.Context, node int) error {
+	began := time.Now()
 	id, err := t.Add(ctx, node, func(ctx context.Context) (int, error) {
 		id, err := t.c.AddNode(ctx)
 		return int(id), err
 	})
-	if err == nil {
-		fmt.Fprintf(t.c.env.Log, "raft: node %d added in place of removed node %d\n", id, node)
+	if err != nil {
+		return err
 	}
-	return err
+	added := time.Since(began)
+	if err := t.c.WaitCaughtUp(ctx, uint64(id)); err != nil {
+		return err
+	}
+	fmt.Fprintf(t.c.env.Log, "raft: node %d added in place of removed node %d in %v, caught up %v later\n",
+		id, node, added.Round(time.Millisecond), (time.Since(began) - added).Round(time.Millisecond))
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	pb "github.com/chainraft/chainraft/chain/chainpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // maxBatch bounds the entries of one append message, so a successor that
@@ -25,6 +26,16 @@ const snapshotEvery = 10000
 // successor's progress before it resends from what the successor last
 // acknowledged (messages can be dropped by a full queue or a failed call).
 const retransmitTicks = 4
+
+// A snapshot sent to a successor may go unacknowledged for
+// snapshotRetryTicks, plus a tick per snapshotBytesPerTick of its size,
+// before another is sent: time to copy and install a large state at 10
+// MB/s and more, and not much longer, since a lost one (a reset stream) is
+// waited out.
+const (
+	snapshotRetryTicks   = 20
+	snapshotBytesPerTick = 512 << 10
+)
 
 // defaultDetectTicks is how many ticks a predecessor waits for its
 // successor (silent, or behind and not progressing) before it suspects it:
@@ -205,8 +216,18 @@ type chainState struct {
 	succSynced bool   // the successor's last ack said it was synced
 	next       uint64 // next sequence to send to the successor
 	stallTicks int
-	needAck    bool
-	needSend   bool // send an append to the successor even if empty
+	// snapOut is the last sequence of the snapshot sent to the successor
+	// and not yet acknowledged (0: none), snapAge the ticks since it left.
+	// While it travels, what the successor lacks is what follows it: the
+	// link is FIFO, so its acks, which still show the old position until
+	// it is installed, ask for nothing new. Without this every ack (one a
+	// tick) drew another copy of the whole state, and a joiner of a store
+	// holding megabytes never caught up.
+	snapOut   uint64
+	snapAge   int
+	snapRetry int // snapAge at which another copy may go
+	needAck   bool
+	needSend  bool // send an append to the successor even if empty
 
 	// Failure detection of the successor (a member, not a joiner: a
 	// joiner blocks nothing). succSilent counts ticks since the last
@@ -525,6 +546,7 @@ func (c *Core) SetConfig(cfg Config) {
 	cs.synced = cs.pred == 0
 	cs.syncReported = false
 	cs.succKnown, cs.succMatch, cs.succSynced, cs.next, cs.stallTicks = false, 0, false, 0, 0
+	cs.snapOut, cs.snapAge = 0, 0
 	cs.succSilent, cs.succBehind = 0, 0
 	cs.needAck, cs.needSend = cs.pred != 0, false
 	if cfg.deposed(c.id) {
@@ -890,7 +912,10 @@ func (c *Core) stepFromSucc(cs *chainState, m *pb.Message) {
 			cs.id, cs.cfg.Epoch, m.From, m.Received, c.id, cs.lastSeq))
 	}
 	cs.succMatch = m.Received
-	if !m.Synced && cs.synced {
+	if cs.snapOut != 0 && m.Received >= cs.snapOut {
+		cs.snapOut = 0 // installed
+	}
+	if !m.Synced && cs.synced && cs.snapOut == 0 {
 		// The successor waits to learn our last sequence, and holds only
 		// what it says: the answer starts there (an append sent after a
 		// lost one would not sync it and would be acked again, back and
@@ -923,6 +948,9 @@ func (c *Core) Tick() {
 		c.tickCraq(cs)
 		if cs.pred != 0 {
 			cs.needAck = true
+		}
+		if cs.snapOut != 0 {
+			cs.snapAge++
 		}
 		if cs.succKnown && cs.succMatch < cs.lastSeq {
 			cs.stallTicks++
@@ -1038,12 +1066,23 @@ func (c *Core) sendToSucc(cs *chainState) {
 		return &pb.Message{Type: t, Chain: uint32(cs.id), Epoch: cs.cfg.Epoch, From: c.id, To: cs.succ,
 			Received: cs.lastSeq, Committed: cs.committed, Synced: cs.synced}
 	}
-	if cs.next <= cs.lastSeq && (len(cs.log) == 0 || cs.next < cs.log[0].Seq) {
+	trimmed := func() bool { return cs.next <= cs.lastSeq && (len(cs.log) == 0 || cs.next < cs.log[0].Seq) }
+	if trimmed() && cs.snapOut != 0 && cs.snapAge < cs.snapRetry {
+		// A snapshot is on its way (see snapOut): send what follows it,
+		// if the Sent list still holds that, or nothing yet.
+		cs.next = cs.snapOut + 1
+		if trimmed() {
+			return
+		}
+	}
+	if trimmed() {
 		// The successor lacks entries already trimmed from the Sent list (a
 		// joining node): it gets the whole state instead.
 		m := msg(pb.MessageType_MSG_SNAPSHOT)
 		m.Snapshot = cs.snapshot()
 		cs.next = cs.lastSeq + 1
+		cs.snapOut, cs.snapAge = cs.lastSeq, 0
+		cs.snapRetry = snapshotRetryTicks + proto.Size(m.Snapshot)/snapshotBytesPerTick
 		c.rd.Messages = append(c.rd.Messages, m)
 		return
 	}

@@ -757,7 +757,9 @@ func TestSyncedOnlyFromASyncedPredecessor(t *testing.T) {
 	require.NotEqual(t, pb.Status_STATUS_OK, r.Status, "read %q at a tail missing <a>", r.Value)
 
 	s.drop = nil
-	pump()
+	for range snapshotRetryTicks/(retransmitTicks+3) + 1 {
+		pump() // a snapshot lost to the drop is sent again after snapshotRetryTicks
+	}
 	s.requireAcked(0, "k", []string{"a"})
 	s.requireConsistent(0)
 }
@@ -768,4 +770,43 @@ func newTestCore(t testing.TB, chains int, rec *Recovered) *Core {
 	c, err := NewCore(CoreConfig{ID: 1, Chains: chains}, rec)
 	require.NoError(t, err)
 	return c
+}
+
+// TestOneSnapshotInFlight: a joiner that needs the whole state gets one
+// snapshot, not one per ack. Its acks (one a tick) show its old position
+// until the snapshot is installed; answering each with another copy of
+// the state flooded the link, and a joiner of a store holding megabytes
+// never caught up. A snapshot that is lost is sent again after its retry
+// time.
+func TestOneSnapshotInFlight(t *testing.T) {
+	s := newSim(t, 3, 1, 3)
+	for i := range 5 {
+		s.write(0, appendOf(1, uint64(i+1), "k", fmt.Sprintf("<%d>", i)))
+	}
+	s.stabilize()
+	joiner := s.tail(0)
+	s.crash(joiner)
+	s.disks[joiner] = nil // a fresh node: the Sent lists no longer hold what it lacks
+	s.reconcile()
+	s.stabilize()
+	snapshots := 0
+	s.drop = func(m *pb.Message) bool {
+		if m.Type == pb.MessageType_MSG_SNAPSHOT && m.To == joiner {
+			snapshots++
+			return true // in flight for as long as the test looks
+		}
+		return false
+	}
+	s.start(joiner)
+	s.pushConfigs()
+	s.reconcile()
+	s.runTicks(snapshotRetryTicks - 2)
+	require.Equal(t, 1, snapshots, "one snapshot while the first is unacknowledged")
+	s.runTicks(4)
+	require.Equal(t, 2, snapshots, "a lost snapshot is sent again after its retry time")
+	s.drop = nil
+	s.runTicks(snapshotRetryTicks + 2) // the next copy goes through
+	s.stabilize()
+	s.requireAcked(0, "k", []string{"0", "1", "2", "3", "4"})
+	require.Equal(t, 3, len(s.cfgs[0].Members), "the joiner caught up and was appended")
 }

@@ -99,5 +99,8 @@ func TestHostsServeGroups(t *testing.T) {
 			}
 		}
 		return true
-	}, 15*time.Second, 50*time.Millisecond, "every group is led by its preferred member")
+		// A liveness bound, not a speed goal: on the two-core machine under
+		// make test (race detector, other packages' clusters alongside)
+		// elections and transfers can take several rounds.
+	}, 45*time.Second, 50*time.Millisecond, "every group is led by its preferred member")
 }

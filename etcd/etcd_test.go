@@ -71,7 +71,7 @@ func TestSerializableCaughtIsolatingAFollower(t *testing.T) {
 		Env:       harness.Env{ReadMode: etcd.ReadModeSerializable},
 	}, "")
 	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(out.Dir) })
+	t.Cleanup(out.Remove)
 	require.Equal(t, string(histories.VerdictIllegal), out.Verdict, "stale serializable reads went unnoticed: %s", out.Dir)
 }
 

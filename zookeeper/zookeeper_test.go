@@ -62,7 +62,7 @@ func TestLocalReadsCaughtIsolatingAFollower(t *testing.T) {
 		Env: harness.Env{ReadMode: zookeeper.ReadModeLocal},
 	}, "")
 	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(out.Dir) })
+	t.Cleanup(out.Remove)
 	require.Equal(t, string(histories.VerdictIllegal), out.Verdict, "stale local reads went unnoticed: %s", out.Dir)
 }
 

@@ -217,15 +217,15 @@ type chainState struct {
 	next       uint64 // next sequence to send to the successor
 	stallTicks int
 	// snapOut is the last sequence of the snapshot sent to the successor
-	// and not yet acknowledged (0: none), snapAge the ticks since it left.
+	// and not yet acknowledged (0: none), snapAt the tick it left.
 	// While it travels, what the successor lacks is what follows it: the
 	// link is FIFO, so its acks, which still show the old position until
 	// it is installed, ask for nothing new. Without this every ack (one a
 	// tick) drew another copy of the whole state, and a joiner of a store
 	// holding megabytes never caught up.
 	snapOut   uint64
-	snapAge   int
-	snapRetry int // snapAge at which another copy may go
+	snapAt    uint64
+	snapRetry uint64 // ticks after snapAt when another copy may go
 	needAck   bool
 	needSend  bool // send an append to the successor even if empty
 
@@ -546,7 +546,7 @@ func (c *Core) SetConfig(cfg Config) {
 	cs.synced = cs.pred == 0
 	cs.syncReported = false
 	cs.succKnown, cs.succMatch, cs.succSynced, cs.next, cs.stallTicks = false, 0, false, 0, 0
-	cs.snapOut, cs.snapAge = 0, 0
+	cs.snapOut = 0
 	cs.succSilent, cs.succBehind = 0, 0
 	cs.needAck, cs.needSend = cs.pred != 0, false
 	if cfg.deposed(c.id) {
@@ -949,9 +949,6 @@ func (c *Core) Tick() {
 		if cs.pred != 0 {
 			cs.needAck = true
 		}
-		if cs.snapOut != 0 {
-			cs.snapAge++
-		}
 		if cs.succKnown && cs.succMatch < cs.lastSeq {
 			cs.stallTicks++
 			if cs.stallTicks >= retransmitTicks {
@@ -1067,7 +1064,7 @@ func (c *Core) sendToSucc(cs *chainState) {
 			Received: cs.lastSeq, Committed: cs.committed, Synced: cs.synced}
 	}
 	trimmed := func() bool { return cs.next <= cs.lastSeq && (len(cs.log) == 0 || cs.next < cs.log[0].Seq) }
-	if trimmed() && cs.snapOut != 0 && cs.snapAge < cs.snapRetry {
+	if trimmed() && cs.snapOut != 0 && c.now-cs.snapAt < cs.snapRetry {
 		// A snapshot is on its way (see snapOut): send what follows it,
 		// if the Sent list still holds that, or nothing yet.
 		cs.next = cs.snapOut + 1
@@ -1081,8 +1078,8 @@ func (c *Core) sendToSucc(cs *chainState) {
 		m := msg(pb.MessageType_MSG_SNAPSHOT)
 		m.Snapshot = cs.snapshot()
 		cs.next = cs.lastSeq + 1
-		cs.snapOut, cs.snapAge = cs.lastSeq, 0
-		cs.snapRetry = snapshotRetryTicks + proto.Size(m.Snapshot)/snapshotBytesPerTick
+		cs.snapOut, cs.snapAt = cs.lastSeq, c.now
+		cs.snapRetry = uint64(snapshotRetryTicks + proto.Size(m.Snapshot)/snapshotBytesPerTick)
 		c.rd.Messages = append(c.rd.Messages, m)
 		return
 	}

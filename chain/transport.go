@@ -8,11 +8,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
 	pb "github.com/chainraft/chainraft/chain/chainpb"
+	"github.com/chainraft/chainraft/internal/redial"
 )
 
 const (
@@ -32,10 +31,8 @@ const (
 // that resets connections hides this. gRPC's keepalive sets the socket's
 // TCP_USER_TIMEOUT to keepaliveTimeout on Linux, so a connection whose
 // data goes unacknowledged that long is closed at once, and pings every
-// keepaliveTime (gRPC's floor) find an idle one. gRPC's reconnect backoff
-// (two minutes at its default, grown by the dials that failed during the
-// partition) is capped at a second: a link is back within about a second
-// of the network.
+// keepaliveTime (gRPC's floor) find an idle one. With package redial's
+// reconnect policy a link is back within about a second of the network.
 const (
 	keepaliveTime    = 10 * time.Second
 	keepaliveTimeout = 2 * time.Second
@@ -44,14 +41,9 @@ const (
 // dialOptions are shared by peer and client connections (see
 // keepaliveTimeout).
 func dialOptions(extra ...grpc.DialOption) []grpc.DialOption {
-	return append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	return redial.Options(append([]grpc.DialOption{
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
-			MinConnectTimeout: time.Second,
-		}),
-	}, extra...)
+	}, extra...)...)
 }
 
 // Transport carries chain messages to peers: one gRPC connection and one

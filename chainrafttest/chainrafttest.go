@@ -143,20 +143,21 @@ func Check(ctx context.Context, o Options, test string) (*Outcome, error) {
 		}
 		o.Out, tmpOut = dir, dir
 	}
-	cfg, err := o.config()
-	if err != nil {
-		if tmpOut != "" {
+	ran := false // a run directory exists: the outcome owns tmpOut
+	defer func() {
+		if !ran && tmpOut != "" {
 			os.RemoveAll(tmpOut)
 		}
+	}()
+	cfg, err := o.config()
+	if err != nil {
 		return nil, err
 	}
 	res, runErr := harness.Run(ctx, cfg)
 	if res == nil {
-		if tmpOut != "" {
-			os.RemoveAll(tmpOut)
-		}
 		return nil, runErr
 	}
+	ran = true
 	out := &Outcome{Dir: res.Dir, Verdict: res.Summary.Verdict, Summary: res.Summary, tmpOut: tmpOut}
 	var why string
 	switch {

@@ -10,10 +10,9 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/chainraft/chainraft/internal/redial"
 	pb "github.com/chainraft/chainraft/raftkv/raftkvpb"
 )
 
@@ -147,20 +146,9 @@ func (t *Transport) SetGroupPeers(g uint32, ms []Member) {
 	}
 }
 
-// dialOptions are shared by peer and client connections. gRPC's default
-// reconnect backoff grows to two minutes: a node restarted after a long
-// kill would then stay unreachable long after it is back, which would
-// measure gRPC rather than raft. Loopback peers are retried at most every
-// second.
-func dialOptions(extra ...grpc.DialOption) []grpc.DialOption {
-	return append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
-			MinConnectTimeout: time.Second,
-		}),
-	}, extra...)
-}
+// dialOptions are shared by peer and client connections: the reconnect
+// policy of package redial.
+func dialOptions(extra ...grpc.DialOption) []grpc.DialOption { return redial.Options(extra...) }
 
 // Send queues m as group 0's (see SendGroup).
 func (t *Transport) Send(m *raftpb.Message) error { return t.SendGroup(0, m) }

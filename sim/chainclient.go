@@ -126,9 +126,9 @@ func (r *chainRouter) peek(i int) chain.Config {
 }
 
 // chainClient is chain.Client on the simulated clock: writes to the key's
-// chain head, reads to its tail (with CRAQ reads, its members in turn), by a configuration cached per client
-// (kept for a random [configMaxAge/2, configMaxAge), re-read from the
-// router after an error), retried with the same request id after a
+// chain head, reads to its tail (with CRAQ reads, its members in turn), by
+// a configuration cached per client (kept for a random [configMaxAge/2,
+// configMaxAge), re-read from the router after an error), retried with the same request id after a
 // refresh until the deadline; the same rule for when a failed write is
 // indeterminate (an attempt may have reached a head that accepted it).
 type chainClient struct {

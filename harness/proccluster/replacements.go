@@ -15,7 +15,7 @@ import (
 // keeps which nodes are out and who replaced whom, the part such drivers
 // share; a driver's Target embeds it and supplies the cluster calls.
 type Replacements struct {
-	// Store names the store in messages ("raft", "etcd").
+	// Store names the store in messages: its driver's Name.
 	Store string
 	// IDs lists every node started, removed or not (Cluster.IDs).
 	IDs func() []int

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -82,8 +83,15 @@ type Conns struct {
 	opts   ClientOptions
 	bugs   bugs // the client half of a seeded bug (ClientOptions.Bug)
 	chains int
-	conn   *zk.Conn
 	paths  Paths
+
+	// zkMu guards conn, which redial replaces when the session stops
+	// answering; lastRead is when a ZooKeeper read last succeeded
+	// (nanoseconds on the monotonic clock since start).
+	zkMu     sync.Mutex
+	conn     *zk.Conn
+	start    time.Time
+	lastRead atomic.Int64
 
 	mu      sync.Mutex
 	cfgs    []Config
@@ -156,26 +164,75 @@ func Dial(ctx context.Context, opts ClientOptions) (*Conns, error) {
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	chains := opts.Chains
-	r := &Conns{opts: opts, bugs: planted, chains: chains, conn: conn, paths: Paths{Root: opts.Root}, cfgs: make([]Config, chains),
+	r := &Conns{opts: opts, bugs: planted, chains: chains, conn: conn, start: time.Now(), paths: Paths{Root: opts.Root}, cfgs: make([]Config, chains),
 		conns: map[string]*grpc.ClientConn{}, changed: make(chan struct{}), refreshc: make(chan int, 64), cancel: cancel}
+	r.readOK()
 	for i := 0; i < chains; i++ {
 		r.cfgs[i].Chain = i
 		r.wg.Add(1)
 		go func() { defer r.wg.Done(); r.watch(wctx, i) }()
 	}
 	r.wg.Add(2)
-	go func() { defer r.wg.Done(); <-wctx.Done(); conn.Close() }()
 	go func() { defer r.wg.Done(); r.refresher(wctx) }()
+	go func() { defer r.wg.Done(); r.keepZK(wctx); r.zk().Close() }()
 	return r, nil
+}
+
+func (r *Conns) zk() *zk.Conn {
+	r.zkMu.Lock()
+	defer r.zkMu.Unlock()
+	return r.conn
+}
+
+func (r *Conns) readOK() { r.lastRead.Store(int64(time.Since(r.start))) }
+
+// zkStale is how long a Conns goes without one successful ZooKeeper read
+// before it replaces its connection. Every configuration is re-read each
+// configRecheck, so a healthy session reads several times in that span.
+const zkStale = 3 * configRecheck
+
+// keepZK replaces the ZooKeeper connection when reads stop succeeding. A
+// session can stay wedged long after its server is back: go-zookeeper
+// waits up to ten receive timeouts (about 66 s for a 10 s session) for the
+// answer to its reconnect handshake, and every read queues behind it. The
+// harness's clients would route by a configuration epochs old all that
+// while, which the nodes refuse ("wrong epoch"). A fresh connection, and
+// closing the old one, fails the queued reads so the watchers retry on it.
+func (r *Conns) keepZK(ctx context.Context) {
+	t := time.NewTicker(configRecheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		if time.Duration(int64(time.Since(r.start))-r.lastRead.Load()) < zkStale {
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, zkStale)
+		conn, _, err := zkrecipes.ConnectContext(dctx, r.opts.ZK, r.opts.SessionTimeout)
+		cancel()
+		if err != nil {
+			continue // ZooKeeper is down: the next tick tries again
+		}
+		r.zkMu.Lock()
+		old := r.conn
+		r.conn = conn
+		r.zkMu.Unlock()
+		r.readOK()
+		old.Close()
+	}
 }
 
 func (r *Conns) watch(ctx context.Context, i int) {
 	path := r.paths.Chain(i)
 	for ctx.Err() == nil {
-		b, _, ch, err := r.conn.GetW(path)
+		conn := r.zk()
+		b, _, ch, err := conn.GetW(path)
 		if errors.Is(err, zk.ErrNoNode) {
 			var ok bool
-			ok, _, ch, err = r.conn.ExistsW(path)
+			ok, _, ch, err = conn.ExistsW(path)
 			if err == nil && ok {
 				continue
 			}
@@ -183,6 +240,9 @@ func (r *Conns) watch(ctx context.Context, i int) {
 			if cfg, derr := DecodeConfig(b); derr == nil {
 				r.update(cfg)
 			}
+		}
+		if err == nil {
+			r.readOK()
 		}
 		if err != nil {
 			select {
@@ -241,7 +301,11 @@ func (r *Conns) refresher(ctx context.Context) {
 	for {
 		select {
 		case i := <-r.refreshc:
-			b, _, err := r.conn.Get(r.paths.Chain(i))
+			b, _, err := r.zk().Get(r.paths.Chain(i))
+			if err != nil && !errors.Is(err, zk.ErrNoNode) {
+				continue
+			}
+			r.readOK()
 			if err != nil {
 				continue
 			}

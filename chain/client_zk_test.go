@@ -89,7 +89,6 @@ func (m *muter) mute(on bool) {
 	}
 }
 
-
 // A Conns whose ZooKeeper session is wedged in a reconnect handshake must
 // not keep its stale configurations for the minute go-zookeeper would wait:
 // it dials afresh. Without that, the harness's clients routed by an old

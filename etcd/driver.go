@@ -60,7 +60,7 @@ func (*Driver) Roles() []harness.Role {
 // FaultKinds implements harness.FaultDriver. There is no ZooKeeper, so
 // none of its faults.
 func (*Driver) FaultKinds() []string {
-	return []string{nemesis.KindKill, nemesis.KindPause, nemesis.KindPartition, nemesis.KindMember, nemesis.KindDelay}
+	return []string{nemesis.KindKill, nemesis.KindPause, nemesis.KindPartition, nemesis.KindMember, nemesis.KindDelay, nemesis.KindClock}
 }
 
 // ReadModes implements harness.ReadModeDriver.

@@ -67,9 +67,9 @@ import (
 // or replayed from a recorded nemesis.jsonl.
 type NemesisConfig struct {
 	// Kinds are --nemesis values: "kill", "pause", "partition", "zk",
-	// "zk-partition", "zk-kill", "member", "delay", or "all". Empty (and no
-	// Replay) means no nemesis. "all" is every kind the store's driver
-	// takes (FaultDriver.FaultKinds) but delay, so that a short run spends
+	// "zk-partition", "zk-kill", "member", "delay", "clock", or "all".
+	// Empty (and no Replay) means no nemesis. "all" is every kind the
+	// store's driver takes (FaultDriver.FaultKinds) but delay and clock, so that a short run spends
 	// its faults on kinds that apply; a kind named outright that the store
 	// cannot take is refused.
 	Kinds []string
@@ -150,14 +150,15 @@ func (n NemesisConfig) steps(cfg RunConfig, seed int64) ([]nemesis.Step, error) 
 	} else {
 		asked := n.Kinds
 		if slices.Contains(asked, "all") {
-			// Every kind this store takes, but delay (as nemesis.Generate
-			// reads "all").
+			// Every kind this store takes, but delay and clock (as
+			// nemesis.Generate reads "all"): a clock fault steps the
+			// hosts' clocks, which a user asks for by name.
 			asked = slices.DeleteFunc(slices.Clone(asked), func(k string) bool { return k == "all" })
 			for _, k := range kinds {
 				if k == nemesis.KindPower && powerAvailable() != nil {
 					continue // "all" where it is available
 				}
-				if k != nemesis.KindDelay && !slices.Contains(asked, k) {
+				if k != nemesis.KindDelay && k != nemesis.KindClock && !slices.Contains(asked, k) {
 					asked = append(asked, k)
 				}
 			}
@@ -188,6 +189,10 @@ func (n NemesisConfig) steps(cfg RunConfig, seed int64) ([]nemesis.Step, error) 
 		}
 		if err := checkRole(cfg.Store, fd.Roles(), st.Fault.Role); err != nil {
 			return nil, fmt.Errorf("%w: fault %d (%s): %v", ErrInvalidConfig, st.ID, st.Fault.Describe(), err)
+		}
+		if st.Fault.Kind == nemesis.KindClock && cfg.Cluster.Hosts == nil {
+			return nil, fmt.Errorf("%w: fault %d (%s): clock faults need the nodes on hosts (--hosts): nodes on this machine share its clock, which the harness does not step",
+				ErrInvalidConfig, st.ID, st.Fault.Describe())
 		}
 		if st.Fault.Kind == nemesis.KindPower {
 			if err := powerAvailable(); err != nil {

@@ -21,6 +21,7 @@ var kindColors = map[string]string{
 	KindZKKill:      "#d7b5ef",
 	KindMember:      "#b5e6b5",
 	KindDelay:       "#e0e0e0",
+	KindClock:       "#a0e9e3",
 }
 
 // KindColor is the colour used for kind on timelines.

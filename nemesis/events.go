@@ -81,6 +81,9 @@ func (e Event) Description() string {
 	if e.Spec != nil && e.Spec.Kind == KindDelay {
 		s += " +" + e.Spec.Delay.String()
 	}
+	if e.Spec != nil && e.Spec.Kind == KindClock {
+		s += " " + signed(e.Spec.Step)
+	}
 	return s
 }
 

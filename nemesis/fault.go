@@ -21,10 +21,11 @@ const (
 	KindMember      = "member"       // remove the targets from the membership; heal adds them back
 	KindDelay       = "delay"        // delay every link to and from the targets
 	KindPower       = "power"        // SIGKILL the targets and drop what they wrote and did not sync; heal restarts them
+	KindClock       = "clock"        // step the wall clock of the targets' hosts; heal steps it back
 )
 
 // Kinds lists every fault kind.
-var Kinds = []string{KindKill, KindPause, KindPartition, KindZKPartition, KindZKKill, KindMember, KindDelay, KindPower}
+var Kinds = []string{KindKill, KindPause, KindPartition, KindZKPartition, KindZKKill, KindMember, KindDelay, KindPower, KindClock}
 
 // Roles understood by the nemesis itself; every other role is the Target's
 // (or, with the "zk" prefix, the ZKTarget's) to resolve.
@@ -102,6 +103,16 @@ type PowerCutter interface {
 	LoseUnsynced(ctx context.Context, node int) error
 }
 
+// ClockStepper is implemented by a Target whose nodes run on hosts whose
+// wall clock (CLOCK_REALTIME) the harness may step. A clock fault steps
+// the clock of every target's host by Fault.Step, once per clock (hosts
+// may share one), and the heal steps it back. A Target without it gets
+// clock faults skipped as unsupported: nodes on the harness's own machine
+// share its clock.
+type ClockStepper interface {
+	StepClock(ctx context.Context, nodes []int, d time.Duration) error
+}
+
 // Replacer is implemented by a Target whose AddMember cannot bring the same
 // node back and adds a fresh one instead (raft never reuses a node id): the
 // Runner records the new id on the heal event, and the new node is a target
@@ -134,6 +145,9 @@ type Fault struct {
 	Shape string `json:"shape,omitempty"`
 	// Delay is the added latency per chunk (delay only).
 	Delay time.Duration `json:"delay,omitempty"`
+	// Step is how far the targets' wall clocks jump, back when negative
+	// (clock only; nanoseconds in JSON, as Delay).
+	Step time.Duration `json:"step,omitempty"`
 	// Seed drives every random choice made at injection: which follower,
 	// which random halves.
 	Seed int64 `json:"seed"`
@@ -151,6 +165,9 @@ func (f Fault) Describe() string {
 	}
 	if f.Kind == KindDelay {
 		parts = append(parts, f.Delay.String())
+	}
+	if f.Kind == KindClock {
+		parts = append(parts, signed(f.Step))
 	}
 	return strings.Join(parts, " ")
 }
@@ -190,11 +207,28 @@ func (f Fault) Validate() error {
 		if f.Delay <= 0 {
 			return fmt.Errorf("nemesis: delay fault needs a positive delay, got %v", f.Delay)
 		}
+	case KindClock:
+		if f.Step == 0 || f.Step.Abs() > MaxClockStep {
+			return fmt.Errorf("nemesis: clock fault needs a step of 1ns to %v either way, got %v", MaxClockStep, f.Step)
+		}
 	default:
 		return fmt.Errorf("nemesis: unknown fault kind %q (known: %v)", f.Kind, Kinds)
 	}
 	return nil
 }
+
+// signed writes a clock step with its sign: "+2s", "-500ms".
+func signed(d time.Duration) string {
+	if d > 0 {
+		return "+" + d.String()
+	}
+	return d.String()
+}
+
+// MaxClockStep bounds a clock fault's step: Jepsen's bumps reach about
+// 5 minutes; a larger jump tests little more and risks what else reads
+// the clock.
+const MaxClockStep = 5 * time.Minute
 
 // Injection is what an injected fault did, resolved: enough to heal it and to
 // record it.
@@ -377,6 +411,19 @@ func Inject(ctx context.Context, t Target, f Fault) (Injection, error) {
 		applying(ctx)
 		net.AddDelay(inj.Links, f.Delay)
 		return inj, nil
+
+	case KindClock:
+		cs, ok := t.(ClockStepper)
+		if !ok {
+			return inj, fmt.Errorf("%w: clock faults need nodes on hosts (--hosts): the harness does not step its own machine's clock", ErrUnsupported)
+		}
+		nodes, err := resolveNodes(ctx, t, f.role(), rng)
+		inj.Targets = nodes
+		if err != nil {
+			return inj, err
+		}
+		applying(ctx)
+		return inj, cs.StepClock(ctx, nodes, f.Step)
 	}
 	panic(fmt.Sprintf("nemesis: Inject: kind %q passed Validate but has no case", f.Kind))
 }
@@ -431,6 +478,12 @@ func Heal(ctx context.Context, t Target, inj Injection) error {
 	case KindDelay:
 		if net := t.Network(); net != nil {
 			net.RemoveDelay(inj.Links, inj.Fault.Delay)
+		}
+	case KindClock:
+		if cs, ok := t.(ClockStepper); ok {
+			if err := cs.StepClock(ctx, inj.Targets, -inj.Fault.Step); err != nil {
+				errs = append(errs, fmt.Errorf("heal clock: %w", err))
+			}
 		}
 	default:
 		errs = append(errs, fmt.Errorf("nemesis: heal: unknown fault kind %q", inj.Fault.Kind))

@@ -35,7 +35,7 @@ type Step struct {
 type ScheduleOptions struct {
 	// Kinds are fault kinds or groups: "kill", "pause", "partition", "zk"
 	// (zk-partition and zk-kill), "zk-partition", "zk-kill", "member",
-	// "delay", or "all" (every kind but delay). Empty means no faults, so
+	// "delay", "clock", or "all" (every kind but delay and clock). Empty means no faults, so
 	// that "--nemesis none" cannot turn into "all" by accident.
 	Kinds []string
 	// Interval is the time between faults (default 5s).
@@ -178,6 +178,9 @@ func Generate(seed int64, o ScheduleOptions) ([]Step, error) {
 		case KindDelay:
 			f.Role = roles[rng.Intn(len(roles))]
 			f.Delay = o.Delay
+		case KindClock:
+			f.Role = roles[rng.Intn(len(roles))]
+			f.Step = clockStep(rng)
 		case KindPower:
 			// Every other power fault takes the whole cluster (a rack
 			// losing power): a store that acknowledges before it syncs
@@ -200,6 +203,18 @@ func Generate(seed int64, o ScheduleOptions) ([]Step, error) {
 		}
 	}
 	return steps, nil
+}
+
+// clockStep draws a clock fault's jump: back or forward by 250 ms times a
+// power of two up to 32 s. Jepsen's bumps span milliseconds to minutes on
+// a like scale: a lease's length (around a second here) is where a
+// mistake shows, and the larger jumps outlast any timeout of the stores.
+func clockStep(rng *rand.Rand) time.Duration {
+	d := 250 * time.Millisecond << rng.Intn(8)
+	if rng.Intn(2) == 0 {
+		return -d
+	}
+	return d
 }
 
 // ReadSchedule reads a schedule to replay from a nemesis.jsonl (a recorded

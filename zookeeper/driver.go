@@ -63,7 +63,7 @@ func (*Driver) Roles() []harness.Role {
 // ZooKeeper servers themselves, so zk-kill and zk-partition would be kill
 // and partition again; membership is static (no dynamic reconfiguration).
 func (*Driver) FaultKinds() []string {
-	return []string{nemesis.KindKill, nemesis.KindPause, nemesis.KindPartition, nemesis.KindDelay}
+	return []string{nemesis.KindKill, nemesis.KindPause, nemesis.KindPartition, nemesis.KindDelay, nemesis.KindClock}
 }
 
 // ReadModes implements harness.ReadModeDriver.

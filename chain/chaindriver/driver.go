@@ -238,7 +238,7 @@ func (d *Driver) Roles() []harness.Role {
 // power cuts the nodes, not ZooKeeper (power.go).
 func (d *Driver) FaultKinds() []string {
 	return []string{nemesis.KindKill, nemesis.KindPause, nemesis.KindPartition, nemesis.KindZKPartition,
-		nemesis.KindZKKill, nemesis.KindMember, nemesis.KindDelay, nemesis.KindPower}
+		nemesis.KindZKKill, nemesis.KindMember, nemesis.KindDelay, nemesis.KindPower, nemesis.KindClock}
 }
 
 // Start implements harness.Driver: ZooKeeper (unless d.ZK), the nodes, the

@@ -660,6 +660,20 @@ func (t *Target) Restart(_ context.Context, id int) error { return t.C.Restart(i
 // LoseUnsynced implements nemesis.PowerCutter.
 func (t *Target) LoseUnsynced(_ context.Context, id int) error { return t.C.LoseUnsynced(id) }
 
+// StepClock implements nemesis.ClockStepper: the wall clocks of the hosts
+// the nodes run on, once each (netns hosts share one). Without hosts the
+// nodes share the harness's own clock, which a run never steps.
+func (t *Target) StepClock(ctx context.Context, ids []int, d time.Duration) error {
+	if !t.C.Remote() {
+		return fmt.Errorf("%w: clock faults need the nodes on hosts (--hosts)", nemesis.ErrUnsupported)
+	}
+	hs := make([]*hosts.Host, 0, len(ids))
+	for _, id := range ids {
+		hs = append(hs, t.C.Host(id))
+	}
+	return t.C.cfg.Hosts.StepClocks(ctx, hs, d)
+}
+
 // Pause implements nemesis.Target.
 func (t *Target) Pause(_ context.Context, id int) error { return t.C.Pause(id) }
 

@@ -92,8 +92,14 @@ func (c *control) open(ctx context.Context) error {
 func (c *control) drop() {
 	if c.sess != nil {
 		c.sess.Close()
-		for range c.lines { // until the reader has ended
-		}
+		// The reader ends when the session's stdout does, which a host
+		// gone from the network (its namespace deleted, its cable pulled)
+		// delays until the SSH client is closed: drain in the background
+		// rather than wait here, so a Close is never stuck behind it.
+		go func(lines <-chan string) {
+			for range lines {
+			}
+		}(c.lines)
 	}
 	c.sess, c.stdin, c.lines = nil, nil, nil
 }
@@ -148,9 +154,11 @@ func (c *control) exchange(ctx context.Context, cmd, input string) ([]byte, erro
 	// The leading newline puts the ack on a line of its own even after
 	// output without a final one; the reader removes it.
 	fmt.Fprintf(&b, "printf '\\n%s%%d\\n' $?\n", ack)
-	written := make(chan error, 1)
+	// The writer gets the pipe, not c: a command that misses its deadline
+	// drops the shell (c.stdin = nil) while the write may still run.
+	written, stdin := make(chan error, 1), c.stdin
 	go func() {
-		_, err := io.WriteString(c.stdin, b.String())
+		_, err := io.WriteString(stdin, b.String())
 		written <- err
 	}()
 	var out strings.Builder

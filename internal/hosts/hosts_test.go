@@ -167,3 +167,43 @@ func (l testLog) Write(b []byte) (int, error) {
 	l.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
 }
+
+// wallDrift is how far the wall clock moved against the monotonic one
+// since ref.
+func wallDrift(ref time.Time) time.Duration {
+	now := time.Now()
+	return now.Round(0).Sub(ref.Round(0)) - now.Sub(ref)
+}
+
+// TestNetnsClockStepRestored steps the clock namespace hosts share (the
+// machine's) forward and back, then forward again and lets the reaper,
+// which runs when the harness dies, restore it: no clock fault outlives
+// its run.
+func TestNetnsClockStepRestored(t *testing.T) {
+	needNetns(t)
+	ctx := context.Background()
+	p, err := Open(ctx, "netns:2", Options{Log: testLog{t}})
+	require.NoError(t, err)
+	defer p.Close()
+	require.True(t, p.ClockShared())
+	ref := time.Now()
+	near := func(want time.Duration) {
+		t.Helper()
+		got := wallDrift(ref)
+		require.InDelta(t, want.Seconds(), got.Seconds(), 0.25, "the wall clock moved %v against the monotonic one, want %v", got, want)
+	}
+	require.NoError(t, p.StepClocks(ctx, p.Hosts, 3*time.Second))
+	near(3 * time.Second)
+	require.NoError(t, p.StepClocks(ctx, p.Hosts[1:], -time.Second))
+	near(2 * time.Second)
+	require.Contains(t, strings.Join(Leftovers(), "\n"), "clock offset 2000000000 ns")
+	require.NoError(t, p.StepClocks(ctx, p.Hosts[:1], -2*time.Second))
+	near(0)
+
+	require.NoError(t, p.StepClocks(ctx, p.Hosts, 4*time.Second))
+	near(4 * time.Second)
+	// The harness's death as the reaper sees it: its pipe closes.
+	require.NoError(t, p.netns.close())
+	near(0)
+	waitNoLeftovers(t, 30*time.Second)
+}

@@ -53,6 +53,7 @@ type netnsSet struct {
 	mu     sync.Mutex
 	names  []string        // namespaces made
 	sshd   []*proc.Process // one per namespace, Pdeathsig: dies with the harness
+	gone   bool            // close ran: the hosts are unreachable
 	reaper *exec.Cmd
 	// reaperPipe is the write end of the reaper's stdin: it closes when the
 	// harness exits, however it exits.
@@ -328,9 +329,10 @@ for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^%[1]s%[2]s-');
 	ip netns del "$ns" 2>/dev/null
 done
 ip link del %[3]s%[2]s 2>/dev/null
+%[6]s
 rm -rf '%[4]s' '/tmp/%[5]s%[2]s.guard'
 true
-`, nsPrefix, id, bridgePrefix, state, chainPrefix)
+`, nsPrefix, id, bridgePrefix, state, chainPrefix, clockUndoCmd(chainPrefix+id))
 }
 
 func (s *netnsSet) startReaper() error {
@@ -356,8 +358,12 @@ func (s *netnsSet) startReaper() error {
 // waits for it.
 func (s *netnsSet) close() error {
 	s.mu.Lock()
-	sshd := s.sshd
+	sshd, was := s.sshd, s.gone
+	s.gone = true
 	s.mu.Unlock()
+	if was {
+		return nil
+	}
 	for _, p := range sshd {
 		_ = p.Kill()
 	}
@@ -464,6 +470,7 @@ func Sweep() []string {
 			}
 		}
 	}
+	removed = append(removed, sweepClocks()...)
 	if ents, err := os.ReadDir(StateRoot()); err == nil {
 		for _, e := range ents {
 			if !alive(e.Name()) {
@@ -495,6 +502,7 @@ func Leftovers() []string {
 			}
 		}
 	}
+	out = append(out, clockLeftovers()...)
 	if ents, err := os.ReadDir("/proc"); err == nil {
 		for _, e := range ents {
 			if _, err := strconv.Atoi(e.Name()); err != nil {

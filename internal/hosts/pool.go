@@ -272,8 +272,9 @@ func (h *Host) prepare(ctx context.Context) error {
 
 // guardScript runs for the whole run in a session of its own: when its
 // stdin ends, because the harness closed it or died (the kernel closes a
-// dead process's connection), it removes the run's firewall chain, so a
-// killed harness leaves no partition behind on a real host.
+// dead process's connection), it removes the run's firewall chain and
+// steps the clock back (clockUndoCmd), so a killed harness leaves no
+// partition and no clock fault behind on a real host.
 //
 // Its pid file names the guard in /tmp: on netns hosts the reaper removes
 // it with the namespaces (their processes die before the script's end).
@@ -283,7 +284,7 @@ func guardScript(chain string) string {
 }
 
 func teardownCmd(chain string) string {
-	return fmt.Sprintf("iptables -w -D INPUT -j %[1]s 2>/dev/null; iptables -w -D OUTPUT -j %[1]s 2>/dev/null; iptables -w -F %[1]s 2>/dev/null; iptables -w -X %[1]s 2>/dev/null; true", chain)
+	return clockUndoCmd(chain) + "; " + fmt.Sprintf("iptables -w -D INPUT -j %[1]s 2>/dev/null; iptables -w -D OUTPUT -j %[1]s 2>/dev/null; iptables -w -F %[1]s 2>/dev/null; iptables -w -X %[1]s 2>/dev/null; true", chain)
 }
 
 func (h *Host) startGuard() error {
@@ -509,6 +510,17 @@ func untar(r io.Reader, dir string) error {
 	}
 }
 
+// netnsGone reports whether the pool's namespaces were already removed,
+// so that there is no host left to clean up.
+func (p *Pool) netnsGone() bool {
+	if p.netns == nil {
+		return false
+	}
+	p.netns.mu.Lock()
+	defer p.netns.mu.Unlock()
+	return p.netns.gone
+}
+
 // Close heals every host's firewall (removing the run's chain), removes
 // the run's working directories, ends the sessions and, for netns,
 // removes the namespaces, the bridge and the sshd processes. Idempotent.
@@ -517,6 +529,10 @@ func (p *Pool) Close() error {
 		var errs []error
 		for _, h := range p.Hosts {
 			if h.client == nil {
+				continue
+			}
+			if p.netnsGone() {
+				h.client.Close()
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)

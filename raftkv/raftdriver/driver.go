@@ -103,9 +103,9 @@ func (*Driver) Roles() []harness.Role {
 // reconfiguration of its own the store does not do.
 func (d *Driver) FaultKinds() []string {
 	if d.Groups > 1 {
-		return []string{nemesis.KindKill, nemesis.KindPause, nemesis.KindPartition, nemesis.KindDelay, nemesis.KindPower}
+		return []string{nemesis.KindKill, nemesis.KindPause, nemesis.KindPartition, nemesis.KindDelay, nemesis.KindPower, nemesis.KindClock}
 	}
-	return []string{nemesis.KindKill, nemesis.KindPause, nemesis.KindPartition, nemesis.KindMember, nemesis.KindDelay, nemesis.KindPower}
+	return []string{nemesis.KindKill, nemesis.KindPause, nemesis.KindPartition, nemesis.KindMember, nemesis.KindDelay, nemesis.KindPower, nemesis.KindClock}
 }
 
 // BugNoFsync acknowledges writes without fsync: the node runs with

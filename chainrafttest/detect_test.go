@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/chainraft/chainraft/harness"
 	"github.com/chainraft/chainraft/harness/workload"
 	"github.com/chainraft/chainraft/histories"
+	"github.com/chainraft/chainraft/internal/hosts"
 	"github.com/chainraft/chainraft/internal/proc"
 )
 
@@ -180,6 +182,9 @@ func detectConfig(t *testing.T, bin string, b harness.SeededBug, out string, see
 		},
 		CheckBudget: detectCheck, Progress: testLogWriter{t}, ProgressEvery: 4 * time.Second,
 	}
+	if b.Hosts != "" {
+		cfg.Cluster.Hosts = detectHosts(t, b)
+	}
 	require.NoError(t, harness.ApplySeededBug(&cfg, false))
 	if err := cfg.Validate(); errors.Is(err, harness.ErrInvalidConfig) {
 		// The bug's faults cannot run here (power faults without FUSE):
@@ -187,6 +192,21 @@ func detectConfig(t *testing.T, bin string, b harness.SeededBug, out string, see
 		t.Skipf("%s: its faults cannot run on this machine: %v", b.Name, err)
 	}
 	return cfg
+}
+
+// detectHosts makes the hosts a bug's faults need (b.Hosts), for the
+// test's runs, or skips the test where this machine cannot make them.
+func detectHosts(t *testing.T, b harness.SeededBug) *hosts.Pool {
+	t.Helper()
+	if strings.HasPrefix(b.Hosts, "netns:") {
+		if err := hosts.Available(); err != nil {
+			t.Skipf("%s needs hosts %s (its faults step their clocks), unavailable here: %v", b.Name, b.Hosts, err)
+		}
+	}
+	p, err := hosts.Open(context.Background(), b.Hosts, hosts.Options{Log: testLogWriter{t}})
+	require.NoError(t, err)
+	t.Cleanup(func() { p.Close() })
+	return p
 }
 
 // detectRun runs cfg and returns its outcome; a run that failed outright

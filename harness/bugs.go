@@ -60,6 +60,11 @@ type SeededBug struct {
 	RequestTimeout time.Duration
 	// RunTime is how long a detection run lasts (0: 8 s).
 	RunTime time.Duration
+	// Hosts, when set, is the --hosts value the bug's faults need (a
+	// clock fault steps the clocks of hosts, never this machine's): the
+	// detection tests run it there where the machine can make them
+	// (root, network namespaces) and skip it otherwise.
+	Hosts string
 	// Undetected, when set, says why the harness does not reliably catch
 	// the bug yet: the detection tests skip it except under -long, where
 	// its rate is measured, and the README table shows it. A finding, not

@@ -7,7 +7,7 @@ import (
 )
 
 // Seeded bugs. A test harness is worth what it catches, so the raft store
-// can be told to break itself in three known ways, each a classic mistake
+// can be told to break itself in four known ways, each a classic mistake
 // of raft-based key-value stores. They exist so that the harness's
 // detection tests (harness/detect_test.go) can show that a run with the
 // bug is judged not linearizable and the same run without it passes.
@@ -31,6 +31,17 @@ const (
 	// lost to a timeout, a crash or a partition) applies twice.
 	BugNoDedup = "no-dedup"
 
+	// BugWallLease serves reads from a leader lease timed on the wall
+	// clock: a read whose ReadIndex round a quorum confirmed grants the
+	// node a lease until the read's start plus most of an election
+	// timeout, and reads during it are answered locally, leader or not,
+	// as a lease holder may. Timed on the monotonic clock that lease is
+	// sound (no follower can elect a new leader sooner); on the wall
+	// clock, a step back stretches it by the step, and a leader cut off
+	// meanwhile keeps answering from the past while another leader takes
+	// writes. Only clock faults (nodes on hosts) show it.
+	BugWallLease = "wall-lease"
+
 	// BugStaleRead is the old name of BugLocalRead, still accepted.
 	BugStaleRead = "stale-read"
 )
@@ -39,7 +50,7 @@ const (
 var ErrUnknownBug = errors.New("unknown bug")
 
 // KnownBugs lists the seeded bug names, in the order the docs give them.
-func KnownBugs() []string { return []string{BugLocalRead, BugEarlyAck, BugNoDedup} }
+func KnownBugs() []string { return []string{BugLocalRead, BugEarlyAck, BugNoDedup, BugWallLease} }
 
 // bugs is the set of seeded bugs a node runs with; the zero value is a
 // correct node.
@@ -47,13 +58,14 @@ type bugs struct {
 	localRead bool
 	earlyAck  bool
 	noDedup   bool
+	wallLease bool
 }
 
 // ParseBug checks a --bug value: "" (no bug) or one of KnownBugs. It
 // returns the canonical name.
 func ParseBug(name string) (string, error) {
 	switch name {
-	case "", BugLocalRead, BugEarlyAck, BugNoDedup:
+	case "", BugLocalRead, BugEarlyAck, BugNoDedup, BugWallLease:
 		return name, nil
 	case BugStaleRead:
 		return BugLocalRead, nil
@@ -70,5 +82,6 @@ func parseBugs(name string) (bugs, error) {
 		localRead: name == BugLocalRead,
 		earlyAck:  name == BugEarlyAck,
 		noDedup:   name == BugNoDedup,
+		wallLease: name == BugWallLease,
 	}, nil
 }

@@ -89,6 +89,11 @@ type Node struct {
 	confWaiters map[uint64]chan Reply
 	nextRead    uint64
 	nextConf    uint64
+
+	// SEEDED BUG (BugWallLease): the lease's end and each read's start,
+	// in wall-clock nanoseconds.
+	wallLeaseUntil int64
+	wallReadStart  map[uint64]int64
 }
 
 type proposal struct {
@@ -164,7 +169,7 @@ func newNode(cfg NodeConfig) (*Node, error) {
 		stopc:       make(chan struct{}),
 		donec:       make(chan struct{}),
 		waiters:     map[kv.RequestID][]chan Reply{},
-		readWaiters: map[uint64]chan Reply{},
+		readWaiters: map[uint64]chan Reply{}, wallReadStart: map[uint64]int64{},
 		confWaiters: map[uint64]chan Reply{},
 	}
 	n.transport = cfg.Transport
@@ -425,12 +430,36 @@ func (n *Node) read(r readRequest) {
 		r.reply <- Reply{Result: n.core.Get(r.key)}
 		return
 	}
+	if n.bugs.wallLease && time.Now().UnixNano() < n.wallLeaseUntil {
+		// SEEDED BUG (BugWallLease): a lease timed on the wall clock.
+		r.reply <- Reply{Result: n.core.Get(r.key)}
+		return
+	}
 	n.nextRead++
 	if err := n.core.Read(n.nextRead, r.key); err != nil {
 		r.reply <- Reply{Err: err}
 		return
 	}
 	n.readWaiters[n.nextRead] = r.reply
+	if n.bugs.wallLease {
+		n.wallReadStart[n.nextRead] = time.Now().UnixNano()
+	}
+}
+
+// wallLeaseGranted extends the lease of BugWallLease after read id's
+// ReadIndex round was confirmed: until the read's start plus four fifths
+// of the election timeout, within which no other leader can be elected.
+func (n *Node) wallLeaseGranted(id uint64, ok bool) {
+	start, had := n.wallReadStart[id]
+	delete(n.wallReadStart, id)
+	if !had || !ok {
+		return
+	}
+	et := n.cfg.ElectionTick
+	if et == 0 {
+		et = 10
+	}
+	n.wallLeaseUntil = max(n.wallLeaseUntil, start+int64(et)*int64(n.cfg.TickInterval)*4/5)
 }
 
 func (n *Node) adminReq(a adminRequest) {
@@ -519,6 +548,9 @@ func sameTermVote(hs, durable *raftpb.HardState) bool {
 func (n *Node) reply(r Reply) {
 	switch {
 	case r.Read != 0:
+		if n.bugs.wallLease {
+			n.wallLeaseGranted(r.Read, r.Err == nil)
+		}
 		if c, ok := n.readWaiters[r.Read]; ok {
 			delete(n.readWaiters, r.Read)
 			c <- r

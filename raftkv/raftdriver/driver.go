@@ -153,6 +153,26 @@ func (*Driver) SeededBugs() []harness.SeededBug {
 			AppendFraction: 0.3,
 		},
 		{
+			Name: raftkv.BugWallLease, Store: Name,
+			Mistake: "a leader lease timed on the wall clock: reads answered locally while it lasts",
+			// Step the leader's clock back and cut the leader off: its
+			// lease, stretched by the step, outlives the election of the
+			// next leader. Then pause that one, as for local-read, so
+			// that clients rotate to the cut-off node, which answers
+			// from the past.
+			Faults: []nemesis.Fault{
+				{Kind: nemesis.KindClock, Role: nemesis.RoleLeader, Step: -8 * time.Second},
+				{Kind: nemesis.KindPartition, Shape: nemesis.ShapeIsolate, Role: nemesis.RoleLeader},
+				{Kind: nemesis.KindPause, Role: nemesis.RoleLeader},
+			},
+			Stagger:  1500 * time.Millisecond,
+			Duration: 4 * time.Second,
+			Exposes:  "the leader's wall clock stepped back 8 s, a partition isolating it, then pause the new leader",
+			Keys:     5,
+			RunTime:  14 * time.Second,
+			Hosts:    "netns:3",
+		},
+		{
 			Name: BugNoFsync, Store: Name,
 			Mistake: "writes acknowledged without fsync: the log, the vote and their directory entries stay in the page cache",
 			// A kill does not show it (the page cache survives a

@@ -1,5 +1,6 @@
 // Package nemesis injects faults into a running cluster — kills, pauses,
-// partitions, ZooKeeper faults, membership changes, link delay — from seeded
+// partitions, ZooKeeper faults, membership changes, link delay, power
+// cuts, clock steps — from seeded
 // schedules that are recorded and can be replayed, and measures how long the
 // store takes to recover from each.
 //
@@ -117,11 +118,27 @@
 // else. Traffic among the ZooKeeper servers is not proxied; zk-kill covers
 // the ensemble's own failures.
 //
+// # Clock faults
+//
+// A clock fault steps the wall clock (CLOCK_REALTIME) of the hosts its
+// targets run on by Fault.Step — back or forward, 250 ms to 32 s when
+// generated — and its heal steps it back, through a Target that
+// implements [ClockStepper] (the harness's, when nodes run on --hosts).
+// It is the only clock a harness can move from outside a Go process: Go
+// reads its clocks through the vDSO, out of libfaketime's reach; the
+// monotonic clock cannot be stepped, and a time namespace offsets it only
+// before its first process starts. So the fault tests what it should: a
+// store timing its leases on the monotonic clock rides it out, one that
+// trusts the wall clock does not (raft's seeded bug wall-lease). Hosts may
+// share a clock (netns hosts are one kernel); the Target steps each clock
+// once. Nodes on the harness's own machine get clock faults skipped, and
+// "all" never includes them: a user asks for them by name.
+//
 // # Schedules, nemesis.jsonl and replay
 //
 // [Generate] draws a schedule from a seed: a quiet period, then faults of
 // the requested kinds ("all" is kill, pause, partition, zk-partition,
-// zk-kill, member and power; delay must be asked for; the harness narrows
+// zk-kill, member and power; delay and clock must be asked for; the harness narrows
 // "all" to the kinds the store's driver takes, power only where FUSE can
 // mount), each lasting Duration and
 // spaced Interval apart (Overlap spaces the starts instead). Kinds are dealt

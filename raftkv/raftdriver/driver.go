@@ -165,7 +165,7 @@ func (*Driver) SeededBugs() []harness.SeededBug {
 				{Kind: nemesis.KindPartition, Shape: nemesis.ShapeIsolate, Role: nemesis.RoleLeader},
 				{Kind: nemesis.KindPause, Role: nemesis.RoleLeader},
 			},
-			Stagger:  1500 * time.Millisecond,
+			Stagger:  2 * time.Second,
 			Duration: 4 * time.Second,
 			Exposes:  "the leader's wall clock stepped back 8 s, a partition isolating it, then pause the new leader",
 			Keys:     5,

@@ -240,7 +240,7 @@ func (f *runFlags) addFlags(fl *pflag.FlagSet, timeLimit time.Duration) {
 	fl.StringVar(&f.readMode, "read-mode", "", "how the store serves reads: "+readModesHelp()+"; empty: the store's default")
 	fl.DurationVar(&f.requestTimeout, "request-timeout", harness.DefaultRequestTimeout, "deadline of one client operation; past it the outcome is unknown")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress lines on stderr")
-	fl.StringVar(&f.nemesis, "nemesis", "none", "faults: critical (the store's most critical role killed, paused and cut off, once each); or comma-separated "+strings.Join(nemesis.Kinds, ", ")+", or zk (zk-partition and zk-kill); all (every kind the store takes but delay); or none")
+	fl.StringVar(&f.nemesis, "nemesis", "none", "faults: critical (the store's most critical role killed, paused and cut off, once each); or comma-separated "+strings.Join(nemesis.Kinds, ", ")+", or zk (zk-partition and zk-kill); all (every kind the store takes but delay and clock); or none")
 	fl.DurationVar(&f.nemesisInterval, "nemesis-interval", 5*time.Second, "time between faults, and each fault's length (at least 100ms)")
 	fl.BoolVar(&f.nemesisOverlap, "nemesis-overlap", false, "start a fault every interval, each lasting two, so faults overlap")
 	fl.StringVar(&f.replay, "replay", "", "replay the fault schedule of a recorded nemesis.jsonl (overrides --nemesis)")

@@ -69,9 +69,9 @@ type NemesisConfig struct {
 	// Kinds are --nemesis values: "kill", "pause", "partition", "zk",
 	// "zk-partition", "zk-kill", "member", "delay", "clock", or "all".
 	// Empty (and no Replay) means no nemesis. "all" is every kind the
-	// store's driver takes (FaultDriver.FaultKinds) but delay and clock, so that a short run spends
-	// its faults on kinds that apply; a kind named outright that the store
-	// cannot take is refused.
+	// store's driver takes (FaultDriver.FaultKinds) but delay and clock,
+	// so that a short run spends its faults on kinds that apply; a kind
+	// named outright that the store cannot take is refused.
 	Kinds []string
 	// Interval is the time between faults and each fault's length
 	// (default 5s); the first fault comes after a quiet Interval.

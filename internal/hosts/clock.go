@@ -22,7 +22,9 @@ import (
 // Every step is recorded, before it is made, as the run's net offset in
 // /tmp/<chain>.clock on the host; teardownCmd steps it back, so a run's
 // end, the guard of a harness that died (SSH hosts), the netns reaper and
-// Sweep all restore the clock. Steps are made with GNU date, one process
+// Sweep all restore the clock. The record is taken by a rename before the
+// step back: an undoer killed in between leaves <file>.undo, which the
+// cleanup tests report, and the clock off. Steps are made with GNU date, one process
 // reading the time and another setting it, so each step is off by the
 // few milliseconds between them.
 

@@ -278,13 +278,24 @@ func (h *Host) prepare(ctx context.Context) error {
 //
 // Its pid file names the guard in /tmp: on netns hosts the reaper removes
 // it with the namespaces (their processes die before the script's end).
-func guardScript(chain string) string {
+//
+// On netns hosts the guard leaves the clock to the reaper: the reaper
+// kills every process in the namespaces, and a guard killed between
+// taking the clock record and stepping the clock back would leave both
+// undone.
+func guardScript(chain string, clock bool) string {
 	return fmt.Sprintf(`trap '' HUP; echo $$ > /tmp/%s.guard; echo ready; cat >/dev/null; %s; rm -f /tmp/%s.guard`,
-		chain, teardownCmd(chain), chain)
+		chain, teardownCmd(chain, clock), chain)
 }
 
-func teardownCmd(chain string) string {
-	return clockUndoCmd(chain) + "; " + fmt.Sprintf("iptables -w -D INPUT -j %[1]s 2>/dev/null; iptables -w -D OUTPUT -j %[1]s 2>/dev/null; iptables -w -F %[1]s 2>/dev/null; iptables -w -X %[1]s 2>/dev/null; true", chain)
+// teardownCmd removes the run's firewall chain and, with clock, steps the
+// host's clock back by what the run recorded.
+func teardownCmd(chain string, clock bool) string {
+	undo := ""
+	if clock {
+		undo = clockUndoCmd(chain) + "; "
+	}
+	return undo + fmt.Sprintf("iptables -w -D INPUT -j %[1]s 2>/dev/null; iptables -w -D OUTPUT -j %[1]s 2>/dev/null; iptables -w -F %[1]s 2>/dev/null; iptables -w -X %[1]s 2>/dev/null; true", chain)
 }
 
 func (h *Host) startGuard() error {
@@ -302,7 +313,7 @@ func (h *Host) startGuard() error {
 		s.Close()
 		return err
 	}
-	if err := s.Start(guardScript(h.pool.Chain())); err != nil {
+	if err := s.Start(guardScript(h.pool.Chain(), !h.pool.ClockShared())); err != nil {
 		s.Close()
 		return fmt.Errorf("host %s: guard: %w", h.Name, err)
 	}
@@ -536,7 +547,7 @@ func (p *Pool) Close() error {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-			if _, err := h.Do(ctx, teardownCmd(p.Chain())+"; rm -rf "+Quote(h.Base), ""); err != nil {
+			if _, err := h.Do(ctx, teardownCmd(p.Chain(), true)+"; rm -rf "+Quote(h.Base), ""); err != nil {
 				errs = append(errs, err)
 			}
 			cancel()

@@ -202,6 +202,8 @@ func detectHosts(t *testing.T, b harness.SeededBug) *hosts.Pool {
 		if err := hosts.Available(); err != nil {
 			t.Skipf("%s needs hosts %s (its faults step their clocks), unavailable here: %v", b.Name, b.Hosts, err)
 		}
+		// Namespace hosts share the machine's clock.
+		proc.HoldMachineClock(t)
 	}
 	p, err := hosts.Open(context.Background(), b.Hosts, hosts.Options{Log: testLogWriter{t}})
 	require.NoError(t, err)

@@ -181,6 +181,7 @@ func wallDrift(ref time.Time) time.Duration {
 // its run.
 func TestNetnsClockStepRestored(t *testing.T) {
 	needNetns(t)
+	proc.HoldMachineClock(t)
 	ctx := context.Background()
 	p, err := Open(ctx, "netns:2", Options{Log: testLog{t}})
 	require.NoError(t, err)

@@ -243,3 +243,24 @@ func sweepStaleBuilds() {
 		}
 	}
 }
+
+// clockLock is the file test binaries lock while they step the machine's
+// wall clock.
+var clockLock = filepath.Join(os.TempDir(), "chainraft-clock-tests.lock")
+
+// HoldMachineClock makes tb the only test on this machine, across test
+// binaries (go test runs packages side by side), that steps the machine's
+// wall clock (clock faults on netns hosts) until it ends: a test that
+// checks where the clock stands must not see another's step.
+func HoldMachineClock(tb testing.TB) {
+	tb.Helper()
+	f, err := os.OpenFile(clockLock, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		tb.Fatalf("clock lock: %v", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		tb.Fatalf("clock lock: %v", err)
+	}
+	tb.Cleanup(func() { f.Close() })
+}

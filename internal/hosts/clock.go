@@ -68,7 +68,7 @@ func (h *Host) stepClock(ctx context.Context, d time.Duration) error {
 date +%%s%%N | grep -qE '^[0-9]+$' || { echo 'date cannot print nanoseconds (GNU coreutils needed)' >&2; exit 3; }
 f=%[2]s; o=$(cat "$f" 2>/dev/null || echo 0)
 echo $((o + (%[3]d))) > "$f.new" && mv "$f.new" "$f" || exit 1
-%[4]s || { echo "$o" > "$f"; exit 1; }`, ntpDaemons, Quote(f), d.Nanoseconds(), stepCmd(fmt.Sprint(d.Nanoseconds())))
+%[4]s || { if [ "$o" = 0 ]; then rm -f "$f"; else echo "$o" > "$f"; fi; exit 1; }`, ntpDaemons, Quote(f), d.Nanoseconds(), stepCmd(fmt.Sprint(d.Nanoseconds())))
 	if out, err := h.Do(ctx, script, ""); err != nil {
 		return fmt.Errorf("host %s: step the clock by %v: %w%s", h.Name, d, err, trimOut(out))
 	}

@@ -82,7 +82,7 @@ var (
 // counts what it took in. Its methods are safe for concurrent use: each
 // transfer runs on its own gRPC handler goroutine.
 type Receiver struct {
-	max int64
+	max, budget int64
 
 	mu   sync.Mutex
 	free int64
@@ -93,7 +93,14 @@ type Receiver struct {
 // NewReceiver accepts transfers of at most max bytes each and budget bytes
 // in all at a time.
 func NewReceiver(max, budget int64) *Receiver {
-	return &Receiver{max: max, free: budget}
+	return &Receiver{max: max, budget: budget, free: budget}
+}
+
+// Held reports the budget bytes transfers in progress hold.
+func (r *Receiver) Held() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.budget - r.free
 }
 
 // Received reports the bytes and the number of transfers handed on whole.

@@ -30,8 +30,8 @@ const (
 	// maxMsgSize bounds one gRPC message. A snapshot whose data is larger
 	// than a chunk travels in pieces (sendChunked), so what comes near the
 	// bound is a batch or a client request, never the store's whole state.
-	maxMsgSize = 256 << 20
-	redialBackoff  = 50 * time.Millisecond
+	maxMsgSize    = 256 << 20
+	redialBackoff = 50 * time.Millisecond
 )
 
 // report is what a peer sender tells the node about delivery, so raft can

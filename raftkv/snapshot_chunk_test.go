@@ -104,6 +104,8 @@ func TestChunkedSnapshotBringsUpJoiner(t *testing.T) {
 		st1, st2 := status(t, n1), status(t, n2)
 		return st2.Applied >= st1.Commit && st2.Digest == st1.Digest
 	}, 20*time.Second, 20*time.Millisecond, "the joiner holds the leader's data")
+	// The sender counts the transfer once the receiver's answer is back.
+	require.Eventually(t, func() bool { _, sent := n1.transport.SnapshotsSent(); return sent == 1 }, 5*time.Second, 10*time.Millisecond)
 	sentBytes, sent := n1.transport.SnapshotsSent()
 	gotBytes, got := n2.transport.SnapshotsReceived()
 	require.Equal(t, uint64(1), sent, "one transfer")
@@ -235,6 +237,8 @@ func TestChunkedSnapshotCutMidwayIsSentAgain(t *testing.T) {
 		st1, st2 := status(t, n1), status(t, n2)
 		return st2.Applied >= st1.Commit && st2.Digest == st1.Digest
 	}, 20*time.Second, 20*time.Millisecond, "the joiner holds the leader's data")
+	// The sender counts the transfer once the receiver's answer is back.
+	require.Eventually(t, func() bool { _, sent := n1.transport.SnapshotsSent(); return sent == 1 }, 5*time.Second, 10*time.Millisecond)
 	sentBytes, sent := n1.transport.SnapshotsSent()
 	gotBytes, got := n2.transport.SnapshotsReceived()
 	require.Equal(t, uint64(1), sent, "one transfer completed")

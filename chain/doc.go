@@ -122,7 +122,14 @@
 //   - Node.run: started by StartNode, stopped by Node.Stop; ends on its own
 //     on a storage error (then Node.Err says why and Run returns it).
 //   - Transport: one sender per peer, stopped by Transport.Stop (Node.run
-//     stops it on exit) or when a peer's address changes.
+//     stops it on exit) or when a peer's address changes. A snapshot
+//     larger than a chunk is sent by that sender in its place in the queue,
+//     in pieces over a stream of its own (design.md, Reconfiguration), with
+//     a watcher goroutine that cancels the transfer if the transport or
+//     peer stops, ended when the transfer returns.
+//   - gRPC server goroutines (the grpc.Server's, stopped by its Stop):
+//     a chunked snapshot is assembled on its handler's goroutine, within
+//     the sender's deadline, and only the whole message goes to Node.run.
 //   - RunCoordinator: config watchers (one per chain), the lease loop, the
 //     master campaign (and the master's watch forwarders), a closer; all end
 //     when its ctx ends and RunCoordinator waits for them. A master stopped

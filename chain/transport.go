@@ -300,7 +300,10 @@ func (t *Transport) sendChunked(p *peer, m *pb.Message) error {
 			if pieces == 0 {
 				c.Message, c.Size = header.Interface().(*pb.Message), uint64(size)
 			}
-			if err := stream.Send(c); err != nil {
+			watchdog := time.AfterFunc(chunk.Stall, cancel)
+			err := stream.Send(c)
+			watchdog.Stop()
+			if err != nil {
 				return err
 			}
 			pieces++

@@ -144,7 +144,9 @@
 // of transfers at a time, and accepts only a stream whose deadline is
 // within 10 s plus its size at 8 MiB/s: a transfer whose sender died or was
 // cut off ends at that deadline and its pieces are dropped, never applied,
-// and raft, told it failed, sends a new one.
+// and raft, told it failed, sends a new one. The sender gives a transfer
+// up sooner when one piece waits 5 s to be sent (the receiver stopped
+// reading), so that raft does not wait the whole deadline to try again.
 //
 // # Invariants (violations panic)
 //

@@ -376,7 +376,10 @@ func (t *Transport) sendChunked(client pb.RaftClient, p *peer, s outSnap) error 
 			if pieces == 0 {
 				c.From, c.Group, c.Message, c.Size = t.id, s.group, s.header, uint64(size)
 			}
-			if err := stream.Send(c); err != nil {
+			watchdog := time.AfterFunc(chunk.Stall, cancel)
+			err := stream.Send(c)
+			watchdog.Stop()
+			if err != nil {
 				return err
 			}
 			pieces++

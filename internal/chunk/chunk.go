@@ -45,6 +45,12 @@ const (
 	// far below what loopback or a LAN carries, so that only a stuck or
 	// dead sender reaches it; slack covers the time between the sender
 	// computing its deadline and the receiver checking it.
+	// Stall bounds one piece's Send at the sender: a Send blocks only on
+	// flow control, so one that waits this long means the receiver
+	// stopped reading (a paused process, a silent partition), and the
+	// transfer is given up rather than left to its whole deadline.
+	Stall = 5 * time.Second
+
 	baseTimeout = 10 * time.Second
 	minRate     = 8 << 20 // bytes per second
 	slack       = 5 * time.Second

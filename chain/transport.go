@@ -279,15 +279,21 @@ func (t *Transport) sendChunked(p *peer, m *pb.Message) error {
 	size := len(data)
 	ctx, cancel := context.WithTimeout(context.Background(), chunk.Timeout(int64(size)))
 	defer cancel()
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() { // the transfer ends early when the transport or the peer stops
+	// The transfer ends early when the transport or the peer stops; the
+	// watcher that sees to it is over before sendChunked returns.
+	stop, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
 		select {
 		case <-p.stopc:
 		case <-t.stopc:
 		case <-stop:
 		}
 		cancel()
+	}()
+	defer func() {
+		close(stop)
+		<-watched
 	}()
 	pieces, sent := 0, 0
 	err = func() error {

@@ -300,3 +300,93 @@ func TestPartialSnapshotDiscarded(t *testing.T) {
 	require.Equal(t, whole[0].GetSize(), d2.SnapshotBytesReceived)
 	require.Equal(t, uint64(1), d2.SnapshotsReceived)
 }
+
+// slowPeer records, in arrival order, the messages its stream gets and the
+// snapshot transfers it completes; a transfer waits after its first piece
+// until release is closed.
+type slowPeer struct {
+	pb.UnimplementedChainServiceServer
+	started, release chan struct{}
+	mu               sync.Mutex
+	events           []string
+}
+
+func (p *slowPeer) record(e string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.events = append(p.events, e)
+}
+
+func (p *slowPeer) seen() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.events...)
+}
+
+func (p *slowPeer) Stream(stream grpc.ClientStreamingServer[pb.Batch, pb.StepResponse]) error {
+	for {
+		b, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		for _, m := range b.Messages {
+			p.record(fmt.Sprintf("%v chain %d", m.Type, m.Chain))
+		}
+	}
+}
+
+func (p *slowPeer) Snapshot(stream grpc.ClientStreamingServer[pb.SnapshotChunk, pb.StepResponse]) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	close(p.started)
+	<-p.release
+	for {
+		if _, err := stream.Recv(); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return err
+		}
+	}
+	p.record(fmt.Sprintf("snapshot chain %d", first.GetMessage().GetChain()))
+	return stream.SendAndClose(&pb.StepResponse{})
+}
+
+// While one chain's snapshot travels, the other chains' messages to the
+// same peer go on, and that chain's own later messages wait until the
+// snapshot is through, so each chain's link stays FIFO.
+func TestChunkedSnapshotHoldsOnlyItsChain(t *testing.T) {
+	lis := listenLocal(t)
+	peer := &slowPeer{started: make(chan struct{}), release: make(chan struct{})}
+	gs := grpc.NewServer()
+	pb.RegisterChainServiceServer(gs, peer)
+	go func() { _ = gs.Serve(lis) }()
+	defer gs.Stop()
+
+	tr := newTransport(nil)
+	defer tr.Stop()
+	tr.chunk.Store(testChunk)
+	tr.SetPeer(2, lis.Addr().String())
+	data := map[string]string{}
+	for i := range 10 {
+		data[fmt.Sprint(i)] = strings.Repeat("v", 1000)
+	}
+	require.NoError(t, tr.Send(&pb.Message{Type: pb.MessageType_MSG_SNAPSHOT, Chain: 0, Epoch: 1, From: 1, To: 2,
+		Snapshot: &pb.Snapshot{LastSeq: 5, Data: data}}))
+	select {
+	case <-peer.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the snapshot transfer did not start")
+	}
+	require.NoError(t, tr.Send(&pb.Message{Type: pb.MessageType_MSG_APPEND, Chain: 0, Epoch: 1, From: 1, To: 2, Received: 6}))
+	require.NoError(t, tr.Send(&pb.Message{Type: pb.MessageType_MSG_ACK, Chain: 1, Epoch: 1, From: 1, To: 2}))
+	require.Eventually(t, func() bool { return len(peer.seen()) > 0 }, 10*time.Second, 10*time.Millisecond, "chain 1's ack goes past the snapshot")
+	time.Sleep(100 * time.Millisecond) // room for a wrongly sent append to arrive
+	require.Equal(t, []string{"MSG_ACK chain 1"}, peer.seen(), "chain 0's append waits behind chain 0's snapshot")
+
+	close(peer.release)
+	require.Eventually(t, func() bool { return len(peer.seen()) == 3 }, 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, []string{"MSG_ACK chain 1", "snapshot chain 0", "MSG_APPEND chain 0"}, peer.seen())
+	require.Equal(t, uint64(3), tr.MessagesSent())
+}

@@ -102,7 +102,18 @@ type peer struct {
 	client pb.ChainServiceClient
 	q      chan *pb.Message
 	stopc  chan struct{}
+	// snapq carries snapshots too large for a batch from sendLoop to
+	// sendSnapshots; snapDone carries back the chain of each one done
+	// (sent or failed), so that sendLoop lets that chain's later messages
+	// go. Both hold snapQueue, so neither side blocks the other for long.
+	snapq    chan *pb.Message
+	snapDone chan uint32
 }
+
+// snapQueue bounds the chunked snapshots waiting for one peer: one per
+// chain of a three-chain placement and some slack. Past it a snapshot is
+// dropped, like a message from a full queue; the Core sends it again.
+const snapQueue = 8
 
 // newTransport returns a transport with no peers; logger gets a line per
 // chunked snapshot transfer.
@@ -136,7 +147,8 @@ func (t *Transport) SetPeer(id uint64, addr string) {
 	if err != nil {
 		return // malformed address: messages to id are dropped
 	}
-	p := &peer{id: id, addr: addr, conn: conn, client: pb.NewChainServiceClient(conn), q: make(chan *pb.Message, peerQueue), stopc: make(chan struct{})}
+	p := &peer{id: id, addr: addr, conn: conn, client: pb.NewChainServiceClient(conn), q: make(chan *pb.Message, peerQueue), stopc: make(chan struct{}),
+		snapq: make(chan *pb.Message, snapQueue), snapDone: make(chan uint32, snapQueue)}
 	t.peers[id] = p
 	t.wg.Add(1)
 	go t.sendLoop(p)
@@ -162,15 +174,26 @@ func (t *Transport) Send(m *pb.Message) error {
 }
 
 // sendLoop owns one peer's stream and its queue. A snapshot larger than a
-// chunk goes in pieces over a stream of its own (sendChunked), in its
-// place in the queue: the batch before it is sent first, and the next
-// waits until the receiver has taken it, so the link stays FIFO, which
-// the chain protocol counts on (what follows a snapshot builds on it).
-// The other chains' traffic to the peer waits meanwhile, as it waited
-// behind a one-message snapshot before.
+// chunk goes to the peer's snapshot sender (sendSnapshots), which carries
+// it in pieces over a stream of its own while this loop goes on with the
+// other chains' batches: a 300 MB copy takes seconds, and holding every
+// chain's appends to the peer behind it made the data-path detector take
+// the peer out. The snapshot's own chain stays FIFO, which the chain
+// protocol counts on (what follows a snapshot builds on it): the batch
+// before it is sent first, and that chain's later messages are held here
+// until the transfer is done.
 func (t *Transport) sendLoop(p *peer) {
 	defer t.wg.Done()
-	defer p.conn.Close()
+	snapsDone := make(chan struct{})
+	go func() {
+		defer close(snapsDone)
+		t.sendSnapshots(p)
+	}()
+	// The snapshot sender uses the connection too: it goes first.
+	defer func() {
+		<-snapsDone
+		p.conn.Close()
+	}()
 	var stream pb.ChainService_StreamClient
 	var cancel context.CancelFunc = func() {}
 	defer func() { cancel() }()
@@ -208,11 +231,22 @@ func (t *Transport) sendLoop(p *peer) {
 		}
 		return true
 	}
+	// pending counts each chain's snapshots with the snapshot sender;
+	// held keeps that chain's messages queued after them, in order, at
+	// most peerQueue (past it they are dropped, as from a full queue).
+	pending := map[uint32]int{}
+	held := map[uint32][]*pb.Message{}
 	for {
 		var msgs []*pb.Message
 		select {
 		case m := <-p.q:
 			msgs = append(msgs, m)
+		case c := <-p.snapDone:
+			if pending[c]--; pending[c] == 0 {
+				msgs = held[c]
+				delete(pending, c)
+				delete(held, c)
+			}
 		case <-p.stopc:
 			return
 		case <-t.stopc:
@@ -229,6 +263,12 @@ func (t *Transport) sendLoop(p *peer) {
 		}
 		batch := &pb.Batch{}
 		for _, m := range msgs {
+			if pending[m.Chain] > 0 {
+				if len(held[m.Chain]) < peerQueue {
+					held[m.Chain] = append(held[m.Chain], m)
+				}
+				continue
+			}
 			if m.Type != pb.MessageType_MSG_SNAPSHOT || int64(proto.Size(m.Snapshot)) <= t.chunk.Load() {
 				batch.Messages = append(batch.Messages, m)
 				continue
@@ -239,15 +279,38 @@ func (t *Transport) sendLoop(p *peer) {
 				}
 				batch = &pb.Batch{}
 			}
-			if err := t.sendChunked(p, m); err != nil {
-				if !t.pause(p) {
-					return
-				}
-				continue
+			select {
+			case p.snapq <- m:
+				pending[m.Chain]++
+			default: // dropped: the Core sends the snapshot again
 			}
-			t.sent.Add(1)
 		}
 		if len(batch.Messages) > 0 && !send(batch) {
+			return
+		}
+	}
+}
+
+// sendSnapshots owns one peer's chunked transfers, one at a time, and
+// tells sendLoop as each is done; it ends when the peer or the transport
+// stops, and sendLoop waits for it.
+func (t *Transport) sendSnapshots(p *peer) {
+	for {
+		select {
+		case m := <-p.snapq:
+			if err := t.sendChunked(p, m); err == nil {
+				t.sent.Add(1)
+			}
+			select {
+			case p.snapDone <- m.Chain:
+			case <-p.stopc:
+				return
+			case <-t.stopc:
+				return
+			}
+		case <-p.stopc:
+			return
+		case <-t.stopc:
 			return
 		}
 	}

@@ -122,7 +122,15 @@
 //   - Node.run: started by StartNode, stopped by Node.Stop; ends on its own
 //     on a storage error (then Node.Err says why and Run returns it).
 //   - Transport: one sender per peer, stopped by Transport.Stop (Node.run
-//     stops it on exit) or when a peer's address changes.
+//     stops it on exit) or when a peer's address changes; it starts the
+//     peer's snapshot sender and waits for it on the way out. A snapshot
+//     larger than a chunk goes to that one, in pieces over a stream of its
+//     own, while the sender holds back that chain's later messages only
+//     (design.md, Reconfiguration); each transfer has a watcher goroutine
+//     that cancels it if the transport or peer stops, ended with it.
+//   - gRPC server goroutines (the grpc.Server's, stopped by its Stop):
+//     a chunked snapshot is assembled on its handler's goroutine, within
+//     the sender's deadline, and only the whole message goes to Node.run.
 //   - RunCoordinator: config watchers (one per chain), the lease loop, the
 //     master campaign (and the master's watch forwarders), a closer; all end
 //     when its ctx ends and RunCoordinator waits for them. A master stopped

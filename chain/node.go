@@ -174,7 +174,7 @@ func newNode(cfg NodeConfig) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg: cfg, bugs: core.bugs, logger: logger, core: core, storage: st, transport: newTransport(),
+		cfg: cfg, bugs: core.bugs, logger: logger, core: core, storage: st, transport: newTransport(logger),
 		recvc: make(chan *pb.Message, recvQueue), reqc: make(chan request, requestQueue), cfgc: make(chan Config, 256),
 		sesskc: make(chan struct{}, 1), statusc: make(chan chan []Status), inspectc: make(chan func(*Core)), syncedc: make(chan ChainEpoch, 64),
 		start: time.Now(), waiters: map[uint64]waiterChan{}, repStepped: map[int]uint64{}, reportc: make(chan struct{}, 1),
@@ -450,6 +450,21 @@ func (n *Node) failAll() {
 	for tok, w := range n.waiters {
 		w.c <- Reply{Token: tok, Status: pb.Status_STATUS_UNKNOWN, Err: ErrStopped.Error()}
 		delete(n.waiters, tok)
+	}
+}
+
+// deliverSnapshot hands an assembled chunked snapshot to the loop. Unlike
+// a batch's messages, which are dropped when the queue is full, it waits
+// for room until ctx (the transfer's deadline) ends or the node stops:
+// dropping it would throw away the whole transfer.
+func (n *Node) deliverSnapshot(ctx context.Context, m *pb.Message) error {
+	select {
+	case n.recvc <- m:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.donec:
+		return ErrStopped
 	}
 }
 

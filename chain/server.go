@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/chainraft/chainraft/chain/chainpb"
 )
@@ -21,6 +23,9 @@ type server struct {
 
 func (s server) Step(_ context.Context, b *pb.Batch) (*pb.StepResponse, error) {
 	for _, m := range b.Messages {
+		if m.Type == pb.MessageType_MSG_SNAPSHOT {
+			s.n.transport.recv.Count(proto.Size(m.Snapshot))
+		}
 		select {
 		case s.n.recvc <- m:
 		default:
@@ -45,6 +50,48 @@ func (s server) Stream(st pb.ChainService_StreamServer) error {
 	}
 }
 
+// Snapshot receives one chunked snapshot message (Transport.sendChunked)
+// and hands it to the Core only once it is whole; package chunk bounds
+// what is accepted. A transfer that breaks off (the sender died, the link
+// was cut, the deadline passed) is dropped here with its pieces; the
+// sender's Core sends the snapshot again. The answer goes only after the
+// message is on the node's queue, so the sender's next batch follows it.
+func (s server) Snapshot(st pb.ChainService_SnapshotServer) error {
+	first, err := st.Recv()
+	if err != nil {
+		return err
+	}
+	m := first.GetMessage()
+	if m.GetType() != pb.MessageType_MSG_SNAPSHOT || m.GetSnapshot() != nil || m.GetTo() != s.n.cfg.ID {
+		return fmt.Errorf("node %d: chunked snapshot without a snapshot message's header for it (%v to %d)", s.n.cfg.ID, m.GetType(), m.GetTo())
+	}
+	began := time.Now()
+	tr := s.n.transport
+	data, done, err := tr.recv.Assemble(st.Context(), first.GetSize(), first.GetData(), func() ([]byte, error) {
+		c, err := st.Recv()
+		return c.GetData(), err
+	})
+	if err != nil {
+		s.n.logger.Printf("node %d: snapshot of chain %d (epoch %d) from %d discarded after %v: %v",
+			s.n.cfg.ID, m.Chain, m.Epoch, m.From, time.Since(began).Round(time.Millisecond), err)
+		return err
+	}
+	snap := &pb.Snapshot{}
+	err = proto.Unmarshal(data, snap)
+	if err == nil {
+		m.Snapshot = snap
+		err = s.n.deliverSnapshot(st.Context(), m)
+	}
+	done(err == nil)
+	if err != nil {
+		s.n.logger.Printf("node %d: snapshot of chain %d (epoch %d) from %d not delivered: %v", s.n.cfg.ID, m.Chain, m.Epoch, m.From, err)
+		return err
+	}
+	s.n.logger.Printf("node %d: snapshot of chain %d (epoch %d, seq %d) from %d: %d bytes received in %v",
+		s.n.cfg.ID, m.Chain, m.Epoch, snap.LastSeq, m.From, len(data), time.Since(began).Round(time.Millisecond))
+	return st.SendAndClose(&pb.StepResponse{})
+}
+
 func (s server) Digest(ctx context.Context, r *pb.DigestRequest) (*pb.DigestResponse, error) {
 	if int(r.Chain) >= s.n.cfg.Chains {
 		return nil, fmt.Errorf("no chain %d", r.Chain)
@@ -52,8 +99,11 @@ func (s server) Digest(ctx context.Context, r *pb.DigestRequest) (*pb.DigestResp
 	out := make(chan *pb.DigestResponse, 1)
 	f := func(c *Core) {
 		st, d, keys := c.Digest(int(r.Chain))
-		out <- &pb.DigestResponse{Epoch: st.Epoch, Member: st.Member, LastSeq: st.LastSeq, Committed: st.Committed, Digest: d, Keys: int64(keys),
+		resp := &pb.DigestResponse{Epoch: st.Epoch, Member: st.Member, LastSeq: st.LastSeq, Committed: st.Committed, Digest: d, Keys: int64(keys),
 			PeerMessagesSent: s.n.transport.MessagesSent()}
+		resp.SnapshotBytesSent, resp.SnapshotsSent = s.n.transport.SnapshotsSent()
+		resp.SnapshotBytesReceived, resp.SnapshotsReceived = s.n.transport.SnapshotsReceived()
+		out <- resp
 	}
 	select {
 	case s.n.inspectc <- f:

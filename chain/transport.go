@@ -3,14 +3,19 @@ package chain
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pb "github.com/chainraft/chainraft/chain/chainpb"
+	"github.com/chainraft/chainraft/internal/chunk"
 	"github.com/chainraft/chainraft/internal/redial"
 )
 
@@ -20,7 +25,9 @@ const (
 	peerQueue = 4096
 	// stepTimeout bounds one peer call.
 	stepTimeout = 2 * time.Second
-	// maxMsgSize admits a snapshot of a chain's whole state in one message.
+	// maxMsgSize bounds one gRPC message. A snapshot larger than a chunk
+	// travels in pieces (sendChunked), so what comes near the bound is a
+	// batch or a client request, never a chain's whole state.
 	maxMsgSize = 256 << 20
 )
 
@@ -64,23 +71,60 @@ type Transport struct {
 	// nodes per client operation). Dropped messages (full queue, failed
 	// stream) are not counted; one atomic add per batch keeps it cheap.
 	sent atomic.Uint64
+
+	logger *log.Logger
+	// chunk is the piece size of a chunked snapshot (chunk.Size; tests set
+	// it small): a snapshot message whose snapshot is larger goes in
+	// pieces. snaps counts what snapshots cost the links, recv bounds and
+	// counts what this node takes in (see package chunk).
+	chunk atomic.Int64
+	snaps chunk.Sent
+	recv  *chunk.Receiver
 }
+
+// SnapshotsSent reports the snapshot bytes sent (every piece a stream
+// accepted, and snapshots small enough to go in a batch) and the transfers
+// the receiver took whole.
+func (t *Transport) SnapshotsSent() (bytes, transfers uint64) { return t.snaps.Load() }
+
+// SnapshotsReceived reports the snapshot bytes and the transfers this node
+// received whole and handed to its Core.
+func (t *Transport) SnapshotsReceived() (bytes, transfers uint64) { return t.recv.Received() }
 
 // MessagesSent is the number of chain messages handed to peer streams since
 // the transport started.
 func (t *Transport) MessagesSent() uint64 { return t.sent.Load() }
 
 type peer struct {
+	id     uint64
 	addr   string
 	conn   *grpc.ClientConn
 	client pb.ChainServiceClient
 	q      chan *pb.Message
 	stopc  chan struct{}
+	// snapq carries snapshots too large for a batch from sendLoop to
+	// sendSnapshots; snapDone carries back the chain of each one done
+	// (sent or failed), so that sendLoop lets that chain's later messages
+	// go. Both hold snapQueue, so neither side blocks the other for long.
+	snapq    chan *pb.Message
+	snapDone chan uint32
 }
 
-// newTransport returns a transport with no peers.
-func newTransport() *Transport {
-	return &Transport{peers: map[uint64]*peer{}, stopc: make(chan struct{})}
+// snapQueue bounds the chunked snapshots waiting for one peer: one per
+// chain of a three-chain placement and some slack. Past it a snapshot is
+// dropped, like a message from a full queue; the Core sends it again.
+const snapQueue = 8
+
+// newTransport returns a transport with no peers; logger gets a line per
+// chunked snapshot transfer.
+func newTransport(logger *log.Logger) *Transport {
+	if logger == nil {
+		logger = log.New(io.Discard, "", 0)
+	}
+	t := &Transport{peers: map[uint64]*peer{}, stopc: make(chan struct{}), logger: logger,
+		recv: chunk.NewReceiver(chunk.MaxBytes, chunk.Budget)}
+	t.chunk.Store(chunk.Size)
+	return t
 }
 
 // SetPeer points id at addr, replacing the connection if the address
@@ -103,7 +147,8 @@ func (t *Transport) SetPeer(id uint64, addr string) {
 	if err != nil {
 		return // malformed address: messages to id are dropped
 	}
-	p := &peer{addr: addr, conn: conn, client: pb.NewChainServiceClient(conn), q: make(chan *pb.Message, peerQueue), stopc: make(chan struct{})}
+	p := &peer{id: id, addr: addr, conn: conn, client: pb.NewChainServiceClient(conn), q: make(chan *pb.Message, peerQueue), stopc: make(chan struct{}),
+		snapq: make(chan *pb.Message, snapQueue), snapDone: make(chan uint32, snapQueue)}
 	t.peers[id] = p
 	t.wg.Add(1)
 	go t.sendLoop(p)
@@ -128,41 +173,41 @@ func (t *Transport) Send(m *pb.Message) error {
 	}
 }
 
+// sendLoop owns one peer's stream and its queue. A snapshot larger than a
+// chunk goes to the peer's snapshot sender (sendSnapshots), which carries
+// it in pieces over a stream of its own while this loop goes on with the
+// other chains' batches: a 300 MB copy takes seconds, and holding every
+// chain's appends to the peer behind it made the data-path detector take
+// the peer out. The snapshot's own chain stays FIFO, which the chain
+// protocol counts on (what follows a snapshot builds on it): the batch
+// before it is sent first, and that chain's later messages are held here
+// until the transfer is done.
 func (t *Transport) sendLoop(p *peer) {
 	defer t.wg.Done()
-	defer p.conn.Close()
+	snapsDone := make(chan struct{})
+	go func() {
+		defer close(snapsDone)
+		t.sendSnapshots(p)
+	}()
+	// The snapshot sender uses the connection too: it goes first.
+	defer func() {
+		<-snapsDone
+		p.conn.Close()
+	}()
 	var stream pb.ChainService_StreamClient
 	var cancel context.CancelFunc = func() {}
 	defer func() { cancel() }()
-	for {
-		var batch pb.Batch
-		select {
-		case m := <-p.q:
-			batch.Messages = append(batch.Messages, m)
-		case <-p.stopc:
-			return
-		case <-t.stopc:
-			return
-		}
-	drain:
-		for len(batch.Messages) < 256 {
-			select {
-			case m := <-p.q:
-				batch.Messages = append(batch.Messages, m)
-			default:
-				break drain
-			}
-		}
+	// send sends one batch on the stream, opening it if need be; a failed
+	// batch is dropped (the protocol resends). It reports false when the
+	// transport or the peer is stopping.
+	send := func(batch *pb.Batch) bool {
 		if stream == nil {
 			var ctx context.Context
 			ctx, cancel = context.WithCancel(context.Background())
 			s, err := p.client.Stream(ctx)
 			if err != nil {
 				cancel()
-				if !t.pause(p) {
-					return
-				}
-				continue // this batch is dropped; the protocol resends
+				return t.pause(p)
 			}
 			stream = s
 		}
@@ -170,18 +215,187 @@ func (t *Transport) sendLoop(p *peer) {
 		// reading (a paused process): the watchdog cancels the stream then,
 		// which bounds every send by stepTimeout.
 		watchdog := time.AfterFunc(stepTimeout, cancel)
-		err := stream.Send(&batch)
+		err := stream.Send(batch)
 		watchdog.Stop()
 		if err != nil {
 			cancel()
 			stream = nil
-			if !t.pause(p) {
-				return
-			}
-			continue
+			return t.pause(p)
 		}
 		t.sent.Add(uint64(len(batch.Messages)))
+		for _, m := range batch.Messages {
+			if m.Type == pb.MessageType_MSG_SNAPSHOT {
+				t.snaps.Piece(proto.Size(m.Snapshot))
+				t.snaps.Transfer()
+			}
+		}
+		return true
 	}
+	// pending counts each chain's snapshots with the snapshot sender;
+	// held keeps that chain's messages queued after them, in order, at
+	// most peerQueue (past it they are dropped, as from a full queue).
+	pending := map[uint32]int{}
+	held := map[uint32][]*pb.Message{}
+	for {
+		var msgs []*pb.Message
+		select {
+		case m := <-p.q:
+			msgs = append(msgs, m)
+		case c := <-p.snapDone:
+			if pending[c]--; pending[c] == 0 {
+				msgs = held[c]
+				delete(pending, c)
+				delete(held, c)
+			}
+		case <-p.stopc:
+			return
+		case <-t.stopc:
+			return
+		}
+	drain:
+		for len(msgs) < 256 {
+			select {
+			case m := <-p.q:
+				msgs = append(msgs, m)
+			default:
+				break drain
+			}
+		}
+		batch := &pb.Batch{}
+		for _, m := range msgs {
+			if pending[m.Chain] > 0 {
+				if len(held[m.Chain]) < peerQueue {
+					held[m.Chain] = append(held[m.Chain], m)
+				}
+				continue
+			}
+			if m.Type != pb.MessageType_MSG_SNAPSHOT || int64(proto.Size(m.Snapshot)) <= t.chunk.Load() {
+				batch.Messages = append(batch.Messages, m)
+				continue
+			}
+			if len(batch.Messages) > 0 {
+				if !send(batch) {
+					return
+				}
+				batch = &pb.Batch{}
+			}
+			select {
+			case p.snapq <- m:
+				pending[m.Chain]++
+			default: // dropped: the Core sends the snapshot again
+			}
+		}
+		if len(batch.Messages) > 0 && !send(batch) {
+			return
+		}
+	}
+}
+
+// sendSnapshots owns one peer's chunked transfers, one at a time, and
+// tells sendLoop as each is done; it ends when the peer or the transport
+// stops, and sendLoop waits for it.
+func (t *Transport) sendSnapshots(p *peer) {
+	for {
+		select {
+		case m := <-p.snapq:
+			if err := t.sendChunked(p, m); err == nil {
+				t.sent.Add(1)
+			}
+			select {
+			case p.snapDone <- m.Chain:
+			case <-p.stopc:
+				return
+			case <-t.stopc:
+				return
+			}
+		case <-p.stopc:
+			return
+		case <-t.stopc:
+			return
+		}
+	}
+}
+
+// sendChunked sends one snapshot message in pieces over a stream of its
+// own, whose deadline (chunk.Timeout of its size) bounds the whole
+// transfer, and returns once the receiver answered that its Core has it.
+// A failed transfer is dropped like a failed batch: the Core sends the
+// snapshot again when it has gone unacknowledged too long (snapRetry).
+func (t *Transport) sendChunked(p *peer, m *pb.Message) error {
+	began := time.Now()
+	data, err := proto.Marshal(m.Snapshot)
+	if err != nil {
+		return err
+	}
+	// The header is m without its snapshot, made field by field so that
+	// the snapshot is not copied and m, which the node handed over, is not
+	// changed.
+	src := m.ProtoReflect()
+	header := src.New()
+	snapField := src.Descriptor().Fields().ByName("snapshot")
+	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd != snapField {
+			header.Set(fd, v)
+		}
+		return true
+	})
+	size := len(data)
+	ctx, cancel := context.WithTimeout(context.Background(), chunk.Timeout(int64(size)))
+	defer cancel()
+	// The transfer ends early when the transport or the peer stops; the
+	// watcher that sees to it is over before sendChunked returns.
+	stop, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-p.stopc:
+		case <-t.stopc:
+		case <-stop:
+		}
+		cancel()
+	}()
+	defer func() {
+		close(stop)
+		<-watched
+	}()
+	pieces, sent := 0, 0
+	err = func() error {
+		stream, err := p.client.Snapshot(ctx)
+		if err != nil {
+			return err
+		}
+		err = chunk.Split(data, int(t.chunk.Load()), func(piece []byte) error {
+			c := &pb.SnapshotChunk{Data: piece}
+			if pieces == 0 {
+				c.Message, c.Size = header.Interface().(*pb.Message), uint64(size)
+			}
+			watchdog := time.AfterFunc(chunk.Stall, cancel)
+			err := stream.Send(c)
+			watchdog.Stop()
+			if err != nil {
+				return err
+			}
+			pieces++
+			sent += len(piece)
+			t.snaps.Piece(len(piece))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		_, err = stream.CloseAndRecv()
+		return err
+	}()
+	took := time.Since(began).Round(time.Millisecond)
+	if err != nil {
+		t.logger.Printf("transport: snapshot of chain %d (epoch %d, seq %d) to node %d failed after %d of %d bytes in %d chunks, %v: %v",
+			m.Chain, m.Epoch, m.Snapshot.GetLastSeq(), p.id, sent, size, pieces, took, err)
+		return err
+	}
+	t.snaps.Transfer()
+	t.logger.Printf("transport: snapshot of chain %d (epoch %d, seq %d) to node %d: %d bytes sent in %d chunks, %v",
+		m.Chain, m.Epoch, m.Snapshot.GetLastSeq(), p.id, size, pieces, took)
+	return nil
 }
 
 // pause backs off after a failed call so a dead peer does not spin the

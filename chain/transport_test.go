@@ -39,7 +39,7 @@ func TestTransportCountsMessagesSent(t *testing.T) {
 	go func() { _ = gs.Serve(lis) }()
 	defer gs.Stop()
 
-	tr := newTransport()
+	tr := newTransport(nil)
 	defer tr.Stop()
 	tr.SetPeer(2, lis.Addr().String())
 	tr.SetPeer(3, "127.0.0.1:1")

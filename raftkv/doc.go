@@ -115,14 +115,38 @@
 //   - Node.run: owns the Core, the Storage and the waiters; ends on Stop or
 //     on a storage error (then Node.Err says why and the process exits).
 //   - Transport: one sender per peer, owning that peer's gRPC client stream
-//     and queue; stopped by SetPeers (peer removed) or Transport.Stop (from
-//     run's exit, or Host.Stop when the groups share it).
+//     and queue, and one snapshot sender per peer owning its chunked
+//     transfers (one queued at a time); both stopped by SetPeers (peer
+//     removed) or Transport.Stop (from run's exit, or Host.Stop when the
+//     groups share it).
 //   - Host: one watcher per group's Node, ending when that node's loop
 //     does (Host.Stop stops every loop, then the transport).
 //   - gRPC server goroutines (owned by the grpc.Server that Serve returns,
 //     stopped by its Stop): client requests block on a reply channel or
 //     their deadline; peer streams decode messages and hand them to run
-//     without blocking.
+//     without blocking; a chunked snapshot is assembled on its stream's
+//     handler, within the sender's deadline, and waits for room in run's
+//     queue (until that deadline) only once whole.
+//
+// # Snapshots in pieces
+//
+// A MsgSnap carries the leader's whole state, so it grows with the data:
+// at 1 GB it is past what one gRPC message may carry (256 MB here) and
+// would hold the peer's stream, and every heartbeat behind it, for as long
+// as it travels. One whose data is larger than a chunk (4 MiB, package
+// internal/chunk) goes to the peer's snapshot sender instead: the message
+// without its data, then the data itself in 4 MiB pieces, over a Snapshot
+// stream of its own, the data shared with raft's storage rather than
+// copied. The receiver steps it into raft only once every announced byte
+// came and the sender closed the stream, then answers; the sender reports
+// the snapshot finished or failed to raft on that answer. The receiver
+// refuses a transfer above 2 GiB at its first piece, holds at most 4 GiB
+// of transfers at a time, and accepts only a stream whose deadline is
+// within 10 s plus its size at 8 MiB/s: a transfer whose sender died or was
+// cut off ends at that deadline and its pieces are dropped, never applied,
+// and raft, told it failed, sends a new one. The sender gives a transfer
+// up sooner when one piece waits 5 s to be sent (the receiver stopped
+// reading), so that raft does not wait the whole deadline to try again.
 //
 // # Invariants (violations panic)
 //

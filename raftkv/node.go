@@ -240,6 +240,21 @@ func (n *Node) deliver(m *raftpb.Message) {
 	}
 }
 
+// deliverSnapshot hands an assembled chunked snapshot to the loop. Unlike
+// deliver it waits for room, until ctx (the transfer's deadline) ends or
+// the node stops: dropping it would throw away the whole transfer, and an
+// error tells the sender, which reports the snapshot failed to raft.
+func (n *Node) deliverSnapshot(ctx context.Context, m *raftpb.Message) error {
+	select {
+	case n.recvc <- m:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.donec:
+		return ErrStopped
+	}
+}
+
 // Write proposes a put, append or cas and waits for it to apply. Errors
 // that do not wrap ErrUnknown mean the write was not proposed.
 func (n *Node) Write(ctx context.Context, cmd *pb.Command) (*pb.Result, error) {

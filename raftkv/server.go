@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
@@ -113,6 +114,8 @@ func (s *kvServer) Status(ctx context.Context, req *pb.StatusRequest) (*pb.Statu
 	}
 	r := &pb.StatusResponse{Id: st.ID, LeaderId: st.Leader, Term: st.Term, Commit: st.Commit, Applied: st.Applied, Role: st.Role, Digest: st.Digest,
 		PeerMessagesSent: s.h.transport.MessagesSent()}
+	r.SnapshotBytesSent, r.SnapshotsSent = s.h.transport.SnapshotsSent()
+	r.SnapshotBytesReceived, r.SnapshotsReceived = s.h.transport.SnapshotsReceived()
 	for _, m := range st.Members {
 		r.Members = append(r.Members, &pb.Member{Id: m.ID, Addr: m.Addr})
 	}
@@ -179,7 +182,52 @@ func (s *raftServer) Stream(stream grpc.ClientStreamingServer[pb.MessageBatch, p
 				s.h.logger.Printf("node %d: undecodable message from %d: %v", s.h.id, b.GetFrom(), err)
 				continue
 			}
+			if m.GetType() == raftpb.MsgSnap {
+				s.h.transport.recv.Count(len(m.GetSnapshot().GetData()))
+			}
 			n.deliver(m)
 		}
 	}
+}
+
+// Snapshot receives one chunked MsgSnap (Transport.sendChunked) and hands
+// it to its group's node only once it is whole; package chunk bounds what
+// is accepted. A transfer that breaks off (the sender died, the link was
+// cut, the deadline passed) is dropped here with its pieces, and raft,
+// told by the sender that the snapshot failed, sends another.
+func (s *raftServer) Snapshot(stream grpc.ClientStreamingServer[pb.SnapshotChunk, pb.Empty]) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	from, g := first.GetFrom(), first.GetGroup()
+	m := &raftpb.Message{}
+	if err := proto.Unmarshal(first.GetMessage(), m); err != nil || m.GetType() != raftpb.MsgSnap || m.GetSnapshot() == nil {
+		return fmt.Errorf("node %d: chunked snapshot from %d has no MsgSnap header (%v)", s.h.id, from, err)
+	}
+	n := s.h.Node(g)
+	if n == nil {
+		return fmt.Errorf("%w (group %d)", errNotMember, g)
+	}
+	began := time.Now()
+	data, done, err := s.h.transport.recv.Assemble(stream.Context(), first.GetSize(), first.GetData(), func() ([]byte, error) {
+		c, err := stream.Recv()
+		return c.GetData(), err
+	})
+	index := m.GetSnapshot().GetMetadata().GetIndex()
+	if err != nil {
+		s.h.logger.Printf("node %d: snapshot from %d (group %d, index %d) discarded after %v: %v",
+			s.h.id, from, g, index, time.Since(began).Round(time.Millisecond), err)
+		return err
+	}
+	m.Snapshot.Data = data
+	err = n.deliverSnapshot(stream.Context(), m)
+	done(err == nil)
+	if err != nil {
+		s.h.logger.Printf("node %d: snapshot from %d (group %d, index %d) not delivered: %v", s.h.id, from, g, index, err)
+		return err
+	}
+	s.h.logger.Printf("node %d: snapshot from %d (group %d, index %d): %d bytes received in %v",
+		s.h.id, from, g, index, len(data), time.Since(began).Round(time.Millisecond))
+	return stream.SendAndClose(&pb.Empty{})
 }

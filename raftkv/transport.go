@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/chainraft/chainraft/internal/chunk"
 	"github.com/chainraft/chainraft/internal/redial"
 	pb "github.com/chainraft/chainraft/raftkv/raftkvpb"
 )
@@ -26,8 +27,11 @@ const (
 	streamLifetime = time.Minute // every stream has a deadline; a new one follows
 	batchMax       = 256         // messages per stream Send
 	batchBytes     = 4 << 20     // bytes per stream Send
-	maxMsgSize     = 256 << 20   // snapshots travel as one message
-	redialBackoff  = 50 * time.Millisecond
+	// maxMsgSize bounds one gRPC message. A snapshot whose data is larger
+	// than a chunk travels in pieces (sendChunked), so what comes near the
+	// bound is a batch or a client request, never the store's whole state.
+	maxMsgSize    = 256 << 20
+	redialBackoff = 50 * time.Millisecond
 )
 
 // report is what a peer sender tells the node about delivery, so raft can
@@ -66,7 +70,23 @@ type Transport struct {
 	// failed Send are not counted; one atomic add per batch keeps the hot
 	// path cheap.
 	sent atomic.Uint64
+
+	// chunk is the piece size of a chunked snapshot (chunk.Size; tests set
+	// it small), and a MsgSnap whose data is larger goes in pieces. snaps
+	// counts what snapshots cost the links, recv bounds and counts what
+	// this process takes in (see package chunk).
+	chunk atomic.Int64
+	snaps chunk.Sent
+	recv  *chunk.Receiver
 }
+
+// SnapshotsSent reports the snapshot data bytes sent (every piece a stream
+// accepted) and the transfers the receiver took whole.
+func (t *Transport) SnapshotsSent() (bytes, transfers uint64) { return t.snaps.Load() }
+
+// SnapshotsReceived reports the snapshot data bytes and the transfers this
+// process received whole and handed to a node.
+func (t *Transport) SnapshotsReceived() (bytes, transfers uint64) { return t.recv.Received() }
 
 // MessagesSent is the number of raft messages handed to peer streams since
 // the transport started.
@@ -77,6 +97,10 @@ type peer struct {
 	addr string
 	conn *grpc.ClientConn
 	q    chan outMsg
+	// snapq holds a chunked snapshot for sendSnapshots, one at a time:
+	// raft sends a follower one snapshot and waits for its report, and a
+	// second copy would only hold another reference to the data.
+	snapq chan outSnap
 	// queued is the bytes in q: added by Send, subtracted as pump takes.
 	queued atomic.Int64
 	// ctx ends when the peer is removed or the transport stops; every
@@ -89,10 +113,25 @@ type outMsg struct {
 	data  []byte
 	group uint32
 	snap  bool
+	// snapBytes is a MsgSnap's snapshot data size, for the counters.
+	snapBytes int
+}
+
+// outSnap is a MsgSnap to send in pieces: header is the message marshalled
+// without the snapshot's data, data the snapshot's data itself, shared
+// with raft's storage (never written after it is made) rather than copied.
+type outSnap struct {
+	group  uint32
+	index  uint64
+	header []byte
+	data   []byte
 }
 
 func newTransport(id uint64, logger *log.Logger, report func(report)) *Transport {
-	return &Transport{id: id, logger: logger, report: report, peers: map[uint64]*peer{}, groups: map[uint32][]Member{}}
+	t := &Transport{id: id, logger: logger, report: report, peers: map[uint64]*peer{}, groups: map[uint32][]Member{},
+		recv: chunk.NewReceiver(chunk.MaxBytes, chunk.Budget)}
+	t.chunk.Store(chunk.Size)
+	return t
 }
 
 // SetPeers sets the peers of group 0, the only group of a single-group
@@ -135,13 +174,22 @@ func (t *Transport) SetGroupPeers(g uint32, ms []Member) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		p := &peer{id: id, addr: addr, conn: conn, q: make(chan outMsg, peerQueue), ctx: ctx, cancel: cancel}
+		p := &peer{id: id, addr: addr, conn: conn, q: make(chan outMsg, peerQueue), snapq: make(chan outSnap, 1), ctx: ctx, cancel: cancel}
 		t.peers[id] = p
-		t.wg.Add(1)
+		t.wg.Add(2)
+		// The snapshot sender shares the connection, which the message
+		// sender closes: closing it first would fail the other's stream.
+		snapsDone := make(chan struct{})
+		go func() {
+			defer t.wg.Done()
+			defer close(snapsDone)
+			t.sendSnapshots(p)
+		}()
 		go func() {
 			defer t.wg.Done()
 			defer conn.Close()
 			t.run(p)
+			<-snapsDone
 		}()
 	}
 }
@@ -158,15 +206,18 @@ func (t *Transport) Send(m *raftpb.Message) error { return t.SendGroup(0, m) }
 // group g. An error means the message was dropped; the node reports it to
 // raft.
 func (t *Transport) SendGroup(g uint32, m *raftpb.Message) error {
-	data, err := proto.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("marshal %v to %d: %w", m.GetType(), m.GetTo(), err)
-	}
 	t.mu.Lock()
 	p := t.peers[m.GetTo()]
 	t.mu.Unlock()
 	if p == nil {
 		return fmt.Errorf("no address for node %d", m.GetTo())
+	}
+	if m.GetType() == raftpb.MsgSnap && int64(len(m.GetSnapshot().GetData())) > t.chunk.Load() {
+		return t.queueChunked(g, p, m)
+	}
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("marshal %v to %d: %w", m.GetType(), m.GetTo(), err)
 	}
 	size := int64(len(data))
 	if q := p.queued.Add(size); q > peerQueueBytes && q > size {
@@ -174,7 +225,7 @@ func (t *Transport) SendGroup(g uint32, m *raftpb.Message) error {
 		return fmt.Errorf("queue to node %d full (%d bytes)", m.GetTo(), q-size)
 	}
 	select {
-	case p.q <- outMsg{data: data, group: g, snap: m.GetType() == raftpb.MsgSnap}:
+	case p.q <- outMsg{data: data, group: g, snap: m.GetType() == raftpb.MsgSnap, snapBytes: len(m.GetSnapshot().GetData())}:
 		return nil
 	default:
 		p.queued.Add(-size)
@@ -225,14 +276,14 @@ func (t *Transport) pump(ctx context.Context, p *peer, stream grpc.ClientStreami
 		}
 		p.queued.Add(-int64(len(first.data)))
 		batch := &pb.MessageBatch{From: t.id}
-		var snaps []uint32 // the group of each snapshot in the batch
+		var snaps []outMsg // the snapshots in the batch
 		grouped := false
 		add := func(m outMsg) {
 			batch.Messages = append(batch.Messages, m.data)
 			batch.Groups = append(batch.Groups, m.group)
 			grouped = grouped || m.group != 0
 			if m.snap {
-				snaps = append(snaps, m.group)
+				snaps = append(snaps, m)
 			}
 		}
 		add(first)
@@ -252,12 +303,104 @@ func (t *Transport) pump(ctx context.Context, p *peer, stream grpc.ClientStreami
 			batch.Groups = nil // all group 0: the single-group wire format
 		}
 		err := stream.Send(batch)
-		for _, g := range snaps {
-			t.report(report{to: p.id, group: g, snapshot: true, ok: err == nil})
+		for _, s := range snaps {
+			t.report(report{to: p.id, group: s.group, snapshot: true, ok: err == nil})
+			if err == nil {
+				t.snaps.Piece(s.snapBytes)
+				t.snaps.Transfer()
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("send to node %d: %w", p.id, err)
 		}
 		t.sent.Add(uint64(len(batch.Messages)))
 	}
+}
+
+// queueChunked hands a MsgSnap too large for one message to the peer's
+// snapshot sender. Only the header is marshalled here, on the node's
+// goroutine (raft's message points into its state); the data goes out
+// as it is.
+func (t *Transport) queueChunked(g uint32, p *peer, m *raftpb.Message) error {
+	snap := m.GetSnapshot()
+	m.Snapshot = &raftpb.Snapshot{Metadata: snap.GetMetadata()}
+	header, err := proto.Marshal(m)
+	m.Snapshot = snap
+	if err != nil {
+		return fmt.Errorf("marshal %v to %d: %w", m.GetType(), m.GetTo(), err)
+	}
+	select {
+	case p.snapq <- outSnap{group: g, index: snap.GetMetadata().GetIndex(), header: header, data: snap.GetData()}:
+		return nil
+	default:
+		return fmt.Errorf("a snapshot to node %d is already on its way", m.GetTo())
+	}
+}
+
+// sendSnapshots owns one peer's chunked snapshot transfers, apart from its
+// message stream, so that heartbeats and appends to the peer's other
+// groups keep flowing while a large snapshot travels. Raft needs no order
+// between the two: it sends a follower nothing else of its log until the
+// snapshot is reported.
+func (t *Transport) sendSnapshots(p *peer) {
+	client := pb.NewRaftClient(p.conn)
+	for {
+		select {
+		case s := <-p.snapq:
+			// Reported even when the peer is going away: raft holds a
+			// follower waiting for a snapshot until it hears how it went.
+			err := t.sendChunked(client, p, s)
+			t.report(report{to: p.id, group: s.group, snapshot: true, ok: err == nil})
+		case <-p.ctx.Done():
+			return
+		}
+	}
+}
+
+// sendChunked sends one snapshot in pieces over a stream of its own, whose
+// deadline (chunk.Timeout of its size) bounds the whole transfer, and
+// returns once the receiver answered that it took the snapshot whole.
+func (t *Transport) sendChunked(client pb.RaftClient, p *peer, s outSnap) error {
+	began := time.Now()
+	size := len(s.data)
+	ctx, cancel := context.WithTimeout(p.ctx, chunk.Timeout(int64(size)))
+	defer cancel()
+	pieces, sent := 0, 0
+	err := func() error {
+		stream, err := client.Snapshot(ctx)
+		if err != nil {
+			return err
+		}
+		err = chunk.Split(s.data, int(t.chunk.Load()), func(piece []byte) error {
+			c := &pb.SnapshotChunk{Data: piece}
+			if pieces == 0 {
+				c.From, c.Group, c.Message, c.Size = t.id, s.group, s.header, uint64(size)
+			}
+			watchdog := time.AfterFunc(chunk.Stall, cancel)
+			err := stream.Send(c)
+			watchdog.Stop()
+			if err != nil {
+				return err
+			}
+			pieces++
+			sent += len(piece)
+			t.snaps.Piece(len(piece))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		_, err = stream.CloseAndRecv()
+		return err
+	}()
+	took := time.Since(began).Round(time.Millisecond)
+	if err != nil {
+		t.logger.Printf("transport: snapshot to node %d (group %d, index %d) failed after %d of %d bytes in %d chunks, %v: %v",
+			p.id, s.group, s.index, sent, size, pieces, took, err)
+		return err
+	}
+	t.snaps.Transfer()
+	t.logger.Printf("transport: snapshot to node %d (group %d, index %d): %d bytes sent in %d chunks, %v",
+		p.id, s.group, s.index, size, pieces, took)
+	return nil
 }

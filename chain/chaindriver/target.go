@@ -131,7 +131,11 @@ func (t *Target) RemoveMember(ctx context.Context, node int) error {
 // AddMember starts node again and waits until every chain is whole again
 // (the node rejoined as a tail and caught up, no joiner left), so that the
 // heal's time is the rejoin's.
+// The log line it writes then gives the snapshot bytes the node received
+// since its restart (every chain's state copy), the cost side of the
+// README's catch-up table.
 func (t *Target) AddMember(ctx context.Context, node int) error {
+	began := time.Now()
 	if err := t.Restart(ctx, node); err != nil {
 		return err
 	}
@@ -140,7 +144,20 @@ func (t *Target) AddMember(ctx context.Context, node int) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, memberWait)
 	defer cancel()
-	return t.c.WaitServing(wctx)
+	if err := t.c.WaitServing(wctx); err != nil {
+		return err
+	}
+	took := time.Since(began).Round(time.Millisecond)
+	dctx, cancel := context.WithTimeout(ctx, messageReadTimeout)
+	defer cancel()
+	d, err := t.c.conns.Digest(dctx, t.c.pc.ClientListen(node), 0)
+	if err != nil {
+		fmt.Fprintf(t.c.env.Log, "chain: node %d back in every chain %v after its restart (snapshot bytes unknown: %v)\n", node, took, err)
+		return nil
+	}
+	fmt.Fprintf(t.c.env.Log, "chain: node %d back in every chain %v after its restart; snapshots received: %d, %d bytes (%.1f MiB)\n",
+		node, took, d.GetSnapshotsReceived(), d.GetSnapshotBytesReceived(), float64(d.GetSnapshotBytesReceived())/(1<<20))
+	return nil
 }
 
 func (t *Target) waitMembership(ctx context.Context, node uint64, want bool) error {

@@ -694,6 +694,70 @@ func (*StepResponse) Descriptor() ([]byte, []int) {
 	return file_chain_proto_rawDescGZIP(), []int{6}
 }
 
+// SnapshotChunk is one piece of a MSG_SNAPSHOT too large for one message
+// (see ChainService.Snapshot). The first chunk carries the message with its
+// snapshot left out and the marshalled snapshot's total size; every chunk
+// carries the next piece of the marshalled snapshot, in order.
+type SnapshotChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Message       *Message               `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	Size          uint64                 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotChunk) Reset() {
+	*x = SnapshotChunk{}
+	mi := &file_chain_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotChunk) ProtoMessage() {}
+
+func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_chain_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
+func (*SnapshotChunk) Descriptor() ([]byte, []int) {
+	return file_chain_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SnapshotChunk) GetMessage() *Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SnapshotChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type WriteRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Chain         uint32                 `protobuf:"varint,1,opt,name=chain,proto3" json:"chain,omitempty"`
@@ -705,7 +769,7 @@ type WriteRequest struct {
 
 func (x *WriteRequest) Reset() {
 	*x = WriteRequest{}
-	mi := &file_chain_proto_msgTypes[7]
+	mi := &file_chain_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +781,7 @@ func (x *WriteRequest) String() string {
 func (*WriteRequest) ProtoMessage() {}
 
 func (x *WriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chain_proto_msgTypes[7]
+	mi := &file_chain_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +794,7 @@ func (x *WriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRequest.ProtoReflect.Descriptor instead.
 func (*WriteRequest) Descriptor() ([]byte, []int) {
-	return file_chain_proto_rawDescGZIP(), []int{7}
+	return file_chain_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WriteRequest) GetChain() uint32 {
@@ -766,7 +830,7 @@ type WriteResponse struct {
 
 func (x *WriteResponse) Reset() {
 	*x = WriteResponse{}
-	mi := &file_chain_proto_msgTypes[8]
+	mi := &file_chain_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +842,7 @@ func (x *WriteResponse) String() string {
 func (*WriteResponse) ProtoMessage() {}
 
 func (x *WriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chain_proto_msgTypes[8]
+	mi := &file_chain_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +855,7 @@ func (x *WriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResponse.ProtoReflect.Descriptor instead.
 func (*WriteResponse) Descriptor() ([]byte, []int) {
-	return file_chain_proto_rawDescGZIP(), []int{8}
+	return file_chain_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WriteResponse) GetStatus() Status {
@@ -836,7 +900,7 @@ type ReadRequest struct {
 
 func (x *ReadRequest) Reset() {
 	*x = ReadRequest{}
-	mi := &file_chain_proto_msgTypes[9]
+	mi := &file_chain_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +912,7 @@ func (x *ReadRequest) String() string {
 func (*ReadRequest) ProtoMessage() {}
 
 func (x *ReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chain_proto_msgTypes[9]
+	mi := &file_chain_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +925,7 @@ func (x *ReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
 func (*ReadRequest) Descriptor() ([]byte, []int) {
-	return file_chain_proto_rawDescGZIP(), []int{9}
+	return file_chain_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReadRequest) GetChain() uint32 {
@@ -905,7 +969,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_chain_proto_msgTypes[10]
+	mi := &file_chain_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +981,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chain_proto_msgTypes[10]
+	mi := &file_chain_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +994,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_chain_proto_rawDescGZIP(), []int{10}
+	return file_chain_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReadResponse) GetStatus() Status {
@@ -977,7 +1041,7 @@ type DigestRequest struct {
 
 func (x *DigestRequest) Reset() {
 	*x = DigestRequest{}
-	mi := &file_chain_proto_msgTypes[11]
+	mi := &file_chain_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +1053,7 @@ func (x *DigestRequest) String() string {
 func (*DigestRequest) ProtoMessage() {}
 
 func (x *DigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chain_proto_msgTypes[11]
+	mi := &file_chain_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1066,7 @@ func (x *DigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestRequest.ProtoReflect.Descriptor instead.
 func (*DigestRequest) Descriptor() ([]byte, []int) {
-	return file_chain_proto_rawDescGZIP(), []int{11}
+	return file_chain_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DigestRequest) GetChain() uint32 {
@@ -1026,13 +1090,22 @@ type DigestResponse struct {
 	// to peer streams since it started (a restart resets it): the harness
 	// sums it to report messages between nodes per client operation.
 	PeerMessagesSent uint64 `protobuf:"varint,7,opt,name=peer_messages_sent,json=peerMessagesSent,proto3" json:"peer_messages_sent,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// snapshot_bytes_sent and snapshot_bytes_received count the state-transfer
+	// snapshot bytes this node sent (every chunk a stream accepted, a failed
+	// transfer's too: the link's cost) and received whole (handed to the
+	// Core), all chains, since it started; snapshots_sent and
+	// snapshots_received count the transfers that completed.
+	SnapshotBytesSent     uint64 `protobuf:"varint,8,opt,name=snapshot_bytes_sent,json=snapshotBytesSent,proto3" json:"snapshot_bytes_sent,omitempty"`
+	SnapshotBytesReceived uint64 `protobuf:"varint,9,opt,name=snapshot_bytes_received,json=snapshotBytesReceived,proto3" json:"snapshot_bytes_received,omitempty"`
+	SnapshotsSent         uint64 `protobuf:"varint,10,opt,name=snapshots_sent,json=snapshotsSent,proto3" json:"snapshots_sent,omitempty"`
+	SnapshotsReceived     uint64 `protobuf:"varint,11,opt,name=snapshots_received,json=snapshotsReceived,proto3" json:"snapshots_received,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *DigestResponse) Reset() {
 	*x = DigestResponse{}
-	mi := &file_chain_proto_msgTypes[12]
+	mi := &file_chain_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1117,7 @@ func (x *DigestResponse) String() string {
 func (*DigestResponse) ProtoMessage() {}
 
 func (x *DigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chain_proto_msgTypes[12]
+	mi := &file_chain_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1130,7 @@ func (x *DigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestResponse.ProtoReflect.Descriptor instead.
 func (*DigestResponse) Descriptor() ([]byte, []int) {
-	return file_chain_proto_rawDescGZIP(), []int{12}
+	return file_chain_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DigestResponse) GetEpoch() uint64 {
@@ -1109,6 +1182,34 @@ func (x *DigestResponse) GetPeerMessagesSent() uint64 {
 	return 0
 }
 
+func (x *DigestResponse) GetSnapshotBytesSent() uint64 {
+	if x != nil {
+		return x.SnapshotBytesSent
+	}
+	return 0
+}
+
+func (x *DigestResponse) GetSnapshotBytesReceived() uint64 {
+	if x != nil {
+		return x.SnapshotBytesReceived
+	}
+	return 0
+}
+
+func (x *DigestResponse) GetSnapshotsSent() uint64 {
+	if x != nil {
+		return x.SnapshotsSent
+	}
+	return 0
+}
+
+func (x *DigestResponse) GetSnapshotsReceived() uint64 {
+	if x != nil {
+		return x.SnapshotsReceived
+	}
+	return 0
+}
+
 var File_chain_proto protoreflect.FileDescriptor
 
 const file_chain_proto_rawDesc = "" +
@@ -1155,6 +1256,10 @@ const file_chain_proto_rawDesc = "" +
 	"\x05Batch\x124\n" +
 	"\bmessages\x18\x01 \x03(\v2\x18.chainraft.chain.MessageR\bmessages\"\x0e\n" +
 	"\fStepResponse\"k\n" +
+	"\rSnapshotChunk\x122\n" +
+	"\amessage\x18\x01 \x01(\v2\x18.chainraft.chain.MessageR\amessage\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"k\n" +
 	"\fWriteRequest\x12\x14\n" +
 	"\x05chain\x18\x01 \x01(\rR\x05chain\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
@@ -1176,7 +1281,7 @@ const file_chain_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\"%\n" +
 	"\rDigestRequest\x12\x14\n" +
-	"\x05chain\x18\x01 \x01(\rR\x05chain\"\xd1\x01\n" +
+	"\x05chain\x18\x01 \x01(\rR\x05chain\"\x8f\x03\n" +
 	"\x0eDigestResponse\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06member\x18\x02 \x01(\bR\x06member\x12\x19\n" +
@@ -1184,7 +1289,12 @@ const file_chain_proto_rawDesc = "" +
 	"\tcommitted\x18\x04 \x01(\x04R\tcommitted\x12\x16\n" +
 	"\x06digest\x18\x05 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04keys\x18\x06 \x01(\x03R\x04keys\x12,\n" +
-	"\x12peer_messages_sent\x18\a \x01(\x04R\x10peerMessagesSent*?\n" +
+	"\x12peer_messages_sent\x18\a \x01(\x04R\x10peerMessagesSent\x12.\n" +
+	"\x13snapshot_bytes_sent\x18\b \x01(\x04R\x11snapshotBytesSent\x126\n" +
+	"\x17snapshot_bytes_received\x18\t \x01(\x04R\x15snapshotBytesReceived\x12%\n" +
+	"\x0esnapshots_sent\x18\n" +
+	" \x01(\x04R\rsnapshotsSent\x12-\n" +
+	"\x12snapshots_received\x18\v \x01(\x04R\x11snapshotsReceived*?\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
@@ -1206,10 +1316,11 @@ const file_chain_proto_rawDesc = "" +
 	"\x0fSTATUS_NOT_HEAD\x10\x02\x12\x13\n" +
 	"\x0fSTATUS_NOT_TAIL\x10\x03\x12\x16\n" +
 	"\x12STATUS_UNAVAILABLE\x10\x04\x12\x12\n" +
-	"\x0eSTATUS_UNKNOWN\x10\x052\xe8\x02\n" +
+	"\x0eSTATUS_UNKNOWN\x10\x052\xb5\x03\n" +
 	"\fChainService\x12=\n" +
 	"\x04Step\x12\x16.chainraft.chain.Batch\x1a\x1d.chainraft.chain.StepResponse\x12A\n" +
-	"\x06Stream\x12\x16.chainraft.chain.Batch\x1a\x1d.chainraft.chain.StepResponse(\x01\x12F\n" +
+	"\x06Stream\x12\x16.chainraft.chain.Batch\x1a\x1d.chainraft.chain.StepResponse(\x01\x12K\n" +
+	"\bSnapshot\x12\x1e.chainraft.chain.SnapshotChunk\x1a\x1d.chainraft.chain.StepResponse(\x01\x12F\n" +
 	"\x05Write\x12\x1d.chainraft.chain.WriteRequest\x1a\x1e.chainraft.chain.WriteResponse\x12C\n" +
 	"\x04Read\x12\x1c.chainraft.chain.ReadRequest\x1a\x1d.chainraft.chain.ReadResponse\x12I\n" +
 	"\x06Digest\x12\x1e.chainraft.chain.DigestRequest\x1a\x1f.chainraft.chain.DigestResponseB.Z,github.com/chainraft/chainraft/chain/chainpbb\x06proto3"
@@ -1227,7 +1338,7 @@ func file_chain_proto_rawDescGZIP() []byte {
 }
 
 var file_chain_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_chain_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_chain_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_chain_proto_goTypes = []any{
 	(Op)(0),                // 0: chainraft.chain.Op
 	(MessageType)(0),       // 1: chainraft.chain.MessageType
@@ -1239,41 +1350,45 @@ var file_chain_proto_goTypes = []any{
 	(*Message)(nil),        // 7: chainraft.chain.Message
 	(*Batch)(nil),          // 8: chainraft.chain.Batch
 	(*StepResponse)(nil),   // 9: chainraft.chain.StepResponse
-	(*WriteRequest)(nil),   // 10: chainraft.chain.WriteRequest
-	(*WriteResponse)(nil),  // 11: chainraft.chain.WriteResponse
-	(*ReadRequest)(nil),    // 12: chainraft.chain.ReadRequest
-	(*ReadResponse)(nil),   // 13: chainraft.chain.ReadResponse
-	(*DigestRequest)(nil),  // 14: chainraft.chain.DigestRequest
-	(*DigestResponse)(nil), // 15: chainraft.chain.DigestResponse
-	nil,                    // 16: chainraft.chain.Snapshot.DataEntry
+	(*SnapshotChunk)(nil),  // 10: chainraft.chain.SnapshotChunk
+	(*WriteRequest)(nil),   // 11: chainraft.chain.WriteRequest
+	(*WriteResponse)(nil),  // 12: chainraft.chain.WriteResponse
+	(*ReadRequest)(nil),    // 13: chainraft.chain.ReadRequest
+	(*ReadResponse)(nil),   // 14: chainraft.chain.ReadResponse
+	(*DigestRequest)(nil),  // 15: chainraft.chain.DigestRequest
+	(*DigestResponse)(nil), // 16: chainraft.chain.DigestResponse
+	nil,                    // 17: chainraft.chain.Snapshot.DataEntry
 }
 var file_chain_proto_depIdxs = []int32{
 	0,  // 0: chainraft.chain.Update.op:type_name -> chainraft.chain.Op
 	3,  // 1: chainraft.chain.Entry.update:type_name -> chainraft.chain.Update
-	16, // 2: chainraft.chain.Snapshot.data:type_name -> chainraft.chain.Snapshot.DataEntry
+	17, // 2: chainraft.chain.Snapshot.data:type_name -> chainraft.chain.Snapshot.DataEntry
 	5,  // 3: chainraft.chain.Snapshot.dedup:type_name -> chainraft.chain.DedupRecord
 	1,  // 4: chainraft.chain.Message.type:type_name -> chainraft.chain.MessageType
 	4,  // 5: chainraft.chain.Message.entries:type_name -> chainraft.chain.Entry
 	6,  // 6: chainraft.chain.Message.snapshot:type_name -> chainraft.chain.Snapshot
 	7,  // 7: chainraft.chain.Batch.messages:type_name -> chainraft.chain.Message
-	3,  // 8: chainraft.chain.WriteRequest.update:type_name -> chainraft.chain.Update
-	2,  // 9: chainraft.chain.WriteResponse.status:type_name -> chainraft.chain.Status
-	2,  // 10: chainraft.chain.ReadResponse.status:type_name -> chainraft.chain.Status
-	8,  // 11: chainraft.chain.ChainService.Step:input_type -> chainraft.chain.Batch
-	8,  // 12: chainraft.chain.ChainService.Stream:input_type -> chainraft.chain.Batch
-	10, // 13: chainraft.chain.ChainService.Write:input_type -> chainraft.chain.WriteRequest
-	12, // 14: chainraft.chain.ChainService.Read:input_type -> chainraft.chain.ReadRequest
-	14, // 15: chainraft.chain.ChainService.Digest:input_type -> chainraft.chain.DigestRequest
-	9,  // 16: chainraft.chain.ChainService.Step:output_type -> chainraft.chain.StepResponse
-	9,  // 17: chainraft.chain.ChainService.Stream:output_type -> chainraft.chain.StepResponse
-	11, // 18: chainraft.chain.ChainService.Write:output_type -> chainraft.chain.WriteResponse
-	13, // 19: chainraft.chain.ChainService.Read:output_type -> chainraft.chain.ReadResponse
-	15, // 20: chainraft.chain.ChainService.Digest:output_type -> chainraft.chain.DigestResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	7,  // 8: chainraft.chain.SnapshotChunk.message:type_name -> chainraft.chain.Message
+	3,  // 9: chainraft.chain.WriteRequest.update:type_name -> chainraft.chain.Update
+	2,  // 10: chainraft.chain.WriteResponse.status:type_name -> chainraft.chain.Status
+	2,  // 11: chainraft.chain.ReadResponse.status:type_name -> chainraft.chain.Status
+	8,  // 12: chainraft.chain.ChainService.Step:input_type -> chainraft.chain.Batch
+	8,  // 13: chainraft.chain.ChainService.Stream:input_type -> chainraft.chain.Batch
+	10, // 14: chainraft.chain.ChainService.Snapshot:input_type -> chainraft.chain.SnapshotChunk
+	11, // 15: chainraft.chain.ChainService.Write:input_type -> chainraft.chain.WriteRequest
+	13, // 16: chainraft.chain.ChainService.Read:input_type -> chainraft.chain.ReadRequest
+	15, // 17: chainraft.chain.ChainService.Digest:input_type -> chainraft.chain.DigestRequest
+	9,  // 18: chainraft.chain.ChainService.Step:output_type -> chainraft.chain.StepResponse
+	9,  // 19: chainraft.chain.ChainService.Stream:output_type -> chainraft.chain.StepResponse
+	9,  // 20: chainraft.chain.ChainService.Snapshot:output_type -> chainraft.chain.StepResponse
+	12, // 21: chainraft.chain.ChainService.Write:output_type -> chainraft.chain.WriteResponse
+	14, // 22: chainraft.chain.ChainService.Read:output_type -> chainraft.chain.ReadResponse
+	16, // 23: chainraft.chain.ChainService.Digest:output_type -> chainraft.chain.DigestResponse
+	18, // [18:24] is the sub-list for method output_type
+	12, // [12:18] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_chain_proto_init() }
@@ -1287,7 +1402,7 @@ func file_chain_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chain_proto_rawDesc), len(file_chain_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

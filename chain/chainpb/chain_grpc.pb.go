@@ -22,11 +22,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ChainService_Step_FullMethodName   = "/chainraft.chain.ChainService/Step"
-	ChainService_Stream_FullMethodName = "/chainraft.chain.ChainService/Stream"
-	ChainService_Write_FullMethodName  = "/chainraft.chain.ChainService/Write"
-	ChainService_Read_FullMethodName   = "/chainraft.chain.ChainService/Read"
-	ChainService_Digest_FullMethodName = "/chainraft.chain.ChainService/Digest"
+	ChainService_Step_FullMethodName     = "/chainraft.chain.ChainService/Step"
+	ChainService_Stream_FullMethodName   = "/chainraft.chain.ChainService/Stream"
+	ChainService_Snapshot_FullMethodName = "/chainraft.chain.ChainService/Snapshot"
+	ChainService_Write_FullMethodName    = "/chainraft.chain.ChainService/Write"
+	ChainService_Read_FullMethodName     = "/chainraft.chain.ChainService/Read"
+	ChainService_Digest_FullMethodName   = "/chainraft.chain.ChainService/Digest"
 )
 
 // ChainServiceClient is the client API for ChainService service.
@@ -38,6 +39,10 @@ type ChainServiceClient interface {
 	// Stream delivers a peer's batches in order over one long-lived stream, so
 	// a sender need not wait a round trip between batches.
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Batch, StepResponse], error)
+	// Snapshot carries one MSG_SNAPSHOT in chunks; the receiver hands it to
+	// the Core only once every byte arrived, and answers after that, so the
+	// sender's next batch follows it as on the stream.
+	Snapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, StepResponse], error)
 	Write(ctx context.Context, in *WriteRequest, opts ...grpc.CallOption) (*WriteResponse, error)
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
 	// Digest reports the node's copy of a chain (tests and end-of-run checks).
@@ -74,6 +79,19 @@ func (c *chainServiceClient) Stream(ctx context.Context, opts ...grpc.CallOption
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ChainService_StreamClient = grpc.ClientStreamingClient[Batch, StepResponse]
+
+func (c *chainServiceClient) Snapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, StepResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ChainService_ServiceDesc.Streams[1], ChainService_Snapshot_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SnapshotChunk, StepResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ChainService_SnapshotClient = grpc.ClientStreamingClient[SnapshotChunk, StepResponse]
 
 func (c *chainServiceClient) Write(ctx context.Context, in *WriteRequest, opts ...grpc.CallOption) (*WriteResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -114,6 +132,10 @@ type ChainServiceServer interface {
 	// Stream delivers a peer's batches in order over one long-lived stream, so
 	// a sender need not wait a round trip between batches.
 	Stream(grpc.ClientStreamingServer[Batch, StepResponse]) error
+	// Snapshot carries one MSG_SNAPSHOT in chunks; the receiver hands it to
+	// the Core only once every byte arrived, and answers after that, so the
+	// sender's next batch follows it as on the stream.
+	Snapshot(grpc.ClientStreamingServer[SnapshotChunk, StepResponse]) error
 	Write(context.Context, *WriteRequest) (*WriteResponse, error)
 	Read(context.Context, *ReadRequest) (*ReadResponse, error)
 	// Digest reports the node's copy of a chain (tests and end-of-run checks).
@@ -133,6 +155,9 @@ func (UnimplementedChainServiceServer) Step(context.Context, *Batch) (*StepRespo
 }
 func (UnimplementedChainServiceServer) Stream(grpc.ClientStreamingServer[Batch, StepResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method Stream not implemented")
+}
+func (UnimplementedChainServiceServer) Snapshot(grpc.ClientStreamingServer[SnapshotChunk, StepResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method Snapshot not implemented")
 }
 func (UnimplementedChainServiceServer) Write(context.Context, *WriteRequest) (*WriteResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Write not implemented")
@@ -188,6 +213,13 @@ func _ChainService_Stream_Handler(srv interface{}, stream grpc.ServerStream) err
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ChainService_StreamServer = grpc.ClientStreamingServer[Batch, StepResponse]
+
+func _ChainService_Snapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ChainServiceServer).Snapshot(&grpc.GenericServerStream[SnapshotChunk, StepResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ChainService_SnapshotServer = grpc.ClientStreamingServer[SnapshotChunk, StepResponse]
 
 func _ChainService_Write_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(WriteRequest)
@@ -271,6 +303,11 @@ var ChainService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Stream",
 			Handler:       _ChainService_Stream_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Snapshot",
+			Handler:       _ChainService_Snapshot_Handler,
 			ClientStreams: true,
 		},
 	},

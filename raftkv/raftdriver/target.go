@@ -84,7 +84,19 @@ func (t *Target) AddMember(ctx context.Context, node int) error {
 	if err := t.c.WaitCaughtUp(ctx, uint64(id)); err != nil {
 		return err
 	}
-	fmt.Fprintf(t.c.env.Log, "raft: node %d added in place of removed node %d in %v, caught up %v later\n",
-		id, node, added.Round(time.Millisecond), (time.Since(began) - added).Round(time.Millisecond))
+	caught := (time.Since(began) - added).Round(time.Millisecond)
+	// The snapshot bytes the new node received are the catch-up's cost
+	// side (the README's catch-up table): it started empty, so its counter
+	// holds this catch-up's transfers and nothing else.
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := t.c.NodeStatus(sctx, uint64(id))
+	if err != nil {
+		fmt.Fprintf(t.c.env.Log, "raft: node %d added in place of removed node %d in %v, caught up %v later (snapshot bytes unknown: %v)\n",
+			id, node, added.Round(time.Millisecond), caught, err)
+		return nil
+	}
+	fmt.Fprintf(t.c.env.Log, "raft: node %d added in place of removed node %d in %v, caught up %v later; snapshots received: %d, %d bytes (%.1f MiB)\n",
+		id, node, added.Round(time.Millisecond), caught, st.GetSnapshotsReceived(), st.GetSnapshotBytesReceived(), float64(st.GetSnapshotBytesReceived())/(1<<20))
 	return nil
 }

@@ -910,8 +910,17 @@ type StatusResponse struct {
 	// streams since it started (a restart resets it): the harness sums it
 	// to report messages between nodes per client operation.
 	PeerMessagesSent uint64 `protobuf:"varint,9,opt,name=peer_messages_sent,json=peerMessagesSent,proto3" json:"peer_messages_sent,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// snapshot_bytes_sent and snapshot_bytes_received count the snapshot
+	// data this process's transport sent (every chunk a stream accepted,
+	// a failed transfer's too: the link's cost) and received whole (handed to
+	// a node) since it started; snapshots_sent and snapshots_received count
+	// the transfers that completed. The catch-up's cost in bytes.
+	SnapshotBytesSent     uint64 `protobuf:"varint,10,opt,name=snapshot_bytes_sent,json=snapshotBytesSent,proto3" json:"snapshot_bytes_sent,omitempty"`
+	SnapshotBytesReceived uint64 `protobuf:"varint,11,opt,name=snapshot_bytes_received,json=snapshotBytesReceived,proto3" json:"snapshot_bytes_received,omitempty"`
+	SnapshotsSent         uint64 `protobuf:"varint,12,opt,name=snapshots_sent,json=snapshotsSent,proto3" json:"snapshots_sent,omitempty"`
+	SnapshotsReceived     uint64 `protobuf:"varint,13,opt,name=snapshots_received,json=snapshotsReceived,proto3" json:"snapshots_received,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -1007,6 +1016,34 @@ func (x *StatusResponse) GetPeerMessagesSent() uint64 {
 	return 0
 }
 
+func (x *StatusResponse) GetSnapshotBytesSent() uint64 {
+	if x != nil {
+		return x.SnapshotBytesSent
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetSnapshotBytesReceived() uint64 {
+	if x != nil {
+		return x.SnapshotBytesReceived
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetSnapshotsSent() uint64 {
+	if x != nil {
+		return x.SnapshotsSent
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetSnapshotsReceived() uint64 {
+	if x != nil {
+		return x.SnapshotsReceived
+	}
+	return 0
+}
+
 // MessageBatch carries marshalled raftpb.Message values from one node to
 // another; a batch per stream Send amortises the per-call cost.
 type MessageBatch struct {
@@ -1071,6 +1108,86 @@ func (x *MessageBatch) GetGroups() []uint32 {
 	return nil
 }
 
+// SnapshotChunk is one piece of a MsgSnap whose data is too large for one
+// message (see Raft.Snapshot). The first chunk carries the message with its
+// snapshot's data left out, the data's total size and the group; every
+// chunk carries the next piece of the data, in order.
+type SnapshotChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          uint64                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	Group         uint32                 `protobuf:"varint,2,opt,name=group,proto3" json:"group,omitempty"`
+	Message       []byte                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Size          uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Data          []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotChunk) Reset() {
+	*x = SnapshotChunk{}
+	mi := &file_raftkv_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotChunk) ProtoMessage() {}
+
+func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_raftkv_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
+func (*SnapshotChunk) Descriptor() ([]byte, []int) {
+	return file_raftkv_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SnapshotChunk) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *SnapshotChunk) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *SnapshotChunk) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SnapshotChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type Empty struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1079,7 +1196,7 @@ type Empty struct {
 
 func (x *Empty) Reset() {
 	*x = Empty{}
-	mi := &file_raftkv_proto_msgTypes[14]
+	mi := &file_raftkv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1208,7 @@ func (x *Empty) String() string {
 func (*Empty) ProtoMessage() {}
 
 func (x *Empty) ProtoReflect() protoreflect.Message {
-	mi := &file_raftkv_proto_msgTypes[14]
+	mi := &file_raftkv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1221,7 @@ func (x *Empty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Empty.ProtoReflect.Descriptor instead.
 func (*Empty) Descriptor() ([]byte, []int) {
-	return file_raftkv_proto_rawDescGZIP(), []int{14}
+	return file_raftkv_proto_rawDescGZIP(), []int{15}
 }
 
 var File_raftkv_proto protoreflect.FileDescriptor
@@ -1164,7 +1281,7 @@ const file_raftkv_proto_rawDesc = "" +
 	"leaderAddr\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"%\n" +
 	"\rStatusRequest\x12\x14\n" +
-	"\x05group\x18\x01 \x01(\rR\x05group\"\x89\x02\n" +
+	"\x05group\x18\x01 \x01(\rR\x05group\"\xc7\x03\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x12\n" +
@@ -1174,11 +1291,22 @@ const file_raftkv_proto_rawDesc = "" +
 	"\x04role\x18\x06 \x01(\tR\x04role\x12*\n" +
 	"\amembers\x18\a \x03(\v2\x10.raftkvpb.MemberR\amembers\x12\x16\n" +
 	"\x06digest\x18\b \x01(\tR\x06digest\x12,\n" +
-	"\x12peer_messages_sent\x18\t \x01(\x04R\x10peerMessagesSent\"V\n" +
+	"\x12peer_messages_sent\x18\t \x01(\x04R\x10peerMessagesSent\x12.\n" +
+	"\x13snapshot_bytes_sent\x18\n" +
+	" \x01(\x04R\x11snapshotBytesSent\x126\n" +
+	"\x17snapshot_bytes_received\x18\v \x01(\x04R\x15snapshotBytesReceived\x12%\n" +
+	"\x0esnapshots_sent\x18\f \x01(\x04R\rsnapshotsSent\x12-\n" +
+	"\x12snapshots_received\x18\r \x01(\x04R\x11snapshotsReceived\"V\n" +
 	"\fMessageBatch\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x1a\n" +
 	"\bmessages\x18\x02 \x03(\fR\bmessages\x12\x16\n" +
-	"\x06groups\x18\x03 \x03(\rR\x06groups\"\a\n" +
+	"\x06groups\x18\x03 \x03(\rR\x06groups\"{\n" +
+	"\rSnapshotChunk\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\rR\x05group\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\fR\amessage\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\"\a\n" +
 	"\x05Empty*K\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
@@ -1203,9 +1331,10 @@ const file_raftkv_proto_rawDesc = "" +
 	"\aAddNode\x12\x18.raftkvpb.AddNodeRequest\x1a\x17.raftkvpb.AdminResponse\x12B\n" +
 	"\n" +
 	"RemoveNode\x12\x1b.raftkvpb.RemoveNodeRequest\x1a\x17.raftkvpb.AdminResponse\x12;\n" +
-	"\x06Status\x12\x17.raftkvpb.StatusRequest\x1a\x18.raftkvpb.StatusResponse2;\n" +
+	"\x06Status\x12\x17.raftkvpb.StatusRequest\x1a\x18.raftkvpb.StatusResponse2s\n" +
 	"\x04Raft\x123\n" +
-	"\x06Stream\x12\x16.raftkvpb.MessageBatch\x1a\x0f.raftkvpb.Empty(\x01B0Z.github.com/chainraft/chainraft/raftkv/raftkvpbb\x06proto3"
+	"\x06Stream\x12\x16.raftkvpb.MessageBatch\x1a\x0f.raftkvpb.Empty(\x01\x126\n" +
+	"\bSnapshot\x12\x17.raftkvpb.SnapshotChunk\x1a\x0f.raftkvpb.Empty(\x01B0Z.github.com/chainraft/chainraft/raftkv/raftkvpbb\x06proto3"
 
 var (
 	file_raftkv_proto_rawDescOnce sync.Once
@@ -1220,7 +1349,7 @@ func file_raftkv_proto_rawDescGZIP() []byte {
 }
 
 var file_raftkv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_raftkv_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_raftkv_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_raftkv_proto_goTypes = []any{
 	(Op)(0),                   // 0: raftkvpb.Op
 	(Code)(0),                 // 1: raftkvpb.Code
@@ -1238,14 +1367,15 @@ var file_raftkv_proto_goTypes = []any{
 	(*StatusRequest)(nil),     // 13: raftkvpb.StatusRequest
 	(*StatusResponse)(nil),    // 14: raftkvpb.StatusResponse
 	(*MessageBatch)(nil),      // 15: raftkvpb.MessageBatch
-	(*Empty)(nil),             // 16: raftkvpb.Empty
-	nil,                       // 17: raftkvpb.StateSnapshot.DataEntry
+	(*SnapshotChunk)(nil),     // 16: raftkvpb.SnapshotChunk
+	(*Empty)(nil),             // 17: raftkvpb.Empty
+	nil,                       // 18: raftkvpb.StateSnapshot.DataEntry
 }
 var file_raftkv_proto_depIdxs = []int32{
 	0,  // 0: raftkvpb.Command.op:type_name -> raftkvpb.Op
 	4,  // 1: raftkvpb.ConfContext.members:type_name -> raftkvpb.Member
 	3,  // 2: raftkvpb.Session.result:type_name -> raftkvpb.Result
-	17, // 3: raftkvpb.StateSnapshot.data:type_name -> raftkvpb.StateSnapshot.DataEntry
+	18, // 3: raftkvpb.StateSnapshot.data:type_name -> raftkvpb.StateSnapshot.DataEntry
 	6,  // 4: raftkvpb.StateSnapshot.sessions:type_name -> raftkvpb.Session
 	4,  // 5: raftkvpb.StateSnapshot.members:type_name -> raftkvpb.Member
 	2,  // 6: raftkvpb.Request.cmd:type_name -> raftkvpb.Command
@@ -1258,13 +1388,15 @@ var file_raftkv_proto_depIdxs = []int32{
 	11, // 13: raftkvpb.KV.RemoveNode:input_type -> raftkvpb.RemoveNodeRequest
 	13, // 14: raftkvpb.KV.Status:input_type -> raftkvpb.StatusRequest
 	15, // 15: raftkvpb.Raft.Stream:input_type -> raftkvpb.MessageBatch
-	9,  // 16: raftkvpb.KV.Do:output_type -> raftkvpb.Response
-	12, // 17: raftkvpb.KV.AddNode:output_type -> raftkvpb.AdminResponse
-	12, // 18: raftkvpb.KV.RemoveNode:output_type -> raftkvpb.AdminResponse
-	14, // 19: raftkvpb.KV.Status:output_type -> raftkvpb.StatusResponse
-	16, // 20: raftkvpb.Raft.Stream:output_type -> raftkvpb.Empty
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
+	16, // 16: raftkvpb.Raft.Snapshot:input_type -> raftkvpb.SnapshotChunk
+	9,  // 17: raftkvpb.KV.Do:output_type -> raftkvpb.Response
+	12, // 18: raftkvpb.KV.AddNode:output_type -> raftkvpb.AdminResponse
+	12, // 19: raftkvpb.KV.RemoveNode:output_type -> raftkvpb.AdminResponse
+	14, // 20: raftkvpb.KV.Status:output_type -> raftkvpb.StatusResponse
+	17, // 21: raftkvpb.Raft.Stream:output_type -> raftkvpb.Empty
+	17, // 22: raftkvpb.Raft.Snapshot:output_type -> raftkvpb.Empty
+	17, // [17:23] is the sub-list for method output_type
+	11, // [11:17] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -1281,7 +1413,7 @@ func file_raftkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftkv_proto_rawDesc), len(file_raftkv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -243,7 +243,8 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Raft_Stream_FullMethodName = "/raftkvpb.Raft/Stream"
+	Raft_Stream_FullMethodName   = "/raftkvpb.Raft/Stream"
+	Raft_Snapshot_FullMethodName = "/raftkvpb.Raft/Snapshot"
 )
 
 // RaftClient is the client API for Raft service.
@@ -253,6 +254,9 @@ const (
 // Raft carries peer messages: each node opens one client stream to each peer.
 type RaftClient interface {
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[MessageBatch, Empty], error)
+	// Snapshot carries one MsgSnap in chunks; the receiver hands it to raft
+	// only once every byte arrived, and answers after that.
+	Snapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, Empty], error)
 }
 
 type raftClient struct {
@@ -276,6 +280,19 @@ func (c *raftClient) Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Raft_StreamClient = grpc.ClientStreamingClient[MessageBatch, Empty]
 
+func (c *raftClient) Snapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, Empty], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Raft_ServiceDesc.Streams[1], Raft_Snapshot_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SnapshotChunk, Empty]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Raft_SnapshotClient = grpc.ClientStreamingClient[SnapshotChunk, Empty]
+
 // RaftServer is the server API for Raft service.
 // All implementations must embed UnimplementedRaftServer
 // for forward compatibility.
@@ -283,6 +300,9 @@ type Raft_StreamClient = grpc.ClientStreamingClient[MessageBatch, Empty]
 // Raft carries peer messages: each node opens one client stream to each peer.
 type RaftServer interface {
 	Stream(grpc.ClientStreamingServer[MessageBatch, Empty]) error
+	// Snapshot carries one MsgSnap in chunks; the receiver hands it to raft
+	// only once every byte arrived, and answers after that.
+	Snapshot(grpc.ClientStreamingServer[SnapshotChunk, Empty]) error
 	mustEmbedUnimplementedRaftServer()
 }
 
@@ -295,6 +315,9 @@ type UnimplementedRaftServer struct{}
 
 func (UnimplementedRaftServer) Stream(grpc.ClientStreamingServer[MessageBatch, Empty]) error {
 	return status.Errorf(codes.Unimplemented, "method Stream not implemented")
+}
+func (UnimplementedRaftServer) Snapshot(grpc.ClientStreamingServer[SnapshotChunk, Empty]) error {
+	return status.Errorf(codes.Unimplemented, "method Snapshot not implemented")
 }
 func (UnimplementedRaftServer) mustEmbedUnimplementedRaftServer() {}
 func (UnimplementedRaftServer) testEmbeddedByValue()              {}
@@ -324,6 +347,13 @@ func _Raft_Stream_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Raft_StreamServer = grpc.ClientStreamingServer[MessageBatch, Empty]
 
+func _Raft_Snapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RaftServer).Snapshot(&grpc.GenericServerStream[SnapshotChunk, Empty]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Raft_SnapshotServer = grpc.ClientStreamingServer[SnapshotChunk, Empty]
+
 // Raft_ServiceDesc is the grpc.ServiceDesc for Raft service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -335,6 +365,11 @@ var Raft_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Stream",
 			Handler:       _Raft_Stream_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Snapshot",
+			Handler:       _Raft_Snapshot_Handler,
 			ClientStreams: true,
 		},
 	},

@@ -364,21 +364,12 @@ func (t *Transport) sendChunked(p *peer, m *pb.Message) error {
 		if err != nil {
 			return err
 		}
-		err = chunk.Split(data, int(t.chunk.Load()), func(piece []byte) error {
+		pieces, sent, err = t.snaps.Send(data, int(t.chunk.Load()), cancel, func(piece []byte, first bool) error {
 			c := &pb.SnapshotChunk{Data: piece}
-			if pieces == 0 {
+			if first {
 				c.Message, c.Size = header.Interface().(*pb.Message), uint64(size)
 			}
-			watchdog := time.AfterFunc(chunk.Stall, cancel)
-			err := stream.Send(c)
-			watchdog.Stop()
-			if err != nil {
-				return err
-			}
-			pieces++
-			sent += len(piece)
-			t.snaps.Piece(len(piece))
-			return nil
+			return stream.Send(c)
 		})
 		if err != nil {
 			return err

@@ -371,21 +371,12 @@ func (t *Transport) sendChunked(client pb.RaftClient, p *peer, s outSnap) error 
 		if err != nil {
 			return err
 		}
-		err = chunk.Split(s.data, int(t.chunk.Load()), func(piece []byte) error {
+		pieces, sent, err = t.snaps.Send(s.data, int(t.chunk.Load()), cancel, func(piece []byte, first bool) error {
 			c := &pb.SnapshotChunk{Data: piece}
-			if pieces == 0 {
+			if first {
 				c.From, c.Group, c.Message, c.Size = t.id, s.group, s.header, uint64(size)
 			}
-			watchdog := time.AfterFunc(chunk.Stall, cancel)
-			err := stream.Send(c)
-			watchdog.Stop()
-			if err != nil {
-				return err
-			}
-			pieces++
-			sent += len(piece)
-			t.snaps.Piece(len(piece))
-			return nil
+			return stream.Send(c)
 		})
 		if err != nil {
 			return err

@@ -106,3 +106,35 @@ func TestAssembleRefusesAndDiscards(t *testing.T) {
 	require.True(t, bytes.Equal([]byte("abcdef"), buf))
 	done(true)
 }
+
+// Send counts what the stream accepted, marks only the first piece, and
+// stops at the first error with the counts so far.
+func TestSentSendCountsAndStops(t *testing.T) {
+	var s Sent
+	var firsts, got []int
+	pieces, n, err := s.Send(make([]byte, 10), 4, func() { t.Fatal("no piece stalled") }, func(p []byte, first bool) error {
+		if first {
+			firsts = append(firsts, len(got))
+		}
+		got = append(got, len(p))
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, []int{4, 4, 2}, got)
+	require.Equal(t, []int{0}, firsts)
+	require.Equal(t, 3, pieces)
+	require.Equal(t, 10, n)
+	b, _ := s.Load()
+	require.Equal(t, uint64(10), b)
+
+	boom := errors.New("stream broke")
+	pieces, n, err = s.Send(make([]byte, 10), 4, func() {}, func(p []byte, first bool) error {
+		if !first {
+			return boom
+		}
+		return nil
+	})
+	require.ErrorIs(t, err, boom)
+	require.Equal(t, 1, pieces)
+	require.Equal(t, 4, n)
+}

@@ -370,11 +370,10 @@ func (t *Transport) sendChunked(p *peer, m *pb.Message) error {
 				c.Message, c.Size = header.Interface().(*pb.Message), uint64(size)
 			}
 			return stream.Send(c)
-		})
-		if err != nil {
+		}, func() error {
+			_, err := stream.CloseAndRecv()
 			return err
-		}
-		_, err = stream.CloseAndRecv()
+		})
 		return err
 	}()
 	took := time.Since(began).Round(time.Millisecond)
@@ -383,7 +382,6 @@ func (t *Transport) sendChunked(p *peer, m *pb.Message) error {
 			m.Chain, m.Epoch, m.Snapshot.GetLastSeq(), p.id, sent, size, pieces, took, err)
 		return err
 	}
-	t.snaps.Transfer()
 	t.logger.Printf("transport: snapshot of chain %d (epoch %d, seq %d) to node %d: %d bytes sent in %d chunks, %v",
 		m.Chain, m.Epoch, m.Snapshot.GetLastSeq(), p.id, size, pieces, took)
 	return nil

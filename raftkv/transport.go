@@ -377,11 +377,10 @@ func (t *Transport) sendChunked(client pb.RaftClient, p *peer, s outSnap) error 
 				c.From, c.Group, c.Message, c.Size = t.id, s.group, s.header, uint64(size)
 			}
 			return stream.Send(c)
-		})
-		if err != nil {
+		}, func() error {
+			_, err := stream.CloseAndRecv()
 			return err
-		}
-		_, err = stream.CloseAndRecv()
+		})
 		return err
 	}()
 	took := time.Since(began).Round(time.Millisecond)
@@ -390,7 +389,6 @@ func (t *Transport) sendChunked(client pb.RaftClient, p *peer, s outSnap) error 
 			p.id, s.group, s.index, sent, size, pieces, took, err)
 		return err
 	}
-	t.snaps.Transfer()
 	t.logger.Printf("transport: snapshot to node %d (group %d, index %d): %d bytes sent in %d chunks, %v",
 		p.id, s.group, s.index, size, pieces, took)
 	return nil

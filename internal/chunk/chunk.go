@@ -194,12 +194,14 @@ func (s *Sent) Transfer() { s.count.Add(1) }
 func (s *Sent) Load() (bytes, transfers uint64) { return s.bytes.Load(), s.count.Load() }
 
 // Send sends data in pieces of at most size bytes through send, first
-// telling it which piece opens the transfer (and carries the header). A
-// piece that waits longer than Stall calls cancel, which must end the
-// stream send is blocked on: a receiver that stopped reading would
-// otherwise hold the sender until the whole transfer's deadline. It
-// returns the pieces and bytes the stream accepted, counted in s too.
-func (s *Sent) Send(data []byte, size int, cancel func(), send func(piece []byte, first bool) error) (pieces, bytes int, err error) {
+// telling it which piece opens the transfer (and carries the header),
+// then calls finish, which closes the stream and waits for the receiver's
+// answer; a transfer finish accepts is counted whole. A piece that waits
+// longer than Stall calls cancel, which must end the stream send is
+// blocked on: a receiver that stopped reading would otherwise hold the
+// sender until the whole transfer's deadline. It returns the pieces and
+// bytes the stream accepted, counted in s too.
+func (s *Sent) Send(data []byte, size int, cancel func(), send func(piece []byte, first bool) error, finish func() error) (pieces, bytes int, err error) {
 	err = Split(data, size, func(piece []byte) error {
 		watchdog := time.AfterFunc(Stall, cancel)
 		err := send(piece, pieces == 0)
@@ -212,5 +214,11 @@ func (s *Sent) Send(data []byte, size int, cancel func(), send func(piece []byte
 		s.Piece(len(piece))
 		return nil
 	})
+	if err == nil {
+		err = finish()
+	}
+	if err == nil {
+		s.Transfer()
+	}
 	return pieces, bytes, err
 }

@@ -107,8 +107,9 @@ func TestAssembleRefusesAndDiscards(t *testing.T) {
 	done(true)
 }
 
-// Send counts what the stream accepted, marks only the first piece, and
-// stops at the first error with the counts so far.
+// Send counts what the stream accepted, marks only the first piece,
+// counts a transfer whole once finish accepts it, and stops at the first
+// error with the counts so far.
 func TestSentSendCountsAndStops(t *testing.T) {
 	var s Sent
 	var firsts, got []int
@@ -118,14 +119,15 @@ func TestSentSendCountsAndStops(t *testing.T) {
 		}
 		got = append(got, len(p))
 		return nil
-	})
+	}, func() error { return nil })
 	require.NoError(t, err)
 	require.Equal(t, []int{4, 4, 2}, got)
 	require.Equal(t, []int{0}, firsts)
 	require.Equal(t, 3, pieces)
 	require.Equal(t, 10, n)
-	b, _ := s.Load()
+	b, transfers := s.Load()
 	require.Equal(t, uint64(10), b)
+	require.Equal(t, uint64(1), transfers)
 
 	boom := errors.New("stream broke")
 	pieces, n, err = s.Send(make([]byte, 10), 4, func() {}, func(p []byte, first bool) error {
@@ -133,8 +135,12 @@ func TestSentSendCountsAndStops(t *testing.T) {
 			return boom
 		}
 		return nil
-	})
+	}, func() error { t.Fatal("finish after a failed piece"); return nil })
 	require.ErrorIs(t, err, boom)
 	require.Equal(t, 1, pieces)
 	require.Equal(t, 4, n)
+	_, _, err = s.Send(nil, 4, func() {}, func([]byte, bool) error { return nil }, func() error { return boom })
+	require.ErrorIs(t, err, boom, "a transfer the receiver refused")
+	_, transfers = s.Load()
+	require.Equal(t, uint64(1), transfers, "refused transfers are not counted whole")
 }

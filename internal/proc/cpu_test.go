@@ -59,8 +59,14 @@ func TestCPULimit(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Kill() })
 
-	env, err := os.ReadFile("/proc/" + strconv.Itoa(p.Pid()) + "/environ")
-	require.NoError(t, err)
+	// Start returns when the kernel lets the vforking parent go, which is
+	// before the exec has laid out the new environment: until then
+	// /proc/<pid>/environ reads empty.
+	var env []byte
+	require.Eventually(t, func() bool {
+		env, err = os.ReadFile("/proc/" + strconv.Itoa(p.Pid()) + "/environ")
+		return err == nil && len(env) > 0
+	}, 5*time.Second, 5*time.Millisecond, "environ of pid %d stayed unreadable or empty", p.Pid())
 	require.Contains(t, strings.Split(string(env), "\x00"), "GOMAXPROCS=1")
 	group := cgroupOf(t, p.Pid())
 	require.Contains(t, group, "chainraft/"+strconv.Itoa(os.Getpid())+"-limited-")

@@ -113,6 +113,7 @@ type nemesisSidecar struct {
 	steps  []nemesis.Step
 	net    *nemesis.Network // nil without network faults
 	info   NemesisInfo
+	data   int64 // bytes preloaded: faults that copy it get longer bounds
 
 	path   string // nemesis.jsonl
 	file   *os.File
@@ -224,7 +225,7 @@ func newNemesis(runCtx context.Context, cfg *RunConfig, seed int64) (*nemesisSid
 	if err != nil {
 		return nil, err
 	}
-	s := &nemesisSidecar{runCtx: runCtx, steps: steps, info: NemesisInfo{
+	s := &nemesisSidecar{runCtx: runCtx, steps: steps, data: cfg.Preload.Bytes, info: NemesisInfo{
 		Kinds: n.Kinds, IntervalMS: ms(int64(n.Interval)), Overlap: n.Overlap, Replay: n.Replay, Steps: len(steps),
 	}}
 	members := 0
@@ -287,6 +288,15 @@ func (s *nemesisSidecar) close() {
 // servers and of nodes are the slow part.
 const healTimeout = 90 * time.Second
 
+// copyTime is what a fault's inject or heal may take on top of its bound
+// when the store holds data: a fresh replica copies all of it (a member
+// fault's heal, a restarted chain node's rejoin), and on a loaded two-core
+// machine a copy of 1 GB took minutes, not the seconds of an empty store.
+// The bound allows 4 MiB/s, under the slowest copy measured.
+func copyTime(data int64) time.Duration {
+	return time.Duration(data/(4<<20)) * time.Second
+}
+
 // Run runs the schedule on the recorder's clock and heals every fault still
 // in force when ctx ends (the time limit).
 func (s *nemesisSidecar) Run(ctx context.Context, env SidecarEnv) error {
@@ -294,7 +304,8 @@ func (s *nemesisSidecar) Run(ctx context.Context, env SidecarEnv) error {
 	if err != nil {
 		return err
 	}
-	r := &nemesis.Runner{Target: t, Clock: env.Recorder.Now, Events: s.events, Log: env.Log}
+	r := &nemesis.Runner{Target: t, Clock: env.Recorder.Now, Events: s.events, Log: env.Log,
+		OpTimeout: nemesis.DefaultOpTimeout + copyTime(s.data)}
 	s.mu.Lock()
 	s.runner, s.target, s.ran = r, t, true
 	s.mu.Unlock()
@@ -303,7 +314,7 @@ func (s *nemesisSidecar) Run(ctx context.Context, env SidecarEnv) error {
 		healErr = fmt.Errorf("interrupted with faults in force: %w", s.runCtx.Err())
 	} else {
 		_ = err // the time limit ends the schedule: not an error
-		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healTimeout)
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healTimeout+copyTime(s.data))
 		_ = r.HealAll(hctx) // its errors are in r.HealErrors()
 		cancel()
 	}

@@ -22,7 +22,8 @@ type Runner struct {
 	Events *EventWriter
 	// Log receives one line per injection and per heal (may be nil).
 	Log io.Writer
-	// OpTimeout bounds each inject and each heal (default 30s).
+	// OpTimeout bounds each inject and each heal (default
+	// DefaultOpTimeout).
 	OpTimeout time.Duration
 
 	mu       sync.Mutex
@@ -139,8 +140,11 @@ func (r *Runner) opTimeout() time.Duration {
 	if r.OpTimeout > 0 {
 		return r.OpTimeout
 	}
-	return 30 * time.Second
+	return DefaultOpTimeout
 }
+
+// DefaultOpTimeout is Runner.OpTimeout's default.
+const DefaultOpTimeout = 30 * time.Second
 
 func (r *Runner) sleepUntil(ctx context.Context, at time.Duration) error {
 	for {

@@ -33,6 +33,11 @@ type CoreConfig struct {
 	// (default 10,000); SnapshotKeep the entries kept behind a snapshot for
 	// followers that lag a little (default SnapshotEvery/2).
 	SnapshotEvery, SnapshotKeep uint64
+	// SnapshotBytes also starts a snapshot once the entries applied since
+	// the last one carry this many bytes (default 256 MiB), and an eighth
+	// of it bounds the bytes kept behind a snapshot: with large values a
+	// count of entries alone let the log in memory grow to gigabytes.
+	SnapshotBytes uint64
 	// ReadTimeoutTicks fails a ReadIndex round that got no answer (raft
 	// drops read requests silently); default 2*ElectionTick.
 	ReadTimeoutTicks int
@@ -62,6 +67,9 @@ func (c *CoreConfig) setDefaults() {
 	}
 	if c.SnapshotKeep == 0 {
 		c.SnapshotKeep = c.SnapshotEvery / 2
+	}
+	if c.SnapshotBytes == 0 {
+		c.SnapshotBytes = 256 << 20
 	}
 	if c.ReadTimeoutTicks == 0 {
 		c.ReadTimeoutTicks = 2 * c.ElectionTick
@@ -128,8 +136,13 @@ type Core struct {
 	applied   uint64
 	snapIndex uint64
 	// confSinceSnap: a conf change was applied after the last snapshot
-	// (MaybeSnapshot then takes one).
+	// (StartSnapshot then takes one); confIndex is the last one's index.
 	confSinceSnap bool
+	confIndex     uint64
+	// sinceSnapBytes counts the entry bytes applied since the last
+	// snapshot began; snapJob is the snapshot being built, if any.
+	sinceSnapBytes uint64
+	snapJob        *SnapshotJob
 	confState     *raftpb.ConfState
 	soft          raft.SoftState
 
@@ -219,7 +232,7 @@ func NewCore(cfg CoreConfig, rec *Recovered) (*Core, error) {
 		ID:                        cfg.ID,
 		ElectionTick:              cfg.ElectionTick,
 		HeartbeatTick:             cfg.HeartbeatTick,
-		Storage:                   c.ms,
+		Storage:                   coreStorage{c.ms, c},
 		Applied:                   c.applied,
 		MaxSizePerMsg:             1 << 20,
 		MaxCommittedSizePerReady:  4 << 20,
@@ -259,7 +272,7 @@ func NewCore(cfg CoreConfig, rec *Recovered) (*Core, error) {
 
 func (c *Core) restore(rec *Recovered) error {
 	if snap := rec.Snapshot; !raft.IsEmptySnap(snap) {
-		if err := c.ms.ApplySnapshot(snap); err != nil {
+		if err := c.ms.ApplySnapshot(withoutData(snap)); err != nil {
 			return fmt.Errorf("raftkv: restore snapshot: %w", err)
 		}
 		if err := c.fsm.restore(snap.GetData()); err != nil {
@@ -453,8 +466,15 @@ func (c *Core) AddNode(req uint64, m Member) error {
 	if m.ID == 0 || m.Addr == "" {
 		return fmt.Errorf("%w: add node needs an id and an address", ErrRejected)
 	}
-	if _, ok := c.fsm.members[m.ID]; ok {
-		return fmt.Errorf("%w: node %d is already a member", ErrRejected, m.ID)
+	// A change is retried when its first attempt timed out, and may have
+	// gone through: the member the caller asked for, already there, is
+	// its success, not a rejection.
+	if addr, ok := c.fsm.members[m.ID]; ok {
+		if addr != m.Addr {
+			return fmt.Errorf("%w: node %d is already a member, at %s", ErrRejected, m.ID, addr)
+		}
+		c.replies = append(c.replies, Reply{Conf: req})
+		return nil
 	}
 	if c.fsm.removed[m.ID] {
 		return fmt.Errorf("%w: node id %d was removed and is never reused", ErrRejected, m.ID)
@@ -465,6 +485,10 @@ func (c *Core) AddNode(req uint64, m Member) error {
 // RemoveNode proposes removing a voter.
 func (c *Core) RemoveNode(req uint64, id uint64) error {
 	if _, ok := c.fsm.members[id]; !ok {
+		if c.fsm.removed[id] {
+			c.replies = append(c.replies, Reply{Conf: req}) // as AddNode: a retry
+			return nil
+		}
 		return fmt.Errorf("%w: node %d is not a member", ErrRejected, id)
 	}
 	if len(c.fsm.members) <= 1 {
@@ -596,7 +620,7 @@ func (c *Core) installSnapshot(snap *raftpb.Snapshot) {
 	if idx <= c.applied {
 		panic(fmt.Sprintf("raftkv: node %d: snapshot at %d does not move applied %d forward", c.cfg.ID, idx, c.applied))
 	}
-	if err := c.ms.ApplySnapshot(snap); err != nil {
+	if err := c.ms.ApplySnapshot(withoutData(snap)); err != nil {
 		panic(fmt.Sprintf("raftkv: node %d: apply snapshot %d: %v", c.cfg.ID, idx, err))
 	}
 	if err := c.fsm.restore(snap.GetData()); err != nil {
@@ -604,6 +628,7 @@ func (c *Core) installSnapshot(snap *raftpb.Snapshot) {
 	}
 	c.applied = idx
 	c.snapIndex = idx
+	c.sinceSnapBytes = 0
 	c.confState = proto.Clone(snap.GetMetadata().GetConfState()).(*raftpb.ConfState)
 	c.membersChanged = true
 	c.installed++
@@ -618,6 +643,7 @@ func (c *Core) applyEntry(e *raftpb.Entry) {
 		panic(fmt.Sprintf("raftkv: node %d: applying entry %d after %d (gap)", c.cfg.ID, idx, c.applied))
 	}
 	c.applied = idx
+	c.sinceSnapBytes += uint64(len(e.GetData()))
 	switch e.GetType() {
 	case raftpb.EntryNormal:
 		if len(e.GetData()) == 0 {
@@ -697,6 +723,7 @@ func (c *Core) applyConfChange(e *raftpb.Entry) {
 	c.confState = c.rn.ApplyConfChange(cc)
 	c.membersChanged = true
 	c.confSinceSnap = true
+	c.confIndex = e.GetIndex()
 	if req := cctx.GetRequest(); req != 0 && c.pendingConf[req] {
 		delete(c.pendingConf, req)
 		c.replies = append(c.replies, Reply{Conf: req, Err: rejected})
@@ -761,32 +788,157 @@ func (c *Core) softChanged(s raft.SoftState) {
 	c.readQueue = nil
 }
 
-// MaybeSnapshot takes a snapshot when SnapshotEvery entries were applied
-// since the last one, compacts the in-memory log behind it (keeping
-// SnapshotKeep entries for lagging followers) and returns what the caller
-// must make durable: the snapshot, then a log rewritten to hold only the
-// returned HardState and entries. It returns nil when no snapshot is due.
-// Call it only after Advance, when every entry raft knows is mirrored.
-func (c *Core) MaybeSnapshot() *Compaction {
+// A snapshot is taken in three steps, so that the node's loop never stops
+// for the slow part (marshalling the whole state and writing it out, whole
+// seconds at a gigabyte; etcd takes its snapshots apart from its raft loop
+// too): StartSnapshot, on the loop, copies the state at the applied index;
+// SnapshotJob.Build marshals it, anywhere, and the caller makes the result
+// durable; FinishSnapshot, on the loop again, hands it to raft and compacts
+// the log behind it. One snapshot is built at a time.
+//
+// raft's MemoryStorage holds the snapshot without its data: the state is
+// already in memory once, in the fsm, and a second copy doubled what a node
+// holds. So a MsgSnap leaves the Core with no data, and its sender attaches
+// the durable snapshot's (Storage.LoadSnapshot): the one raft named, or a
+// newer one, which raft accepts as well.
+
+// SnapshotJob is the state at one applied index, copied so that it can be
+// marshalled off the loop while the loop applies more.
+type SnapshotJob struct {
+	meta  *raftpb.SnapshotMetadata
+	state *fsm
+}
+
+// Index is the applied index the job's state is at.
+func (j *SnapshotJob) Index() uint64 { return j.meta.GetIndex() }
+
+// Build marshals the job's state into a snapshot; it reads only the job,
+// so any goroutine may call it.
+func (j *SnapshotJob) Build() *raftpb.Snapshot {
+	return &raftpb.Snapshot{Metadata: j.meta, Data: j.state.marshal()}
+}
+
+// StartSnapshot returns a job when a snapshot is due — SnapshotEvery
+// entries or SnapshotBytes bytes applied since the last one, or a conf
+// change — and none is being built; else nil. Call it only after Advance,
+// when every entry raft knows is mirrored.
+func (c *Core) StartSnapshot() *SnapshotJob {
+	if c.snapJob != nil || c.applied <= c.snapIndex {
+		return nil
+	}
 	// A conf change also forces a snapshot: a node added by it that has to
 	// be sent a snapshot must find itself in the snapshot's ConfState, or
 	// raft ignores the snapshot ("not in the ConfState") and the new node
-	// never catches up; the latest snapshot is the one the leader sends.
-	if c.applied-c.snapIndex < c.cfg.SnapshotEvery && !c.confSinceSnap {
+	// never catches up; the latest snapshot is the one the leader sends
+	// (and coreStorage holds it back until one covers the change).
+	if c.applied-c.snapIndex < c.cfg.SnapshotEvery && c.sinceSnapBytes < c.cfg.SnapshotBytes && !c.confSinceSnap {
 		return nil
 	}
-	c.confSinceSnap = false
-	snap, err := c.ms.CreateSnapshot(c.applied, c.confState, c.fsm.marshal())
+	term, err := c.ms.Term(c.applied)
 	if err != nil {
-		panic(fmt.Sprintf("raftkv: node %d: create snapshot at %d: %v", c.cfg.ID, c.applied, err))
+		panic(fmt.Sprintf("raftkv: node %d: term of applied %d: %v", c.cfg.ID, c.applied, err))
 	}
-	c.snapIndex = c.applied
-	if c.applied > c.cfg.SnapshotKeep {
-		if err := c.ms.Compact(c.applied - c.cfg.SnapshotKeep); err != nil && err != raft.ErrCompacted {
-			panic(fmt.Sprintf("raftkv: node %d: compact to %d: %v", c.cfg.ID, c.applied-c.cfg.SnapshotKeep, err))
+	c.confSinceSnap = false
+	c.sinceSnapBytes = 0
+	c.snapJob = &SnapshotJob{
+		meta: &raftpb.SnapshotMetadata{Index: proto.Uint64(c.applied), Term: proto.Uint64(term),
+			ConfState: proto.Clone(c.confState).(*raftpb.ConfState)},
+		state: c.fsm.clone(),
+	}
+	return c.snapJob
+}
+
+// SnapshotSuperseded says whether a snapshot installed from the leader
+// since j started is at least as new as j: then j must not replace it.
+func (c *Core) SnapshotSuperseded(j *SnapshotJob) bool { return j.Index() <= c.snapIndex }
+
+// FinishSnapshot ends the job j, once its snapshot is durable (or dropped,
+// if superseded). It makes it raft's snapshot, compacts the in-memory log
+// behind it (keeping up to SnapshotKeep entries and SnapshotBytes/8 bytes
+// for followers that lag a little) and returns the log the caller must
+// rewrite: the returned HardState and entries. It returns nil for a
+// superseded job.
+func (c *Core) FinishSnapshot(j *SnapshotJob) *Compaction {
+	if c.snapJob != j {
+		panic(fmt.Sprintf("raftkv: node %d: finishing snapshot %d, which is not the one being built", c.cfg.ID, j.Index()))
+	}
+	c.snapJob = nil
+	if c.SnapshotSuperseded(j) {
+		return nil
+	}
+	idx := j.Index()
+	if _, err := c.ms.CreateSnapshot(idx, j.meta.GetConfState(), nil); err != nil {
+		panic(fmt.Sprintf("raftkv: node %d: create snapshot at %d: %v", c.cfg.ID, idx, err))
+	}
+	c.snapIndex = idx
+	if to := c.compactTo(idx); to > 0 {
+		if err := c.ms.Compact(to); err != nil && err != raft.ErrCompacted {
+			panic(fmt.Sprintf("raftkv: node %d: compact to %d: %v", c.cfg.ID, to, err))
 		}
 	}
-	return &Compaction{Snapshot: snap, HardState: c.hardState(), Entries: c.entries()}
+	return &Compaction{Snapshot: &raftpb.Snapshot{Metadata: j.meta}, HardState: c.hardState(), Entries: c.entries()}
+}
+
+// compactTo is the index to compact the log to behind a snapshot at idx:
+// what is kept after it is at most SnapshotKeep entries and
+// SnapshotBytes/8 bytes.
+func (c *Core) compactTo(idx uint64) uint64 {
+	first, _ := c.ms.FirstIndex()
+	from := first
+	if idx > c.cfg.SnapshotKeep && idx-c.cfg.SnapshotKeep+1 > from {
+		from = idx - c.cfg.SnapshotKeep + 1
+	}
+	if from > idx {
+		return idx
+	}
+	ents, err := c.ms.Entries(from, idx+1, ^uint64(0))
+	if err != nil {
+		panic(fmt.Sprintf("raftkv: node %d: entries [%d,%d]: %v", c.cfg.ID, from, idx, err))
+	}
+	var bytes uint64
+	kept := uint64(0)
+	for i := len(ents) - 1; i >= 0; i-- {
+		bytes += uint64(len(ents[i].GetData()))
+		if bytes > c.cfg.SnapshotBytes/8 {
+			break
+		}
+		kept++
+	}
+	return idx - kept
+}
+
+// MaybeSnapshot is StartSnapshot, Build and FinishSnapshot in one go, for
+// callers with no loop to keep going (the simulator, tests); the returned
+// Compaction's Snapshot carries the data, for the caller to save first.
+func (c *Core) MaybeSnapshot() *Compaction {
+	j := c.StartSnapshot()
+	if j == nil {
+		return nil
+	}
+	snap := j.Build()
+	cp := c.FinishSnapshot(j)
+	cp.Snapshot = snap
+	return cp
+}
+
+// coreStorage is what raft reads: the MemoryStorage, except that no
+// snapshot is offered while the last conf change is newer than it (a node
+// it added would refuse it), which raft takes as "try again later".
+type coreStorage struct {
+	*raft.MemoryStorage
+	c *Core
+}
+
+func (s coreStorage) Snapshot() (*raftpb.Snapshot, error) {
+	if s.c.snapIndex < s.c.confIndex {
+		return nil, raft.ErrSnapshotTemporarilyUnavailable
+	}
+	return s.MemoryStorage.Snapshot()
+}
+
+// withoutData is snap's metadata alone (see SnapshotJob).
+func withoutData(snap *raftpb.Snapshot) *raftpb.Snapshot {
+	return &raftpb.Snapshot{Metadata: snap.GetMetadata()}
 }
 
 // Compaction is a snapshot and the log that remains behind it.

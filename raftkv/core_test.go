@@ -208,4 +208,14 @@ func TestCoreMembership(t *testing.T) {
 	tn.tick(2)
 	require.Equal(t, "v", tn.cores[4].Get("k").GetValue())
 	require.Contains(t, tn.cores[4].Members(), Member{ID: 4, Addr: "node4"}, "the joiner learned the membership, addresses included")
+
+	// A retried change that already went through succeeds again, without
+	// a second conf change; the same id at another address is refused.
+	applied := tn.cores[l].Applied()
+	require.NoError(t, tn.cores[l].AddNode(80, Member{ID: 4, Addr: "node4"}))
+	require.NoError(t, tn.cores[l].RemoveNode(81, victim))
+	tn.stabilize()
+	require.Subset(t, tn.takeReplies(l), []Reply{{Conf: 80}, {Conf: 81}})
+	require.Equal(t, applied, tn.cores[l].Applied(), "nothing was proposed")
+	require.ErrorIs(t, tn.cores[l].AddNode(82, Member{ID: 4, Addr: "elsewhere"}), ErrRejected)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"sort"
 
 	"google.golang.org/protobuf/proto"
@@ -97,6 +98,13 @@ func (f *fsm) digest() string {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// clone copies the state for a snapshot built off the loop. The maps are
+// copied, not their values: strings are immutable and a session is
+// replaced, never changed, when its client's next write applies.
+func (f *fsm) clone() *fsm {
+	return &fsm{data: maps.Clone(f.data), sessions: maps.Clone(f.sessions), members: maps.Clone(f.members), removed: maps.Clone(f.removed)}
 }
 
 func (f *fsm) marshal() []byte {

@@ -89,6 +89,14 @@ func (tn *testNet) ready(id uint64) bool {
 		require.NoError(tn.t, err)
 		cp := &raftpb.Message{}
 		require.NoError(tn.t, proto.Unmarshal(b, cp))
+		if cp.GetType() == raftpb.MsgSnap && len(cp.GetSnapshot().GetData()) == 0 {
+			// As the transport does: the data comes from the durable
+			// snapshot, since raft's storage holds none.
+			snap, err := tn.stores[id].LoadSnapshot()
+			require.NoError(tn.t, err)
+			require.GreaterOrEqual(tn.t, snap.GetMetadata().GetIndex(), cp.GetSnapshot().GetMetadata().GetIndex())
+			cp.Snapshot = snap
+		}
 		tn.inbox = append(tn.inbox, cp)
 	}
 	tn.replies[id] = append(tn.replies[id], c.Apply()...)

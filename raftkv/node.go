@@ -84,6 +84,13 @@ type Node struct {
 	stopped sync.Once
 	err     error // why run ended; written before donec closes
 
+	// snapDone brings a snapshot built and written off the loop back to
+	// it; one is built at a time (Core.StartSnapshot), so one slot never
+	// blocks the builder. snapping tracks the builder, which run waits
+	// for before it closes the storage.
+	snapDone chan snapResult
+	snapping sync.WaitGroup
+
 	waiters     map[kv.RequestID][]chan Reply
 	readWaiters map[uint64]chan Reply
 	confWaiters map[uint64]chan Reply
@@ -94,6 +101,13 @@ type Node struct {
 	// in wall-clock nanoseconds.
 	wallLeaseUntil int64
 	wallReadStart  map[uint64]int64
+}
+
+// snapResult is a snapshot job's outcome: prepared on disk, or err.
+type snapResult struct {
+	job  *SnapshotJob
+	err  error
+	took time.Duration
 }
 
 type proposal struct {
@@ -166,6 +180,7 @@ func newNode(cfg NodeConfig) (*Node, error) {
 		statusc:     make(chan chan Status),
 		recvc:       make(chan *raftpb.Message, recvQueue),
 		reportc:     make(chan report, 1024),
+		snapDone:    make(chan snapResult, 1),
 		stopc:       make(chan struct{}),
 		donec:       make(chan struct{}),
 		waiters:     map[kv.RequestID][]chan Reply{},
@@ -359,6 +374,7 @@ func (n *Node) run() {
 		if n.ownsTrans {
 			n.transport.Stop()
 		}
+		n.snapping.Wait()
 		if err := n.storage.Close(); err != nil && n.err == nil {
 			n.err = err
 		}
@@ -380,6 +396,12 @@ func (n *Node) run() {
 			n.applyReport(r)
 		case c := <-n.statusc:
 			c <- n.core.Status()
+		case r := <-n.snapDone:
+			if err := n.finishSnapshot(r); err != nil {
+				n.err = err
+				n.logger.Printf("node %d: stopping: %v", n.cfg.ID, err)
+				return
+			}
 		case <-n.stopc:
 			return
 		}
@@ -530,14 +552,9 @@ func (n *Node) handleReady() error {
 		n.reply(r)
 	}
 	n.core.Advance()
-	if c := n.core.MaybeSnapshot(); c != nil {
-		if err := n.storage.SaveSnapshot(c.Snapshot); err != nil {
-			return fmt.Errorf("save snapshot: %w", err)
-		}
-		if err := n.storage.Rewrite(c.HardState, c.Entries); err != nil {
-			return fmt.Errorf("compact log: %w", err)
-		}
-		n.logger.Printf("node %d: snapshot at %d, log keeps %d entries", n.cfg.ID, c.Snapshot.GetMetadata().GetIndex(), len(c.Entries))
+	if j := n.core.StartSnapshot(); j != nil {
+		n.snapping.Add(1)
+		go n.buildSnapshot(j)
 	}
 	if n.core.TakeMembersChanged() {
 		n.transport.SetGroupPeers(n.cfg.Group, mergeMembers(n.cfg.Peers, n.core.Members(), n.cfg.Addrs))
@@ -545,7 +562,50 @@ func (n *Node) handleReady() error {
 	return nil
 }
 
+// buildSnapshot marshals a snapshot job and writes it beside the durable
+// snapshot, off the loop (see Core.StartSnapshot), and hands the outcome
+// back to the loop.
+func (n *Node) buildSnapshot(j *SnapshotJob) {
+	defer n.snapping.Done()
+	began := time.Now()
+	err := n.storage.PrepareSnapshot(j.Build())
+	n.snapDone <- snapResult{job: j, err: err, took: time.Since(began)}
+}
+
+// finishSnapshot puts a prepared snapshot in place, unless one installed
+// from the leader meanwhile is newer, and rewrites the log behind it.
+func (n *Node) finishSnapshot(r snapResult) error {
+	if r.err != nil {
+		return fmt.Errorf("save snapshot: %w", r.err)
+	}
+	if n.core.SnapshotSuperseded(r.job) {
+		n.core.FinishSnapshot(r.job)
+		n.logger.Printf("node %d: snapshot at %d dropped: a newer one came from the leader", n.cfg.ID, r.job.Index())
+		return n.storage.DiscardSnapshot()
+	}
+	if err := n.storage.CommitSnapshot(); err != nil {
+		return err
+	}
+	c := n.core.FinishSnapshot(r.job)
+	began := time.Now()
+	if err := n.storage.Rewrite(c.HardState, c.Entries); err != nil {
+		return fmt.Errorf("compact log: %w", err)
+	}
+	n.logger.Printf("node %d: snapshot at %d (built and written off the loop in %v), log keeps %d entries (rewritten in %v)",
+		n.cfg.ID, r.job.Index(), r.took.Round(time.Millisecond), len(c.Entries), time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
 func (n *Node) send(m *raftpb.Message) {
+	if m.GetType() == raftpb.MsgSnap && len(m.GetSnapshot().GetData()) == 0 {
+		// raft's storage holds no snapshot data (SnapshotJob): the
+		// transport reads it from disk, off the loop.
+		if err := n.transport.SendSnapshot(n.cfg.Group, m, n.storage.LoadSnapshot); err != nil {
+			n.core.ReportUnreachable(m.GetTo())
+			n.core.ReportSnapshot(m.GetTo(), false)
+		}
+		return
+	}
 	if err := n.transport.SendGroup(n.cfg.Group, m); err != nil {
 		n.core.ReportUnreachable(m.GetTo())
 		if m.GetType() == raftpb.MsgSnap {

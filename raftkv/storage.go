@@ -9,6 +9,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/chainraft/chainraft/internal/wal"
@@ -53,6 +54,11 @@ func OpenStorage(dir string, noFsync bool) (*Storage, *Recovered, error) {
 		return nil, nil, fmt.Errorf("raftkv: create data dir: %w", err)
 	}
 	s := &Storage{dir: dir, noFsync: noFsync}
+	// A snapshot prepared off the loop and never committed (a crash came
+	// first) is not state: the log behind the old snapshot still holds it.
+	if err := s.DiscardSnapshot(); err != nil {
+		return nil, nil, fmt.Errorf("raftkv: %w", err)
+	}
 	rec := &Recovered{}
 	snap, err := readSnapshot(filepath.Join(dir, snapName))
 	if err != nil {
@@ -317,14 +323,106 @@ func addRecord(b *wal.Batch, typ byte, m proto.Message) error {
 // replaced atomically: a crash leaves the old snapshot or the new one,
 // never a mix, and damage is refused on open.
 func (s *Storage) SaveSnapshot(snap *raftpb.Snapshot) error {
-	body, err := proto.Marshal(snap)
+	parts, err := snapshotParts(snap)
 	if err != nil {
-		return fmt.Errorf("raftkv: marshal snapshot: %w", err)
+		return err
 	}
-	if err := wal.WriteFile(filepath.Join(s.dir, snapName), body, s.noFsync); err != nil {
+	if err := wal.WriteFileParts(filepath.Join(s.dir, snapName), s.noFsync, parts...); err != nil {
 		return fmt.Errorf("raftkv: save snapshot: %w", err)
 	}
 	return nil
+}
+
+// PrepareSnapshot writes snap beside the durable snapshot, fsynced but not
+// in its place. It touches nothing the loop writes, so the node's snapshot
+// goroutine calls it while the loop goes on; the loop then puts it in place
+// (CommitSnapshot) or, if it installed a newer snapshot from its leader
+// meanwhile, drops it (DiscardSnapshot).
+func (s *Storage) PrepareSnapshot(snap *raftpb.Snapshot) error {
+	parts, err := snapshotParts(snap)
+	if err != nil {
+		return err
+	}
+	if err := wal.PrepareFile(filepath.Join(s.dir, snapName), s.noFsync, parts...); err != nil {
+		return fmt.Errorf("raftkv: prepare snapshot: %w", err)
+	}
+	return nil
+}
+
+// CommitSnapshot makes the prepared snapshot the durable one.
+func (s *Storage) CommitSnapshot() error {
+	if err := wal.CommitFile(filepath.Join(s.dir, snapName), s.noFsync); err != nil {
+		return fmt.Errorf("raftkv: commit snapshot: %w", err)
+	}
+	return nil
+}
+
+// DiscardSnapshot drops a prepared snapshot.
+func (s *Storage) DiscardSnapshot() error {
+	return wal.DiscardFile(filepath.Join(s.dir, snapName))
+}
+
+// LoadSnapshot reads the durable snapshot (nil if there is none). raft's
+// MemoryStorage holds snapshots without their data (Core keeps a second
+// copy of the whole state out of memory), so a leader's snapshot sender
+// reads the data from here, off the loop; any goroutine may call it.
+func (s *Storage) LoadSnapshot() (*raftpb.Snapshot, error) {
+	return readSnapshot(filepath.Join(s.dir, snapName))
+}
+
+// snapshotParts encodes a raftpb.Snapshot as protobuf in parts, the data
+// last and not copied: the metadata, then the data field's tag and length,
+// then the data (protobuf fields may come in any order).
+func snapshotParts(snap *raftpb.Snapshot) ([][]byte, error) {
+	meta, err := proto.Marshal(&raftpb.Snapshot{Metadata: snap.GetMetadata()})
+	if err != nil {
+		return nil, fmt.Errorf("raftkv: marshal snapshot metadata: %w", err)
+	}
+	data := snap.GetData()
+	if len(data) == 0 {
+		return [][]byte{meta}, nil
+	}
+	field := protowire.AppendTag(nil, snapshotDataField, protowire.BytesType)
+	field = protowire.AppendVarint(field, uint64(len(data)))
+	return [][]byte{meta, field, data}, nil
+}
+
+// snapshotDataField is raftpb.Snapshot's data field number.
+const snapshotDataField = 1
+
+// decodeSnapshot is proto.Unmarshal of a raftpb.Snapshot whose data is
+// left in body rather than copied out of it.
+func decodeSnapshot(body []byte) (*raftpb.Snapshot, error) {
+	var data, rest []byte
+	for b := body; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		if num == snapshotDataField && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b[n:])
+			if m < 0 {
+				return nil, protowire.ParseError(m)
+			}
+			data = v
+			b = b[n+m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil, protowire.ParseError(m)
+		}
+		rest = append(rest, b[:n+m]...)
+		b = b[n+m:]
+	}
+	snap := &raftpb.Snapshot{}
+	if err := proto.Unmarshal(rest, snap); err != nil {
+		return nil, err
+	}
+	if len(data) > 0 {
+		snap.Data = data
+	}
+	return snap, nil
 }
 
 // Rewrite replaces the log with just hs and ents (the log behind a new
@@ -360,8 +458,8 @@ func readSnapshot(path string) (*raftpb.Snapshot, error) {
 	if err != nil {
 		return nil, corrupt(err)
 	}
-	snap := &raftpb.Snapshot{}
-	if err := proto.Unmarshal(body, snap); err != nil {
+	snap, err := decodeSnapshot(body)
+	if err != nil {
 		return nil, corrupt(wal.Corrupt(path, wal.FileHeaderSize, "snapshot does not decode: %v", err))
 	}
 	return snap, nil

@@ -125,6 +125,11 @@ type outSnap struct {
 	index  uint64
 	header []byte
 	data   []byte
+	// msg and load, when set, stand for header and data: a MsgSnap
+	// without data (copied, so that it no longer points into raft), whose
+	// snapshot load reads from disk when the sender gets to it.
+	msg  *raftpb.Message
+	load func() (*raftpb.Snapshot, error)
 }
 
 func newTransport(id uint64, logger *log.Logger, report func(report)) *Transport {
@@ -337,6 +342,45 @@ func (t *Transport) queueChunked(g uint32, p *peer, m *raftpb.Message) error {
 	}
 }
 
+// SendSnapshot queues a MsgSnap whose snapshot data raft's storage does
+// not hold: the peer's snapshot sender calls load, off the node's loop,
+// and sends the snapshot it returns, which is the one m names or a newer
+// one (raft takes either), in pieces whatever its size.
+func (t *Transport) SendSnapshot(g uint32, m *raftpb.Message, load func() (*raftpb.Snapshot, error)) error {
+	t.mu.Lock()
+	p := t.peers[m.GetTo()]
+	t.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("no address for node %d", m.GetTo())
+	}
+	msg := proto.Clone(m).(*raftpb.Message)
+	select {
+	case p.snapq <- outSnap{group: g, index: m.GetSnapshot().GetMetadata().GetIndex(), msg: msg, load: load}:
+		return nil
+	default:
+		return fmt.Errorf("a snapshot to node %d is already on its way", m.GetTo())
+	}
+}
+
+// loadSnapshot fills in s's header and data from its load function.
+func loadSnapshot(s outSnap) (outSnap, error) {
+	snap, err := s.load()
+	if err != nil {
+		return s, fmt.Errorf("load snapshot %d: %w", s.index, err)
+	}
+	if got := snap.GetMetadata().GetIndex(); snap == nil || got < s.index {
+		return s, fmt.Errorf("load snapshot %d: the durable snapshot is at %d", s.index, got)
+	}
+	s.index = snap.GetMetadata().GetIndex()
+	s.msg.Snapshot = &raftpb.Snapshot{Metadata: snap.GetMetadata()}
+	header, err := proto.Marshal(s.msg)
+	if err != nil {
+		return s, fmt.Errorf("marshal %v to %d: %w", s.msg.GetType(), s.msg.GetTo(), err)
+	}
+	s.header, s.data = header, snap.GetData()
+	return s, nil
+}
+
 // sendSnapshots owns one peer's chunked snapshot transfers, apart from its
 // message stream, so that heartbeats and appends to the peer's other
 // groups keep flowing while a large snapshot travels. Raft needs no order
@@ -349,7 +393,16 @@ func (t *Transport) sendSnapshots(p *peer) {
 		case s := <-p.snapq:
 			// Reported even when the peer is going away: raft holds a
 			// follower waiting for a snapshot until it hears how it went.
-			err := t.sendChunked(client, p, s)
+			var err error
+			if s.load != nil {
+				s, err = loadSnapshot(s)
+				if err != nil {
+					t.logger.Printf("transport: snapshot to node %d (group %d): %v", p.id, s.group, err)
+				}
+			}
+			if err == nil {
+				err = t.sendChunked(client, p, s)
+			}
 			t.report(report{to: p.id, group: s.group, snapshot: true, ok: err == nil})
 		case <-p.ctx.Done():
 			return

@@ -253,6 +253,13 @@ func sameTermVote(hs, durable *raftpb.HardState) bool {
 // back, as the transport reports it once the stream ends.
 func (n *raftNode) send(m *raftpb.Message) {
 	cp := proto.Clone(m).(*raftpb.Message)
+	if cp.GetType() == raftpb.MsgSnap && len(cp.GetSnapshot().GetData()) == 0 {
+		// raft's storage holds no snapshot data: like the real transport,
+		// attach the snapshot file's, the one raft named or a newer one.
+		if d := n.disk.snap; d.GetMetadata().GetIndex() >= cp.GetSnapshot().GetMetadata().GetIndex() {
+			cp.Snapshot = proto.Clone(d).(*raftpb.Snapshot)
+		}
+	}
 	from, to := int(n.id), int(cp.GetTo())
 	inc := n.inc
 	peer := n.c.node(cp.GetTo())

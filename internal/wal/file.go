@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
+	"path/filepath"
 )
 
 const (
@@ -17,12 +18,7 @@ const (
 
 // EncodeFile returns the contents of a checksummed file holding body.
 func EncodeFile(body []byte) []byte {
-	out := make([]byte, FileHeaderSize, FileHeaderSize+len(body))
-	copy(out, fileMagic)
-	binary.LittleEndian.PutUint64(out[16:], uint64(len(body)))
-	binary.LittleEndian.PutUint32(out[24:], crc32.Checksum(body, table))
-	binary.LittleEndian.PutUint32(out[28:], crc32.Checksum(out[:28], table))
-	return append(out, body...)
+	return append(encodeHeader([][]byte{body}), body...)
 }
 
 // DecodeFile verifies the contents of a checksummed file and returns its
@@ -56,7 +52,66 @@ func DecodeFile(path string, data []byte) ([]byte, error) {
 // temporary file, fsync, rename, directory fsync (noSync skips the fsyncs).
 // A crash leaves the old file or the new one.
 func WriteFile(path string, body []byte, noSync bool) error {
-	return writeAtomic(path, EncodeFile(body), noSync)
+	return WriteFileParts(path, noSync, body)
+}
+
+// WriteFileParts is WriteFile of a body given in parts, written one after
+// another: a snapshot's gigabyte of data is never copied into one buffer
+// with its framing.
+func WriteFileParts(path string, noSync bool, parts ...[]byte) error {
+	if err := writeTemp(path+".tmp", noSync, encodeHeader(parts), parts...); err != nil {
+		return err
+	}
+	return rename(path+".tmp", path, noSync)
+}
+
+// PrepareFile writes the checksummed file WriteFileParts would, beside
+// path (path+".next", apart from WriteFile's temporary file), fsynced,
+// without putting it in place: the slow half of a replacement, which a
+// node does off its loop while the loop may still replace path itself; the
+// loop then commits it (CommitFile) or drops it (DiscardFile).
+func PrepareFile(path string, noSync bool, parts ...[]byte) error {
+	return writeTemp(path+".next", noSync, encodeHeader(parts), parts...)
+}
+
+// CommitFile puts the file PrepareFile wrote in place of path: rename,
+// directory fsync. A crash leaves the old file or the new one.
+func CommitFile(path string, noSync bool) error {
+	return rename(path+".next", path, noSync)
+}
+
+func rename(from, to string, noSync bool) error {
+	if err := os.Rename(from, to); err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	if noSync {
+		return nil
+	}
+	return SyncDir(filepath.Dir(to))
+}
+
+// encodeHeader is the header of a checksummed file whose body is parts.
+func encodeHeader(parts [][]byte) []byte {
+	var size uint64
+	var sum uint32
+	for _, p := range parts {
+		size += uint64(len(p))
+		sum = crc32.Update(sum, table, p)
+	}
+	head := make([]byte, FileHeaderSize)
+	copy(head, fileMagic)
+	binary.LittleEndian.PutUint64(head[16:], size)
+	binary.LittleEndian.PutUint32(head[24:], sum)
+	binary.LittleEndian.PutUint32(head[28:], crc32.Checksum(head[:28], table))
+	return head
+}
+
+// DiscardFile removes a file PrepareFile wrote and nobody committed.
+func DiscardFile(path string) error {
+	if err := os.Remove(path + ".next"); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("wal: %w", err)
+	}
+	return nil
 }
 
 // ReadFile reads and verifies a file WriteFile wrote. A missing file is an

@@ -8,7 +8,6 @@ import (
 	"hash/crc32"
 	"math"
 	"os"
-	"path/filepath"
 	"syscall"
 )
 
@@ -452,14 +451,23 @@ func SyncDir(dir string) error {
 // writeAtomic replaces path with data: a temporary file beside it, fsync,
 // rename over path, fsync of the directory. noSync skips both fsyncs.
 func writeAtomic(path string, data []byte, noSync bool) error {
-	tmp := path + ".tmp"
+	if err := writeTemp(path+".tmp", noSync, data); err != nil {
+		return err
+	}
+	return rename(path+".tmp", path, noSync)
+}
+
+// writeTemp writes head and then parts to tmp, fsynced unless noSync.
+func writeTemp(tmp string, noSync bool, head []byte, parts ...[]byte) error {
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("wal: write %s: %w", tmp, err)
+	for _, p := range append([][]byte{head}, parts...) {
+		if _, err := f.Write(p); err != nil {
+			f.Close()
+			return fmt.Errorf("wal: write %s: %w", tmp, err)
+		}
 	}
 	if !noSync {
 		if err := f.Sync(); err != nil {
@@ -470,11 +478,5 @@ func writeAtomic(path string, data []byte, noSync bool) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("wal: close %s: %w", tmp, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("wal: %w", err)
-	}
-	if noSync {
-		return nil
-	}
-	return SyncDir(filepath.Dir(path))
+	return nil
 }

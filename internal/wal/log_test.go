@@ -333,3 +333,32 @@ func TestStorageFileChecksummed(t *testing.T) {
 	_, err = os.Stat(path + ".tmp")
 	require.ErrorIs(t, err, os.ErrNotExist)
 }
+
+func TestStorageFilePreparedApart(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "snap")
+	require.NoError(t, WriteFile(path, []byte("old"), false))
+
+	// A file prepared off the loop, in parts, is not in place until
+	// committed, and a replacement written meanwhile does not touch it.
+	require.NoError(t, PrepareFile(path, false, []byte("pre"), nil, []byte("pared")))
+	got, err := ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, "old", string(got))
+	require.NoError(t, WriteFileParts(path, false, []byte("new"), []byte("er")))
+	got, err = ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, "newer", string(got))
+	require.NoError(t, CommitFile(path, false))
+	got, err = ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, "prepared", string(got), "parts checksummed as one body")
+
+	require.NoError(t, PrepareFile(path, false, []byte("dropped")))
+	require.NoError(t, DiscardFile(path))
+	require.NoError(t, DiscardFile(path), "nothing to discard is no error")
+	require.Error(t, CommitFile(path, false), "nothing left to commit")
+	got, err = ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, "prepared", string(got))
+}

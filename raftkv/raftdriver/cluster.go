@@ -238,6 +238,7 @@ func (c *Cluster) WaitCaughtUp(ctx context.Context, id uint64) error {
 		defer cancel()
 		return c.NodeStatus(sctx, id)
 	}
+	began := time.Now()
 	var target uint64
 	for {
 		if target == 0 {
@@ -254,7 +255,7 @@ func (c *Cluster) WaitCaughtUp(ctx context.Context, id uint64) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("raft cluster: node %d not caught up (applied index %d wanted) after %v", id, target, catchUpWait)
+			return fmt.Errorf("raft cluster: node %d not caught up (applied index %d wanted) after %v: %w", id, target, time.Since(began).Round(time.Millisecond), ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

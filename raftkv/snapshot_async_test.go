@@ -1,0 +1,171 @@
+package raftkv
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// A snapshot job holds the state at its index while the loop applies more,
+// and raft's storage gets the snapshot without its data.
+func TestCoreSnapshotJobHoldsItsIndex(t *testing.T) {
+	tn := newTestNet(t, 3, CoreConfig{SnapshotEvery: 1 << 30, SnapshotKeep: 1 << 20, SnapshotBytes: 64 << 10})
+	l := tn.leader()
+	c := tn.cores[l]
+	big := strings.Repeat("x", 4<<10)
+	for i := uint64(1); i <= 3; i++ {
+		require.NoError(t, tn.write(l, put(5, i, "k", big+string(rune('a'+i)))).Err)
+	}
+	require.Nil(t, c.StartSnapshot(), "neither the count nor the bytes are due")
+	for i := uint64(4); i <= 20; i++ {
+		require.NoError(t, tn.write(l, put(5, i, "k", big+string(rune('a'+i)))).Err)
+	}
+	// testNet takes snapshots in one go after every Ready; start one by
+	// hand and hold it while more writes apply.
+	snapBefore := c.snapIndex
+	require.Greater(t, c.sinceSnapBytes, uint64(0))
+	c.sinceSnapBytes = c.cfg.SnapshotBytes
+	j := c.StartSnapshot()
+	require.NotNil(t, j, "due by bytes")
+	at := j.Index()
+	require.Equal(t, c.Applied(), at)
+	require.NoError(t, tn.write(l, put(5, 21, "k", "later")).Err)
+	require.Greater(t, c.Applied(), at)
+	require.Nil(t, c.StartSnapshot(), "one job at a time")
+	require.Equal(t, snapBefore, c.snapIndex, "testNet's own snapshots wait for the job")
+
+	snap := j.Build()
+	got := newFSM()
+	require.NoError(t, got.restore(snap.GetData()))
+	require.Equal(t, big+string(rune('a'+20)), got.get("k").GetValue(), "the job has the state at its index, not the later write")
+	require.Equal(t, "later", c.Get("k").GetValue())
+
+	require.NoError(t, tn.stores[l].PrepareSnapshot(snap))
+	require.False(t, c.SnapshotSuperseded(j))
+	require.NoError(t, tn.stores[l].CommitSnapshot())
+	cp := c.FinishSnapshot(j)
+	require.NotNil(t, cp)
+	require.Equal(t, at, c.snapIndex)
+	ms, err := c.ms.Snapshot()
+	require.NoError(t, err)
+	require.Equal(t, at, ms.GetMetadata().GetIndex())
+	require.Empty(t, ms.GetData(), "raft's storage holds no second copy of the state")
+	var kept uint64
+	for _, e := range cp.Entries {
+		if e.GetIndex() <= at {
+			kept += uint64(len(e.GetData()))
+		}
+	}
+	require.LessOrEqual(t, kept, c.cfg.SnapshotBytes/8, "the log behind the snapshot is bounded by bytes")
+	first, _ := c.ms.FirstIndex()
+	require.Greater(t, first, uint64(10), "and compacted")
+
+	disk, err := tn.stores[l].LoadSnapshot()
+	require.NoError(t, err)
+	require.True(t, proto.Equal(snap, disk), "the durable snapshot is the job's")
+}
+
+// A job overtaken by a snapshot from the leader is dropped, and a node
+// added by a conf change is offered no snapshot older than the change.
+func TestCoreSnapshotJobSupersededAndConfHold(t *testing.T) {
+	tn := newTestNet(t, 3, CoreConfig{SnapshotEvery: 10, SnapshotKeep: 2})
+	l := tn.leader()
+	var f uint64
+	for _, m := range tn.members {
+		if m.ID != l {
+			f = m.ID
+			break
+		}
+	}
+	require.NoError(t, tn.write(l, put(5, 1, "k", "a")).Err)
+	fc := tn.cores[f]
+	fc.confSinceSnap = true // due, whatever the count
+	j := fc.StartSnapshot()
+	require.NotNil(t, j)
+	tn.isolate(f)
+	for i := uint64(2); i <= 40; i++ {
+		require.NoError(t, tn.write(l, put(5, i, "k", string(rune('a'+i%26)))).Err)
+	}
+	tn.heal()
+	tn.tick(5)
+	require.Equal(t, 1, fc.installed, "the follower was brought up by the leader's snapshot")
+	require.True(t, fc.SnapshotSuperseded(j))
+	require.Nil(t, fc.FinishSnapshot(j))
+
+	// Hold the leader's snapshots with a job of its own, then add a node:
+	// the only snapshot raft has predates the change, and is not offered.
+	lc := tn.cores[l]
+	lc.confSinceSnap = true
+	hold := lc.StartSnapshot()
+	require.NotNil(t, hold)
+	tn.members = append(tn.members, Member{ID: 4, Addr: "node4"})
+	tn.dirs[4] = t.TempDir()
+	tn.start(4, nil)
+	require.NoError(t, lc.AddNode(79, Member{ID: 4, Addr: "node4"}))
+	tn.tick(3)
+	require.Contains(t, tn.takeReplies(l), Reply{Conf: 79})
+	_, err := coreStorage{lc.ms, lc}.Snapshot()
+	require.ErrorIs(t, err, raft.ErrSnapshotTemporarilyUnavailable)
+	require.Zero(t, tn.cores[4].installed, "no snapshot without the new node in its ConfState")
+
+	require.NotNil(t, lc.FinishSnapshot(hold), "a job older than the change still finishes")
+	_, err = coreStorage{lc.ms, lc}.Snapshot()
+	require.ErrorIs(t, err, raft.ErrSnapshotTemporarilyUnavailable, "it does not cover the change")
+	tn.tick(5) // the next Ready takes one that does
+	snap, err := coreStorage{lc.ms, lc}.Snapshot()
+	require.NoError(t, err)
+	require.Contains(t, snap.GetMetadata().GetConfState().GetVoters(), uint64(4))
+	require.Equal(t, 1, tn.cores[4].installed)
+	require.Equal(t, lc.Get("k"), tn.cores[4].Get("k"))
+}
+
+// The snapshot file's encoding leaves the data in the file's buffer, and
+// reads back exactly what proto.Unmarshal would.
+func TestStorageSnapshotEncodingMatchesProto(t *testing.T) {
+	snap := &raftpb.Snapshot{Data: []byte("state"), Metadata: &raftpb.SnapshotMetadata{
+		Index: proto.Uint64(7), Term: proto.Uint64(2), ConfState: &raftpb.ConfState{Voters: []uint64{1, 2, 3}}}}
+	for _, s := range []*raftpb.Snapshot{snap, {Metadata: snap.GetMetadata()}} {
+		parts, err := snapshotParts(s)
+		require.NoError(t, err)
+		var body []byte
+		for _, p := range parts {
+			body = append(body, p...)
+		}
+		var viaProto raftpb.Snapshot
+		require.NoError(t, proto.Unmarshal(body, &viaProto))
+		require.True(t, proto.Equal(s, &viaProto))
+		got, err := decodeSnapshot(body)
+		require.NoError(t, err)
+		require.True(t, proto.Equal(s, got))
+		whole, err := proto.Marshal(s)
+		require.NoError(t, err)
+		got, err = decodeSnapshot(whole)
+		require.NoError(t, err)
+		require.True(t, proto.Equal(s, got), "a snapshot marshalled whole decodes too")
+	}
+	_, err := decodeSnapshot([]byte{0x0a, 0x10, 'x'})
+	require.Error(t, err, "data shorter than its length")
+}
+
+// A snapshot prepared but never committed (the node crashed first) is not
+// state: the storage reopens with the old one and drops the file.
+func TestStoragePreparedSnapshotDroppedOnOpen(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := OpenStorage(dir, false)
+	require.NoError(t, err)
+	old := &raftpb.Snapshot{Data: []byte("old"), Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(3), Term: proto.Uint64(1)}}
+	require.NoError(t, s.SaveSnapshot(old))
+	require.NoError(t, s.Rewrite(hardState(1, 1, 3), nil))
+	require.NoError(t, s.PrepareSnapshot(&raftpb.Snapshot{Data: []byte("new"), Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(5), Term: proto.Uint64(1)}}))
+	require.NoError(t, s.Close())
+
+	s, rec, err := OpenStorage(dir, false)
+	require.NoError(t, err)
+	defer s.Close()
+	require.True(t, proto.Equal(old, rec.Snapshot))
+	require.Error(t, s.CommitSnapshot(), "the prepared file is gone")
+}

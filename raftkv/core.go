@@ -143,8 +143,8 @@ type Core struct {
 	// snapshot began; snapJob is the snapshot being built, if any.
 	sinceSnapBytes uint64
 	snapJob        *SnapshotJob
-	confState     *raftpb.ConfState
-	soft          raft.SoftState
+	confState      *raftpb.ConfState
+	soft           raft.SoftState
 
 	// pending counts the local proposals of each request id still awaiting
 	// apply; pendingConf the local membership changes.

@@ -848,6 +848,20 @@ func (c *Core) StartSnapshot() *SnapshotJob {
 	return c.snapJob
 }
 
+// LogAfter is what a log started at j's index holds (Storage.Rotate): the
+// hard state and the entries after the index, all mirrored from disk.
+func (c *Core) LogAfter(j *SnapshotJob) (*raftpb.HardState, []*raftpb.Entry) {
+	last, _ := c.ms.LastIndex()
+	if last <= j.Index() {
+		return c.hardState(), nil
+	}
+	ents, err := c.ms.Entries(j.Index()+1, last+1, ^uint64(0))
+	if err != nil {
+		panic(fmt.Sprintf("raftkv: node %d: entries (%d,%d]: %v", c.cfg.ID, j.Index(), last, err))
+	}
+	return c.hardState(), ents
+}
+
 // SnapshotSuperseded says whether a snapshot installed from the leader
 // since j started is at least as new as j: then j must not replace it.
 func (c *Core) SnapshotSuperseded(j *SnapshotJob) bool { return j.Index() <= c.snapIndex }

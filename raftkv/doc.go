@@ -93,13 +93,27 @@
 // ([ErrCorrupt], naming the file and offset). A crash between a leader
 // snapshot's rename and the log rewrite leaves the old log behind the new
 // snapshot; OpenStorage keeps its entries above the snapshot only if they
-// continue it (logMatchesSnapshot) and otherwise rewrites the log empty. Every SnapshotEvery applied
-// entries the node snapshots the state machine and rewrites the log to the
-// entries after the compaction point (SnapshotKeep entries stay for
-// followers that lag a little; further behind, they get the snapshot). The
-// applied index is the snapshot's index: the state machine is rebuilt from
-// the snapshot plus the committed entries raft redelivers (Config.Applied
-// = snapshot index), and deduplication makes that replay exact.
+// continue it (logMatchesSnapshot) and otherwise rewrites the log empty.
+// Every SnapshotEvery applied entries, or SnapshotBytes of them, the node
+// snapshots the state machine and rewrites the log to the entries after
+// the compaction point (at most SnapshotKeep entries and SnapshotBytes/8
+// bytes stay for followers that lag a little; further behind, they get the
+// snapshot). The applied index is the snapshot's index: the state machine
+// is rebuilt from the snapshot plus the committed entries raft redelivers
+// (Config.Applied = snapshot index), and deduplication makes that replay
+// exact.
+//
+// A snapshot is built off the loop (Core.StartSnapshot, SnapshotJob): the
+// loop copies the state machine's maps (their values are immutable
+// strings), a goroutine marshals the copy and writes it beside the durable
+// snapshot ("snap.next", fsynced), and the loop then renames it into place
+// and rewrites the log — or drops it, if a snapshot from the leader
+// overtook it. On the loop, a gigabyte's marshal and write stopped the
+// node for seconds: no heartbeats, elections everywhere. raft's
+// MemoryStorage keeps its snapshot without the data, which the state
+// machine already holds once; a leader's snapshot sender reads the data
+// from the durable file when it sends (Storage.LoadSnapshot), and that
+// file's data is never copied out of the buffer it is read into.
 //
 // # Seeded bugs
 //

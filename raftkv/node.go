@@ -103,6 +103,10 @@ type Node struct {
 	wallReadStart  map[uint64]int64
 }
 
+// slowReady is how long one Ready may take before the node logs it: half a
+// heartbeat round trip's worth of the default 1 s request deadline.
+const slowReady = 300 * time.Millisecond
+
 // snapResult is a snapshot job's outcome: prepared on disk, or err.
 type snapResult struct {
 	job  *SnapshotJob
@@ -380,9 +384,14 @@ func (n *Node) run() {
 		}
 		close(n.donec)
 	}()
+	lastTick := time.Now()
 	for {
 		select {
 		case <-ticker.C:
+			if gap := time.Since(lastTick); gap > slowReady+n.cfg.TickInterval {
+				n.logger.Printf("node %d: tick %v late", n.cfg.ID, (gap - n.cfg.TickInterval).Round(time.Millisecond))
+			}
+			lastTick = time.Now()
 			n.core.Tick()
 		case m := <-n.recvc:
 			n.step(m)
@@ -540,9 +549,11 @@ func (n *Node) handleReady() error {
 			}
 		}
 	}
+	began := time.Now()
 	if err := n.storage.Save(rd.HardState, rd.Entries, rd.Snapshot, rd.MustSync); err != nil {
 		return fmt.Errorf("persist: %w", err)
 	}
+	persisted := time.Now()
 	for _, m := range rd.Messages {
 		if t := m.GetType(); !early || (t != raftpb.MsgApp && t != raftpb.MsgHeartbeat) {
 			n.send(m)
@@ -551,8 +562,20 @@ func (n *Node) handleReady() error {
 	for _, r := range n.core.Apply() {
 		n.reply(r)
 	}
+	if took := time.Since(began); took > slowReady {
+		// A loop this slow misses heartbeats and request deadlines: say
+		// where the time went, so that a stall has a cause in the log.
+		n.logger.Printf("node %d: slow ready: %v (persist %v of %d entries, snapshot %v; send and apply %v)",
+			n.cfg.ID, took.Round(time.Millisecond), persisted.Sub(began).Round(time.Millisecond), len(rd.Entries),
+			!raft.IsEmptySnap(rd.Snapshot), time.Since(persisted).Round(time.Millisecond))
+	}
 	n.core.Advance()
 	if j := n.core.StartSnapshot(); j != nil {
+		// The log is cut here, not rewritten when the snapshot is done:
+		// see Storage.Rotate.
+		if err := n.storage.Rotate(n.core.LogAfter(j)); err != nil {
+			return fmt.Errorf("rotate log: %w", err)
+		}
 		n.snapping.Add(1)
 		go n.buildSnapshot(j)
 	}
@@ -583,16 +606,16 @@ func (n *Node) finishSnapshot(r snapResult) error {
 		n.logger.Printf("node %d: snapshot at %d dropped: a newer one came from the leader", n.cfg.ID, r.job.Index())
 		return n.storage.DiscardSnapshot()
 	}
+	began := time.Now()
 	if err := n.storage.CommitSnapshot(); err != nil {
 		return err
 	}
 	c := n.core.FinishSnapshot(r.job)
-	began := time.Now()
-	if err := n.storage.Rewrite(c.HardState, c.Entries); err != nil {
-		return fmt.Errorf("compact log: %w", err)
+	if err := n.storage.DropOldLog(); err != nil {
+		return err
 	}
-	n.logger.Printf("node %d: snapshot at %d (built and written off the loop in %v), log keeps %d entries (rewritten in %v)",
-		n.cfg.ID, r.job.Index(), r.took.Round(time.Millisecond), len(c.Entries), time.Since(began).Round(time.Millisecond))
+	n.logger.Printf("node %d: snapshot at %d (built and written off the loop in %v, put in place in %v), memory keeps %d entries",
+		n.cfg.ID, r.job.Index(), r.took.Round(time.Millisecond), time.Since(began).Round(time.Millisecond), len(c.Entries))
 	return nil
 }
 

@@ -1,6 +1,8 @@
 package raftkv
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -168,4 +170,117 @@ func TestStoragePreparedSnapshotDroppedOnOpen(t *testing.T) {
 	defer s.Close()
 	require.True(t, proto.Equal(old, rec.Snapshot))
 	require.Error(t, s.CommitSnapshot(), "the prepared file is gone")
+}
+
+// rotated writes entries 1-10, starts a snapshot at 6 by rotating the log
+// (the new log starts with 7-10, as Core.LogAfter gives), and appends 11-12
+// to the new log. It returns the storage, still open.
+func rotated(t *testing.T, dir string) *Storage {
+	s, _, err := OpenStorage(dir, false)
+	require.NoError(t, err)
+	require.NoError(t, s.Append(hardState(1, 1, 10), testEntries(1, 10, 1), true))
+	require.NoError(t, s.Rotate(hardState(1, 1, 10), testEntries(7, 10, 1)))
+	require.FileExists(t, filepath.Join(dir, oldWalName))
+	require.NoError(t, s.Append(hardState(1, 1, 12), testEntries(11, 12, 1), true))
+	return s
+}
+
+func indexes(ents []*raftpb.Entry) []uint64 {
+	var out []uint64
+	for _, e := range ents {
+		out = append(out, e.GetIndex())
+	}
+	return out
+}
+
+func TestStorageRotationSurvivesCrashes(t *testing.T) {
+	all := indexes(testEntries(1, 12, 1))
+	snap6 := &raftpb.Snapshot{Data: []byte("s"), Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(6), Term: proto.Uint64(1)}}
+
+	t.Run("before the snapshot is in place", func(t *testing.T) {
+		dir := t.TempDir()
+		require.NoError(t, rotated(t, dir).Close())
+		s, rec, err := OpenStorage(dir, false)
+		require.NoError(t, err)
+		require.Equal(t, all, indexes(rec.Entries), "the old log, then the new one")
+		require.Equal(t, uint64(12), rec.HardState.GetCommit())
+		require.NoFileExists(t, filepath.Join(dir, oldWalName), "made one log again")
+		require.NoError(t, s.Close())
+		_, rec, err = OpenStorage(dir, false)
+		require.NoError(t, err)
+		require.Equal(t, all, indexes(rec.Entries))
+	})
+	t.Run("snapshot in place, old log not yet dropped", func(t *testing.T) {
+		dir := t.TempDir()
+		s := rotated(t, dir)
+		require.NoError(t, s.PrepareSnapshot(snap6))
+		require.NoError(t, s.CommitSnapshot())
+		require.NoError(t, s.Close())
+		_, rec, err := OpenStorage(dir, false)
+		require.NoError(t, err)
+		require.True(t, proto.Equal(snap6, rec.Snapshot))
+		require.Equal(t, all, indexes(rec.Entries), "the entries below the snapshot are the Core's to skip")
+	})
+	t.Run("old log dropped", func(t *testing.T) {
+		dir := t.TempDir()
+		s := rotated(t, dir)
+		require.NoError(t, s.SaveSnapshot(snap6))
+		require.NoError(t, s.DropOldLog())
+		require.NoError(t, s.Close())
+		_, rec, err := OpenStorage(dir, false)
+		require.NoError(t, err)
+		require.Equal(t, indexes(testEntries(7, 12, 1)), indexes(rec.Entries))
+	})
+	t.Run("sealed, not yet renamed", func(t *testing.T) {
+		dir := t.TempDir()
+		s, _, err := OpenStorage(dir, false)
+		require.NoError(t, err)
+		require.NoError(t, s.Append(hardState(1, 1, 10), testEntries(1, 10, 1), true))
+		require.NoError(t, s.log.Seal())
+		require.NoError(t, s.Close())
+		s, rec, err := OpenStorage(dir, false)
+		require.NoError(t, err)
+		require.Equal(t, indexes(testEntries(1, 10, 1)), indexes(rec.Entries))
+		require.NoError(t, s.Append(nil, testEntries(11, 11, 1), true), "appends go on after a sealed log")
+		require.NoError(t, s.Close())
+	})
+	t.Run("renamed, no new log yet", func(t *testing.T) {
+		dir := t.TempDir()
+		s, _, err := OpenStorage(dir, false)
+		require.NoError(t, err)
+		require.NoError(t, s.Append(hardState(1, 1, 10), testEntries(1, 10, 1), true))
+		require.NoError(t, s.log.Seal())
+		require.NoError(t, s.Close())
+		require.NoError(t, os.Rename(filepath.Join(dir, walName), filepath.Join(dir, oldWalName)))
+		_, rec, err := OpenStorage(dir, false)
+		require.NoError(t, err)
+		require.Equal(t, indexes(testEntries(1, 10, 1)), indexes(rec.Entries))
+		require.Equal(t, uint64(10), rec.HardState.GetCommit())
+	})
+	t.Run("a leader's snapshot rewrote the log, old log not yet dropped", func(t *testing.T) {
+		dir := t.TempDir()
+		s := rotated(t, dir)
+		old, err := os.ReadFile(filepath.Join(dir, oldWalName))
+		require.NoError(t, err)
+		snap20 := &raftpb.Snapshot{Data: []byte("l"), Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(20), Term: proto.Uint64(2)}}
+		require.NoError(t, s.Save(hardState(2, 0, 20), testEntries(21, 22, 2), snap20, true))
+		require.NoFileExists(t, filepath.Join(dir, oldWalName))
+		require.NoError(t, s.Close())
+		// The crash came between the rewrite and the removal.
+		require.NoError(t, os.WriteFile(filepath.Join(dir, oldWalName), old, 0o644))
+		_, rec, err := OpenStorage(dir, false)
+		require.NoError(t, err, "a stale old log is no damage")
+		require.Equal(t, indexes(testEntries(21, 22, 2)), indexes(rec.Entries))
+	})
+	t.Run("a torn old log is refused", func(t *testing.T) {
+		dir := t.TempDir()
+		require.NoError(t, rotated(t, dir).Close())
+		path := filepath.Join(dir, oldWalName)
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(path, b[:len(b)-5], 0o644))
+		_, _, err = OpenStorage(dir, false)
+		require.ErrorIs(t, err, ErrCorrupt)
+		require.ErrorContains(t, err, path)
+	})
 }

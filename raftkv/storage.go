@@ -16,8 +16,11 @@ import (
 )
 
 const (
-	walName  = "wal"
-	snapName = "snap"
+	walName = "wal"
+	// oldWalName is the log Rotate sealed, kept until the snapshot it was
+	// rotated for is durable.
+	oldWalName = "wal.old"
+	snapName   = "snap"
 	// voteName is the file holding the term and vote, apart from the log,
 	// so that no cut of the log's tail can take them: a torn tail is judged
 	// by its bytes alone, and a flipped byte in a synced last record reads
@@ -69,11 +72,21 @@ func OpenStorage(dir string, noFsync bool) (*Storage, *Recovered, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	walPath := filepath.Join(dir, walName)
-	if _, err := os.Stat(walPath); errors.Is(err, os.ErrNotExist) && (snap != nil || voted) {
+	walPath, oldPath := filepath.Join(dir, walName), filepath.Join(dir, oldWalName)
+	// The log Rotate sealed comes first, if a crash left it: read whole
+	// (sealed), its entries are older than the current log's.
+	var oldRecs []wal.Record
+	_, err = os.Stat(oldPath)
+	hasOld := err == nil
+	if hasOld {
+		if oldRecs, err = wal.ReadSealed(oldPath); err != nil {
+			return nil, nil, corrupt(err)
+		}
+	}
+	if _, err := os.Stat(walPath); errors.Is(err, os.ErrNotExist) && !hasOld && (snap != nil || voted) {
 		// The log is created before anything else is written and only
-		// ever replaced by rename: without it, its entries and commit
-		// index are lost.
+		// ever replaced by rename (Rotate renames it to the old log first):
+		// without either, its entries and commit index are lost.
 		return nil, nil, corrupt(wal.Corrupt(walPath, 0, "the log is missing, and the snapshot or vote file is not"))
 	}
 	log, recs, err := wal.Open(walPath, noFsync)
@@ -81,11 +94,19 @@ func OpenStorage(dir string, noFsync bool) (*Storage, *Recovered, error) {
 		return nil, nil, corrupt(err)
 	}
 	s.log = log
-	logHS, err := replay(walPath, recs, rec)
+	older, cur := &Recovered{}, &Recovered{}
+	logHS, err := replay(oldPath, oldRecs, older)
+	if err == nil {
+		var hs *raftpb.HardState
+		if hs, err = replay(walPath, recs, cur); hs != nil {
+			logHS = hs
+		}
+	}
 	if err != nil {
 		log.Close()
 		return nil, nil, err
 	}
+	rec.Entries = joinLogs(older.Entries, cur.Entries)
 	if hs := logHS; hs != nil && (hs.GetTerm() > s.term || hs.GetTerm() == s.term && hs.GetVote() != 0 && hs.GetVote() != s.vote) {
 		log.Close()
 		return nil, nil, corrupt(wal.Corrupt(filepath.Join(dir, voteName), 0,
@@ -102,6 +123,14 @@ func OpenStorage(dir string, noFsync bool) (*Storage, *Recovered, error) {
 		// gap after the stale entries or sit behind entries of later terms.
 		rec.Entries = ents
 		if err := s.Rewrite(rec.HardState, nil); err != nil {
+			s.log.Close()
+			return nil, nil, err
+		}
+	} else if hasOld || log.Sealed() {
+		// A crash in a rotation, or before the snapshot it was for was
+		// put in place: one log again, so that the next rotation starts
+		// from a single current log.
+		if err := s.Rewrite(rec.HardState, rec.Entries); err != nil {
 			s.log.Close()
 			return nil, nil, err
 		}
@@ -229,6 +258,26 @@ func replay(path string, recs []wal.Record, rec *Recovered) (*raftpb.HardState, 
 		}
 	}
 	return hs, nil
+}
+
+// joinLogs is the entries of the sealed old log followed by the current
+// log's, which overwrite any they share (a rotation starts the new log at
+// the snapshot's index, before the old one's end). A current log that
+// leaves a gap after the old one, or starts before it, was rewritten
+// behind a newer snapshot from the leader before the old log could be
+// dropped: the old entries are then stale.
+func joinLogs(old, cur []*raftpb.Entry) []*raftpb.Entry {
+	if len(old) == 0 {
+		return cur
+	}
+	if len(cur) == 0 {
+		return old
+	}
+	first, next := old[0].GetIndex(), old[0].GetIndex()+uint64(len(old))
+	if c := cur[0].GetIndex(); c > next || c < first {
+		return cur
+	}
+	return append(old[:cur[0].GetIndex()-first:cur[0].GetIndex()-first], cur...)
 }
 
 func appendEntry(rec *Recovered, e *raftpb.Entry) error {
@@ -425,8 +474,54 @@ func decodeSnapshot(body []byte) (*raftpb.Snapshot, error) {
 	return snap, nil
 }
 
+// Rotate seals the log and starts a new one holding hs and ents — what
+// follows the index of a snapshot being built — while the sealed log stays
+// as "wal.old" until that snapshot is durable (DropOldLog). It is how a
+// node's own snapshot compacts the log without rewriting it: the rewrite,
+// tens of megabytes written and fsynced on the loop while the snapshot's
+// own write filled the disk's queue, stalled the loop for seconds.
+// Recovery reads the old log then the new one, and makes them one again.
+func (s *Storage) Rotate(hs *raftpb.HardState, ents []*raftpb.Entry) error {
+	if err := s.saveVote(hs); err != nil {
+		return err
+	}
+	if err := s.log.Seal(); err != nil {
+		return fmt.Errorf("raftkv: %w", err)
+	}
+	_ = s.log.Close()
+	s.log = nil
+	if err := os.Rename(filepath.Join(s.dir, walName), filepath.Join(s.dir, oldWalName)); err != nil {
+		return fmt.Errorf("raftkv: rotate wal: %w", err)
+	}
+	// Replace's directory fsync makes the rename durable with the new log.
+	log, err := wal.Replace(filepath.Join(s.dir, walName), s.noFsync, func(b *wal.Batch) error {
+		return addRecords(b, hs, ents)
+	})
+	if err != nil {
+		return fmt.Errorf("raftkv: rotate wal: %w", err)
+	}
+	if !raft.IsEmptyHardState(hs) {
+		s.hs = hs
+	}
+	s.log = log
+	return nil
+}
+
+// DropOldLog removes the log Rotate sealed, once a snapshot at or after
+// the rotation is durable. A removal a crash undoes is harmless: recovery
+// reads that log's entries, which the snapshot covers, before the new ones.
+func (s *Storage) DropOldLog() error {
+	if err := os.Remove(filepath.Join(s.dir, oldWalName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("raftkv: %w", err)
+	}
+	return nil
+}
+
 // Rewrite replaces the log with just hs and ents (the log behind a new
 // snapshot), atomically like SaveSnapshot, and reopens it for appending.
+// The sealed old log goes after: everything it held is behind a snapshot
+// already durable, or in ents (a crash between the two leaves an old log
+// that recovery finds stale or continued: see joinLogs).
 func (s *Storage) Rewrite(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	if err := s.saveVote(hs); err != nil {
 		return err
@@ -444,11 +539,16 @@ func (s *Storage) Rewrite(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 		s.log.Close()
 	}
 	s.log = log
-	return nil
+	return s.DropOldLog()
 }
 
 // Close closes the log file.
-func (s *Storage) Close() error { return s.log.Close() }
+func (s *Storage) Close() error {
+	if s.log == nil {
+		return nil // a failed Rotate closed it
+	}
+	return s.log.Close()
+}
 
 func readSnapshot(path string) (*raftpb.Snapshot, error) {
 	body, err := wal.ReadFile(path)

@@ -895,12 +895,26 @@ func (c *Core) FinishSnapshot(j *SnapshotJob) *Compaction {
 
 // compactTo is the index to compact the log to behind a snapshot at idx:
 // what is kept after it is at most SnapshotKeep entries and
-// SnapshotBytes/8 bytes.
+// SnapshotBytes/8 bytes — and, on a leader, also the entries after a
+// snapshot being sent to a follower, up to SnapshotBytes (a follower that
+// is merely behind, or down, holds nothing back). Without that, a
+// follower that took longer to
+// install a gigabyte's snapshot than the leader took to apply
+// SnapshotEvery entries found the entries after it compacted, and got
+// another whole snapshot, and another.
 func (c *Core) compactTo(idx uint64) uint64 {
+	floor := idx // followers need the entries after floor
+	if c.isLeader() {
+		c.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+			if id != c.cfg.ID && pr.State == tracker.StateSnapshot {
+				floor = min(floor, pr.PendingSnapshot)
+			}
+		})
+	}
 	first, _ := c.ms.FirstIndex()
 	from := first
-	if idx > c.cfg.SnapshotKeep && idx-c.cfg.SnapshotKeep+1 > from {
-		from = idx - c.cfg.SnapshotKeep + 1
+	if idx > c.cfg.SnapshotKeep {
+		from = max(from, min(idx-c.cfg.SnapshotKeep, floor)+1)
 	}
 	if from > idx {
 		return idx
@@ -909,11 +923,12 @@ func (c *Core) compactTo(idx uint64) uint64 {
 	if err != nil {
 		panic(fmt.Sprintf("raftkv: node %d: entries [%d,%d]: %v", c.cfg.ID, from, idx, err))
 	}
-	var bytes uint64
-	kept := uint64(0)
+	var bytes, kept uint64
 	for i := len(ents) - 1; i >= 0; i-- {
 		bytes += uint64(len(ents[i].GetData()))
-		if bytes > c.cfg.SnapshotBytes/8 {
+		usual := kept < c.cfg.SnapshotKeep && bytes <= c.cfg.SnapshotBytes/8
+		needed := ents[i].GetIndex() > floor && bytes <= c.cfg.SnapshotBytes
+		if !usual && !needed {
 			break
 		}
 		kept++

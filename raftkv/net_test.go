@@ -24,6 +24,10 @@ type testNet struct {
 	cut     map[[2]uint64]bool
 	replies map[uint64][]Reply
 	members []Member
+	// holdSnaps keeps snapshots off the network, in held, unreported:
+	// a transfer that takes its time.
+	holdSnaps bool
+	held      []*raftpb.Message
 }
 
 func newTestNet(t *testing.T, n int, cfg CoreConfig) *testNet {
@@ -122,6 +126,10 @@ func (tn *testNet) stabilize() {
 		tn.inbox = nil
 		for _, m := range msgs {
 			moved = true
+			if tn.holdSnaps && m.GetType() == raftpb.MsgSnap {
+				tn.held = append(tn.held, m)
+				continue
+			}
 			to := tn.cores[m.GetTo()]
 			if to == nil || tn.cut[[2]uint64{m.GetFrom(), m.GetTo()}] {
 				if m.GetType() == raftpb.MsgSnap && tn.cores[m.GetFrom()] != nil {

@@ -284,3 +284,50 @@ func TestStorageRotationSurvivesCrashes(t *testing.T) {
 		require.ErrorContains(t, err, path)
 	})
 }
+
+// While a snapshot travels to a follower, the leader keeps the entries
+// after it, so that the follower continues from there by appends instead
+// of needing another snapshot.
+func TestCoreLeaderKeepsEntriesAfterSnapshotInFlight(t *testing.T) {
+	tn := newTestNet(t, 3, CoreConfig{SnapshotEvery: 10, SnapshotKeep: 2})
+	l := tn.leader()
+	var f uint64
+	for _, m := range tn.members {
+		if m.ID != l {
+			f = m.ID
+			break
+		}
+	}
+	tn.crash(f)
+	for i := uint64(1); i <= 30; i++ {
+		require.NoError(t, tn.write(l, put(5, i, "k", string(rune('a'+i%26)))).Err)
+	}
+	tn.holdSnaps = true
+	tn.restart(f)
+	tn.tick(3)
+	require.Len(t, tn.held, 1, "the follower is sent a snapshot")
+	pending := tn.held[0].GetSnapshot().GetMetadata().GetIndex()
+	for i := uint64(31); i <= 80; i++ {
+		require.NoError(t, tn.write(l, put(5, i, "k", string(rune('a'+i%26)))).Err)
+	}
+	lc := tn.cores[l]
+	require.Greater(t, lc.snapIndex, pending+20, "the leader snapshotted since")
+	first, _ := lc.ms.FirstIndex()
+	require.LessOrEqual(t, first, pending+1, "but kept the entries after the snapshot in flight")
+
+	tn.holdSnaps = false
+	m := tn.held[0]
+	tn.held = nil
+	require.NoError(t, tn.cores[f].Step(m))
+	lc.ReportSnapshot(f, true)
+	tn.tick(5)
+	require.Equal(t, 1, tn.cores[f].installed, "one snapshot, then appends")
+	require.Equal(t, lc.Applied(), tn.cores[f].Applied())
+	require.Equal(t, lc.Get("k"), tn.cores[f].Get("k"))
+	first, _ = lc.ms.FirstIndex()
+	for i := uint64(81); i <= 100; i++ {
+		require.NoError(t, tn.write(l, put(5, i, "k", "y")).Err)
+	}
+	after, _ := lc.ms.FirstIndex()
+	require.Greater(t, after, first, "with the follower caught up, compaction goes on")
+}

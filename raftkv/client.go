@@ -159,6 +159,17 @@ func (c *Conns) GroupStatus(ctx context.Context, id uint64, g uint32) (*pb.Statu
 	return cl.Status(ctx, &pb.StatusRequest{Group: g})
 }
 
+// GroupDigest is GroupStatus with the digest of the node's data, which
+// costs the node a pass over all of it: ctx alone bounds it, as it takes
+// longer the more data there is.
+func (c *Conns) GroupDigest(ctx context.Context, id uint64, g uint32) (*pb.StatusResponse, error) {
+	cl := c.client(id)
+	if cl == nil {
+		return nil, fmt.Errorf("raftkv: unknown node %d", id)
+	}
+	return cl.Status(ctx, &pb.StatusRequest{Group: g, Digest: true})
+}
+
 // Groups is the number of raft groups the clients split keys over.
 func (c *Conns) Groups() int { return c.opts.Groups }
 

@@ -1012,13 +1012,19 @@ type Status struct {
 }
 
 // Status reports the Core's view.
-func (c *Core) Status() Status {
+func (c *Core) Status() Status { return c.status(true) }
+
+// status is Status, with the digest (a hash of all the data) only if asked.
+func (c *Core) status(digest bool) Status {
 	bs := c.rn.BasicStatus()
-	return Status{
+	st := Status{
 		ID: c.cfg.ID, Leader: bs.Lead, Term: bs.HardState.GetTerm(), Commit: bs.HardState.GetCommit(),
 		Applied: c.applied, Role: bs.RaftState.String(), Members: c.Members(),
-		Digest: c.fsm.digest(),
 	}
+	if digest {
+		st.Digest = c.fsm.digest()
+	}
+	return st
 }
 
 // Members lists the voters with their addresses, by id.

@@ -76,7 +76,7 @@ type Node struct {
 	propc   chan proposal
 	readc   chan readRequest
 	adminc  chan adminRequest
-	statusc chan chan Status
+	statusc chan statusRequest
 	recvc   chan *raftpb.Message
 	reportc chan report
 	stopc   chan struct{}
@@ -117,6 +117,11 @@ type snapResult struct {
 type proposal struct {
 	cmd   *pb.Command
 	reply chan Reply
+}
+
+type statusRequest struct {
+	digest bool
+	reply  chan Status
 }
 
 type readRequest struct {
@@ -181,7 +186,7 @@ func newNode(cfg NodeConfig) (*Node, error) {
 		propc:       make(chan proposal, requestQueue),
 		readc:       make(chan readRequest, requestQueue),
 		adminc:      make(chan adminRequest, 16),
-		statusc:     make(chan chan Status),
+		statusc:     make(chan statusRequest),
 		recvc:       make(chan *raftpb.Message, recvQueue),
 		reportc:     make(chan report, 1024),
 		snapDone:    make(chan snapResult, 1),
@@ -348,11 +353,12 @@ func (n *Node) wait(ctx context.Context, reply chan Reply, write bool) (*pb.Resu
 	}
 }
 
-// Status returns the node's view of the cluster.
-func (n *Node) Status(ctx context.Context) (Status, error) {
+// Status returns the node's view of the cluster; its Digest only if
+// digest is set (see Core.status).
+func (n *Node) Status(ctx context.Context, digest bool) (Status, error) {
 	c := make(chan Status, 1)
 	select {
-	case n.statusc <- c:
+	case n.statusc <- statusRequest{digest: digest, reply: c}:
 	case <-ctx.Done():
 		return Status{}, ctx.Err()
 	case <-n.donec:
@@ -403,8 +409,8 @@ func (n *Node) run() {
 			n.adminReq(a)
 		case r := <-n.reportc:
 			n.applyReport(r)
-		case c := <-n.statusc:
-			c <- n.core.Status()
+		case r := <-n.statusc:
+			r.reply <- n.core.status(r.digest)
 		case r := <-n.snapDone:
 			if err := n.finishSnapshot(r); err != nil {
 				n.err = err

@@ -75,7 +75,7 @@ func (c *inProcess) leader() uint64 {
 	var lead uint64
 	require.Eventually(c.t, func() bool {
 		for id, n := range c.nodes {
-			st, err := n.Status(context.Background())
+			st, err := n.Status(context.Background(), true)
 			if err == nil && st.Role == "StateLeader" {
 				lead = id
 				return true
@@ -144,10 +144,10 @@ func TestNodesOverGRPC(t *testing.T) {
 	}
 	// The restarted node converges on the leader's state.
 	lead := c.leader()
-	ls, err := c.nodes[lead].Status(ctx)
+	ls, err := c.nodes[lead].Status(ctx, true)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
-		st, err := c.nodes[old].Status(ctx)
+		st, err := c.nodes[old].Status(ctx, true)
 		return err == nil && st.Applied >= ls.Commit
 	}, 5*time.Second, 20*time.Millisecond)
 	swapped, err := cl.CAS(ctx, "k", v, "x")

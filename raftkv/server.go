@@ -108,7 +108,7 @@ func (s *kvServer) Status(ctx context.Context, req *pb.StatusRequest) (*pb.Statu
 	if n == nil {
 		return &pb.StatusResponse{Id: s.h.id, Role: RoleNone, PeerMessagesSent: s.h.transport.MessagesSent()}, nil
 	}
-	st, err := n.Status(ctx)
+	st, err := n.Status(ctx, req.GetDigest())
 	if err != nil {
 		return nil, err
 	}

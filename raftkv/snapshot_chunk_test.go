@@ -70,7 +70,7 @@ func loadedLeader(t *testing.T, lis net.Listener, logger *log.Logger) *Node {
 	n.transport.chunk.Store(testChunk)
 	ctx := context.Background()
 	require.Eventually(t, func() bool {
-		st, err := n.Status(ctx)
+		st, err := n.Status(ctx, true)
 		return err == nil && st.Role == "StateLeader"
 	}, 10*time.Second, 10*time.Millisecond)
 	value := strings.Repeat("v", 1000)
@@ -84,7 +84,7 @@ func loadedLeader(t *testing.T, lis net.Listener, logger *log.Logger) *Node {
 }
 
 func status(t *testing.T, n *Node) Status {
-	st, err := n.Status(context.Background())
+	st, err := n.Status(context.Background(), true)
 	require.NoError(t, err)
 	return st
 }

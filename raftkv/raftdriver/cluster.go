@@ -23,6 +23,10 @@ import (
 // (comparison) rather than stalling the harness.
 const statusTimeout = 2 * time.Second
 
+// digestTimeout bounds a status with the digest of a node's data: a hash
+// of all of it, about a second per gigabyte on the project's machine.
+const digestTimeout = 30 * time.Second
+
 // removeGrace is how long a removed node gets to stop cleanly before it is
 // killed: it has left the membership, so nothing depends on its state.
 const removeGrace = 2 * time.Second

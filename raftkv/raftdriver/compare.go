@@ -93,8 +93,8 @@ func (c *Cluster) compareOnce(ctx context.Context, g int) (detail string, agree 
 	digest := map[uint64]string{}
 	var parts []string
 	for _, id := range ids {
-		sctx, cancel := context.WithTimeout(ctx, statusTimeout)
-		s, err := c.conns.GroupStatus(sctx, id, uint32(g))
+		sctx, cancel := context.WithTimeout(ctx, digestTimeout)
+		s, err := c.conns.GroupDigest(sctx, id, uint32(g))
 		cancel()
 		if err != nil {
 			return "", false, fmt.Errorf("member %d status: %w", id, err)

@@ -851,7 +851,11 @@ type StatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// group is the raft group asked about. A node that hosts no replica of
 	// it answers with its id, role "none" and the process-wide counters.
-	Group         uint32 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
+	Group uint32 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
+	// digest asks for the data's digest (StatusResponse.digest), a hash of
+	// all of it, which the node computes on its loop: seconds at a gigabyte,
+	// so only the end-of-run comparison asks for it, never a poll.
+	Digest        bool `protobuf:"varint,2,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -891,6 +895,13 @@ func (x *StatusRequest) GetGroup() uint32 {
 		return x.Group
 	}
 	return 0
+}
+
+func (x *StatusRequest) GetDigest() bool {
+	if x != nil {
+		return x.Digest
+	}
+	return false
 }
 
 type StatusResponse struct {
@@ -1279,9 +1290,10 @@ const file_raftkv_proto_rawDesc = "" +
 	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x1f\n" +
 	"\vleader_addr\x18\x03 \x01(\tR\n" +
 	"leaderAddr\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"%\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"=\n" +
 	"\rStatusRequest\x12\x14\n" +
-	"\x05group\x18\x01 \x01(\rR\x05group\"\xc7\x03\n" +
+	"\x05group\x18\x01 \x01(\rR\x05group\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\bR\x06digest\"\xc7\x03\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x12\n" +

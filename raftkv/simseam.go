@@ -12,3 +12,7 @@ import "go.etcd.io/raft/v3/raftpb"
 func LogMatchesSnapshot(snap *raftpb.Snapshot, ents []*raftpb.Entry) ([]*raftpb.Entry, bool) {
 	return logMatchesSnapshot(snap, ents)
 }
+
+// JoinLogs is how OpenStorage joins the log Storage.Rotate sealed with the
+// current one (see joinLogs), for the simulator's disk.
+func JoinLogs(old, cur []*raftpb.Entry) []*raftpb.Entry { return joinLogs(old, cur) }

@@ -77,7 +77,10 @@
 // raft.go drives raftkv.Core the way raftkv.Node does — each event, then
 // every Ready in raft's order (persist, send, apply and reply, advance),
 // MsgApp and heartbeats sent before the fsync when the term and vote are
-// unchanged, snapshots and log rewrites — with the two seeded bugs that
+// unchanged, snapshots built off the loop (the log rotated when one starts,
+// the snapshot put in place up to 20 ticks later unless one from the
+// leader overtook it, a crash in between losing it) — with the two seeded
+// bugs that
 // live in Node (local-read, early-ack) planted at the same places;
 // no-dedup lives in the Core and is planted by CoreConfig.Bug. raftclient.go
 // is raftkv.Client on the simulated clock: the shared leader guess, the

@@ -26,11 +26,16 @@ import (
 type raftDisk struct {
 	noFsync bool
 
-	snap, snapDurable          *raftpb.Snapshot
-	term, vote                 uint64
-	termDurable, voteDurable   uint64
-	log                        []walRec
-	synced                     int      // log[:synced] is durable
+	snap, snapDurable        *raftpb.Snapshot
+	term, vote               uint64
+	termDurable, voteDurable uint64
+	log                      []walRec
+	synced                   int // log[:synced] is durable
+	// sealed is the log Rotate sealed ("wal.old"), durable whole, until the
+	// snapshot it was rotated for is in place; dropped is one just
+	// removed, which a power loss may bring back (the removal is not
+	// fsynced).
+	sealed, dropped            []walRec
 	oldLog                     []walRec // the durable log an unsynced rewrite replaced, or nil
 	hs                         *raftpb.HardState
 	writes, syncs, powerLosses int
@@ -99,9 +104,32 @@ func (d *raftDisk) saveSnapshot(snap *raftpb.Snapshot) {
 	}
 }
 
+// rotate is raftkv.Storage.Rotate, with fsync on (the simulator rotates
+// only then): the log sealed and kept, synced whole, and a new log of hs
+// and ents, synced, with the rename of the old one.
+func (d *raftDisk) rotate(hs *raftpb.HardState, ents []*raftpb.Entry) {
+	d.saveVote(hs)
+	d.sealed, d.dropped = d.log, nil
+	d.log = appendRecs(nil, hs, ents)
+	d.synced = len(d.log)
+	if !raft.IsEmptyHardState(hs) {
+		d.hs = cloneHS(hs)
+	}
+	d.writes++
+	d.syncs += 2
+}
+
+// dropSealed is raftkv.Storage.DropOldLog.
+func (d *raftDisk) dropSealed() {
+	if d.sealed != nil {
+		d.dropped, d.sealed = d.sealed, nil
+	}
+}
+
 // rewrite is raftkv.Storage.Rewrite: the log replaced, atomically, by one
-// holding just hs and ents.
+// holding just hs and ents, then the sealed log dropped.
 func (d *raftDisk) rewrite(hs *raftpb.HardState, ents []*raftpb.Entry) {
+	defer d.dropSealed()
 	d.saveVote(hs)
 	if d.noFsync && d.oldLog == nil {
 		d.oldLog = slices.Clone(d.log[:d.synced])
@@ -125,12 +153,17 @@ func (d *raftDisk) writeback() {
 	d.termDurable, d.voteDurable = d.term, d.vote
 	d.synced = len(d.log)
 	d.oldLog = nil
+	d.dropped = nil
 }
 
 // powerLoss drops what was not durable; keep picks how many of the log's
 // unsynced records survive (the torn write), given how many there are.
 func (d *raftDisk) powerLoss(keep func(n int) int) {
 	d.powerLosses++
+	if d.dropped != nil && keep(2) == 2 {
+		d.sealed = d.dropped // the unsynced removal did not reach the disk
+	}
+	d.dropped = nil
 	d.snap = d.snapDurable
 	d.term, d.vote = d.termDurable, d.voteDurable
 	if d.oldLog != nil {
@@ -154,27 +187,18 @@ func (d *raftDisk) open() (*raftkv.Recovered, error) {
 	if d.snap != nil {
 		rec.Snapshot = proto.Clone(d.snap).(*raftpb.Snapshot)
 	}
-	var logHS *raftpb.HardState
-	for _, r := range d.log {
-		if r.hs != nil {
-			logHS = r.hs
-			continue
-		}
-		e := proto.Clone(r.ent).(*raftpb.Entry)
-		if len(rec.Entries) == 0 {
-			rec.Entries = append(rec.Entries, e)
-			continue
-		}
-		first := rec.Entries[0].GetIndex()
-		switch idx := e.GetIndex(); {
-		case idx < first:
-			return nil, fmt.Errorf("%w: entry %d before first %d", raftkv.ErrCorrupt, idx, first)
-		case idx > first+uint64(len(rec.Entries)):
-			return nil, fmt.Errorf("%w: entry %d leaves a gap after %d", raftkv.ErrCorrupt, idx, first+uint64(len(rec.Entries))-1)
-		default:
-			rec.Entries = append(rec.Entries[:idx-first], e)
-		}
+	oldEnts, oldHS, err := replayRecs(d.sealed)
+	if err != nil {
+		return nil, err
 	}
+	ents, logHS, err := replayRecs(d.log)
+	if err != nil {
+		return nil, err
+	}
+	if logHS == nil {
+		logHS = oldHS
+	}
+	rec.Entries = raftkv.JoinLogs(oldEnts, ents)
 	if hs := logHS; hs != nil && (hs.GetTerm() > d.term || hs.GetTerm() == d.term && hs.GetVote() != 0 && hs.GetVote() != d.vote) {
 		return nil, fmt.Errorf("%w: vote file holds term %d vote %d, the log a hard state of term %d vote %d: the vote file lost a vote",
 			raftkv.ErrCorrupt, d.term, d.vote, hs.GetTerm(), hs.GetVote())
@@ -186,8 +210,38 @@ func (d *raftDisk) open() (*raftkv.Recovered, error) {
 	if ents, ok := raftkv.LogMatchesSnapshot(rec.Snapshot, rec.Entries); !ok {
 		rec.Entries = ents
 		d.rewrite(rec.HardState, nil)
+	} else if d.sealed != nil {
+		d.rewrite(rec.HardState, rec.Entries) // one log again, as OpenStorage makes it
 	}
 	return rec, nil
+}
+
+// replayRecs is one log file's replay: its entries (a later entry at index
+// i replacing everything from i on) and its last hard state.
+func replayRecs(log []walRec) ([]*raftpb.Entry, *raftpb.HardState, error) {
+	var ents []*raftpb.Entry
+	var hs *raftpb.HardState
+	for _, r := range log {
+		if r.hs != nil {
+			hs = r.hs
+			continue
+		}
+		e := proto.Clone(r.ent).(*raftpb.Entry)
+		if len(ents) == 0 {
+			ents = append(ents, e)
+			continue
+		}
+		first := ents[0].GetIndex()
+		switch idx := e.GetIndex(); {
+		case idx < first:
+			return nil, nil, fmt.Errorf("%w: entry %d before first %d", raftkv.ErrCorrupt, idx, first)
+		case idx > first+uint64(len(ents)):
+			return nil, nil, fmt.Errorf("%w: entry %d leaves a gap after %d", raftkv.ErrCorrupt, idx, first+uint64(len(ents))-1)
+		default:
+			ents = append(ents[:idx-first], e)
+		}
+	}
+	return ents, hs, nil
 }
 
 func cloneHS(hs *raftpb.HardState) *raftpb.HardState {

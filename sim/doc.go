@@ -80,12 +80,11 @@
 // unchanged, snapshots built off the loop (the log rotated when one starts,
 // the snapshot put in place up to 20 ticks later unless one from the
 // leader overtook it, a crash in between losing it) — with the two seeded
-// bugs that
-// live in Node (local-read, early-ack) planted at the same places;
-// no-dedup lives in the Core and is planted by CoreConfig.Bug. raftclient.go
-// is raftkv.Client on the simulated clock: the shared leader guess, the
-// rotation, retries under one request id, and the same rule for when a
-// failure is indeterminate. Half the seeds snapshot every few dozen
+// bugs that live in Node (local-read, early-ack) planted at the same
+// places; no-dedup lives in the Core and is planted by CoreConfig.Bug.
+// raftclient.go is raftkv.Client on the simulated clock: the shared leader
+// guess, the rotation, retries under one request id, and the same rule for
+// when a failure is indeterminate. Half the seeds snapshot every few dozen
 // entries, so compaction and MsgSnap are exercised.
 //
 // # Checks

@@ -105,17 +105,9 @@ func TestCoreRestartFromStorage(t *testing.T) {
 func TestCoreSnapshotToLaggingFollower(t *testing.T) {
 	tn := newTestNet(t, 3, CoreConfig{SnapshotEvery: 10, SnapshotKeep: 2})
 	l := tn.leader()
-	var lag uint64
-	for _, m := range tn.members {
-		if m.ID != l {
-			lag = m.ID
-			break
-		}
-	}
+	lag := tn.follower(l)
 	tn.crash(lag)
-	for i := uint64(1); i <= 40; i++ {
-		require.NoError(t, tn.write(l, put(5, i, "k", string(rune('a'+i%26)))).Err)
-	}
+	tn.writes(l, 5, 1, 40)
 	first, _ := tn.cores[l].ms.FirstIndex()
 	require.Greater(t, first, uint64(10), "the leader compacted the entries the follower lacks")
 	tn.restart(lag)

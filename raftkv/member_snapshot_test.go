@@ -14,9 +14,7 @@ func TestCoreJoinerAfterCompaction(t *testing.T) {
 	l := tn.leader()
 	// 21 writes: the last snapshot (every 10 applied entries) lands a few
 	// entries before the conf change, as it will in a real run.
-	for i := uint64(1); i <= 21; i++ {
-		require.NoError(t, tn.write(l, put(5, i, "k", string(rune('a'+i%26)))).Err)
-	}
+	tn.writes(l, 5, 1, 21)
 	first, _ := tn.cores[l].ms.FirstIndex()
 	require.Greater(t, first, uint64(10), "the leader compacted its log")
 	require.Less(t, tn.cores[l].Applied()-tn.cores[l].snapIndex+3, uint64(10), "no periodic snapshot falls after the conf change")

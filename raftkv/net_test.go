@@ -70,6 +70,25 @@ func (tn *testNet) crash(id uint64) {
 
 func (tn *testNet) restart(id uint64) { tn.start(id, nil) }
 
+// writes puts "k" through l as client, sequence numbers from to to, each
+// value a letter.
+func (tn *testNet) writes(l, client, from, to uint64) {
+	for i := from; i <= to; i++ {
+		require.NoError(tn.t, tn.write(l, put(client, i, "k", string(rune('a'+i%26)))).Err)
+	}
+}
+
+// follower is the first member that is not l.
+func (tn *testNet) follower(l uint64) uint64 {
+	for _, m := range tn.members {
+		if m.ID != l {
+			return m.ID
+		}
+	}
+	tn.t.Fatalf("no member but %d", l)
+	return 0
+}
+
 // isolate cuts every link to and from id; heal restores them all.
 func (tn *testNet) isolate(id uint64) {
 	for _, m := range tn.members {

@@ -76,22 +76,14 @@ func TestCoreSnapshotJobHoldsItsIndex(t *testing.T) {
 func TestCoreSnapshotJobSupersededAndConfHold(t *testing.T) {
 	tn := newTestNet(t, 3, CoreConfig{SnapshotEvery: 10, SnapshotKeep: 2})
 	l := tn.leader()
-	var f uint64
-	for _, m := range tn.members {
-		if m.ID != l {
-			f = m.ID
-			break
-		}
-	}
+	f := tn.follower(l)
 	require.NoError(t, tn.write(l, put(5, 1, "k", "a")).Err)
 	fc := tn.cores[f]
 	fc.confSinceSnap = true // due, whatever the count
 	j := fc.StartSnapshot()
 	require.NotNil(t, j)
 	tn.isolate(f)
-	for i := uint64(2); i <= 40; i++ {
-		require.NoError(t, tn.write(l, put(5, i, "k", string(rune('a'+i%26)))).Err)
-	}
+	tn.writes(l, 5, 2, 40)
 	tn.heal()
 	tn.tick(5)
 	require.Equal(t, 1, fc.installed, "the follower was brought up by the leader's snapshot")
@@ -291,25 +283,15 @@ func TestStorageRotationSurvivesCrashes(t *testing.T) {
 func TestCoreLeaderKeepsEntriesAfterSnapshotInFlight(t *testing.T) {
 	tn := newTestNet(t, 3, CoreConfig{SnapshotEvery: 10, SnapshotKeep: 2})
 	l := tn.leader()
-	var f uint64
-	for _, m := range tn.members {
-		if m.ID != l {
-			f = m.ID
-			break
-		}
-	}
+	f := tn.follower(l)
 	tn.crash(f)
-	for i := uint64(1); i <= 30; i++ {
-		require.NoError(t, tn.write(l, put(5, i, "k", string(rune('a'+i%26)))).Err)
-	}
+	tn.writes(l, 5, 1, 30)
 	tn.holdSnaps = true
 	tn.restart(f)
 	tn.tick(3)
 	require.Len(t, tn.held, 1, "the follower is sent a snapshot")
 	pending := tn.held[0].GetSnapshot().GetMetadata().GetIndex()
-	for i := uint64(31); i <= 80; i++ {
-		require.NoError(t, tn.write(l, put(5, i, "k", string(rune('a'+i%26)))).Err)
-	}
+	tn.writes(l, 5, 31, 80)
 	lc := tn.cores[l]
 	require.Greater(t, lc.snapIndex, pending+20, "the leader snapshotted since")
 	first, _ := lc.ms.FirstIndex()

@@ -5,9 +5,11 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"maps"
 	"sort"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/chainraft/chainraft/raftkv/raftkvpb"
@@ -108,7 +110,19 @@ func (f *fsm) clone() *fsm {
 }
 
 func (f *fsm) marshal() []byte {
-	s := &pb.StateSnapshot{Data: f.data}
+	s := f.rest()
+	s.Data = f.data
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(s)
+	if err != nil {
+		panic(fmt.Sprintf("raftkv: marshal state snapshot: %v", err))
+	}
+	return b
+}
+
+// rest is the state snapshot without its data: the dedup table and the
+// membership.
+func (f *fsm) rest() *pb.StateSnapshot {
+	s := &pb.StateSnapshot{}
 	for _, c := range sortedKeys(f.sessions) {
 		s.Sessions = append(s.Sessions, f.sessions[c])
 	}
@@ -116,11 +130,74 @@ func (f *fsm) marshal() []byte {
 		s.Members = append(s.Members, &pb.Member{Id: id, Addr: f.members[id]})
 	}
 	s.Removed = sortedKeys(f.removed)
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(s)
+	return s
+}
+
+// stream is marshal as a writer of size bytes, for a snapshot written
+// straight to its file: the data's map entries encoded one by one, keys in
+// order, then the rest, so that a gigabyte of state is never also a
+// gigabyte of marshalled bytes in memory. restore reads either encoding.
+func (f *fsm) stream() (size int64, write func(io.Writer) error) {
+	keys := make([]string, 0, len(f.data))
+	for k := range f.data {
+		keys = append(keys, k)
+		size += int64(mapEntrySize(k, f.data[k]))
+	}
+	sort.Strings(keys)
+	rest, err := proto.MarshalOptions{Deterministic: true}.Marshal(f.rest())
 	if err != nil {
 		panic(fmt.Sprintf("raftkv: marshal state snapshot: %v", err))
 	}
-	return b
+	size += int64(len(rest))
+	return size, func(w io.Writer) error {
+		var head []byte
+		buf := make([]byte, 64<<10)
+		for _, k := range keys {
+			v := f.data[k]
+			head = protowire.AppendTag(head[:0], stateDataField, protowire.BytesType)
+			head = protowire.AppendVarint(head, uint64(entryBodySize(k, v)))
+			head = protowire.AppendTag(head, 1, protowire.BytesType)
+			head = protowire.AppendVarint(head, uint64(len(k)))
+			if err := writeAll(w, buf, head, k); err != nil {
+				return err
+			}
+			head = protowire.AppendTag(head[:0], 2, protowire.BytesType)
+			head = protowire.AppendVarint(head, uint64(len(v)))
+			if err := writeAll(w, buf, head, v); err != nil {
+				return err
+			}
+		}
+		_, err := w.Write(rest)
+		return err
+	}
+}
+
+// stateDataField is pb.StateSnapshot's data field number.
+const stateDataField = 1
+
+// entryBodySize is the encoded size of one map entry's body (key field 1,
+// value field 2); mapEntrySize adds the entry's own tag and length.
+func entryBodySize(k, v string) int {
+	return 2 + protowire.SizeBytes(len(k)) + protowire.SizeBytes(len(v))
+}
+
+func mapEntrySize(k, v string) int {
+	return 1 + protowire.SizeBytes(entryBodySize(k, v))
+}
+
+// writeAll writes head, then s through buf, in pieces of buf's size.
+func writeAll(w io.Writer, buf, head []byte, s string) error {
+	if _, err := w.Write(head); err != nil {
+		return err
+	}
+	for len(s) > 0 {
+		n := copy(buf, s)
+		if _, err := w.Write(buf[:n]); err != nil {
+			return err
+		}
+		s = s[n:]
+	}
+	return nil
 }
 
 func (f *fsm) restore(b []byte) error {

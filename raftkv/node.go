@@ -597,7 +597,7 @@ func (n *Node) handleReady() error {
 func (n *Node) buildSnapshot(j *SnapshotJob) {
 	defer n.snapping.Done()
 	began := time.Now()
-	err := n.storage.PrepareSnapshot(j.Build())
+	err := n.storage.PrepareJob(j)
 	n.snapDone <- snapResult{job: j, err: err, took: time.Since(began)}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -393,6 +394,39 @@ func (s *Storage) PrepareSnapshot(snap *raftpb.Snapshot) error {
 		return err
 	}
 	if err := wal.PrepareFile(filepath.Join(s.dir, snapName), s.noFsync, parts...); err != nil {
+		return fmt.Errorf("raftkv: prepare snapshot: %w", err)
+	}
+	return nil
+}
+
+// PrepareJob is PrepareSnapshot of j.Build(), streamed: the state goes
+// from j's copy to the file entry by entry (fsm.stream), so the node never
+// holds a second, marshalled copy of it.
+func (s *Storage) PrepareJob(j *SnapshotJob) error {
+	meta, err := proto.Marshal(&raftpb.Snapshot{Metadata: j.meta})
+	if err != nil {
+		return fmt.Errorf("raftkv: marshal snapshot metadata: %w", err)
+	}
+	size, write := j.state.stream()
+	var field []byte
+	if size > 0 {
+		field = protowire.AppendTag(nil, snapshotDataField, protowire.BytesType)
+		field = protowire.AppendVarint(field, uint64(size))
+	}
+	total := int64(len(meta)+len(field)) + size
+	err = wal.PrepareFileStream(filepath.Join(s.dir, snapName), s.noFsync, total, func(w io.Writer) error {
+		if _, err := w.Write(meta); err != nil {
+			return err
+		}
+		if _, err := w.Write(field); err != nil {
+			return err
+		}
+		if size == 0 {
+			return nil
+		}
+		return write(w)
+	})
+	if err != nil {
 		return fmt.Errorf("raftkv: prepare snapshot: %w", err)
 	}
 	return nil

@@ -1,9 +1,11 @@
 package wal
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -74,6 +76,57 @@ func PrepareFile(path string, noSync bool, parts ...[]byte) error {
 	return writeTemp(path+".next", noSync, encodeHeader(parts), parts...)
 }
 
+// PrepareFileStream is PrepareFile of a body of size bytes that write
+// produces: the body streams to the file as written, never held whole in
+// memory, and the header, which carries its checksum, is written last.
+// write must produce exactly size bytes.
+func PrepareFileStream(path string, noSync bool, size int64, write func(io.Writer) error) error {
+	tmp := path + ".next"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(FileHeaderSize, io.SeekStart); err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	w := &sumWriter{w: bufio.NewWriterSize(f, 1<<20)}
+	if err := write(w); err != nil {
+		return err
+	}
+	if err := w.w.Flush(); err != nil {
+		return fmt.Errorf("wal: write %s: %w", tmp, err)
+	}
+	if w.n != size {
+		return fmt.Errorf("wal: %s: the body was %d bytes, not the %d announced", tmp, w.n, size)
+	}
+	if _, err := f.WriteAt(header(uint64(size), w.sum), 0); err != nil {
+		return fmt.Errorf("wal: write %s: %w", tmp, err)
+	}
+	if !noSync {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("wal: fsync %s: %w", tmp, err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("wal: close %s: %w", tmp, err)
+	}
+	return nil
+}
+
+// sumWriter counts and checksums what passes through it.
+type sumWriter struct {
+	w   *bufio.Writer
+	n   int64
+	sum uint32
+}
+
+func (s *sumWriter) Write(p []byte) (int, error) {
+	s.sum = crc32.Update(s.sum, table, p)
+	s.n += int64(len(p))
+	return s.w.Write(p)
+}
+
 // CommitFile puts the file PrepareFile wrote in place of path: rename,
 // directory fsync. A crash leaves the old file or the new one.
 func CommitFile(path string, noSync bool) error {
@@ -98,6 +151,12 @@ func encodeHeader(parts [][]byte) []byte {
 		size += uint64(len(p))
 		sum = crc32.Update(sum, table, p)
 	}
+	return header(size, sum)
+}
+
+// header is a checksummed file's header for a body of size bytes whose
+// CRC-32C is sum.
+func header(size uint64, sum uint32) []byte {
 	head := make([]byte, FileHeaderSize)
 	copy(head, fileMagic)
 	binary.LittleEndian.PutUint64(head[16:], size)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -361,4 +362,27 @@ func TestStorageFilePreparedApart(t *testing.T) {
 	got, err = ReadFile(path)
 	require.NoError(t, err)
 	require.Equal(t, "prepared", string(got))
+}
+
+func TestStorageFileStreamedChecksummed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "snap")
+	body := bytes.Repeat([]byte("0123456789"), 300<<10) // past the write buffer
+	require.NoError(t, PrepareFileStream(path, false, int64(len(body)), func(w io.Writer) error {
+		for b := body; len(b) > 0; b = b[min(len(b), 7777):] {
+			if _, err := w.Write(b[:min(len(b), 7777)]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	require.NoError(t, CommitFile(path, false))
+	got, err := ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, body, got)
+
+	err = PrepareFileStream(path, false, 10, func(w io.Writer) error {
+		_, err := w.Write([]byte("short"))
+		return err
+	})
+	require.ErrorContains(t, err, "the body was 5 bytes, not the 10 announced")
 }

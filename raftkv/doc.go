@@ -112,8 +112,11 @@
 // node for seconds: no heartbeats, elections everywhere. raft's
 // MemoryStorage keeps its snapshot without the data, which the state
 // machine already holds once; a leader's snapshot sender reads the data
-// from the durable file when it sends (Storage.LoadSnapshot), and that
-// file's data is never copied out of the buffer it is read into.
+// from the durable file piece by piece as it sends (Storage.OpenSnapshot),
+// and hands on the last piece only once the file's checksum has held.
+// The snapshot is written the same way, streamed from the copied maps to
+// the file (Storage.PrepareJob): at no point does a node hold a second,
+// marshalled copy of its state.
 //
 // # Seeded bugs
 //

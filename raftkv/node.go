@@ -629,7 +629,7 @@ func (n *Node) send(m *raftpb.Message) {
 	if m.GetType() == raftpb.MsgSnap && len(m.GetSnapshot().GetData()) == 0 {
 		// raft's storage holds no snapshot data (SnapshotJob): the
 		// transport reads it from disk, off the loop.
-		if err := n.transport.SendSnapshot(n.cfg.Group, m, n.storage.LoadSnapshot); err != nil {
+		if err := n.transport.SendSnapshot(n.cfg.Group, m, n.storage.snapshotSource); err != nil {
 			n.core.ReportUnreachable(m.GetTo())
 			n.core.ReportSnapshot(m.GetTo(), false)
 		}

@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/chainraft/chainraft/internal/wal"
 	pb "github.com/chainraft/chainraft/raftkv/raftkvpb"
 )
 
@@ -345,4 +346,72 @@ func TestStoragePrepareJobStreamsTheState(t *testing.T) {
 		require.Equal(t, state.digest(), back.digest())
 		require.NoError(t, s.Close())
 	}
+}
+
+// readAll drains a snapshot source in pieces of n bytes.
+func readAll(t *testing.T, src snapSource, n int) ([]byte, error) {
+	t.Helper()
+	var out []byte
+	for left := src.Size(); left > 0; {
+		piece, err := src.Next(int(min(int64(n), left)))
+		if err != nil {
+			return out, err
+		}
+		out = append(out, piece...)
+		left -= int64(len(piece))
+	}
+	return out, nil
+}
+
+// The sender reads a snapshot from its file piece by piece; a damaged file
+// never yields its last piece.
+func TestStorageSnapshotReadInPieces(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := OpenStorage(dir, true)
+	require.NoError(t, err)
+	defer s.Close()
+	data := []byte(strings.Repeat("0123456789abcdef", 20000))
+	meta := &raftpb.SnapshotMetadata{Index: proto.Uint64(5), Term: proto.Uint64(1), ConfState: &raftpb.ConfState{Voters: []uint64{1, 2}}}
+	require.NoError(t, s.SaveSnapshot(&raftpb.Snapshot{Data: data, Metadata: meta}))
+
+	src, err := s.snapshotSource()
+	require.NoError(t, err)
+	require.IsType(t, &SnapshotReader{}, src, "streamed from the file")
+	require.True(t, proto.Equal(meta, src.Metadata()))
+	got, err := readAll(t, src, 4096)
+	require.NoError(t, err)
+	require.Equal(t, data, got)
+	require.NoError(t, src.Close())
+
+	path := filepath.Join(dir, snapName)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	b[len(b)-100] ^= 1 // in the data's last piece
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	src, err = s.snapshotSource()
+	require.NoError(t, err)
+	got, err = readAll(t, src, 4096)
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.Less(t, len(got), len(data), "the last piece is held back")
+	require.NoError(t, src.Close())
+
+	// A file with the data before the metadata (proto.Marshal's order) is
+	// sent from memory.
+	whole, err := proto.Marshal(&raftpb.Snapshot{Data: data, Metadata: meta})
+	require.NoError(t, err)
+	require.NoError(t, wal.WriteFile(path, whole, true))
+	src, err = s.snapshotSource()
+	require.NoError(t, err)
+	require.IsType(t, &memSnapshot{}, src)
+	got, err = readAll(t, src, 4096)
+	require.NoError(t, err)
+	require.Equal(t, data, got)
+
+	// No data at all.
+	require.NoError(t, s.SaveSnapshot(&raftpb.Snapshot{Metadata: meta}))
+	src, err = s.snapshotSource()
+	require.NoError(t, err)
+	require.Zero(t, src.Size())
+	require.True(t, proto.Equal(meta, src.Metadata()))
+	require.NoError(t, src.Close())
 }

@@ -1,6 +1,7 @@
 package raftkv
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -445,12 +446,162 @@ func (s *Storage) DiscardSnapshot() error {
 	return wal.DiscardFile(filepath.Join(s.dir, snapName))
 }
 
-// LoadSnapshot reads the durable snapshot (nil if there is none). raft's
-// MemoryStorage holds snapshots without their data (Core keeps a second
-// copy of the whole state out of memory), so a leader's snapshot sender
-// reads the data from here, off the loop; any goroutine may call it.
+// LoadSnapshot reads the durable snapshot (nil if there is none), whole.
+// raft's MemoryStorage holds snapshots without their data (Core keeps a
+// second copy of the whole state out of memory), so a leader's snapshot
+// sender reads the data from disk, off the loop, usually piece by piece
+// (OpenSnapshot); any goroutine may call it.
 func (s *Storage) LoadSnapshot() (*raftpb.Snapshot, error) {
 	return readSnapshot(filepath.Join(s.dir, snapName))
+}
+
+// OpenSnapshot opens the durable snapshot for sending without reading its
+// data into memory (see SnapshotReader). It returns (nil, nil) for a file
+// whose data comes before its metadata (written whole by proto.Marshal,
+// which this package no longer does): such a snapshot is sent from
+// LoadSnapshot. Any goroutine may call it.
+func (s *Storage) OpenSnapshot() (*SnapshotReader, error) {
+	path := filepath.Join(s.dir, snapName)
+	r, err := wal.OpenFileReader(path)
+	if err != nil {
+		return nil, corrupt(err)
+	}
+	sr, err := newSnapshotReader(path, r)
+	if err != nil || sr == nil {
+		r.Close()
+	}
+	return sr, err
+}
+
+// SnapshotReader is the durable snapshot's metadata and its data, read
+// from the file in order; its last piece is handed out only once the
+// file's checksum has held over all of it.
+type SnapshotReader struct {
+	r    *wal.FileReader
+	br   *bufio.Reader
+	meta *raftpb.SnapshotMetadata
+	left int64 // data bytes not yet read
+}
+
+func newSnapshotReader(path string, r *wal.FileReader) (*SnapshotReader, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	bad := func(err error) error {
+		return corrupt(wal.Corrupt(path, wal.FileHeaderSize, "snapshot does not decode: %v", err))
+	}
+	var rest []byte // the fields before the data, as protobuf
+	for {
+		tag, err := binary.ReadUvarint(br)
+		if err == io.EOF {
+			// No data: the whole snapshot is its metadata.
+			var snap raftpb.Snapshot
+			if err := proto.Unmarshal(rest, &snap); err != nil {
+				return nil, bad(err)
+			}
+			return &SnapshotReader{r: r, br: br, meta: snap.GetMetadata()}, nil
+		}
+		if err != nil {
+			return nil, bad(err)
+		}
+		num, typ := protowire.DecodeTag(tag)
+		if typ != protowire.BytesType {
+			return nil, bad(fmt.Errorf("field %d of wire type %d", num, typ))
+		}
+		n, err := binary.ReadUvarint(br)
+		if err != nil {
+			return nil, bad(err)
+		}
+		if num == snapshotDataField {
+			if len(rest) == 0 {
+				return nil, nil // the metadata follows the data
+			}
+			var snap raftpb.Snapshot
+			if err := proto.Unmarshal(rest, &snap); err != nil {
+				return nil, bad(err)
+			}
+			return &SnapshotReader{r: r, br: br, meta: snap.GetMetadata(), left: int64(n)}, nil
+		}
+		if n > 1<<20 {
+			return nil, bad(fmt.Errorf("field %d of %d bytes", num, n))
+		}
+		field := make([]byte, n)
+		if _, err := io.ReadFull(br, field); err != nil {
+			return nil, bad(err)
+		}
+		rest = protowire.AppendTag(rest, num, typ)
+		rest = protowire.AppendBytes(rest, field)
+	}
+}
+
+// Metadata is the snapshot's index, term and membership.
+func (s *SnapshotReader) Metadata() *raftpb.SnapshotMetadata { return s.meta }
+
+// Size is the snapshot's data length.
+func (s *SnapshotReader) Size() int64 { return s.left }
+
+// Next reads the next n bytes of data. The piece that ends the data is
+// returned only after the rest of the file has been read and its checksum
+// checked: a damaged snapshot is never handed on whole.
+func (s *SnapshotReader) Next(n int) ([]byte, error) {
+	if int64(n) > s.left {
+		return nil, fmt.Errorf("raftkv: snapshot piece of %d bytes asked, %d left", n, s.left)
+	}
+	piece := make([]byte, n)
+	if _, err := io.ReadFull(s.br, piece); err != nil {
+		return nil, corrupt(err)
+	}
+	s.left -= int64(n)
+	if s.left == 0 {
+		// Fields after the data (none from this package's writers) are
+		// read for the checksum alone.
+		// (Through br itself: io.Copy would read the file past it and
+		// miss an error br already holds.)
+		for buf := make([]byte, 4096); ; {
+			_, err := s.br.Read(buf)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, corrupt(err)
+			}
+		}
+	}
+	return piece, nil
+}
+
+// Close closes the file.
+func (s *SnapshotReader) Close() error { return s.r.Close() }
+
+// snapshotSource is the durable snapshot as the transport sends it: from
+// the file piece by piece, or, for a file OpenSnapshot cannot stream, from
+// memory.
+func (s *Storage) snapshotSource() (snapSource, error) {
+	if r, err := s.OpenSnapshot(); r != nil || err != nil {
+		return r, err
+	}
+	snap, err := s.LoadSnapshot()
+	if err != nil {
+		return nil, err
+	}
+	return &memSnapshot{snap: snap, data: snap.GetData()}, nil
+}
+
+// memSnapshot is a snapSource over a snapshot in memory.
+type memSnapshot struct {
+	snap *raftpb.Snapshot
+	data []byte
+}
+
+func (m *memSnapshot) Metadata() *raftpb.SnapshotMetadata { return m.snap.GetMetadata() }
+func (m *memSnapshot) Size() int64                         { return int64(len(m.snap.GetData())) }
+func (m *memSnapshot) Close() error                        { return nil }
+
+func (m *memSnapshot) Next(n int) ([]byte, error) {
+	if n > len(m.data) {
+		return nil, fmt.Errorf("raftkv: snapshot piece of %d bytes asked, %d left", n, len(m.data))
+	}
+	piece := m.data[:n:n]
+	m.data = m.data[n:]
+	return piece, nil
 }
 
 // snapshotParts encodes a raftpb.Snapshot as protobuf in parts, the data

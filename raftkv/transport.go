@@ -125,11 +125,22 @@ type outSnap struct {
 	index  uint64
 	header []byte
 	data   []byte
-	// msg and load, when set, stand for header and data: a MsgSnap
+	// msg and open, when set, stand for header and data: a MsgSnap
 	// without data (copied, so that it no longer points into raft), whose
-	// snapshot load reads from disk when the sender gets to it.
+	// snapshot open gives from disk when the sender gets to it; src is
+	// what open gave.
 	msg  *raftpb.Message
-	load func() (*raftpb.Snapshot, error)
+	open func() (snapSource, error)
+	src  snapSource
+}
+
+// snapSource hands out a snapshot's metadata and then its data, piece by
+// piece (Storage.OpenSnapshot reads them from the file).
+type snapSource interface {
+	Metadata() *raftpb.SnapshotMetadata
+	Size() int64
+	Next(n int) ([]byte, error)
+	Close() error
 }
 
 func newTransport(id uint64, logger *log.Logger, report func(report)) *Transport {
@@ -343,10 +354,10 @@ func (t *Transport) queueChunked(g uint32, p *peer, m *raftpb.Message) error {
 }
 
 // SendSnapshot queues a MsgSnap whose snapshot data raft's storage does
-// not hold: the peer's snapshot sender calls load, off the node's loop,
-// and sends the snapshot it returns, which is the one m names or a newer
+// not hold: the peer's snapshot sender calls open, off the node's loop,
+// and sends the snapshot it gives, which is the one m names or a newer
 // one (raft takes either), in pieces whatever its size.
-func (t *Transport) SendSnapshot(g uint32, m *raftpb.Message, load func() (*raftpb.Snapshot, error)) error {
+func (t *Transport) SendSnapshot(g uint32, m *raftpb.Message, open func() (snapSource, error)) error {
 	t.mu.Lock()
 	p := t.peers[m.GetTo()]
 	t.mu.Unlock()
@@ -355,29 +366,32 @@ func (t *Transport) SendSnapshot(g uint32, m *raftpb.Message, load func() (*raft
 	}
 	msg := proto.Clone(m).(*raftpb.Message)
 	select {
-	case p.snapq <- outSnap{group: g, index: m.GetSnapshot().GetMetadata().GetIndex(), msg: msg, load: load}:
+	case p.snapq <- outSnap{group: g, index: m.GetSnapshot().GetMetadata().GetIndex(), msg: msg, open: open}:
 		return nil
 	default:
 		return fmt.Errorf("a snapshot to node %d is already on its way", m.GetTo())
 	}
 }
 
-// loadSnapshot fills in s's header and data from its load function.
-func loadSnapshot(s outSnap) (outSnap, error) {
-	snap, err := s.load()
+// openSnapshot fills in s's header and source from its open function;
+// the caller closes s.src.
+func openSnapshot(s outSnap) (outSnap, error) {
+	src, err := s.open()
 	if err != nil {
-		return s, fmt.Errorf("load snapshot %d: %w", s.index, err)
+		return s, fmt.Errorf("open snapshot %d: %w", s.index, err)
 	}
-	if got := snap.GetMetadata().GetIndex(); snap == nil || got < s.index {
-		return s, fmt.Errorf("load snapshot %d: the durable snapshot is at %d", s.index, got)
+	if got := src.Metadata().GetIndex(); got < s.index {
+		src.Close()
+		return s, fmt.Errorf("open snapshot %d: the durable snapshot is at %d", s.index, got)
 	}
-	s.index = snap.GetMetadata().GetIndex()
-	s.msg.Snapshot = &raftpb.Snapshot{Metadata: snap.GetMetadata()}
+	s.index = src.Metadata().GetIndex()
+	s.msg.Snapshot = &raftpb.Snapshot{Metadata: src.Metadata()}
 	header, err := proto.Marshal(s.msg)
 	if err != nil {
+		src.Close()
 		return s, fmt.Errorf("marshal %v to %d: %w", s.msg.GetType(), s.msg.GetTo(), err)
 	}
-	s.header, s.data = header, snap.GetData()
+	s.header, s.src = header, src
 	return s, nil
 }
 
@@ -394,14 +408,17 @@ func (t *Transport) sendSnapshots(p *peer) {
 			// Reported even when the peer is going away: raft holds a
 			// follower waiting for a snapshot until it hears how it went.
 			var err error
-			if s.load != nil {
-				s, err = loadSnapshot(s)
+			if s.open != nil {
+				s, err = openSnapshot(s)
 				if err != nil {
 					t.logger.Printf("transport: snapshot to node %d (group %d): %v", p.id, s.group, err)
 				}
 			}
 			if err == nil {
 				err = t.sendChunked(client, p, s)
+			}
+			if s.src != nil {
+				s.src.Close()
 			}
 			t.report(report{to: p.id, group: s.group, snapshot: true, ok: err == nil})
 		case <-p.ctx.Done():
@@ -416,6 +433,14 @@ func (t *Transport) sendSnapshots(p *peer) {
 func (t *Transport) sendChunked(client pb.RaftClient, p *peer, s outSnap) error {
 	began := time.Now()
 	size := len(s.data)
+	next := func(n int) ([]byte, error) {
+		piece := s.data[:n:n]
+		s.data = s.data[n:]
+		return piece, nil
+	}
+	if s.src != nil {
+		size, next = int(s.src.Size()), s.src.Next
+	}
 	ctx, cancel := context.WithTimeout(p.ctx, chunk.Timeout(int64(size)))
 	defer cancel()
 	pieces, sent := 0, 0
@@ -424,7 +449,7 @@ func (t *Transport) sendChunked(client pb.RaftClient, p *peer, s outSnap) error 
 		if err != nil {
 			return err
 		}
-		pieces, sent, err = t.snaps.Send(s.data, int(t.chunk.Load()), cancel, func(piece []byte, first bool) error {
+		pieces, sent, err = t.snaps.SendFrom(size, int(t.chunk.Load()), next, cancel, func(piece []byte, first bool) error {
 			c := &pb.SnapshotChunk{Data: piece}
 			if first {
 				c.From, c.Group, c.Message, c.Size = t.id, s.group, s.header, uint64(size)

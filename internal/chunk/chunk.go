@@ -202,18 +202,37 @@ func (s *Sent) Load() (bytes, transfers uint64) { return s.bytes.Load(), s.count
 // sender until the whole transfer's deadline. It returns the pieces and
 // bytes the stream accepted, counted in s too.
 func (s *Sent) Send(data []byte, size int, cancel func(), send func(piece []byte, first bool) error, finish func() error) (pieces, bytes int, err error) {
-	err = Split(data, size, func(piece []byte) error {
+	return s.SendFrom(len(data), size, func(n int) ([]byte, error) {
+		piece := data[:n:n]
+		data = data[n:]
+		return piece, nil
+	}, cancel, send, finish)
+}
+
+// SendFrom is Send of total bytes that next hands out in order, n at a
+// time (a snapshot read from its file piece by piece rather than held
+// whole); an error from next ends the transfer before finish.
+func (s *Sent) SendFrom(total, size int, next func(n int) ([]byte, error), cancel func(), send func(piece []byte, first bool) error, finish func() error) (pieces, bytes int, err error) {
+	for left := total; err == nil && (pieces == 0 || left > 0); {
+		var piece []byte
+		if piece, err = next(min(size, left)); err != nil {
+			break
+		}
+		if len(piece) == 0 && left > 0 {
+			err = fmt.Errorf("chunk: the source ran dry with %d of %d bytes left", left, total)
+			break
+		}
 		watchdog := time.AfterFunc(Stall, cancel)
-		err := send(piece, pieces == 0)
+		err = send(piece, pieces == 0)
 		watchdog.Stop()
 		if err != nil {
-			return err
+			break
 		}
 		pieces++
 		bytes += len(piece)
+		left -= len(piece)
 		s.Piece(len(piece))
-		return nil
-	})
+	}
 	if err == nil {
 		err = finish()
 	}

@@ -386,3 +386,34 @@ func TestStorageFileStreamedChecksummed(t *testing.T) {
 	})
 	require.ErrorContains(t, err, "the body was 5 bytes, not the 10 announced")
 }
+
+func TestStorageFileReaderChecksAtTheEnd(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "snap")
+	body := bytes.Repeat([]byte("abc"), 10000)
+	require.NoError(t, WriteFile(path, body, true))
+	r, err := OpenFileReader(path)
+	require.NoError(t, err)
+	require.Equal(t, int64(len(body)), r.Size())
+	got, err := io.ReadAll(r)
+	require.NoError(t, err)
+	require.Equal(t, body, got)
+	require.NoError(t, r.Close())
+
+	good, err := os.ReadFile(path)
+	require.NoError(t, err)
+	bad := bytes.Clone(good)
+	bad[FileHeaderSize+5] ^= 1
+	require.NoError(t, os.WriteFile(path, bad, 0o644))
+	r, err = OpenFileReader(path)
+	require.NoError(t, err)
+	_, err = io.ReadAll(r)
+	require.ErrorIs(t, err, ErrCorrupt, "the body's checksum, at its end")
+	require.NoError(t, r.Close())
+
+	require.NoError(t, os.WriteFile(path, good[:len(good)-1], 0o644))
+	_, err = OpenFileReader(path)
+	require.ErrorIs(t, err, ErrCorrupt, "a file shorter than its header says")
+	require.NoError(t, os.WriteFile(path, good[:10], 0o644))
+	_, err = OpenFileReader(path)
+	require.ErrorIs(t, err, ErrCorrupt, "no whole header")
+}

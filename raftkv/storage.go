@@ -592,8 +592,8 @@ type memSnapshot struct {
 }
 
 func (m *memSnapshot) Metadata() *raftpb.SnapshotMetadata { return m.snap.GetMetadata() }
-func (m *memSnapshot) Size() int64                         { return int64(len(m.snap.GetData())) }
-func (m *memSnapshot) Close() error                        { return nil }
+func (m *memSnapshot) Size() int64                        { return int64(len(m.snap.GetData())) }
+func (m *memSnapshot) Close() error                       { return nil }
 
 func (m *memSnapshot) Next(n int) ([]byte, error) {
 	if n > len(m.data) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
+	"slices"
 	"sort"
 
 	"go.etcd.io/raft/v3"
@@ -164,9 +166,12 @@ type Core struct {
 	ticks  int64
 	probes map[uint64]probeMark
 
-	// handed is the raft Ready last handed out, until Advance.
-	handed    raft.Ready
-	hasHanded bool
+	// handed is the raft Ready last handed out, until Advance, and
+	// handedSnap its snapshot with the data Step kept (snapData, by index).
+	handed     raft.Ready
+	handedSnap *raftpb.Snapshot
+	snapData   map[uint64][]byte
+	hasHanded  bool
 
 	replies        []Reply
 	membersChanged bool
@@ -368,8 +373,32 @@ func (c *Core) prefer() {
 	}
 }
 
-// Step feeds a message from a peer.
-func (c *Core) Step(m *raftpb.Message) error { return c.rn.Step(m) }
+// Step feeds a message from a peer. A snapshot's data is kept here and
+// raft gets the snapshot without it: raft copies every snapshot it is
+// given (a gigabyte, on the loop, for seconds) and needs only the
+// metadata; Ready puts the data back for the caller to save and Apply to
+// install. Step takes ownership of m.
+func (c *Core) Step(m *raftpb.Message) error {
+	if snap := m.GetSnapshot(); m.GetType() == raftpb.MsgSnap && len(snap.GetData()) > 0 {
+		c.keepSnapData(snap.GetMetadata().GetIndex(), snap.GetData())
+		m.Snapshot = withoutData(snap)
+	}
+	return c.rn.Step(m)
+}
+
+// maxKeptSnaps bounds the snapshots' data kept for Ready: raft takes at
+// most one snapshot per Ready, and one it refused is dropped for a newer.
+const maxKeptSnaps = 2
+
+func (c *Core) keepSnapData(index uint64, data []byte) {
+	if c.snapData == nil {
+		c.snapData = map[uint64][]byte{}
+	}
+	c.snapData[index] = data
+	for len(c.snapData) > maxKeptSnaps {
+		delete(c.snapData, slices.Min(slices.Collect(maps.Keys(c.snapData))))
+	}
+}
 
 // ReportUnreachable and ReportSnapshot feed the transport's observations
 // back to raft: a peer whose messages could not be sent is probed again, and
@@ -534,10 +563,22 @@ func (c *Core) Ready() Ready {
 	}
 	r := c.rn.Ready()
 	c.handed, c.hasHanded = r, true
+	c.handedSnap = r.Snapshot
+	if s := r.Snapshot; !raft.IsEmptySnap(s) {
+		idx := s.GetMetadata().GetIndex()
+		if data, ok := c.snapData[idx]; ok {
+			c.handedSnap = &raftpb.Snapshot{Metadata: s.GetMetadata(), Data: data}
+		}
+		for i := range c.snapData {
+			if i <= idx {
+				delete(c.snapData, i)
+			}
+		}
+	}
 	return Ready{
 		HardState: r.HardState,
 		Entries:   r.Entries,
-		Snapshot:  r.Snapshot,
+		Snapshot:  c.handedSnap,
 		MustSync:  r.MustSync,
 		Messages:  c.throttleProbes(r.Messages),
 	}
@@ -580,7 +621,7 @@ func (c *Core) throttleProbes(msgs []*raftpb.Message) []*raftpb.Message {
 func (c *Core) Apply() []Reply {
 	if c.hasHanded {
 		r := c.handed
-		if snap := r.Snapshot; !raft.IsEmptySnap(snap) {
+		if snap := c.handedSnap; !raft.IsEmptySnap(snap) {
 			c.installSnapshot(snap)
 		}
 		if err := c.ms.Append(r.Entries); err != nil {
@@ -611,7 +652,7 @@ func (c *Core) Apply() []Reply {
 func (c *Core) Advance() {
 	if c.hasHanded {
 		c.rn.Advance(c.handed)
-		c.handed, c.hasHanded = raft.Ready{}, false
+		c.handed, c.handedSnap, c.hasHanded = raft.Ready{}, nil, false
 	}
 }
 

@@ -303,10 +303,14 @@ func TestCoreLeaderKeepsEntriesAfterSnapshotInFlight(t *testing.T) {
 	tn.holdSnaps = false
 	m := tn.held[0]
 	tn.held = nil
+	require.NotEmpty(t, m.GetSnapshot().GetData())
 	require.NoError(t, tn.cores[f].Step(m))
+	require.Empty(t, m.GetSnapshot().GetData(), "raft got the snapshot without its data, which the Core kept")
+	require.Len(t, tn.cores[f].snapData, 1)
 	lc.ReportSnapshot(f, true)
 	tn.tick(5)
 	require.Equal(t, 1, tn.cores[f].installed, "one snapshot, then appends")
+	require.Empty(t, tn.cores[f].snapData, "handed out and let go")
 	require.Equal(t, lc.Applied(), tn.cores[f].Applied())
 	require.Equal(t, lc.Get("k"), tn.cores[f].Get("k"))
 	first, _ = lc.ms.FirstIndex()

@@ -37,6 +37,12 @@ const (
 	snapshotBytesPerTick = 512 << 10
 )
 
+// maxHeldBytes bounds the committed entries a Sent list keeps for a
+// successor being brought up by a snapshot (chainState.holding). A
+// successor that falls further behind than this gets the whole state
+// again rather than the node holding an unbounded log for it.
+const maxHeldBytes = 128 << 20
+
 // defaultDetectTicks is how many ticks a predecessor waits for its
 // successor (silent, or behind and not progressing) before it suspects it:
 // 20 ticks of 50 ms, one second, unless the Node sets its own
@@ -195,7 +201,11 @@ type chainState struct {
 	// committed is the highest sequence known to have reached the tail. Never
 	// above lastSeq.
 	committed uint64
-	log       []*pb.Entry // seq committed+1 .. lastSeq, ascending
+	// log is the Sent list: seq committed+1 .. lastSeq, ascending, and
+	// below committed what holding keeps. logBytes is its approximate size
+	// (entrySize).
+	log      []*pb.Entry
+	logBytes int
 
 	// Position in the current configuration.
 	member, joiner bool
@@ -226,8 +236,17 @@ type chainState struct {
 	snapOut   uint64
 	snapAt    uint64
 	snapRetry uint64 // ticks after snapAt when another copy may go
-	needAck   bool
-	needSend  bool // send an append to the successor even if empty
+	// holding: a snapshot went to the successor in this epoch, so the Sent
+	// list keeps, past committed, every entry after what the successor is
+	// known to hold (the snapshot in flight, then its acks). Writes go on
+	// while a large state travels and installs, and the tail commits them
+	// at once; trimmed, they were gone when the successor's ack showed the
+	// snapshot installed, and it got the whole state again, three or four
+	// times per rejoin. Kept, the rejoin ends with appends. Bounded by
+	// maxHeldBytes; ends with the epoch.
+	holding  bool
+	needAck  bool
+	needSend bool // send an append to the successor even if empty
 
 	// Failure detection of the successor (a member, not a joiner: a
 	// joiner blocks nothing). succSilent counts ticks since the last
@@ -312,7 +331,7 @@ func NewCore(cfg CoreConfig, rec *Recovered) (*Core, error) {
 func (cs *chainState) reset() {
 	cs.data = map[string]string{}
 	cs.dedup = map[uint64]*pb.DedupRecord{}
-	cs.lastSeq, cs.committed, cs.log = 0, 0, nil
+	cs.lastSeq, cs.committed, cs.log, cs.logBytes = 0, 0, nil, 0
 	cs.waiting = map[uint64][]waiter{}
 	cs.sinceSnap = 0
 	cs.dirty, cs.unsure = map[string]*versions{}, 0
@@ -344,7 +363,7 @@ func (cs *chainState) install(s *pb.Snapshot) {
 		cs.dedup[d.Client] = d
 	}
 	cs.lastSeq = s.LastSeq
-	cs.log = nil
+	cs.log, cs.logBytes = nil, 0
 	// The snapshot has no versions: which of its keys are dirty is
 	// unknown until committed reaches its last sequence.
 	cs.dirty, cs.unsure = map[string]*versions{}, s.LastSeq
@@ -410,7 +429,33 @@ func (cs *chainState) apply(e *pb.Entry) bool {
 	cs.dedup[u.Client] = &pb.DedupRecord{Client: u.Client, ClientSeq: u.ClientSeq, Seq: e.Seq, Swapped: swapped}
 	cs.lastSeq = e.Seq
 	cs.log = append(cs.log, e)
+	cs.logBytes += entrySize(e)
 	return swapped
+}
+
+// entrySize approximates an entry's memory for maxHeldBytes.
+func entrySize(e *pb.Entry) int {
+	return len(e.Update.Key) + len(e.Update.Value) + len(e.Update.Expect) + 64
+}
+
+// trim drops from the Sent list what no successor can need: entries up to
+// committed, except those holding keeps for a successor that is catching
+// up from a snapshot.
+func (cs *chainState) trim() {
+	upTo := cs.committed
+	if cs.holding {
+		if cs.logBytes > maxHeldBytes {
+			cs.holding = false
+		} else {
+			upTo = min(upTo, max(cs.snapOut, cs.succMatch))
+		}
+	}
+	i := 0
+	for i < len(cs.log) && cs.log[i].Seq <= upTo {
+		cs.logBytes -= entrySize(cs.log[i])
+		i++
+	}
+	cs.log = cs.log[i:]
 }
 
 // clean marks key's versions up to upTo clean: the newest of them becomes
@@ -546,7 +591,8 @@ func (c *Core) SetConfig(cfg Config) {
 	cs.synced = cs.pred == 0
 	cs.syncReported = false
 	cs.succKnown, cs.succMatch, cs.succSynced, cs.next, cs.stallTicks = false, 0, false, 0, 0
-	cs.snapOut = 0
+	cs.snapOut, cs.holding = 0, false
+	cs.trim()
 	cs.succSilent, cs.succBehind = 0, 0
 	cs.needAck, cs.needSend = cs.pred != 0, false
 	if cfg.deposed(c.id) {
@@ -604,13 +650,16 @@ func (cs *chainState) commit(c *Core, upTo uint64) {
 	if upTo <= cs.committed {
 		return
 	}
-	cs.committed = upTo
-	i := 0
-	for i < len(cs.log) && cs.log[i].Seq <= upTo {
-		cs.clean(cs.log[i].Update.Key, upTo)
-		i++
+	if len(cs.log) > 0 {
+		// The Sent list holds every entry above committed (and, while
+		// holding, some below it, already cleaned).
+		first := cs.log[0].Seq
+		for seq := max(cs.committed+1, first); seq <= upTo; seq++ {
+			cs.clean(cs.log[seq-first].Update.Key, upTo)
+		}
 	}
-	cs.log = cs.log[i:]
+	cs.committed = upTo
+	cs.trim()
 	for s, ws := range cs.waiting {
 		if s > upTo {
 			continue
@@ -858,7 +907,7 @@ func (c *Core) stepFromPred(cs *chainState, m *pb.Message) {
 			// missing and skip the gap, as if it were committed (the Sent
 			// list stays contiguous: it is emptied). The next flush
 			// snapshots, so the durable log never holds the gap.
-			cs.lastSeq, cs.committed, cs.log = e.Seq-1, max(cs.committed, e.Seq-1), nil
+			cs.lastSeq, cs.committed, cs.log, cs.logBytes = e.Seq-1, max(cs.committed, e.Seq-1), nil, 0
 			cs.dirty, cs.unsure = map[string]*versions{}, cs.lastSeq
 			cs.sinceSnap = c.cfg.SnapshotEvery
 		}
@@ -915,6 +964,9 @@ func (c *Core) stepFromSucc(cs *chainState, m *pb.Message) {
 	if cs.snapOut != 0 && m.Received >= cs.snapOut {
 		cs.snapOut = 0 // installed
 	}
+	if cs.holding {
+		cs.trim()
+	}
 	if !m.Synced && cs.synced && cs.snapOut == 0 {
 		// The successor waits to learn our last sequence, and holds only
 		// what it says: the answer starts there (an append sent after a
@@ -951,7 +1003,12 @@ func (c *Core) Tick() {
 		}
 		if cs.succKnown && cs.succMatch < cs.lastSeq {
 			cs.stallTicks++
-			if cs.stallTicks >= retransmitTicks {
+			// While a snapshot is unacknowledged within its retry time,
+			// what follows it was sent after it and is held behind it on
+			// the link: resending it every few ticks, as the copy of a
+			// large state takes seconds, would send it over and over.
+			snapWait := cs.snapOut != 0 && c.now-cs.snapAt < cs.snapRetry
+			if cs.stallTicks >= retransmitTicks && !snapWait {
 				cs.stallTicks = 0
 				cs.next = cs.succMatch + 1
 				cs.needSend = true
@@ -1078,7 +1135,8 @@ func (c *Core) sendToSucc(cs *chainState) {
 		m := msg(pb.MessageType_MSG_SNAPSHOT)
 		m.Snapshot = cs.snapshot()
 		cs.next = cs.lastSeq + 1
-		cs.snapOut, cs.snapAt = cs.lastSeq, c.now
+		cs.snapOut, cs.snapAt, cs.holding = cs.lastSeq, c.now, true
+		cs.trim()
 		cs.snapRetry = uint64(snapshotRetryTicks + proto.Size(m.Snapshot)/snapshotBytesPerTick)
 		c.rd.Messages = append(c.rd.Messages, m)
 		return

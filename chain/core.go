@@ -85,6 +85,10 @@ type Persist struct {
 	Entries  []*pb.Entry
 	Snapshot *pb.Snapshot
 	Wipe     bool
+	// Compact: Snapshot is a compaction of the chain's own log, not a
+	// state from elsewhere; the chain's history goes on from it, so
+	// Storage keeps writing the chain's entries while it is written.
+	Compact bool
 }
 
 // ChainEpoch names a chain at an epoch.
@@ -1082,7 +1086,7 @@ func (c *Core) flush() {
 		if cs.sinceSnap >= c.cfg.SnapshotEvery {
 			// After this Ready's entries: the snapshot covers them all.
 			cs.sinceSnap = 0
-			c.rd.Persist = append(c.rd.Persist, Persist{Chain: cs.id, Snapshot: cs.snapshot()})
+			c.rd.Persist = append(c.rd.Persist, Persist{Chain: cs.id, Snapshot: cs.snapshot(), Compact: !c.bugs.noResend})
 		}
 		if cs.needAck && cs.pred != 0 {
 			c.rd.Messages = append(c.rd.Messages, &pb.Message{

@@ -47,8 +47,9 @@ type NodeConfig struct {
 }
 
 type waiterChan struct {
-	c    chan Reply
-	read bool
+	c     chan Reply
+	read  bool
+	chain uint32
 }
 
 // batchOut is one Ready's output with reply channels resolved by the loop.
@@ -57,11 +58,15 @@ type batchOut struct {
 	messages []*pb.Message
 	replies  []delivery
 	synced   []ChainEpoch
+	// parts counts this batch's per-chain parts the persister has not
+	// finished (persister only).
+	parts int
 }
 
 type delivery struct {
-	c chan Reply
-	r Reply
+	c     chan Reply
+	r     Reply
+	chain uint32
 }
 
 type request struct {
@@ -289,7 +294,7 @@ func (n *Node) request(r request) {
 		return
 	}
 	n.token++
-	n.waiters[n.token] = waiterChan{c: r.replyc, read: !r.write}
+	n.waiters[n.token] = waiterChan{c: r.replyc, read: !r.write, chain: r.chain}
 	if r.write {
 		n.core.Propose(n.token, r.chain, r.epoch, r.update)
 	} else if r.craq {
@@ -371,7 +376,7 @@ func (n *Node) handleReady() error {
 		if !r.Durable || (w.read && allDurable) {
 			w.c <- r
 		} else {
-			out.replies = append(out.replies, delivery{c: w.c, r: r})
+			out.replies = append(out.replies, delivery{c: w.c, r: r, chain: w.chain})
 		}
 	}
 	n.core.Advance()
@@ -389,61 +394,283 @@ func (n *Node) handleReady() error {
 	}
 }
 
-// persister owns Storage writes: it merges whatever output is queued into
-// one Save (one fsync per chain), then sends and replies in order.
+// persister owns Storage writes. It merges whatever output is queued into
+// one Save of entries (one fdatasync for every chain), then sends and
+// replies in order. Snapshots are written apart, by a goroutine each
+// (Storage.BeginSnapshot), and hold up only their own chain: writing and
+// fsyncing a chain's whole state takes seconds at hundreds of megabytes,
+// and when every chain's appends and tail acks at the node waited for it,
+// the node's neighbours saw no progress for longer than the data-path
+// detector's second and the master took nodes out. Per chain the Ready
+// contract holds as before: a chain's output after a snapshot that
+// replaces its history (installed, or a wipe) waits until the snapshot is
+// durable; a compaction continues the chain's history on disk, so the
+// chain's entries go on being written while it is (see SnapshotWrite).
 func (n *Node) persister() {
-	for out := range n.persistc {
-		batch := []*batchOut{out}
+	p := &persistPipe{n: n, queued: make([][]*chainPart, n.cfg.Chains), writing: make([]*SnapshotWrite, n.cfg.Chains),
+		done: make(chan snapDone, n.cfg.Chains)}
+	defer p.wait()
+	open := true
+	for open {
+		var batch []*batchOut
+		var finished []snapDone
+		select {
+		case out, ok := <-n.persistc:
+			if !ok {
+				return
+			}
+			batch = append(batch, out)
+		case d := <-p.done:
+			finished = append(finished, d)
+		}
 	more:
 		for len(batch) < 64 {
 			select {
 			case o, ok := <-n.persistc:
 				if !ok {
+					open = false
 					break more
 				}
 				batch = append(batch, o)
+			case d := <-p.done:
+				finished = append(finished, d)
 			default:
 				break more
 			}
 		}
-		var ps []Persist
-		for _, o := range batch {
-			ps = append(ps, o.persist...)
-		}
-		if err := n.storage.Save(ps); err != nil {
-			n.persistErr <- fmt.Errorf("node %d: %w", n.cfg.ID, err)
-			for range n.persistc {
+		r := &persistRound{}
+		for _, d := range finished {
+			if !p.finish(d, r) {
+				return
 			}
+		}
+		for _, o := range batch {
+			p.split(o, r)
+		}
+		if !p.run(r) {
 			return
 		}
-		for _, o := range batch {
-			if len(o.persist) > 0 {
-				n.pendingSaves.Add(-1)
+	}
+}
+
+// persistPipe is the persister's state: per chain, the parts held behind a
+// snapshot being written and the write in progress.
+type persistPipe struct {
+	n       *Node
+	queued  [][]*chainPart
+	writing []*SnapshotWrite // at most one per chain
+	done    chan snapDone
+	running int
+}
+
+// chainPart is one chain's share of a batchOut, in the batch's order:
+// persist first, then the messages, replies and synced reports that depend
+// on it.
+type chainPart struct {
+	batch    *batchOut
+	persist  []Persist
+	messages []*pb.Message
+	replies  []delivery
+	synced   []ChainEpoch
+}
+
+type snapDone struct {
+	w       *SnapshotWrite
+	err     error
+	elapsed time.Duration
+}
+
+// persistRound is one Save and what follows it.
+type persistRound struct {
+	entries  []Persist
+	launch   []*SnapshotWrite
+	messages []*pb.Message
+	replies  []delivery
+	synced   []ChainEpoch
+	finished []*batchOut // batches whose every part is done
+}
+
+// split cuts o into its chains' parts and takes each that is not held
+// behind a snapshot.
+func (p *persistPipe) split(o *batchOut, r *persistRound) {
+	parts := map[int]*chainPart{}
+	var order []int
+	part := func(ch int) *chainPart {
+		cp := parts[ch]
+		if cp == nil {
+			cp = &chainPart{batch: o}
+			parts[ch] = cp
+			order = append(order, ch)
+		}
+		return cp
+	}
+	for _, ps := range o.persist {
+		cp := part(ps.Chain)
+		cp.persist = append(cp.persist, ps)
+	}
+	for _, m := range o.messages {
+		cp := part(int(m.Chain))
+		cp.messages = append(cp.messages, m)
+	}
+	for _, d := range o.replies {
+		cp := part(int(d.chain))
+		cp.replies = append(cp.replies, d)
+	}
+	for _, s := range o.synced {
+		cp := part(s.Chain)
+		cp.synced = append(cp.synced, s)
+	}
+	o.parts = len(order)
+	if o.parts == 0 {
+		r.finished = append(r.finished, o)
+		return
+	}
+	for _, ch := range order {
+		p.queued[ch] = append(p.queued[ch], parts[ch])
+		p.drainChain(ch, r)
+	}
+}
+
+// drainChain takes chain ch's queued parts in order until one must wait
+// for the chain's snapshot write.
+func (p *persistPipe) drainChain(ch int, r *persistRound) {
+	for len(p.queued[ch]) > 0 {
+		cp := p.queued[ch][0]
+		if !p.take(ch, cp, r) {
+			return
+		}
+		p.queued[ch][0] = nil
+		p.queued[ch] = p.queued[ch][1:]
+	}
+}
+
+// take puts cp's entries in the round's Save and its output after it, or,
+// reaching a snapshot that replaces the chain's history, starts its write
+// (unless another write of the chain is in progress) and keeps the rest of
+// cp queued: false.
+func (p *persistPipe) take(ch int, cp *chainPart, r *persistRound) bool {
+	if w := p.writing[ch]; w != nil && !w.Compact {
+		return false // the chain's output waits for the snapshot it follows
+	}
+	for len(cp.persist) > 0 {
+		ps := cp.persist[0]
+		switch {
+		case ps.Snapshot == nil && !ps.Wipe:
+			r.entries = append(r.entries, ps)
+		case p.writing[ch] != nil && ps.Compact && !ps.Wipe:
+			// A write of the chain is in progress; this compaction is
+			// dropped (Pinning asks again if the log still needs it).
+		case p.writing[ch] != nil:
+			return false
+		default:
+			w := p.n.storage.BeginSnapshot(ps)
+			p.writing[ch] = w
+			r.launch = append(r.launch, w)
+			if !w.Compact {
+				cp.persist = cp.persist[1:]
+				return false
 			}
 		}
-		if chs := n.storage.Pinning(); len(chs) > 0 {
-			select {
-			case n.compactc <- chs:
-			default:
-			}
-		}
-		for _, o := range batch {
-			for _, m := range o.messages {
-				n.transport.Send(m)
-			}
-		}
-		for _, o := range batch {
-			for _, d := range o.replies {
-				d.c <- d.r
-			}
-			for _, s := range o.synced {
-				select {
-				case n.syncedc <- s:
-				default:
-				}
-			}
+		cp.persist = cp.persist[1:]
+	}
+	r.messages = append(r.messages, cp.messages...)
+	r.replies = append(r.replies, cp.replies...)
+	r.synced = append(r.synced, cp.synced...)
+	if cp.batch.parts--; cp.batch.parts == 0 {
+		r.finished = append(r.finished, cp.batch)
+	}
+	return true
+}
+
+// finish records a snapshot written and takes what waited for it. False
+// when the write failed: the node stops.
+func (p *persistPipe) finish(d snapDone, r *persistRound) bool {
+	p.running--
+	if d.err != nil {
+		p.fail(d.err)
+		return false
+	}
+	ch := d.w.Chain
+	p.n.storage.EndSnapshot(d.w)
+	p.writing[ch] = nil
+	if d.elapsed >= slowSave {
+		p.n.logger.Printf("node %d: snapshot of chain %d (seq %d, compaction %v): %d bytes written in %v",
+			p.n.cfg.ID, ch, d.w.snap.LastSeq, d.w.Compact, d.w.Bytes, d.elapsed.Round(time.Millisecond))
+	}
+	p.drainChain(ch, r)
+	return true
+}
+
+// run saves the round's entries, starts its snapshot writes, then sends
+// and replies. False when Save failed: the node stops.
+func (p *persistPipe) run(r *persistRound) bool {
+	n := p.n
+	began := time.Now()
+	if err := n.storage.Save(r.entries); err != nil {
+		p.fail(err)
+		return false
+	}
+	if d := time.Since(began); d >= slowSave {
+		n.logSlowSave(r.entries, d)
+	}
+	for _, w := range r.launch {
+		p.running++
+		go func() {
+			began := time.Now()
+			err := w.Write()
+			p.done <- snapDone{w: w, err: err, elapsed: time.Since(began)}
+		}()
+	}
+	for _, o := range r.finished {
+		if len(o.persist) > 0 {
+			n.pendingSaves.Add(-1)
 		}
 	}
+	if chs := n.storage.Pinning(); len(chs) > 0 {
+		select {
+		case n.compactc <- chs:
+		default:
+		}
+	}
+	for _, m := range r.messages {
+		n.transport.Send(m)
+	}
+	for _, d := range r.replies {
+		d.c <- d.r
+	}
+	for _, s := range r.synced {
+		select {
+		case n.syncedc <- s:
+		default:
+		}
+	}
+	return true
+}
+
+func (p *persistPipe) fail(err error) {
+	p.n.persistErr <- fmt.Errorf("node %d: %w", p.n.cfg.ID, err)
+	for range p.n.persistc {
+	}
+}
+
+// wait lets the snapshot writes in progress end before the Storage closes.
+func (p *persistPipe) wait() {
+	for ; p.running > 0; p.running-- {
+		<-p.done
+	}
+}
+
+// slowSave is how long a Save may take before the node logs it: the
+// data-path detector suspects a successor after 1 s without progress, and
+// every chain's appends and tail acks at this node wait for the Save.
+const slowSave = 200 * time.Millisecond
+
+func (n *Node) logSlowSave(ps []Persist, d time.Duration) {
+	entries := 0
+	for _, p := range ps {
+		entries += len(p.Entries)
+	}
+	n.logger.Printf("node %d: save of %d entries took %v", n.cfg.ID, entries, d.Round(time.Millisecond))
 }
 
 func (n *Node) failAll() {

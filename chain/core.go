@@ -570,7 +570,7 @@ func (c *Core) SetConfig(cfg Config) {
 	// the answer would come at it, and this node may be wiped below.
 	c.failCraqReads(cs, "chain reconfigured while the read waited for the tail's version")
 	cs.queryOut, cs.queryTicks = 0, 0
-	wasHead, wasJoiner := cs.isHead(), cs.joiner
+	wasHead, wasJoiner, wasSucc := cs.isHead(), cs.joiner, cs.succ
 	cs.cfg = cfg
 	idx := cfg.index(c.id)
 	cs.member = idx >= 0
@@ -595,7 +595,12 @@ func (c *Core) SetConfig(cfg Config) {
 	cs.synced = cs.pred == 0
 	cs.syncReported = false
 	cs.succKnown, cs.succMatch, cs.succSynced, cs.next, cs.stallTicks = false, 0, false, 0, 0
-	cs.snapOut, cs.holding = 0, false
+	cs.snapOut = 0
+	// A joiner appended as the tail is still a few writes behind: the
+	// Sent list goes on holding for it (its acks of this epoch move what
+	// is held), or the entries this node committed as the tail would be
+	// gone and it would get the whole state again.
+	cs.holding = cs.holding && cs.succ != 0 && cs.succ == wasSucc
 	cs.trim()
 	cs.succSilent, cs.succBehind = 0, 0
 	cs.needAck, cs.needSend = cs.pred != 0, false

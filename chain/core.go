@@ -185,6 +185,8 @@ type Core struct {
 	rd       Ready
 	// now counts ticks: the age of waiting CRAQ reads.
 	now uint64
+	// lagging: this node's own output is held back (SetLagging).
+	lagging bool
 }
 
 type waiter struct {
@@ -1026,7 +1028,9 @@ func (c *Core) Tick() {
 		if cs.member && cs.succ != 0 && !cs.succJoiner {
 			cs.succSilent++
 			if cs.succKnown && (cs.succMatch < cs.lastSeq || cs.synced && !cs.succSynced) {
-				cs.succBehind++
+				if !c.lagging {
+					cs.succBehind++
+				}
 			} else {
 				cs.succBehind = 0
 			}
@@ -1034,6 +1038,16 @@ func (c *Core) Tick() {
 	}
 	c.updateSuspects()
 }
+
+// SetLagging tells the Core whether the node's own output is held back
+// (its persister behind by more than a couple of ticks: a long save, a
+// chain waiting for a snapshot's write): a successor that lacks entries
+// this node has not sent yet is not to blame, so while it lags, being
+// behind does not count towards suspecting the successor (silence still
+// does: acks do not wait for this node). Under the 1 GB preload's disk
+// load, nodes whose saves took seconds suspected their successors and the
+// master took healthy nodes out.
+func (c *Core) SetLagging(lagging bool) { c.lagging = lagging }
 
 // tickCraq asks again when a version query went unanswered (a dropped
 // message: flush sends a new one, which covers every waiting read) and
@@ -1207,6 +1221,12 @@ type Status struct {
 	LastSeq   uint64
 	Committed uint64
 	SentLen   int
+	// SentFirst is the Sent list's first sequence (0 when empty);
+	// SuccMatch what the successor last acknowledged; Holding whether the
+	// Sent list is kept for a successor catching up from a snapshot.
+	SentFirst uint64
+	SuccMatch uint64
+	Holding   bool
 }
 
 // Status reports every chain at this node.
@@ -1214,7 +1234,11 @@ func (c *Core) Status() []Status {
 	out := make([]Status, len(c.chains))
 	for i, cs := range c.chains {
 		out[i] = Status{Chain: i, Epoch: cs.cfg.Epoch, Member: cs.member, Joiner: cs.joiner, Head: cs.isHead(), Tail: cs.isTail(),
-			Synced: cs.synced, LastSeq: cs.lastSeq, Committed: cs.committed, SentLen: len(cs.log)}
+			Synced: cs.synced, LastSeq: cs.lastSeq, Committed: cs.committed, SentLen: len(cs.log),
+			SuccMatch: cs.succMatch, Holding: cs.holding}
+		if len(cs.log) > 0 {
+			out[i].SentFirst = cs.log[0].Seq
+		}
 	}
 	return out
 }

@@ -61,6 +61,7 @@ type batchOut struct {
 	// parts counts this batch's per-chain parts the persister has not
 	// finished (persister only).
 	parts int
+	at    int64 // when the loop handed it over, ns since Node.start
 }
 
 type delivery struct {
@@ -139,6 +140,9 @@ type Node struct {
 	// persists nothing, everything this node applied is on disk, so a
 	// Durable read reply need not queue behind the persister.
 	pendingSaves atomic.Int64
+	// lagSince is when the oldest output the persister has not released
+	// was handed to it (ns since start; 0: none). See lagging.
+	lagSince atomic.Int64
 
 	stopc   chan struct{}
 	donec   chan struct{}
@@ -213,6 +217,7 @@ func (n *Node) run() {
 			n.logger.Printf("node %d: stopping: %v", n.cfg.ID, err)
 			return
 		case <-ticker.C:
+			n.core.SetLagging(n.lagging())
 			n.core.Tick()
 		case m := <-n.recvc:
 			n.step(m)
@@ -350,7 +355,18 @@ func (n *Node) handleReady() error {
 	}
 	out := &batchOut{persist: rd.Persist, synced: rd.Synced}
 	serving := n.serving()
+	var status []Status
 	for _, m := range rd.Messages {
+		if m.Type == pb.MessageType_MSG_SNAPSHOT {
+			// Each whole-state copy is worth a line: at hundreds of
+			// megabytes, one too many is seconds of a link and a disk.
+			if status == nil {
+				status = n.core.Status()
+			}
+			st := status[m.Chain]
+			n.logger.Printf("node %d: chain %d epoch %d: whole state to node %d at seq %d (it acknowledged %d; Sent list from %d, %d entries, holding %v)",
+				n.cfg.ID, m.Chain, m.Epoch, m.To, m.Snapshot.GetLastSeq(), st.SuccMatch, st.SentFirst, st.SentLen, st.Holding)
+		}
 		switch {
 		case m.Type == pb.MessageType_MSG_ACK && !n.core.IsTail(m.Chain), m.Type == pb.MessageType_MSG_VERSION_QUERY:
 			n.transport.Send(m)
@@ -386,6 +402,7 @@ func (n *Node) handleReady() error {
 	if len(out.persist) > 0 {
 		n.pendingSaves.Add(1)
 	}
+	out.at = int64(time.Since(n.start))
 	select {
 	case n.persistc <- out:
 		return nil
@@ -605,6 +622,13 @@ func (p *persistPipe) finish(d snapDone, r *persistRound) bool {
 // and replies. False when Save failed: the node stops.
 func (p *persistPipe) run(r *persistRound) bool {
 	n := p.n
+	oldest := p.oldestQueued()
+	for _, o := range r.finished {
+		if oldest == 0 || o.at < oldest {
+			oldest = o.at
+		}
+	}
+	n.lagSince.Store(oldest)
 	began := time.Now()
 	if err := n.storage.Save(r.entries); err != nil {
 		p.fail(err)
@@ -644,7 +668,20 @@ func (p *persistPipe) run(r *persistRound) bool {
 		default:
 		}
 	}
+	n.lagSince.Store(p.oldestQueued())
 	return true
+}
+
+// oldestQueued is when the oldest batch with a part held behind a
+// snapshot write was handed over (0: none).
+func (p *persistPipe) oldestQueued() int64 {
+	var oldest int64
+	for _, q := range p.queued {
+		if len(q) > 0 && (oldest == 0 || q[0].batch.at < oldest) {
+			oldest = q[0].batch.at
+		}
+	}
+	return oldest
 }
 
 func (p *persistPipe) fail(err error) {
@@ -658,6 +695,23 @@ func (p *persistPipe) wait() {
 	for ; p.running > 0; p.running-- {
 		<-p.done
 	}
+}
+
+// lagExcuse bounds how long a node's own persister lag excuses its
+// successors (Core.SetLagging): a disk that stays stuck longer is a fault
+// the master should see, through the links of the node it stalls.
+const lagExcuse = 10 * time.Second
+
+// lagging reports whether this node's persister has held output back for
+// more than two ticks (and less than lagExcuse): its appends have not
+// gone out, so a successor behind it is not to blame.
+func (n *Node) lagging() bool {
+	since := n.lagSince.Load()
+	if since == 0 {
+		return false
+	}
+	lag := time.Since(n.start) - time.Duration(since)
+	return lag > 2*n.cfg.TickInterval && lag < lagExcuse
 }
 
 // slowSave is how long a Save may take before the node logs it: the

@@ -251,6 +251,7 @@ type chainState struct {
 	// times per rejoin. Kept, the rejoin ends with appends. Bounded by
 	// maxHeldBytes; ends with the epoch.
 	holding  bool
+	snapWhy  string // see Status.SnapWhy
 	needAck  bool
 	needSend bool // send an append to the successor even if empty
 
@@ -1143,6 +1144,12 @@ func (c *Core) sendToSucc(cs *chainState) {
 		return &pb.Message{Type: t, Chain: uint32(cs.id), Epoch: cs.cfg.Epoch, From: c.id, To: cs.succ,
 			Received: cs.lastSeq, Committed: cs.committed, Synced: cs.synced}
 	}
+	// Nothing the successor acknowledged is sent again. next can lag
+	// behind its acks (set while a snapshot travelled, say), and the Sent
+	// list, which follows the acks while holding, no longer starts there:
+	// the whole state went again to a successor one append short (seen at
+	// 300 MB: next at the snapshot's end, the successor 500 entries on).
+	cs.next = max(cs.next, cs.succMatch+1)
 	trimmed := func() bool { return cs.next <= cs.lastSeq && (len(cs.log) == 0 || cs.next < cs.log[0].Seq) }
 	if trimmed() && cs.snapOut != 0 && c.now-cs.snapAt < cs.snapRetry {
 		// A snapshot is on its way (see snapOut): send what follows it,
@@ -1155,6 +1162,12 @@ func (c *Core) sendToSucc(cs *chainState) {
 	if trimmed() {
 		// The successor lacks entries already trimmed from the Sent list (a
 		// joining node): it gets the whole state instead.
+		first := uint64(0)
+		if len(cs.log) > 0 {
+			first = cs.log[0].Seq
+		}
+		cs.snapWhy = fmt.Sprintf("next %d, successor at %d, Sent list from %d (%d entries, %d bytes), committed %d, holding %v, last snapshot %d at tick %d (retry %d), tick %d",
+			cs.next, cs.succMatch, first, len(cs.log), cs.logBytes, cs.committed, cs.holding, cs.snapOut, cs.snapAt, cs.snapRetry, c.now)
 		m := msg(pb.MessageType_MSG_SNAPSHOT)
 		m.Snapshot = cs.snapshot()
 		cs.next = cs.lastSeq + 1
@@ -1221,12 +1234,9 @@ type Status struct {
 	LastSeq   uint64
 	Committed uint64
 	SentLen   int
-	// SentFirst is the Sent list's first sequence (0 when empty);
-	// SuccMatch what the successor last acknowledged; Holding whether the
-	// Sent list is kept for a successor catching up from a snapshot.
-	SentFirst uint64
-	SuccMatch uint64
-	Holding   bool
+	// SnapWhy says why the chain's last whole-state copy went to the
+	// successor: where the successor stood and what the Sent list held.
+	SnapWhy string
 }
 
 // Status reports every chain at this node.
@@ -1235,10 +1245,7 @@ func (c *Core) Status() []Status {
 	for i, cs := range c.chains {
 		out[i] = Status{Chain: i, Epoch: cs.cfg.Epoch, Member: cs.member, Joiner: cs.joiner, Head: cs.isHead(), Tail: cs.isTail(),
 			Synced: cs.synced, LastSeq: cs.lastSeq, Committed: cs.committed, SentLen: len(cs.log),
-			SuccMatch: cs.succMatch, Holding: cs.holding}
-		if len(cs.log) > 0 {
-			out[i].SentFirst = cs.log[0].Seq
-		}
+			SnapWhy: cs.snapWhy}
 	}
 	return out
 }

@@ -364,8 +364,8 @@ func (n *Node) handleReady() error {
 				status = n.core.Status()
 			}
 			st := status[m.Chain]
-			n.logger.Printf("node %d: chain %d epoch %d: whole state to node %d at seq %d (it acknowledged %d; Sent list from %d, %d entries, holding %v)",
-				n.cfg.ID, m.Chain, m.Epoch, m.To, m.Snapshot.GetLastSeq(), st.SuccMatch, st.SentFirst, st.SentLen, st.Holding)
+			n.logger.Printf("node %d: chain %d epoch %d: whole state to node %d at seq %d (%s)",
+				n.cfg.ID, m.Chain, m.Epoch, m.To, m.Snapshot.GetLastSeq(), st.SnapWhy)
 		}
 		switch {
 		case m.Type == pb.MessageType_MSG_ACK && !n.core.IsTail(m.Chain), m.Type == pb.MessageType_MSG_VERSION_QUERY:

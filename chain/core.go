@@ -887,7 +887,14 @@ func (c *Core) Step(m *pb.Message) error {
 			c.stepFromPred(cs, m)
 		}
 	case pb.MessageType_MSG_ACK:
-		if m.From == cs.succ && cs.succ != 0 {
+		switch {
+		case m.From != cs.succ || cs.succ == 0:
+		case m.Lagging:
+			// A heartbeat from a successor whose disk holds its acks
+			// back: it is alive, and behind through no fault of the
+			// link, so neither counts towards suspecting it.
+			cs.succSilent, cs.succBehind = 0, 0
+		default:
 			c.stepFromSucc(cs, m)
 		}
 	case pb.MessageType_MSG_VERSION_QUERY:

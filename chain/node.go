@@ -355,6 +355,7 @@ func (n *Node) handleReady() error {
 	}
 	out := &batchOut{persist: rd.Persist, synced: rd.Synced}
 	serving := n.serving()
+	lagging := n.lagging()
 	var status []Status
 	for _, m := range rd.Messages {
 		if m.Type == pb.MessageType_MSG_SNAPSHOT {
@@ -370,6 +371,11 @@ func (n *Node) handleReady() error {
 		switch {
 		case m.Type == pb.MessageType_MSG_ACK && !n.core.IsTail(m.Chain), m.Type == pb.MessageType_MSG_VERSION_QUERY:
 			n.transport.Send(m)
+		case m.Type == pb.MessageType_MSG_ACK && lagging:
+			// The tail's ack waits for the fsync, which this node's disk
+			// is holding back: a heartbeat tells the predecessor so.
+			n.transport.Send(&pb.Message{Type: pb.MessageType_MSG_ACK, Chain: m.Chain, Epoch: m.Epoch, From: m.From, To: m.To, Lagging: true})
+			out.messages = append(out.messages, m)
 		case m.Type == pb.MessageType_MSG_VERSION:
 			if serving || m.Refused {
 				n.transport.Send(m)

@@ -431,7 +431,7 @@ func (n *Node) handleReady() error {
 // chain's entries go on being written while it is (see SnapshotWrite).
 func (n *Node) persister() {
 	p := &persistPipe{n: n, queued: make([][]*chainPart, n.cfg.Chains), writing: make([]*SnapshotWrite, n.cfg.Chains),
-		done: make(chan snapDone, n.cfg.Chains)}
+		done: make(chan snapDone, n.cfg.Chains), one: make(chan struct{}, 1)}
 	defer p.wait()
 	open := true
 	for open {
@@ -484,6 +484,11 @@ type persistPipe struct {
 	writing []*SnapshotWrite // at most one per chain
 	done    chan snapDone
 	running int
+	// one lets one snapshot write run at a time: at 1 GB, three chains'
+	// compactions of 270 MB each, marshalled and written at once on every
+	// node, starved the nodes (two-core machine) until ZooKeeper expired
+	// their sessions.
+	one chan struct{}
 }
 
 // chainPart is one chain's share of a batchOut, in the batch's order:
@@ -646,8 +651,10 @@ func (p *persistPipe) run(r *persistRound) bool {
 	for _, w := range r.launch {
 		p.running++
 		go func() {
+			p.one <- struct{}{}
 			began := time.Now()
 			err := w.Write()
+			<-p.one
 			p.done <- snapDone{w: w, err: err, elapsed: time.Since(began)}
 		}()
 	}

@@ -337,8 +337,9 @@ func (s *Storage) Save(ps []Persist) error {
 }
 
 // Pinning lists the chains that keep the oldest sealed segment alive, once
-// more than sealedMax are kept and the sealed log is larger than those
-// chains' snapshots; a snapshot of each lets it go. The second condition
+// more than sealedMax are kept and the sealed log is larger than all the
+// chains' snapshots together; a snapshot of each lets it go. The second
+// condition
 // keeps compaction's cost in proportion to the data: with 64 KiB values a
 // segment holds 64 entries, and at the harness's 1 GB preload every node
 // wrote every chain's whole state (up to a gigabyte) each 20 MB of log,
@@ -350,16 +351,23 @@ func (s *Storage) Pinning() []int {
 	if len(s.sealed) <= sealedMax {
 		return nil
 	}
-	var out []int
+	// All the chains' snapshots, not only those of the chains pinning the
+	// oldest segment: the chains' compactions end at different points of
+	// the log, so the oldest segment is often pinned by one chain alone,
+	// and comparing with its snapshot had each chain compacted about as
+	// often as the log grew by a chain's state.
 	var cost int64
-	for ch := range s.sealed[0].maxGen {
-		if s.live(s.sealed[0], ch) {
-			out = append(out, ch)
-			cost += s.snapSize[ch]
-		}
+	for _, n := range s.snapSize {
+		cost += n
 	}
 	if int64(len(s.sealed))*s.segMax <= cost {
 		return nil
+	}
+	var out []int
+	for ch := range s.sealed[0].maxGen {
+		if s.live(s.sealed[0], ch) {
+			out = append(out, ch)
+		}
 	}
 	sort.Ints(out)
 	return out

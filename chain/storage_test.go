@@ -288,6 +288,13 @@ func TestStoragePinningNamesChainsHoldingOldSegments(t *testing.T) {
 
 	require.NoError(t, s.Save([]Persist{{Chain: 1, Snapshot: &pb.Snapshot{LastSeq: 1, Data: map[string]string{"k": "x"}}}}))
 	require.NotContains(t, segmentFiles(t, dir), "wal-1.log")
+	// Chain 1's snapshot is larger than the sealed log now (segMax is 1
+	// byte): compaction waits until the log outgrows it.
+	require.Nil(t, s.Pinning())
+	for i := uint64(sealedMax + 2); s.Pinning() == nil; i++ {
+		require.Less(t, i, uint64(1000))
+		require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(i, "v")}}}))
+	}
 	require.Equal(t, []int{0}, s.Pinning(), "now chain 0's entries hold the oldest")
 }
 

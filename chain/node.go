@@ -11,6 +11,7 @@ import (
 	"time"
 
 	pb "github.com/chainraft/chainraft/chain/chainpb"
+	"google.golang.org/protobuf/proto"
 )
 
 const (
@@ -143,6 +144,11 @@ type Node struct {
 	// lagSince is when the oldest output the persister has not released
 	// was handed to it (ns since start; 0: none). See lagging.
 	lagSince atomic.Int64
+	// hb holds, per chain where this node is the tail, a heartbeat for its
+	// predecessor (the latest tail ack's addressing, marked lagging),
+	// which heartbeats sends while the node lags.
+	hbMu sync.Mutex
+	hb   map[uint32]*pb.Message
 
 	stopc   chan struct{}
 	donec   chan struct{}
@@ -187,7 +193,7 @@ func newNode(cfg NodeConfig) (*Node, error) {
 		recvc: make(chan *pb.Message, recvQueue), reqc: make(chan request, requestQueue), cfgc: make(chan Config, 256),
 		sesskc: make(chan struct{}, 1), statusc: make(chan chan []Status), inspectc: make(chan func(*Core)), syncedc: make(chan ChainEpoch, 64),
 		start: time.Now(), waiters: map[uint64]waiterChan{}, repStepped: map[int]uint64{}, reportc: make(chan struct{}, 1),
-		persistc: make(chan *batchOut, 256), persistErr: make(chan error, 1), compactc: make(chan []int, 1), stopc: make(chan struct{}), donec: make(chan struct{}),
+		hb: map[uint32]*pb.Message{}, persistc: make(chan *batchOut, 256), persistErr: make(chan error, 1), compactc: make(chan []int, 1), stopc: make(chan struct{}), donec: make(chan struct{}),
 	}
 	return n, nil
 }
@@ -196,6 +202,9 @@ func newNode(cfg NodeConfig) (*Node, error) {
 func (n *Node) run() {
 	persisterDone := make(chan struct{})
 	go func() { defer close(persisterDone); n.persister() }()
+	hbStop, hbDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(hbDone); n.heartbeats(hbStop) }()
+	defer func() { close(hbStop); <-hbDone }()
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer func() {
 		ticker.Stop()
@@ -355,7 +364,6 @@ func (n *Node) handleReady() error {
 	}
 	out := &batchOut{persist: rd.Persist, synced: rd.Synced}
 	serving := n.serving()
-	lagging := n.lagging()
 	var status []Status
 	for _, m := range rd.Messages {
 		if m.Type == pb.MessageType_MSG_SNAPSHOT {
@@ -371,10 +379,12 @@ func (n *Node) handleReady() error {
 		switch {
 		case m.Type == pb.MessageType_MSG_ACK && !n.core.IsTail(m.Chain), m.Type == pb.MessageType_MSG_VERSION_QUERY:
 			n.transport.Send(m)
-		case m.Type == pb.MessageType_MSG_ACK && lagging:
-			// The tail's ack waits for the fsync, which this node's disk
-			// is holding back: a heartbeat tells the predecessor so.
-			n.transport.Send(&pb.Message{Type: pb.MessageType_MSG_ACK, Chain: m.Chain, Epoch: m.Epoch, From: m.From, To: m.To, Lagging: true})
+		case m.Type == pb.MessageType_MSG_ACK:
+			// A tail's ack waits for the fsync. heartbeats tells its
+			// predecessor when this node's disk holds it back.
+			n.hbMu.Lock()
+			n.hb[m.Chain] = &pb.Message{Type: pb.MessageType_MSG_ACK, Chain: m.Chain, Epoch: m.Epoch, From: m.From, To: m.To, Lagging: true}
+			n.hbMu.Unlock()
 			out.messages = append(out.messages, m)
 		case m.Type == pb.MessageType_MSG_VERSION:
 			if serving || m.Refused {
@@ -707,6 +717,31 @@ func (p *persistPipe) fail(err error) {
 func (p *persistPipe) wait() {
 	for ; p.running > 0; p.running-- {
 		<-p.done
+	}
+}
+
+// heartbeats sends, every tick while the node lags, a heartbeat marked
+// lagging to the predecessor of each chain where the node is the tail. It
+// runs apart from the loop: a long save fills the persister's queue, and
+// then the loop itself waits, so its own acks would not go out either.
+// It ends when stop is closed (by run, as it ends).
+func (n *Node) heartbeats(stop <-chan struct{}) {
+	t := time.NewTicker(n.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if !n.lagging() {
+			continue
+		}
+		n.hbMu.Lock()
+		for _, m := range n.hb {
+			n.transport.Send(proto.Clone(m).(*pb.Message))
+		}
+		n.hbMu.Unlock()
 	}
 }
 

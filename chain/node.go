@@ -144,9 +144,9 @@ type Node struct {
 	// lagSince is when the oldest output the persister has not released
 	// was handed to it (ns since start; 0: none). See lagging.
 	lagSince atomic.Int64
-	// hb holds, per chain where this node is the tail, a heartbeat for its
-	// predecessor (the latest tail ack's addressing, marked lagging),
-	// which heartbeats sends while the node lags.
+	// hb holds, per chain where this node has a predecessor, a heartbeat
+	// for it (the latest ack's addressing, marked lagging), which
+	// heartbeats sends while the node lags.
 	hbMu sync.Mutex
 	hb   map[uint32]*pb.Message
 
@@ -366,6 +366,14 @@ func (n *Node) handleReady() error {
 	serving := n.serving()
 	var status []Status
 	for _, m := range rd.Messages {
+		if m.Type == pb.MessageType_MSG_ACK {
+			// A tail's ack waits for the fsync, and while a long save
+			// fills the persister's queue, the loop waits too, so no ack
+			// goes out: heartbeats tells the predecessor why.
+			n.hbMu.Lock()
+			n.hb[m.Chain] = &pb.Message{Type: pb.MessageType_MSG_ACK, Chain: m.Chain, Epoch: m.Epoch, From: m.From, To: m.To, Lagging: true}
+			n.hbMu.Unlock()
+		}
 		if m.Type == pb.MessageType_MSG_SNAPSHOT {
 			// Each whole-state copy is worth a line: at hundreds of
 			// megabytes, one too many is seconds of a link and a disk.
@@ -379,13 +387,6 @@ func (n *Node) handleReady() error {
 		switch {
 		case m.Type == pb.MessageType_MSG_ACK && !n.core.IsTail(m.Chain), m.Type == pb.MessageType_MSG_VERSION_QUERY:
 			n.transport.Send(m)
-		case m.Type == pb.MessageType_MSG_ACK:
-			// A tail's ack waits for the fsync. heartbeats tells its
-			// predecessor when this node's disk holds it back.
-			n.hbMu.Lock()
-			n.hb[m.Chain] = &pb.Message{Type: pb.MessageType_MSG_ACK, Chain: m.Chain, Epoch: m.Epoch, From: m.From, To: m.To, Lagging: true}
-			n.hbMu.Unlock()
-			out.messages = append(out.messages, m)
 		case m.Type == pb.MessageType_MSG_VERSION:
 			if serving || m.Refused {
 				n.transport.Send(m)
@@ -721,9 +722,10 @@ func (p *persistPipe) wait() {
 }
 
 // heartbeats sends, every tick while the node lags, a heartbeat marked
-// lagging to the predecessor of each chain where the node is the tail. It
-// runs apart from the loop: a long save fills the persister's queue, and
-// then the loop itself waits, so its own acks would not go out either.
+// lagging to its predecessor in each chain. It runs apart from the loop:
+// a long save fills the persister's queue, and then the loop itself
+// waits, so no ack goes out, not even a middle's, which need not wait for
+// the fsync.
 // It ends when stop is closed (by run, as it ends).
 func (n *Node) heartbeats(stop <-chan struct{}) {
 	t := time.NewTicker(n.cfg.TickInterval)

@@ -80,6 +80,37 @@ type Transport struct {
 	chunk atomic.Int64
 	snaps chunk.Sent
 	recv  *chunk.Receiver
+
+	// copying counts the chunked transfers in progress, either way, and
+	// copyingSince is when the count last rose from zero (UnixNano): see
+	// Copying.
+	copyMu       sync.Mutex
+	copying      int
+	copyingSince time.Time
+}
+
+// copyBegin and copyEnd bracket one chunked transfer, sent or received.
+func (t *Transport) copyBegin() {
+	t.copyMu.Lock()
+	if t.copying == 0 {
+		t.copyingSince = time.Now()
+	}
+	t.copying++
+	t.copyMu.Unlock()
+}
+
+func (t *Transport) copyEnd() {
+	t.copyMu.Lock()
+	t.copying--
+	t.copyMu.Unlock()
+}
+
+// Copying reports whether a chunked transfer has been in progress, either
+// way, without a pause since no longer than d ago.
+func (t *Transport) Copying(d time.Duration) bool {
+	t.copyMu.Lock()
+	defer t.copyMu.Unlock()
+	return t.copying > 0 && time.Since(t.copyingSince) < d
 }
 
 // SnapshotsSent reports the snapshot bytes sent (every piece a stream
@@ -298,7 +329,10 @@ func (t *Transport) sendSnapshots(p *peer) {
 	for {
 		select {
 		case m := <-p.snapq:
-			if err := t.sendChunked(p, m); err == nil {
+			t.copyBegin()
+			err := t.sendChunked(p, m)
+			t.copyEnd()
+			if err == nil {
 				t.sent.Add(1)
 			}
 			select {

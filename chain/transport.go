@@ -393,7 +393,7 @@ func (t *Transport) sendChunked(p *peer, m *pb.Message) error {
 		<-watched
 	}()
 	pieces, sent := 0, 0
-	err = func() error {
+	attempt := func() error {
 		stream, err := p.client.Snapshot(ctx)
 		if err != nil {
 			return err
@@ -409,7 +409,21 @@ func (t *Transport) sendChunked(p *peer, m *pb.Message) error {
 			return err
 		})
 		return err
-	}()
+	}
+	// A transfer that fails before its first byte is tried again a few
+	// times: a peer that restarted at the same address leaves the old
+	// connection failing its first call, and the Core would otherwise
+	// wait out its retry time (10 s for 100 MB) to send the state again.
+	for try := 1; ; try++ {
+		err = attempt()
+		if err == nil || sent > 0 || try == snapshotTries || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-time.After(snapshotTryPause):
+		case <-ctx.Done():
+		}
+	}
 	took := time.Since(began).Round(time.Millisecond)
 	if err != nil {
 		t.logger.Printf("transport: snapshot of chain %d (epoch %d, seq %d) to node %d failed after %d of %d bytes in %d chunks, %v: %v",
@@ -420,6 +434,13 @@ func (t *Transport) sendChunked(p *peer, m *pb.Message) error {
 		m.Chain, m.Epoch, m.Snapshot.GetLastSeq(), p.id, size, pieces, took)
 	return nil
 }
+
+// snapshotTries and snapshotTryPause bound the attempts of a chunked
+// transfer that fails before its first byte (sendChunked).
+const (
+	snapshotTries    = 4
+	snapshotTryPause = 250 * time.Millisecond
+)
 
 // pause backs off after a failed call so a dead peer does not spin the
 // sender; it reports false when the transport or peer is stopping.

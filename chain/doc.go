@@ -14,7 +14,7 @@
 //     honours the Ready contract: persist (fsync) before anything is sent,
 //     send before replying, then Advance. Its persister goroutine saves
 //     the entries of every chain in one fdatasync and sends after it;
-//     snapshots are written by a goroutine each (one at a time), and hold
+//     snapshots are written by a goroutine each (compactions one at a time), and hold
 //     back only their own chain's output, and only when they replace its
 //     history (design.md, Persistence). A heartbeat goroutine tells the
 //     node's predecessors, while its own output is held back, that it is

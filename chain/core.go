@@ -37,6 +37,12 @@ const (
 	snapshotBytesPerTick = 512 << 10
 )
 
+// maxHeldBytes bounds the committed entries a Sent list keeps for a
+// successor being brought up by a snapshot (chainState.holding). A
+// successor that falls further behind than this gets the whole state
+// again rather than the node holding an unbounded log for it.
+const maxHeldBytes = 128 << 20
+
 // defaultDetectTicks is how many ticks a predecessor waits for its
 // successor (silent, or behind and not progressing) before it suspects it:
 // 20 ticks of 50 ms, one second, unless the Node sets its own
@@ -79,6 +85,10 @@ type Persist struct {
 	Entries  []*pb.Entry
 	Snapshot *pb.Snapshot
 	Wipe     bool
+	// Compact: Snapshot is a compaction of the chain's own log, not a
+	// state from elsewhere; the chain's history goes on from it, so
+	// Storage keeps writing the chain's entries while it is written.
+	Compact bool
 }
 
 // ChainEpoch names a chain at an epoch.
@@ -175,6 +185,8 @@ type Core struct {
 	rd       Ready
 	// now counts ticks: the age of waiting CRAQ reads.
 	now uint64
+	// lagging: this node's own output is held back (SetLagging).
+	lagging bool
 }
 
 type waiter struct {
@@ -195,7 +207,11 @@ type chainState struct {
 	// committed is the highest sequence known to have reached the tail. Never
 	// above lastSeq.
 	committed uint64
-	log       []*pb.Entry // seq committed+1 .. lastSeq, ascending
+	// log is the Sent list: seq committed+1 .. lastSeq, ascending, and
+	// below committed what holding keeps. logBytes is its approximate size
+	// (entrySize).
+	log      []*pb.Entry
+	logBytes int
 
 	// Position in the current configuration.
 	member, joiner bool
@@ -226,8 +242,18 @@ type chainState struct {
 	snapOut   uint64
 	snapAt    uint64
 	snapRetry uint64 // ticks after snapAt when another copy may go
-	needAck   bool
-	needSend  bool // send an append to the successor even if empty
+	// holding: a snapshot went to the successor in this epoch, so the Sent
+	// list keeps, past committed, every entry after what the successor is
+	// known to hold (the snapshot in flight, then its acks). Writes go on
+	// while a large state travels and installs, and the tail commits them
+	// at once; trimmed, they were gone when the successor's ack showed the
+	// snapshot installed, and it got the whole state again, three or four
+	// times per rejoin. Kept, the rejoin ends with appends. Bounded by
+	// maxHeldBytes; ends with the epoch.
+	holding  bool
+	snapWhy  string // see Status.SnapWhy
+	needAck  bool
+	needSend bool // send an append to the successor even if empty
 
 	// Failure detection of the successor (a member, not a joiner: a
 	// joiner blocks nothing). succSilent counts ticks since the last
@@ -312,7 +338,7 @@ func NewCore(cfg CoreConfig, rec *Recovered) (*Core, error) {
 func (cs *chainState) reset() {
 	cs.data = map[string]string{}
 	cs.dedup = map[uint64]*pb.DedupRecord{}
-	cs.lastSeq, cs.committed, cs.log = 0, 0, nil
+	cs.lastSeq, cs.committed, cs.log, cs.logBytes = 0, 0, nil, 0
 	cs.waiting = map[uint64][]waiter{}
 	cs.sinceSnap = 0
 	cs.dirty, cs.unsure = map[string]*versions{}, 0
@@ -344,7 +370,7 @@ func (cs *chainState) install(s *pb.Snapshot) {
 		cs.dedup[d.Client] = d
 	}
 	cs.lastSeq = s.LastSeq
-	cs.log = nil
+	cs.log, cs.logBytes = nil, 0
 	// The snapshot has no versions: which of its keys are dirty is
 	// unknown until committed reaches its last sequence.
 	cs.dirty, cs.unsure = map[string]*versions{}, s.LastSeq
@@ -410,7 +436,33 @@ func (cs *chainState) apply(e *pb.Entry) bool {
 	cs.dedup[u.Client] = &pb.DedupRecord{Client: u.Client, ClientSeq: u.ClientSeq, Seq: e.Seq, Swapped: swapped}
 	cs.lastSeq = e.Seq
 	cs.log = append(cs.log, e)
+	cs.logBytes += entrySize(e)
 	return swapped
+}
+
+// entrySize approximates an entry's memory for maxHeldBytes.
+func entrySize(e *pb.Entry) int {
+	return len(e.Update.Key) + len(e.Update.Value) + len(e.Update.Expect) + 64
+}
+
+// trim drops from the Sent list what no successor can need: entries up to
+// committed, except those holding keeps for a successor that is catching
+// up from a snapshot.
+func (cs *chainState) trim() {
+	upTo := cs.committed
+	if cs.holding {
+		if cs.logBytes > maxHeldBytes {
+			cs.holding = false
+		} else {
+			upTo = min(upTo, max(cs.snapOut, cs.succMatch))
+		}
+	}
+	i := 0
+	for i < len(cs.log) && cs.log[i].Seq <= upTo {
+		cs.logBytes -= entrySize(cs.log[i])
+		i++
+	}
+	cs.log = cs.log[i:]
 }
 
 // clean marks key's versions up to upTo clean: the newest of them becomes
@@ -521,7 +573,7 @@ func (c *Core) SetConfig(cfg Config) {
 	// the answer would come at it, and this node may be wiped below.
 	c.failCraqReads(cs, "chain reconfigured while the read waited for the tail's version")
 	cs.queryOut, cs.queryTicks = 0, 0
-	wasHead, wasJoiner := cs.isHead(), cs.joiner
+	wasHead, wasJoiner, wasSucc := cs.isHead(), cs.joiner, cs.succ
 	cs.cfg = cfg
 	idx := cfg.index(c.id)
 	cs.member = idx >= 0
@@ -547,6 +599,12 @@ func (c *Core) SetConfig(cfg Config) {
 	cs.syncReported = false
 	cs.succKnown, cs.succMatch, cs.succSynced, cs.next, cs.stallTicks = false, 0, false, 0, 0
 	cs.snapOut = 0
+	// A joiner appended as the tail is still a few writes behind: the
+	// Sent list goes on holding for it (its acks of this epoch move what
+	// is held), or the entries this node committed as the tail would be
+	// gone and it would get the whole state again.
+	cs.holding = cs.holding && cs.succ != 0 && cs.succ == wasSucc
+	cs.trim()
 	cs.succSilent, cs.succBehind = 0, 0
 	cs.needAck, cs.needSend = cs.pred != 0, false
 	if cfg.deposed(c.id) {
@@ -604,13 +662,16 @@ func (cs *chainState) commit(c *Core, upTo uint64) {
 	if upTo <= cs.committed {
 		return
 	}
-	cs.committed = upTo
-	i := 0
-	for i < len(cs.log) && cs.log[i].Seq <= upTo {
-		cs.clean(cs.log[i].Update.Key, upTo)
-		i++
+	if len(cs.log) > 0 {
+		// The Sent list holds every entry above committed (and, while
+		// holding, some below it, already cleaned).
+		first := cs.log[0].Seq
+		for seq := max(cs.committed+1, first); seq <= upTo; seq++ {
+			cs.clean(cs.log[seq-first].Update.Key, upTo)
+		}
 	}
-	cs.log = cs.log[i:]
+	cs.committed = upTo
+	cs.trim()
 	for s, ws := range cs.waiting {
 		if s > upTo {
 			continue
@@ -826,7 +887,14 @@ func (c *Core) Step(m *pb.Message) error {
 			c.stepFromPred(cs, m)
 		}
 	case pb.MessageType_MSG_ACK:
-		if m.From == cs.succ && cs.succ != 0 {
+		switch {
+		case m.From != cs.succ || cs.succ == 0:
+		case m.Lagging:
+			// A heartbeat from a successor whose disk holds its acks
+			// back: it is alive, and behind through no fault of the
+			// link, so neither counts towards suspecting it.
+			cs.succSilent, cs.succBehind = 0, 0
+		default:
 			c.stepFromSucc(cs, m)
 		}
 	case pb.MessageType_MSG_VERSION_QUERY:
@@ -858,7 +926,7 @@ func (c *Core) stepFromPred(cs *chainState, m *pb.Message) {
 			// missing and skip the gap, as if it were committed (the Sent
 			// list stays contiguous: it is emptied). The next flush
 			// snapshots, so the durable log never holds the gap.
-			cs.lastSeq, cs.committed, cs.log = e.Seq-1, max(cs.committed, e.Seq-1), nil
+			cs.lastSeq, cs.committed, cs.log, cs.logBytes = e.Seq-1, max(cs.committed, e.Seq-1), nil, 0
 			cs.dirty, cs.unsure = map[string]*versions{}, cs.lastSeq
 			cs.sinceSnap = c.cfg.SnapshotEvery
 		}
@@ -915,6 +983,9 @@ func (c *Core) stepFromSucc(cs *chainState, m *pb.Message) {
 	if cs.snapOut != 0 && m.Received >= cs.snapOut {
 		cs.snapOut = 0 // installed
 	}
+	if cs.holding {
+		cs.trim()
+	}
 	if !m.Synced && cs.synced && cs.snapOut == 0 {
 		// The successor waits to learn our last sequence, and holds only
 		// what it says: the answer starts there (an append sent after a
@@ -951,7 +1022,12 @@ func (c *Core) Tick() {
 		}
 		if cs.succKnown && cs.succMatch < cs.lastSeq {
 			cs.stallTicks++
-			if cs.stallTicks >= retransmitTicks {
+			// While a snapshot is unacknowledged within its retry time,
+			// what follows it was sent after it and is held behind it on
+			// the link: resending it every few ticks, as the copy of a
+			// large state takes seconds, would send it over and over.
+			snapWait := cs.snapOut != 0 && c.now-cs.snapAt < cs.snapRetry
+			if cs.stallTicks >= retransmitTicks && !snapWait {
 				cs.stallTicks = 0
 				cs.next = cs.succMatch + 1
 				cs.needSend = true
@@ -960,7 +1036,9 @@ func (c *Core) Tick() {
 		if cs.member && cs.succ != 0 && !cs.succJoiner {
 			cs.succSilent++
 			if cs.succKnown && (cs.succMatch < cs.lastSeq || cs.synced && !cs.succSynced) {
-				cs.succBehind++
+				if !c.lagging {
+					cs.succBehind++
+				}
 			} else {
 				cs.succBehind = 0
 			}
@@ -968,6 +1046,16 @@ func (c *Core) Tick() {
 	}
 	c.updateSuspects()
 }
+
+// SetLagging tells the Core whether the node's own output is held back
+// (its persister behind by more than a couple of ticks: a long save, a
+// chain waiting for a snapshot's write): a successor that lacks entries
+// this node has not sent yet is not to blame, so while it lags, being
+// behind does not count towards suspecting the successor (silence still
+// does: acks do not wait for this node). Under the 1 GB preload's disk
+// load, nodes whose saves took seconds suspected their successors and the
+// master took healthy nodes out.
+func (c *Core) SetLagging(lagging bool) { c.lagging = lagging }
 
 // tickCraq asks again when a version query went unanswered (a dropped
 // message: flush sends a new one, which covers every waiting read) and
@@ -1025,7 +1113,7 @@ func (c *Core) flush() {
 		if cs.sinceSnap >= c.cfg.SnapshotEvery {
 			// After this Ready's entries: the snapshot covers them all.
 			cs.sinceSnap = 0
-			c.rd.Persist = append(c.rd.Persist, Persist{Chain: cs.id, Snapshot: cs.snapshot()})
+			c.rd.Persist = append(c.rd.Persist, Persist{Chain: cs.id, Snapshot: cs.snapshot(), Compact: !c.bugs.noResend})
 		}
 		if cs.needAck && cs.pred != 0 {
 			c.rd.Messages = append(c.rd.Messages, &pb.Message{
@@ -1063,6 +1151,12 @@ func (c *Core) sendToSucc(cs *chainState) {
 		return &pb.Message{Type: t, Chain: uint32(cs.id), Epoch: cs.cfg.Epoch, From: c.id, To: cs.succ,
 			Received: cs.lastSeq, Committed: cs.committed, Synced: cs.synced}
 	}
+	// Nothing the successor acknowledged is sent again. next can lag
+	// behind its acks (set while a snapshot travelled, say), and the Sent
+	// list, which follows the acks while holding, no longer starts there:
+	// the whole state went again to a successor one append short (seen at
+	// 300 MB: next at the snapshot's end, the successor 500 entries on).
+	cs.next = max(cs.next, cs.succMatch+1)
 	trimmed := func() bool { return cs.next <= cs.lastSeq && (len(cs.log) == 0 || cs.next < cs.log[0].Seq) }
 	if trimmed() && cs.snapOut != 0 && c.now-cs.snapAt < cs.snapRetry {
 		// A snapshot is on its way (see snapOut): send what follows it,
@@ -1075,10 +1169,17 @@ func (c *Core) sendToSucc(cs *chainState) {
 	if trimmed() {
 		// The successor lacks entries already trimmed from the Sent list (a
 		// joining node): it gets the whole state instead.
+		first := uint64(0)
+		if len(cs.log) > 0 {
+			first = cs.log[0].Seq
+		}
+		cs.snapWhy = fmt.Sprintf("next %d, successor at %d, Sent list from %d (%d entries, %d bytes), committed %d, holding %v, last snapshot %d at tick %d (retry %d), tick %d",
+			cs.next, cs.succMatch, first, len(cs.log), cs.logBytes, cs.committed, cs.holding, cs.snapOut, cs.snapAt, cs.snapRetry, c.now)
 		m := msg(pb.MessageType_MSG_SNAPSHOT)
 		m.Snapshot = cs.snapshot()
 		cs.next = cs.lastSeq + 1
-		cs.snapOut, cs.snapAt = cs.lastSeq, c.now
+		cs.snapOut, cs.snapAt, cs.holding = cs.lastSeq, c.now, true
+		cs.trim()
 		cs.snapRetry = uint64(snapshotRetryTicks + proto.Size(m.Snapshot)/snapshotBytesPerTick)
 		c.rd.Messages = append(c.rd.Messages, m)
 		return
@@ -1140,6 +1241,9 @@ type Status struct {
 	LastSeq   uint64
 	Committed uint64
 	SentLen   int
+	// SnapWhy says why the chain's last whole-state copy went to the
+	// successor: where the successor stood and what the Sent list held.
+	SnapWhy string
 }
 
 // Status reports every chain at this node.
@@ -1147,7 +1251,8 @@ func (c *Core) Status() []Status {
 	out := make([]Status, len(c.chains))
 	for i, cs := range c.chains {
 		out[i] = Status{Chain: i, Epoch: cs.cfg.Epoch, Member: cs.member, Joiner: cs.joiner, Head: cs.isHead(), Tail: cs.isTail(),
-			Synced: cs.synced, LastSeq: cs.lastSeq, Committed: cs.committed, SentLen: len(cs.log)}
+			Synced: cs.synced, LastSeq: cs.lastSeq, Committed: cs.committed, SentLen: len(cs.log),
+			SnapWhy: cs.snapWhy}
 	}
 	return out
 }

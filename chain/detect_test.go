@@ -283,3 +283,24 @@ func TestNewTailWaitsForTheDeposedTail(t *testing.T) {
 	s.handle()
 	require.NotEqual(t, pb.Status_STATUS_OK, s.replies[tok].Status, "deposed, it serves nothing of the old epoch")
 }
+
+// A tail whose acks its own disk holds back (they wait for its fsync)
+// sends heartbeats marked lagging; its predecessor does not suspect it
+// while they come, and does once they stop.
+func TestLaggingHeartbeatsExcuseASlowTail(t *testing.T) {
+	s := newSim(t, 3, 1, 3)
+	tail, pred := s.tail(0), s.cfgs[0].Members[1].ID
+	s.drop = func(m *pb.Message) bool { return m.Type == pb.MessageType_MSG_ACK && m.From == tail }
+	heartbeat := func() {
+		require.NoError(t, s.cores[pred].Step(&pb.Message{Type: pb.MessageType_MSG_ACK, Chain: 0, Epoch: s.cfgs[0].Epoch,
+			From: tail, To: pred, Lagging: true}))
+	}
+	for seq := uint64(1); seq <= 3*defaultDetectTicks; seq++ {
+		s.write(0, appendOf(1, seq, "k", "v"))
+		s.runTicks(1)
+		heartbeat()
+	}
+	require.Empty(t, s.cores[pred].Suspects(), "heartbeats from a lagging tail")
+	s.runTicks(defaultDetectTicks + 1)
+	require.Equal(t, []uint64{tail}, s.cores[pred].Suspects(), "no acks and no heartbeats")
+}

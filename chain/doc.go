@@ -12,7 +12,13 @@
 //     Core. gRPC handlers ([Serve]), the
 //     transport and the coordinator reach it through bounded channels. It
 //     honours the Ready contract: persist (fsync) before anything is sent,
-//     send before replying, then Advance.
+//     send before replying, then Advance. Its persister goroutine saves
+//     the entries of every chain in one fdatasync and sends after it;
+//     snapshots are written by a goroutine each (compactions one at a time), and hold
+//     back only their own chain's output, and only when they replace its
+//     history (design.md, Persistence). A heartbeat goroutine tells the
+//     node's predecessors, while its own output is held back, that it is
+//     alive (acks marked lagging). All three end with the loop.
 //   - [Storage] is the node's durable state; [Transport] the per-peer FIFO
 //     senders; [RunCoordinator] the ZooKeeper side (registration, config
 //     watches, lease, master election and the master's [Reconcile]).

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	pb "github.com/chainraft/chainraft/chain/chainpb"
+	"google.golang.org/protobuf/proto"
 )
 
 const (
@@ -47,8 +48,9 @@ type NodeConfig struct {
 }
 
 type waiterChan struct {
-	c    chan Reply
-	read bool
+	c     chan Reply
+	read  bool
+	chain uint32
 }
 
 // batchOut is one Ready's output with reply channels resolved by the loop.
@@ -57,11 +59,16 @@ type batchOut struct {
 	messages []*pb.Message
 	replies  []delivery
 	synced   []ChainEpoch
+	// parts counts this batch's per-chain parts the persister has not
+	// finished (persister only).
+	parts int
+	at    int64 // when the loop handed it over, ns since Node.start
 }
 
 type delivery struct {
-	c chan Reply
-	r Reply
+	c     chan Reply
+	r     Reply
+	chain uint32
 }
 
 type request struct {
@@ -134,6 +141,14 @@ type Node struct {
 	// persists nothing, everything this node applied is on disk, so a
 	// Durable read reply need not queue behind the persister.
 	pendingSaves atomic.Int64
+	// lagSince is when the oldest output the persister has not released
+	// was handed to it (ns since start; 0: none). See lagging.
+	lagSince atomic.Int64
+	// hb holds, per chain where this node has a predecessor, a heartbeat
+	// for it (the latest ack's addressing, marked lagging), which
+	// heartbeats sends while the node lags.
+	hbMu sync.Mutex
+	hb   map[uint32]*pb.Message
 
 	stopc   chan struct{}
 	donec   chan struct{}
@@ -178,7 +193,7 @@ func newNode(cfg NodeConfig) (*Node, error) {
 		recvc: make(chan *pb.Message, recvQueue), reqc: make(chan request, requestQueue), cfgc: make(chan Config, 256),
 		sesskc: make(chan struct{}, 1), statusc: make(chan chan []Status), inspectc: make(chan func(*Core)), syncedc: make(chan ChainEpoch, 64),
 		start: time.Now(), waiters: map[uint64]waiterChan{}, repStepped: map[int]uint64{}, reportc: make(chan struct{}, 1),
-		persistc: make(chan *batchOut, 256), persistErr: make(chan error, 1), compactc: make(chan []int, 1), stopc: make(chan struct{}), donec: make(chan struct{}),
+		hb: map[uint32]*pb.Message{}, persistc: make(chan *batchOut, 256), persistErr: make(chan error, 1), compactc: make(chan []int, 1), stopc: make(chan struct{}), donec: make(chan struct{}),
 	}
 	return n, nil
 }
@@ -187,6 +202,9 @@ func newNode(cfg NodeConfig) (*Node, error) {
 func (n *Node) run() {
 	persisterDone := make(chan struct{})
 	go func() { defer close(persisterDone); n.persister() }()
+	hbStop, hbDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(hbDone); n.heartbeats(hbStop) }()
+	defer func() { close(hbStop); <-hbDone }()
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer func() {
 		ticker.Stop()
@@ -208,6 +226,7 @@ func (n *Node) run() {
 			n.logger.Printf("node %d: stopping: %v", n.cfg.ID, err)
 			return
 		case <-ticker.C:
+			n.core.SetLagging(n.lagging())
 			n.core.Tick()
 		case m := <-n.recvc:
 			n.step(m)
@@ -289,7 +308,7 @@ func (n *Node) request(r request) {
 		return
 	}
 	n.token++
-	n.waiters[n.token] = waiterChan{c: r.replyc, read: !r.write}
+	n.waiters[n.token] = waiterChan{c: r.replyc, read: !r.write, chain: r.chain}
 	if r.write {
 		n.core.Propose(n.token, r.chain, r.epoch, r.update)
 	} else if r.craq {
@@ -345,7 +364,26 @@ func (n *Node) handleReady() error {
 	}
 	out := &batchOut{persist: rd.Persist, synced: rd.Synced}
 	serving := n.serving()
+	var status []Status
 	for _, m := range rd.Messages {
+		if m.Type == pb.MessageType_MSG_ACK {
+			// A tail's ack waits for the fsync, and while a long save
+			// fills the persister's queue, the loop waits too, so no ack
+			// goes out: heartbeats tells the predecessor why.
+			n.hbMu.Lock()
+			n.hb[m.Chain] = &pb.Message{Type: pb.MessageType_MSG_ACK, Chain: m.Chain, Epoch: m.Epoch, From: m.From, To: m.To, Lagging: true}
+			n.hbMu.Unlock()
+		}
+		if m.Type == pb.MessageType_MSG_SNAPSHOT {
+			// Each whole-state copy is worth a line: at hundreds of
+			// megabytes, one too many is seconds of a link and a disk.
+			if status == nil {
+				status = n.core.Status()
+			}
+			st := status[m.Chain]
+			n.logger.Printf("node %d: chain %d epoch %d: whole state to node %d at seq %d (%s)",
+				n.cfg.ID, m.Chain, m.Epoch, m.To, m.Snapshot.GetLastSeq(), st.SnapWhy)
+		}
 		switch {
 		case m.Type == pb.MessageType_MSG_ACK && !n.core.IsTail(m.Chain), m.Type == pb.MessageType_MSG_VERSION_QUERY:
 			n.transport.Send(m)
@@ -371,7 +409,7 @@ func (n *Node) handleReady() error {
 		if !r.Durable || (w.read && allDurable) {
 			w.c <- r
 		} else {
-			out.replies = append(out.replies, delivery{c: w.c, r: r})
+			out.replies = append(out.replies, delivery{c: w.c, r: r, chain: w.chain})
 		}
 	}
 	n.core.Advance()
@@ -381,6 +419,7 @@ func (n *Node) handleReady() error {
 	if len(out.persist) > 0 {
 		n.pendingSaves.Add(1)
 	}
+	out.at = int64(time.Since(n.start))
 	select {
 	case n.persistc <- out:
 		return nil
@@ -389,61 +428,371 @@ func (n *Node) handleReady() error {
 	}
 }
 
-// persister owns Storage writes: it merges whatever output is queued into
-// one Save (one fsync per chain), then sends and replies in order.
+// persister owns Storage writes. It merges whatever output is queued into
+// one Save of entries (one fdatasync for every chain), then sends and
+// replies in order. Snapshots are written apart, by a goroutine each
+// (Storage.BeginSnapshot), and hold up only their own chain: writing and
+// fsyncing a chain's whole state takes seconds at hundreds of megabytes,
+// and when every chain's appends and tail acks at the node waited for it,
+// the node's neighbours saw no progress for longer than the data-path
+// detector's second and the master took nodes out. Per chain the Ready
+// contract holds as before: a chain's output after a snapshot that
+// replaces its history (installed, or a wipe) waits until the snapshot is
+// durable; a compaction continues the chain's history on disk, so the
+// chain's entries go on being written while it is (see SnapshotWrite).
 func (n *Node) persister() {
-	for out := range n.persistc {
-		batch := []*batchOut{out}
+	p := &persistPipe{n: n, queued: make([][]*chainPart, n.cfg.Chains), writing: make([]*SnapshotWrite, n.cfg.Chains),
+		done: make(chan snapDone, n.cfg.Chains), one: make(chan struct{}, 1)}
+	defer p.wait()
+	open := true
+	for open {
+		var batch []*batchOut
+		var finished []snapDone
+		select {
+		case out, ok := <-n.persistc:
+			if !ok {
+				return
+			}
+			batch = append(batch, out)
+		case d := <-p.done:
+			finished = append(finished, d)
+		}
 	more:
 		for len(batch) < 64 {
 			select {
 			case o, ok := <-n.persistc:
 				if !ok {
+					open = false
 					break more
 				}
 				batch = append(batch, o)
+			case d := <-p.done:
+				finished = append(finished, d)
 			default:
 				break more
 			}
 		}
-		var ps []Persist
-		for _, o := range batch {
-			ps = append(ps, o.persist...)
-		}
-		if err := n.storage.Save(ps); err != nil {
-			n.persistErr <- fmt.Errorf("node %d: %w", n.cfg.ID, err)
-			for range n.persistc {
+		r := &persistRound{}
+		for _, d := range finished {
+			if !p.finish(d, r) {
+				return
 			}
+		}
+		for _, o := range batch {
+			p.split(o, r)
+		}
+		if !p.run(r) {
 			return
 		}
-		for _, o := range batch {
-			if len(o.persist) > 0 {
-				n.pendingSaves.Add(-1)
+	}
+}
+
+// persistPipe is the persister's state: per chain, the parts held behind a
+// snapshot being written and the write in progress.
+type persistPipe struct {
+	n       *Node
+	queued  [][]*chainPart
+	writing []*SnapshotWrite // at most one per chain
+	done    chan snapDone
+	running int
+	// one lets one compaction write run at a time: at 1 GB, three chains'
+	// compactions of 270 MB each, marshalled and written at once on every
+	// node, starved the nodes (two-core machine) until ZooKeeper expired
+	// their sessions. Installed snapshots do not wait for it: each holds
+	// its chain back until it is written, and a joiner taking three
+	// chains' states one after another missed the heal's bound.
+	one chan struct{}
+}
+
+// chainPart is one chain's share of a batchOut, in the batch's order:
+// persist first, then the messages, replies and synced reports that depend
+// on it.
+type chainPart struct {
+	batch    *batchOut
+	persist  []Persist
+	messages []*pb.Message
+	replies  []delivery
+	synced   []ChainEpoch
+}
+
+type snapDone struct {
+	w       *SnapshotWrite
+	err     error
+	elapsed time.Duration
+}
+
+// persistRound is one Save and what follows it.
+type persistRound struct {
+	entries  []Persist
+	launch   []*SnapshotWrite
+	messages []*pb.Message
+	replies  []delivery
+	synced   []ChainEpoch
+	finished []*batchOut // batches whose every part is done
+}
+
+// split cuts o into its chains' parts and takes each that is not held
+// behind a snapshot.
+func (p *persistPipe) split(o *batchOut, r *persistRound) {
+	parts := map[int]*chainPart{}
+	var order []int
+	part := func(ch int) *chainPart {
+		cp := parts[ch]
+		if cp == nil {
+			cp = &chainPart{batch: o}
+			parts[ch] = cp
+			order = append(order, ch)
+		}
+		return cp
+	}
+	for _, ps := range o.persist {
+		cp := part(ps.Chain)
+		cp.persist = append(cp.persist, ps)
+	}
+	for _, m := range o.messages {
+		cp := part(int(m.Chain))
+		cp.messages = append(cp.messages, m)
+	}
+	for _, d := range o.replies {
+		cp := part(int(d.chain))
+		cp.replies = append(cp.replies, d)
+	}
+	for _, s := range o.synced {
+		cp := part(s.Chain)
+		cp.synced = append(cp.synced, s)
+	}
+	o.parts = len(order)
+	if o.parts == 0 {
+		r.finished = append(r.finished, o)
+		return
+	}
+	for _, ch := range order {
+		p.queued[ch] = append(p.queued[ch], parts[ch])
+		p.drainChain(ch, r)
+	}
+}
+
+// drainChain takes chain ch's queued parts in order until one must wait
+// for the chain's snapshot write.
+func (p *persistPipe) drainChain(ch int, r *persistRound) {
+	for len(p.queued[ch]) > 0 {
+		cp := p.queued[ch][0]
+		if !p.take(ch, cp, r) {
+			return
+		}
+		p.queued[ch][0] = nil
+		p.queued[ch] = p.queued[ch][1:]
+	}
+}
+
+// take puts cp's entries in the round's Save and its output after it, or,
+// reaching a snapshot that replaces the chain's history, starts its write
+// (unless another write of the chain is in progress) and keeps the rest of
+// cp queued: false.
+func (p *persistPipe) take(ch int, cp *chainPart, r *persistRound) bool {
+	if w := p.writing[ch]; w != nil && !w.Compact {
+		return false // the chain's output waits for the snapshot it follows
+	}
+	for len(cp.persist) > 0 {
+		ps := cp.persist[0]
+		switch {
+		case ps.Snapshot == nil && !ps.Wipe:
+			r.entries = append(r.entries, ps)
+		case p.writing[ch] != nil && ps.Compact && !ps.Wipe:
+			// A write of the chain is in progress; this compaction is
+			// dropped (Pinning asks again if the log still needs it).
+		case p.writing[ch] != nil:
+			return false
+		default:
+			w := p.n.storage.BeginSnapshot(ps)
+			p.writing[ch] = w
+			r.launch = append(r.launch, w)
+			if !w.Compact {
+				cp.persist = cp.persist[1:]
+				return false
 			}
 		}
-		if chs := n.storage.Pinning(); len(chs) > 0 {
-			select {
-			case n.compactc <- chs:
-			default:
-			}
-		}
-		for _, o := range batch {
-			for _, m := range o.messages {
-				n.transport.Send(m)
-			}
-		}
-		for _, o := range batch {
-			for _, d := range o.replies {
-				d.c <- d.r
-			}
-			for _, s := range o.synced {
-				select {
-				case n.syncedc <- s:
-				default:
-				}
-			}
+		cp.persist = cp.persist[1:]
+	}
+	r.messages = append(r.messages, cp.messages...)
+	r.replies = append(r.replies, cp.replies...)
+	r.synced = append(r.synced, cp.synced...)
+	if cp.batch.parts--; cp.batch.parts == 0 {
+		r.finished = append(r.finished, cp.batch)
+	}
+	return true
+}
+
+// finish records a snapshot written and takes what waited for it. False
+// when the write failed: the node stops.
+func (p *persistPipe) finish(d snapDone, r *persistRound) bool {
+	p.running--
+	if d.err != nil {
+		p.fail(d.err)
+		return false
+	}
+	ch := d.w.Chain
+	p.n.storage.EndSnapshot(d.w)
+	p.writing[ch] = nil
+	if d.elapsed >= slowSave {
+		p.n.logger.Printf("node %d: snapshot of chain %d (seq %d, compaction %v): %d bytes written in %v",
+			p.n.cfg.ID, ch, d.w.snap.LastSeq, d.w.Compact, d.w.Bytes, d.elapsed.Round(time.Millisecond))
+	}
+	p.drainChain(ch, r)
+	return true
+}
+
+// run saves the round's entries, starts its snapshot writes, then sends
+// and replies. False when Save failed: the node stops.
+func (p *persistPipe) run(r *persistRound) bool {
+	n := p.n
+	oldest := p.oldestQueued()
+	for _, o := range r.finished {
+		if oldest == 0 || o.at < oldest {
+			oldest = o.at
 		}
 	}
+	n.lagSince.Store(oldest)
+	began := time.Now()
+	if err := n.storage.Save(r.entries); err != nil {
+		p.fail(err)
+		return false
+	}
+	if d := time.Since(began); d >= slowSave {
+		n.logSlowSave(r.entries, d)
+	}
+	for _, w := range r.launch {
+		p.running++
+		go func() {
+			if w.Compact {
+				p.one <- struct{}{}
+			}
+			began := time.Now()
+			err := w.Write()
+			if w.Compact {
+				<-p.one
+			}
+			p.done <- snapDone{w: w, err: err, elapsed: time.Since(began)}
+		}()
+	}
+	for _, o := range r.finished {
+		if len(o.persist) > 0 {
+			n.pendingSaves.Add(-1)
+		}
+	}
+	if chs := n.storage.Pinning(); len(chs) > 0 {
+		select {
+		case n.compactc <- chs:
+		default:
+		}
+	}
+	for _, m := range r.messages {
+		n.transport.Send(m)
+	}
+	for _, d := range r.replies {
+		d.c <- d.r
+	}
+	for _, s := range r.synced {
+		select {
+		case n.syncedc <- s:
+		default:
+		}
+	}
+	n.lagSince.Store(p.oldestQueued())
+	return true
+}
+
+// oldestQueued is when the oldest batch with a part held behind a
+// snapshot write was handed over (0: none).
+func (p *persistPipe) oldestQueued() int64 {
+	var oldest int64
+	for _, q := range p.queued {
+		if len(q) > 0 && (oldest == 0 || q[0].batch.at < oldest) {
+			oldest = q[0].batch.at
+		}
+	}
+	return oldest
+}
+
+func (p *persistPipe) fail(err error) {
+	p.n.persistErr <- fmt.Errorf("node %d: %w", p.n.cfg.ID, err)
+	for range p.n.persistc {
+	}
+}
+
+// wait lets the snapshot writes in progress end before the Storage closes.
+func (p *persistPipe) wait() {
+	for ; p.running > 0; p.running-- {
+		<-p.done
+	}
+}
+
+// heartbeats sends, every tick while the node lags, a heartbeat marked
+// lagging to its predecessor in each chain. It runs apart from the loop:
+// a long save fills the persister's queue, and then the loop itself
+// waits, so no ack goes out, not even a middle's, which need not wait for
+// the fsync.
+// It ends when stop is closed (by run, as it ends).
+func (n *Node) heartbeats(stop <-chan struct{}) {
+	t := time.NewTicker(n.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if !n.lagging() {
+			continue
+		}
+		n.hbMu.Lock()
+		for _, m := range n.hb {
+			n.transport.Send(proto.Clone(m).(*pb.Message))
+		}
+		n.hbMu.Unlock()
+	}
+}
+
+// lagExcuse bounds how long a node's own persister lag excuses its
+// successors (Core.SetLagging): a disk that stays stuck longer is a fault
+// the master should see, through the links of the node it stalls.
+const lagExcuse = 10 * time.Second
+
+// copyExcuse bounds how long a whole-state copy in progress, either way,
+// excuses the node (lagging): at 1 GB a 330 MB copy took 2 to 9 s on this
+// project's two-core machine, and the nodes doing it stalled for a second
+// or more (their tail acks late, their ZooKeeper pings too), which the
+// detector took for broken links, and each removal cost another copy.
+const copyExcuse = 20 * time.Second
+
+// lagging reports whether this node's persister has held output back for
+// more than two ticks (and less than lagExcuse), or it has been copying a
+// chain's whole state (for less than copyExcuse): its appends may not
+// have gone out, so a successor behind it is not to blame, and its
+// predecessors get heartbeats.
+func (n *Node) lagging() bool {
+	if n.transport.Copying(copyExcuse) {
+		return true
+	}
+	since := n.lagSince.Load()
+	if since == 0 {
+		return false
+	}
+	lag := time.Since(n.start) - time.Duration(since)
+	return lag > 2*n.cfg.TickInterval && lag < lagExcuse
+}
+
+// slowSave is how long a Save may take before the node logs it: the
+// data-path detector suspects a successor after 1 s without progress, and
+// every chain's appends and tail acks at this node wait for the Save.
+const slowSave = 200 * time.Millisecond
+
+func (n *Node) logSlowSave(ps []Persist, d time.Duration) {
+	entries := 0
+	for _, p := range ps {
+		entries += len(p.Entries)
+	}
+	n.logger.Printf("node %d: save of %d entries took %v", n.cfg.ID, entries, d.Round(time.Millisecond))
 }
 
 func (n *Node) failAll() {

@@ -146,14 +146,22 @@ func reconcile(cur Config, preferred []uint64, live map[uint64]LiveNode, out map
 	}
 	spliced := len(next.Members) != len(cur.Members)
 	keptOut := slices.ContainsFunc(next.Members, func(m Member) bool { return out[m.ID] })
+	appended := false
 	if j := cur.Joining; j != nil && isLive(*j) {
 		if !spliced && !keptOut && !out[j.ID] && live[j.ID].Synced[cur.Chain] == cur.Epoch {
 			next.Members = append(next.Members, *j)
+			appended = true
 		} else {
 			next.Joining = j
 		}
 	}
-	if !spliced && next.Joining == nil && len(next.Members) == len(preferred) {
+	// A move waits until the tail has caught up in the current epoch, so
+	// not in the step that appends a joiner: the joiner, a few writes
+	// behind its tail, would get as predecessor a node whose Sent list the
+	// old tail's commits had trimmed, and a whole state copy once more
+	// (seen at 300 MB: 100 MB sent twice to the same joiner).
+	tailSynced := live[next.Members[len(next.Members)-1].ID].Synced[cur.Chain] == cur.Epoch
+	if !spliced && !appended && tailSynced && next.Joining == nil && len(next.Members) == len(preferred) {
 		if id, ok := outOfPlace(next.Members, preferred); ok {
 			// The chain is whole but not in its preferred order: the node
 			// that should come next is spliced out (a planned failure; it

@@ -62,6 +62,7 @@ func TestReconcileRestoresPreferredOrder(t *testing.T) {
 			live[id] = LiveNode{Addr: addr, Synced: map[int]uint64{}}
 			cur.Members = append(cur.Members, Member{ID: id, Addr: addr})
 		}
+		live[cur.Tail().ID].Synced[0] = cur.Epoch
 		moves := 0
 		for step := 0; step < 20; step++ {
 			next, changed := Reconcile(cur, preferred, live)
@@ -78,6 +79,11 @@ func TestReconcileRestoresPreferredOrder(t *testing.T) {
 				// The joiner syncs in this epoch; the next round appends it.
 				live[j.ID].Synced[0] = next.Epoch
 			}
+			if j := cur.Joining; j != nil && next.index(j.ID) >= 0 {
+				require.Nil(t, next.Joining, "from %v: no move in the step that appends the joiner", start)
+			}
+			// The tail catches up in each epoch; a move waits for it.
+			live[next.Tail().ID].Synced[0] = next.Epoch
 			cur = next
 		}
 		var ids []uint64

@@ -67,6 +67,8 @@ func (s server) Snapshot(st pb.ChainService_SnapshotServer) error {
 	}
 	began := time.Now()
 	tr := s.n.transport
+	tr.copyBegin()
+	defer tr.copyEnd()
 	data, done, err := tr.recv.Assemble(st.Context(), first.GetSize(), first.GetData(), func() ([]byte, error) {
 		c, err := st.Recv()
 		return c.GetData(), err

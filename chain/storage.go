@@ -45,6 +45,11 @@ type Storage struct {
 	noFsync bool
 	chains  int
 	gen     []uint64 // per chain: the generation of its snapshot file
+	// Per chain: its snapshot's last sequence (records of its generation
+	// up to it are dead) and its snapshot file's size (what a compaction
+	// costs, see Pinning).
+	snapSeq  []uint64
+	snapSize []int64
 
 	log    *wal.Log // the open segment
 	cur    segment
@@ -53,10 +58,34 @@ type Storage struct {
 }
 
 // segment is what Storage knows of a log segment: per chain with records
-// in it, the newest generation among them.
+// in it, the newest generation among them, and the highest sequence among
+// its records of that generation.
 type segment struct {
 	n      uint64
 	maxGen map[int]uint64
+	maxSeq map[int]uint64
+}
+
+func newSegment(n uint64) segment {
+	return segment{n: n, maxGen: map[int]uint64{}, maxSeq: map[int]uint64{}}
+}
+
+// add notes a record of chain ch, generation gen, sequence seq.
+func (seg *segment) add(ch int, gen, seq uint64) {
+	g, ok := seg.maxGen[ch]
+	switch {
+	case !ok || gen > g:
+		seg.maxGen[ch], seg.maxSeq[ch] = gen, seq
+	case gen == g:
+		seg.maxSeq[ch] = max(seg.maxSeq[ch], seq)
+	}
+}
+
+// live reports whether seg holds a record of chain ch that a restart
+// would replay: of the chain's generation, past its snapshot.
+func (s *Storage) live(seg segment, ch int) bool {
+	g, ok := seg.maxGen[ch]
+	return ok && g >= s.gen[ch] && seg.maxSeq[ch] > s.snapSeq[ch]
 }
 
 // segmentMax is the size at which the open segment is sealed and a new one
@@ -79,7 +108,8 @@ func OpenStorage(dir string, chains int, noFsync bool) (*Storage, *Recovered, er
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("chain storage: %w", err)
 	}
-	s := &Storage{dir: dir, noFsync: noFsync, chains: chains, gen: make([]uint64, chains), segMax: segmentMax}
+	s := &Storage{dir: dir, noFsync: noFsync, chains: chains, gen: make([]uint64, chains), segMax: segmentMax,
+		snapSeq: make([]uint64, chains), snapSize: make([]int64, chains)}
 	rec := &Recovered{Chains: make([]RecoveredChain, chains)}
 	restored := rec.Chains
 	for i := range chains {
@@ -130,6 +160,7 @@ func (s *Storage) loadSnapshot(i int, r *RecoveredChain) error {
 	if err := proto.Unmarshal(b[8:], r.Snapshot); err != nil {
 		return corrupt(wal.Corrupt(path, wal.FileHeaderSize+8, "snapshot does not decode: %v", err))
 	}
+	s.snapSeq[i], s.snapSize[i] = r.Snapshot.LastSeq, int64(len(b))
 	return nil
 }
 
@@ -166,7 +197,7 @@ func (s *Storage) loadLog(restored []RecoveredChain) error {
 		if err != nil {
 			return corrupt(err)
 		}
-		seg := segment{n: n, maxGen: map[int]uint64{}}
+		seg := newSegment(n)
 		for _, r := range recs {
 			if err := s.replay(path, r, restored, &seg); err != nil {
 				if log != nil {
@@ -222,14 +253,15 @@ func (s *Storage) replay(path string, r wal.Record, restored []RecoveredChain, s
 		// durable: this one has lost its snapshot.
 		return corrupt(wal.Corrupt(path, r.Offset, "a record of chain %d generation %d, past its snapshot's %d", ch, gen, s.gen[ch]))
 	}
-	seg.maxGen[ch] = max(seg.maxGen[ch], gen)
 	if gen < s.gen[ch] {
+		seg.add(ch, gen, 0)
 		return nil
 	}
 	e := &pb.Entry{}
 	if err := proto.Unmarshal(b[recordHeader:], e); err != nil {
 		return corrupt(wal.Corrupt(path, r.Offset, "entry of chain %d does not decode: %v", ch, err))
 	}
+	seg.add(ch, gen, e.Seq)
 	rs := &restored[ch]
 	if rs.Snapshot == nil || e.Seq > rs.Snapshot.LastSeq {
 		rs.Entries = append(rs.Entries, e)
@@ -244,14 +276,16 @@ func (s *Storage) openSegment(n uint64) error {
 	if err != nil {
 		return fmt.Errorf("chain storage: %w", err)
 	}
-	s.log, s.cur = log, segment{n: n, maxGen: map[int]uint64{}}
+	s.log, s.cur = log, newSegment(n)
 	return nil
 }
 
 // Save makes a Ready's Persist list durable, in order: snapshots as they
 // come (each fsync'd before Save goes on), then every entry in one write
 // and one fdatasync. An entry is encoded with its chain's generation at
-// its place in the list, so entries after a snapshot belong to it.
+// its place in the list, so entries after a snapshot belong to it. The
+// Node's persister gives Save only entries and writes snapshots apart
+// (BeginSnapshot), so that a large one holds up only its own chain.
 func (s *Storage) Save(ps []Persist) error {
 	if s.log == nil {
 		return errors.New("chain storage: closed, or a segment failed to open")
@@ -266,15 +300,12 @@ func (s *Storage) Save(ps []Persist) error {
 	replaced := false
 	for _, p := range ps {
 		switch {
-		case p.Wipe:
-			if err := s.replace(p.Chain, &pb.Snapshot{}); err != nil {
+		case p.Wipe || p.Snapshot != nil:
+			w := s.BeginSnapshot(p)
+			if err := w.Write(); err != nil {
 				return err
 			}
-			replaced = true
-		case p.Snapshot != nil:
-			if err := s.replace(p.Chain, p.Snapshot); err != nil {
-				return err
-			}
+			s.EndSnapshot(w)
 			replaced = true
 		default:
 			for _, e := range p.Entries {
@@ -286,9 +317,7 @@ func (s *Storage) Save(ps []Persist) error {
 					return fmt.Errorf("chain storage: %w", err)
 				}
 				b.End(rec)
-			}
-			if len(p.Entries) > 0 {
-				s.cur.maxGen[p.Chain] = max(s.cur.maxGen[p.Chain], s.gen[p.Chain])
+				s.cur.add(p.Chain, s.gen[p.Chain], e.Seq)
 			}
 		}
 	}
@@ -308,14 +337,35 @@ func (s *Storage) Save(ps []Persist) error {
 }
 
 // Pinning lists the chains that keep the oldest sealed segment alive, once
-// more than sealedMax are kept; a snapshot of each lets it go.
+// more than sealedMax are kept and the sealed log is larger than all the
+// chains' snapshots together; a snapshot of each lets it go. The second
+// condition
+// keeps compaction's cost in proportion to the data: with 64 KiB values a
+// segment holds 64 entries, and at the harness's 1 GB preload every node
+// wrote every chain's whole state (up to a gigabyte) each 20 MB of log,
+// all three nodes at once, which held up their appends past the data-path
+// detector's second. Now a state of S bytes is written once per S bytes
+// of log at most, and a restart replays at most about as much log as it
+// reads snapshot.
 func (s *Storage) Pinning() []int {
 	if len(s.sealed) <= sealedMax {
 		return nil
 	}
+	// All the chains' snapshots, not only those of the chains pinning the
+	// oldest segment: the chains' compactions end at different points of
+	// the log, so the oldest segment is often pinned by one chain alone,
+	// and comparing with its snapshot had each chain compacted about as
+	// often as the log grew by a chain's state.
+	var cost int64
+	for _, n := range s.snapSize {
+		cost += n
+	}
+	if int64(len(s.sealed))*s.segMax <= cost {
+		return nil
+	}
 	var out []int
-	for ch, g := range s.sealed[0].maxGen {
-		if g >= s.gen[ch] {
+	for ch := range s.sealed[0].maxGen {
+		if s.live(s.sealed[0], ch) {
 			out = append(out, ch)
 		}
 	}
@@ -351,8 +401,8 @@ func (s *Storage) collect() {
 	kept := s.sealed[:0]
 	for _, seg := range s.sealed {
 		dead := true
-		for ch, g := range seg.maxGen {
-			if g >= s.gen[ch] {
+		for ch := range seg.maxGen {
+			if s.live(seg, ch) {
 				dead = false
 				break
 			}
@@ -365,22 +415,107 @@ func (s *Storage) collect() {
 	s.sealed = kept
 }
 
-// replace installs a snapshot of chain i under the chain's next
-// generation, as a checksummed file replaced atomically (temporary file,
-// fsync, rename, directory fsync) before any record of the new generation
-// is written. A crash before the rename leaves the old snapshot and its
-// generation's records, a prefix of the chain's history.
-func (s *Storage) replace(i int, snap *pb.Snapshot) error {
-	gen := s.gen[i] + 1
-	b, err := proto.MarshalOptions{}.MarshalAppend(binary.LittleEndian.AppendUint64(nil, gen), snap)
+// SnapshotWrite is one chain's snapshot file being written: begun and
+// ended by the goroutine that owns the Storage, written (Write) by any
+// goroutine meanwhile, so that the other chains' entries need not wait for
+// a large state's write and fsync. The owner starts at most one per chain
+// at a time, and writes no record of the chain's new generation (a
+// snapshot that is not Compact) before EndSnapshot.
+type SnapshotWrite struct {
+	Chain int
+	// Compact: the snapshot continues the chain's history (a compaction
+	// of its own log), so it keeps the chain's generation and the records
+	// past it stay live; they may be written while it is.
+	Compact bool
+	Bytes   int64 // the file's body, once written
+	gen     uint64
+	snap    *pb.Snapshot
+	path    string
+	noFsync bool
+}
+
+// BeginSnapshot prepares the write of p, a snapshot or a wipe. A snapshot
+// that replaces the chain's history (installed from the predecessor, or a
+// wipe, whose history may have forked: an old head's unforwarded writes)
+// takes the chain's next generation, so no older record is replayed over
+// it; a compaction keeps the generation, and only records up to its last
+// sequence become dead.
+func (s *Storage) BeginSnapshot(p Persist) *SnapshotWrite {
+	w := &SnapshotWrite{Chain: p.Chain, Compact: p.Compact && !p.Wipe, gen: s.gen[p.Chain] + 1, snap: p.Snapshot,
+		path: s.snapPath(p.Chain), noFsync: s.noFsync}
+	if p.Wipe || w.snap == nil {
+		w.snap = &pb.Snapshot{}
+	}
+	if w.Compact {
+		w.gen = s.gen[p.Chain]
+	}
+	return w
+}
+
+// Write writes the snapshot as a checksummed file replaced atomically
+// (temporary file, fsync, rename, directory fsync). A crash before the
+// rename leaves the old snapshot and its generation's records, a prefix of
+// the chain's history.
+func (w *SnapshotWrite) Write() error {
+	b, err := proto.MarshalOptions{}.MarshalAppend(binary.LittleEndian.AppendUint64(nil, w.gen), w.snap)
 	if err != nil {
 		return fmt.Errorf("chain storage: %w", err)
 	}
-	if err := wal.WriteFile(s.snapPath(i), b, s.noFsync); err != nil {
+	if err := writeFilePaced(w.path, wal.EncodeFile(b), w.noFsync); err != nil {
 		return fmt.Errorf("chain storage: %w", err)
 	}
-	s.gen[i] = gen
+	w.Bytes = int64(len(b))
 	return nil
+}
+
+// snapshotSyncEvery is how much of a snapshot file is written before it is
+// synced, the rest of it still to come.
+const snapshotSyncEvery = 8 << 20
+
+// writeFilePaced is wal.WriteFile's atomic replace (temporary file, fsync,
+// rename, directory fsync), synced every snapshotSyncEvery bytes on the
+// way. Written whole and synced once, a state of hundreds of megabytes
+// left that much dirty in the page cache, and the log's fdatasyncs, which
+// wait for the file system's journal, waited behind its writeback: saves
+// of a few entries took seconds at the 1 GB preload, and the nodes'
+// neighbours suspected them. Synced in pieces, a log sync waits for a
+// piece at most.
+func writeFilePaced(path string, data []byte, noSync bool) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	for off := 0; off < len(data); off += snapshotSyncEvery {
+		end := min(off+snapshotSyncEvery, len(data))
+		if _, err := f.Write(data[off:end]); err != nil {
+			f.Close()
+			return fmt.Errorf("write %s: %w", tmp, err)
+		}
+		if !noSync {
+			if err := f.Sync(); err != nil {
+				f.Close()
+				return fmt.Errorf("fsync %s: %w", tmp, err)
+			}
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if noSync {
+		return nil
+	}
+	return wal.SyncDir(filepath.Dir(path))
+}
+
+// EndSnapshot records a written snapshot: records of the chain's new
+// generation may follow, and segments holding only dead records go.
+func (s *Storage) EndSnapshot(w *SnapshotWrite) {
+	s.gen[w.Chain], s.snapSeq[w.Chain], s.snapSize[w.Chain] = w.gen, w.snap.LastSeq, w.Bytes
+	s.collect()
 }
 
 // Close closes the open segment.

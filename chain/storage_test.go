@@ -288,6 +288,13 @@ func TestStoragePinningNamesChainsHoldingOldSegments(t *testing.T) {
 
 	require.NoError(t, s.Save([]Persist{{Chain: 1, Snapshot: &pb.Snapshot{LastSeq: 1, Data: map[string]string{"k": "x"}}}}))
 	require.NotContains(t, segmentFiles(t, dir), "wal-1.log")
+	// Chain 1's snapshot is larger than the sealed log now (segMax is 1
+	// byte): compaction waits until the log outgrows it.
+	require.Nil(t, s.Pinning())
+	for i := uint64(sealedMax + 2); s.Pinning() == nil; i++ {
+		require.Less(t, i, uint64(1000))
+		require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(i, "v")}}}))
+	}
 	require.Equal(t, []int{0}, s.Pinning(), "now chain 0's entries hold the oldest")
 }
 
@@ -447,4 +454,56 @@ func writeSealedSegment(t *testing.T) (dir, path string) {
 	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(3, "c")}}}))
 	require.NoError(t, s.Close())
 	return dir, filepath.Join(dir, "wal-1.log")
+}
+
+// A compaction is written apart from the chain's entries (the persister
+// writes a large state while every chain's entries go on): it keeps the
+// chain's generation, so the entries saved while it was written, past its
+// last sequence, are replayed after it, and the segments holding only
+// entries it covers go.
+func TestStorageCompactionWrittenApart(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := OpenStorage(dir, 1, false)
+	require.NoError(t, err)
+	s.segMax = 1
+	for i := uint64(1); i <= 3; i++ {
+		require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(i, strconv.Itoa(int(i)))}}}))
+	}
+	w := s.BeginSnapshot(Persist{Chain: 0, Snapshot: &pb.Snapshot{LastSeq: 3, Data: map[string]string{"k": "123"}}, Compact: true})
+	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(4, "4")}}}))
+	require.NoError(t, w.Write())
+	require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(5, "5")}}}))
+	s.EndSnapshot(w)
+	require.Equal(t, []string{"wal-4.log", "wal-5.log"}, segmentFiles(t, dir), "the segments of entries 1..3 are dead")
+	require.NoError(t, s.Close())
+
+	s, rec, err := OpenStorage(dir, 1, false)
+	require.NoError(t, err)
+	defer s.Close()
+	require.Equal(t, map[string]string{"k": "12345"}, newTestCore(t, 1, rec).Data(0))
+}
+
+// Compaction costs in proportion to the data: a chain is asked for a
+// snapshot only once the sealed log outgrows the snapshot it would write.
+// With large values every chain's whole state was written every few
+// segments, on every node at once.
+func TestStoragePinningWaitsForTheLogToOutgrowTheSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := OpenStorage(dir, 1, false)
+	require.NoError(t, err)
+	defer s.Close()
+	s.segMax = 1024
+	big := &pb.Snapshot{LastSeq: 1, Data: map[string]string{"k": string(make([]byte, 10*1024))}}
+	require.NoError(t, s.Save([]Persist{{Chain: 0, Snapshot: big, Compact: true}}))
+	seq := uint64(1)
+	for len(s.sealed) < 10 {
+		seq++
+		require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(seq, string(make([]byte, 1024)))}}}))
+		require.Nil(t, s.Pinning(), "%d sealed segments of about 1 KiB against a 10 KiB snapshot", len(s.sealed))
+	}
+	for len(s.sealed) <= 12 {
+		seq++
+		require.NoError(t, s.Save([]Persist{{Chain: 0, Entries: []*pb.Entry{entry(seq, string(make([]byte, 1024)))}}}))
+	}
+	require.Equal(t, []int{0}, s.Pinning())
 }

@@ -80,6 +80,37 @@ type Transport struct {
 	chunk atomic.Int64
 	snaps chunk.Sent
 	recv  *chunk.Receiver
+
+	// copying counts the chunked transfers in progress, either way, and
+	// copyingSince is when the count last rose from zero (UnixNano): see
+	// Copying.
+	copyMu       sync.Mutex
+	copying      int
+	copyingSince time.Time
+}
+
+// copyBegin and copyEnd bracket one chunked transfer, sent or received.
+func (t *Transport) copyBegin() {
+	t.copyMu.Lock()
+	if t.copying == 0 {
+		t.copyingSince = time.Now()
+	}
+	t.copying++
+	t.copyMu.Unlock()
+}
+
+func (t *Transport) copyEnd() {
+	t.copyMu.Lock()
+	t.copying--
+	t.copyMu.Unlock()
+}
+
+// Copying reports whether a chunked transfer has been in progress, either
+// way, without a pause since no longer than d ago.
+func (t *Transport) Copying(d time.Duration) bool {
+	t.copyMu.Lock()
+	defer t.copyMu.Unlock()
+	return t.copying > 0 && time.Since(t.copyingSince) < d
 }
 
 // SnapshotsSent reports the snapshot bytes sent (every piece a stream
@@ -298,7 +329,10 @@ func (t *Transport) sendSnapshots(p *peer) {
 	for {
 		select {
 		case m := <-p.snapq:
-			if err := t.sendChunked(p, m); err == nil {
+			t.copyBegin()
+			err := t.sendChunked(p, m)
+			t.copyEnd()
+			if err == nil {
 				t.sent.Add(1)
 			}
 			select {
@@ -359,7 +393,7 @@ func (t *Transport) sendChunked(p *peer, m *pb.Message) error {
 		<-watched
 	}()
 	pieces, sent := 0, 0
-	err = func() error {
+	attempt := func() error {
 		stream, err := p.client.Snapshot(ctx)
 		if err != nil {
 			return err
@@ -375,7 +409,21 @@ func (t *Transport) sendChunked(p *peer, m *pb.Message) error {
 			return err
 		})
 		return err
-	}()
+	}
+	// A transfer that fails before its first byte is tried again a few
+	// times: a peer that restarted at the same address leaves the old
+	// connection failing its first call, and the Core would otherwise
+	// wait out its retry time (10 s for 100 MB) to send the state again.
+	for try := 1; ; try++ {
+		err = attempt()
+		if err == nil || sent > 0 || try == snapshotTries || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-time.After(snapshotTryPause):
+		case <-ctx.Done():
+		}
+	}
 	took := time.Since(began).Round(time.Millisecond)
 	if err != nil {
 		t.logger.Printf("transport: snapshot of chain %d (epoch %d, seq %d) to node %d failed after %d of %d bytes in %d chunks, %v: %v",
@@ -386,6 +434,13 @@ func (t *Transport) sendChunked(p *peer, m *pb.Message) error {
 		m.Chain, m.Epoch, m.Snapshot.GetLastSeq(), p.id, size, pieces, took)
 	return nil
 }
+
+// snapshotTries and snapshotTryPause bound the attempts of a chunked
+// transfer that fails before its first byte (sendChunked).
+const (
+	snapshotTries    = 4
+	snapshotTryPause = 250 * time.Millisecond
+)
 
 // pause backs off after a failed call so a dead peer does not spin the
 // sender; it reports false when the transport or peer is stopping.

@@ -495,7 +495,13 @@ type Message struct {
 	// query: the version query this message asks or answers.
 	Query uint64 `protobuf:"varint,11,opt,name=query,proto3" json:"query,omitempty"`
 	// refused: a version answer that vouches for nothing.
-	Refused       bool `protobuf:"varint,12,opt,name=refused,proto3" json:"refused,omitempty"`
+	Refused bool `protobuf:"varint,12,opt,name=refused,proto3" json:"refused,omitempty"`
+	// lagging: an ack that is only a heartbeat from a successor whose own
+	// output is held back by its disk (a long save, a snapshot being
+	// written): its received and committed are not to be read, and the
+	// predecessor does not count it silent or behind while such heartbeats
+	// come (a sender gives them up after 10 s).
+	Lagging       bool `protobuf:"varint,13,opt,name=lagging,proto3" json:"lagging,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -610,6 +616,13 @@ func (x *Message) GetQuery() uint64 {
 func (x *Message) GetRefused() bool {
 	if x != nil {
 		return x.Refused
+	}
+	return false
+}
+
+func (x *Message) GetLagging() bool {
+	if x != nil {
+		return x.Lagging
 	}
 	return false
 }
@@ -1238,7 +1251,7 @@ const file_chain_proto_rawDesc = "" +
 	"\x05dedup\x18\x03 \x03(\v2\x1c.chainraft.chain.DedupRecordR\x05dedup\x1a7\n" +
 	"\tDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf6\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x90\x03\n" +
 	"\aMessage\x120\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1c.chainraft.chain.MessageTypeR\x04type\x12\x14\n" +
 	"\x05chain\x18\x02 \x01(\rR\x05chain\x12\x14\n" +
@@ -1252,7 +1265,8 @@ const file_chain_proto_rawDesc = "" +
 	"\x06synced\x18\n" +
 	" \x01(\bR\x06synced\x12\x14\n" +
 	"\x05query\x18\v \x01(\x04R\x05query\x12\x18\n" +
-	"\arefused\x18\f \x01(\bR\arefused\"=\n" +
+	"\arefused\x18\f \x01(\bR\arefused\x12\x18\n" +
+	"\alagging\x18\r \x01(\bR\alagging\"=\n" +
 	"\x05Batch\x124\n" +
 	"\bmessages\x18\x01 \x03(\v2\x18.chainraft.chain.MessageR\bmessages\"\x0e\n" +
 	"\fStepResponse\"k\n" +

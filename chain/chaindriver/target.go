@@ -36,6 +36,12 @@ var _ nemesis.Target = (*Target)(nil)
 // show the node gone (or back).
 const memberWait = 20 * time.Second
 
+// catchUpWait bounds the wait for every chain to be whole again after a
+// node rejoined: its copies of each chain's state take longer the more
+// data the store holds (the nemesis's bound for one heal, which grows with
+// the preloaded data, is usually the tighter one).
+const catchUpWait = 5 * time.Minute
+
 // Resolve implements nemesis.Target; a role nobody holds right now (a
 // chain still rejoining has no middle) is asked again for a while.
 func (t *Target) Resolve(ctx context.Context, role string) ([]int, error) {
@@ -142,7 +148,7 @@ func (t *Target) AddMember(ctx context.Context, node int) error {
 	if err := t.waitMembership(ctx, uint64(node), true); err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(ctx, memberWait)
+	wctx, cancel := context.WithTimeout(ctx, catchUpWait)
 	defer cancel()
 	if err := t.c.WaitServing(wctx); err != nil {
 		return err

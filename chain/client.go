@@ -90,6 +90,7 @@ type Conns struct {
 	// (nanoseconds on the monotonic clock since start).
 	zkMu     sync.Mutex
 	conn     *zk.Conn
+	events   <-chan zk.Event // conn's session events, read by keepZK alone
 	start    time.Time
 	lastRead atomic.Int64
 
@@ -158,13 +159,13 @@ func Dial(ctx context.Context, opts ClientOptions) (*Conns, error) {
 	if opts.AttemptTimeout == 0 {
 		opts.AttemptTimeout = 2 * time.Second
 	}
-	conn, _, err := zkrecipes.ConnectContext(ctx, opts.ZK, opts.SessionTimeout)
+	conn, events, err := zkrecipes.ConnectOnce(ctx, opts.ZK, opts.SessionTimeout)
 	if err != nil {
 		return nil, err
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	chains := opts.Chains
-	r := &Conns{opts: opts, bugs: planted, chains: chains, conn: conn, start: time.Now(), paths: Paths{Root: opts.Root}, cfgs: make([]Config, chains),
+	r := &Conns{opts: opts, bugs: planted, chains: chains, conn: conn, events: events, start: time.Now(), paths: Paths{Root: opts.Root}, cfgs: make([]Config, chains),
 		conns: map[string]*grpc.ClientConn{}, changed: make(chan struct{}), refreshc: make(chan int, 64), cancel: cancel}
 	r.readOK()
 	for i := 0; i < chains; i++ {
@@ -191,27 +192,42 @@ func (r *Conns) readOK() { r.lastRead.Store(int64(time.Since(r.start))) }
 // configRecheck, so a healthy session reads several times in that span.
 const zkStale = 3 * configRecheck
 
-// keepZK replaces the ZooKeeper connection when reads stop succeeding. A
-// session can stay wedged long after its server is back: go-zookeeper
-// waits up to ten receive timeouts (about 66 s for a 10 s session) for the
-// answer to its reconnect handshake, and every read queues behind it. The
-// harness's clients would route by a configuration epochs old all that
-// while, which the nodes refuse ("wrong epoch"). A fresh connection, and
-// closing the old one, fails the queued reads so the watchers retry on it.
+// keepZK replaces the ZooKeeper connection when its link drops, and when
+// reads stop succeeding. The connection never reconnects by itself
+// (zkrecipes.ConnectOnce: go-zookeeper's reconnect races on its watches),
+// and this reader needs no session of its own, only the configurations.
+// A session can also stay wedged long after its server is back:
+// go-zookeeper waits up to ten receive timeouts (about 66 s for a 10 s
+// session) for the answer to its handshake, and every read queues behind
+// it. The harness's clients would route by a configuration epochs old all
+// that while, which the nodes refuse ("wrong epoch"). A fresh connection,
+// and closing the old one, fails the queued reads so the watchers retry
+// on it.
 func (r *Conns) keepZK(ctx context.Context) {
 	t := time.NewTicker(configRecheck)
 	defer t.Stop()
+	events := r.events
+	dropped := false // the current connection lost its link for good
 	for {
 		select {
 		case <-t.C:
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if ev.State != zk.StateDisconnected && ev.State != zk.StateExpired {
+				continue
+			}
+			dropped = true
 		case <-ctx.Done():
 			return
 		}
-		if time.Duration(int64(time.Since(r.start))-r.lastRead.Load()) < zkStale {
+		if !dropped && time.Duration(int64(time.Since(r.start))-r.lastRead.Load()) < zkStale {
 			continue
 		}
 		dctx, cancel := context.WithTimeout(ctx, zkStale)
-		conn, _, err := zkrecipes.ConnectContext(dctx, r.opts.ZK, r.opts.SessionTimeout)
+		conn, evs, err := zkrecipes.ConnectOnce(dctx, r.opts.ZK, r.opts.SessionTimeout)
 		cancel()
 		if err != nil {
 			continue // ZooKeeper is down: the next tick tries again
@@ -220,6 +236,7 @@ func (r *Conns) keepZK(ctx context.Context) {
 		old := r.conn
 		r.conn = conn
 		r.zkMu.Unlock()
+		events, dropped = evs, false
 		r.readOK()
 		old.Close()
 	}

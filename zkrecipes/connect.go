@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -36,7 +38,34 @@ func Connect(addrs []string, sessionTimeout time.Duration) (*zk.Conn, <-chan zk.
 
 // ConnectContext is Connect with the caller's deadline.
 func ConnectContext(ctx context.Context, addrs []string, sessionTimeout time.Duration) (*zk.Conn, <-chan zk.Event, error) {
-	conn, events, err := zk.Connect(addrs, sessionTimeout, zk.WithLogger(quietLogger{}), zk.WithLogInfo(false))
+	return dialZK(ctx, addrs, sessionTimeout, net.DialTimeout)
+}
+
+// ConnectOnce is ConnectContext for a connection that never reconnects
+// once it has had its session: after the link drops it stays disconnected
+// (its requests fail), and the caller dials a new one. It is for a reader
+// whose watches are only hints (chain.Conns): go-zookeeper, reconnecting,
+// re-sets a connection's watches while its receive loop already writes
+// the last zxid they are sent with, unsynchronized (go-zookeeper/zk#35,
+// never merged), which the race detector reports; a connection that never
+// reconnects never does that.
+func ConnectOnce(ctx context.Context, addrs []string, sessionTimeout time.Duration) (*zk.Conn, <-chan zk.Event, error) {
+	var had atomic.Bool
+	dial := func(network, address string, timeout time.Duration) (net.Conn, error) {
+		if had.Load() {
+			return nil, errConnectedOnce
+		}
+		return net.DialTimeout(network, address, timeout)
+	}
+	conn, events, err := dialZK(ctx, addrs, sessionTimeout, dial)
+	had.Store(true)
+	return conn, events, err
+}
+
+var errConnectedOnce = errors.New("zkrecipes: this connection does not reconnect")
+
+func dialZK(ctx context.Context, addrs []string, sessionTimeout time.Duration, dial zk.Dialer) (*zk.Conn, <-chan zk.Event, error) {
+	conn, events, err := zk.Connect(addrs, sessionTimeout, zk.WithLogger(quietLogger{}), zk.WithLogInfo(false), zk.WithDialer(dial))
 	if err != nil {
 		return nil, nil, fmt.Errorf("zkrecipes: connect %v: %w", addrs, err)
 	}

@@ -461,54 +461,12 @@ func (w *SnapshotWrite) Write() error {
 	if err != nil {
 		return fmt.Errorf("chain storage: %w", err)
 	}
-	if err := writeFilePaced(w.path, wal.EncodeFile(b), w.noFsync); err != nil {
+	// wal.WriteFile syncs a large file in pieces on the way (wal.SyncEvery).
+	if err := wal.WriteFile(w.path, b, w.noFsync); err != nil {
 		return fmt.Errorf("chain storage: %w", err)
 	}
 	w.Bytes = int64(len(b))
 	return nil
-}
-
-// snapshotSyncEvery is how much of a snapshot file is written before it is
-// synced, the rest of it still to come.
-const snapshotSyncEvery = 8 << 20
-
-// writeFilePaced is wal.WriteFile's atomic replace (temporary file, fsync,
-// rename, directory fsync), synced every snapshotSyncEvery bytes on the
-// way. Written whole and synced once, a state of hundreds of megabytes
-// left that much dirty in the page cache, and the log's fdatasyncs, which
-// wait for the file system's journal, waited behind its writeback: saves
-// of a few entries took seconds at the 1 GB preload, and the nodes'
-// neighbours suspected them. Synced in pieces, a log sync waits for a
-// piece at most.
-func writeFilePaced(path string, data []byte, noSync bool) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	for off := 0; off < len(data); off += snapshotSyncEvery {
-		end := min(off+snapshotSyncEvery, len(data))
-		if _, err := f.Write(data[off:end]); err != nil {
-			f.Close()
-			return fmt.Errorf("write %s: %w", tmp, err)
-		}
-		if !noSync {
-			if err := f.Sync(); err != nil {
-				f.Close()
-				return fmt.Errorf("fsync %s: %w", tmp, err)
-			}
-		}
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if noSync {
-		return nil
-	}
-	return wal.SyncDir(filepath.Dir(path))
 }
 
 // EndSnapshot records a written snapshot: records of the chain's new

@@ -90,7 +90,7 @@ func PrepareFileStream(path string, noSync bool, size int64, write func(io.Write
 	if _, err := f.Seek(FileHeaderSize, io.SeekStart); err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}
-	w := &sumWriter{w: bufio.NewWriterSize(f, 1<<20)}
+	w := &sumWriter{w: bufio.NewWriterSize(f, 1<<20), f: f, sync: !noSync}
 	if err := write(w); err != nil {
 		return err
 	}
@@ -114,17 +114,28 @@ func PrepareFileStream(path string, noSync bool, size int64, write func(io.Write
 	return nil
 }
 
-// sumWriter counts and checksums what passes through it.
+// sumWriter counts and checksums what passes through it, and syncs the
+// file every SyncEvery bytes (see SyncEvery) when sync is set.
 type sumWriter struct {
-	w   *bufio.Writer
-	n   int64
-	sum uint32
+	w        *bufio.Writer
+	f        *os.File
+	sync     bool
+	n        int64
+	sum      uint32
+	unsynced int
 }
 
 func (s *sumWriter) Write(p []byte) (int, error) {
 	s.sum = crc32.Update(s.sum, table, p)
 	s.n += int64(len(p))
-	return s.w.Write(p)
+	n, err := s.w.Write(p)
+	if s.unsynced += n; err == nil && s.sync && s.unsynced >= SyncEvery {
+		if err = s.w.Flush(); err == nil {
+			err = s.f.Sync()
+		}
+		s.unsynced = 0
+	}
+	return n, err
 }
 
 // CommitFile puts the file PrepareFile wrote in place of path: rename,

@@ -417,3 +417,23 @@ func TestStorageFileReaderChecksAtTheEnd(t *testing.T) {
 	_, err = OpenFileReader(path)
 	require.ErrorIs(t, err, ErrCorrupt, "no whole header")
 }
+
+// A file past SyncEvery is written and synced in pieces, whole and
+// checksummed all the same, by either writer.
+func TestStorageFileSyncedInPieces(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "snap")
+	body := bytes.Repeat([]byte("0123456789abcdef"), (2*SyncEvery+12345)/16)
+	require.NoError(t, WriteFileParts(path, false, body[:100], body[100:]))
+	got, err := ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, body, got)
+
+	require.NoError(t, PrepareFileStream(path, false, int64(len(body)), func(w io.Writer) error {
+		_, err := w.Write(body)
+		return err
+	}))
+	require.NoError(t, CommitFile(path, false))
+	got, err = ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, body, got)
+}

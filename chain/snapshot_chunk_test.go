@@ -48,6 +48,14 @@ func listenLocal(t *testing.T) net.Listener {
 	return lis
 }
 
+// serveChain serves srv's chain service on lis until the test ends.
+func serveChain(t *testing.T, lis net.Listener, srv pb.ChainServiceServer) {
+	gs := grpc.NewServer()
+	pb.RegisterChainServiceServer(gs, srv)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+}
+
 // servedNode starts a node (no ZooKeeper: a session and a long lease are
 // given by hand) with its gRPC server on lis, both stopped when the test
 // ends.
@@ -219,10 +227,7 @@ func tappedJoiner(t *testing.T, n1 *Node, l1, lt, l2 net.Listener, tap *tapPeer,
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	tap.to, tap.done = pb.NewChainServiceClient(conn), make(chan struct{})
-	gs := grpc.NewServer()
-	pb.RegisterChainServiceServer(gs, tap)
-	go func() { _ = gs.Serve(lt) }()
-	t.Cleanup(gs.Stop)
+	serveChain(t, lt, tap)
 	n2 := servedNode(t, 2, l2, logger)
 	join(n1, n2, l1.Addr().String(), lt.Addr().String())
 	select {
@@ -359,10 +364,7 @@ func (p *slowPeer) Snapshot(stream grpc.ClientStreamingServer[pb.SnapshotChunk, 
 func TestChunkedSnapshotHoldsOnlyItsChain(t *testing.T) {
 	lis := listenLocal(t)
 	peer := &slowPeer{started: make(chan struct{}), release: make(chan struct{})}
-	gs := grpc.NewServer()
-	pb.RegisterChainServiceServer(gs, peer)
-	go func() { _ = gs.Serve(lis) }()
-	defer gs.Stop()
+	serveChain(t, lis, peer)
 
 	tr := newTransport(nil)
 	defer tr.Stop()

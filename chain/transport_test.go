@@ -1,7 +1,6 @@
 package chain
 
 import (
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,13 +30,9 @@ func (s *countingPeer) Stream(stream grpc.ClientStreamingServer[pb.Batch, pb.Ste
 // MessagesSent counts one per chain message a stream accepted: what a live
 // peer received, and nothing for a peer nobody listens at.
 func TestTransportCountsMessagesSent(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
+	lis := listenLocal(t)
 	peer := &countingPeer{}
-	gs := grpc.NewServer()
-	pb.RegisterChainServiceServer(gs, peer)
-	go func() { _ = gs.Serve(lis) }()
-	defer gs.Stop()
+	serveChain(t, lis, peer)
 
 	tr := newTransport(nil)
 	defer tr.Stop()

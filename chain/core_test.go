@@ -639,6 +639,65 @@ func TestLogCompactsIntoSnapshots(t *testing.T) {
 	s.requireConsistent(0)
 }
 
+// A big state is not rewritten every SnapshotEvery small entries: the
+// entries since the last snapshot must hold as many bytes as the state
+// (snapshotEvery), unless Storage asks for a compaction.
+func TestBigStateSnapshotsByBytes(t *testing.T) {
+	s := newSim(t, 3, 1, 3)
+	for _, c := range s.cores {
+		c.cfg.SnapshotEvery = 10
+	}
+	big := strings.Repeat("x", 64<<10)
+	seq := uint64(0)
+	put := func(key, value string) {
+		seq++
+		tok := s.write(0, putOf(1, seq, key, value))
+		s.stabilize()
+		require.Equal(t, pb.Status_STATUS_OK, s.replies[tok].Status)
+	}
+	snapAt := func() map[uint64]uint64 {
+		out := map[uint64]uint64{}
+		for id, disk := range s.disks {
+			if d := disk[0]; d.snap != nil {
+				out[id] = d.snap.LastSeq
+			}
+		}
+		return out
+	}
+	// The big value is in the log itself: the first 10 entries hold more
+	// bytes than the state, and the chain snapshots at 10 as before.
+	put("big", big)
+	for i := 0; i < 9; i++ {
+		put("k", fmt.Sprint(i))
+	}
+	require.Equal(t, map[uint64]uint64{1: 10, 2: 10, 3: 10}, snapAt())
+	// 40 small entries hold a few kilobytes, far less than the state: no
+	// snapshot, where the entry count alone would have written 4.
+	for i := 0; i < 40; i++ {
+		put("k", fmt.Sprint(i))
+	}
+	require.Equal(t, map[uint64]uint64{1: 10, 2: 10, 3: 10}, snapAt())
+	for _, c := range s.cores {
+		require.Equal(t, 64<<10+len("big")+len("k")+len("39"), c.chains[0].stateBytes, "the state's keys and values")
+	}
+	// Storage's request for a compaction is granted whatever the bytes.
+	s.cores[2].Compact(0)
+	s.stabilize()
+	require.Equal(t, map[uint64]uint64{1: 10, 2: 50, 3: 10}, snapAt())
+	// Entries that add up to the state's size trigger it too: here an
+	// overwrite of the big value.
+	put("big", big)
+	require.Equal(t, map[uint64]uint64{1: 51, 2: 50, 3: 51}, snapAt())
+	// A restart counts the bytes of the entries it replays.
+	delete(s.cores, 2)
+	s.start(2)
+	s.stabilize()
+	cs := s.cores[2].chains[0]
+	require.Equal(t, 1, cs.sinceSnap)
+	require.Equal(t, entrySize(&pb.Entry{Seq: 51, Update: putOf(1, 51, "big", big)}), cs.sinceSnapBytes)
+	require.Equal(t, 64<<10+len("big")+len("k")+len("39"), cs.stateBytes)
+}
+
 // Once a chain shrinks to one node, that node alone holds what it applies:
 // its read replies say they depend on its pending Persist (Durable), so the
 // Node answers them only after the fsync, and a crash cannot unsay a value

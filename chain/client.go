@@ -367,6 +367,17 @@ func (r *Conns) Digest(ctx context.Context, addr string, chain int) (*pb.DigestR
 	return cl.Digest(ctx, &pb.DigestRequest{Chain: uint32(chain)})
 }
 
+// Counts asks the node at addr for its transport's counters only (peer
+// messages, snapshots sent and received): the node answers without
+// hashing a chain (DigestRequest.counts_only). ctx bounds the call.
+func (r *Conns) Counts(ctx context.Context, addr string) (*pb.DigestResponse, error) {
+	cl, err := r.client(addr)
+	if err != nil {
+		return nil, err
+	}
+	return cl.Digest(ctx, &pb.DigestRequest{CountsOnly: true})
+}
+
 // Close stops the watchers and closes every connection.
 func (r *Conns) Close() error {
 	r.once.Do(func() {

@@ -1291,20 +1291,25 @@ func (c *Core) Status() []Status {
 	return out
 }
 
-// Digest summarises this node's copy of a chain: a SHA-256 over its sorted
-// keys and values, and how many keys it holds.
+// Digest summarises this node's copy of a chain: DigestOf its state, and
+// how many keys it holds.
 func (c *Core) Digest(chain int) (Status, string, int) {
 	cs := c.chains[chain]
-	keys := make([]string, 0, len(cs.data))
-	for k := range cs.data {
+	return c.Status()[chain], DigestOf(cs.data), len(cs.data)
+}
+
+// DigestOf is a SHA-256 over a chain state's sorted keys and values.
+func DigestOf(data map[string]string) string {
+	keys := make([]string, 0, len(data))
+	for k := range data {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	h := sha256.New()
 	for _, k := range keys {
-		fmt.Fprintf(h, "%d:%s%d:%s", len(k), k, len(cs.data[k]), cs.data[k])
+		fmt.Fprintf(h, "%d:%s%d:%s", len(k), k, len(data[k]), data[k])
 	}
-	return c.Status()[chain], hex.EncodeToString(h.Sum(nil)), len(keys)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Data returns a copy of a chain's applied state at this node (tests).

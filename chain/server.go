@@ -98,15 +98,21 @@ func (s server) Digest(ctx context.Context, r *pb.DigestRequest) (*pb.DigestResp
 	if int(r.Chain) >= s.n.cfg.Chains {
 		return nil, fmt.Errorf("no chain %d", r.Chain)
 	}
-	out := make(chan *pb.DigestResponse, 1)
-	f := func(c *Core) {
-		st, d, keys := c.Digest(int(r.Chain))
-		resp := &pb.DigestResponse{Epoch: st.Epoch, Member: st.Member, LastSeq: st.LastSeq, Committed: st.Committed, Digest: d, Keys: int64(keys),
-			PeerMessagesSent: s.n.transport.MessagesSent()}
-		resp.SnapshotBytesSent, resp.SnapshotsSent = s.n.transport.SnapshotsSent()
-		resp.SnapshotBytesReceived, resp.SnapshotsReceived = s.n.transport.SnapshotsReceived()
-		out <- resp
+	resp := &pb.DigestResponse{PeerMessagesSent: s.n.transport.MessagesSent()}
+	resp.SnapshotBytesSent, resp.SnapshotsSent = s.n.transport.SnapshotsSent()
+	resp.SnapshotBytesReceived, resp.SnapshotsReceived = s.n.transport.SnapshotsReceived()
+	if r.CountsOnly {
+		return resp, nil
 	}
+	// The loop lends a copy of the chain's map (its strings are shared,
+	// never changed in place) and the hash is taken here, off the loop: a
+	// chain of hundreds of megabytes takes seconds to hash.
+	type view struct {
+		st   Status
+		data map[string]string
+	}
+	out := make(chan view, 1)
+	f := func(c *Core) { out <- view{st: c.Status()[r.Chain], data: c.Data(int(r.Chain))} }
 	select {
 	case s.n.inspectc <- f:
 	case <-ctx.Done():
@@ -115,8 +121,10 @@ func (s server) Digest(ctx context.Context, r *pb.DigestRequest) (*pb.DigestResp
 		return nil, ErrStopped
 	}
 	select {
-	case d := <-out:
-		return d, nil
+	case v := <-out:
+		resp.Epoch, resp.Member, resp.LastSeq, resp.Committed = v.st.Epoch, v.st.Member, v.st.LastSeq, v.st.Committed
+		resp.Digest, resp.Keys = DigestOf(v.data), int64(len(v.data))
+		return resp, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

@@ -133,8 +133,23 @@ func TestChunkedSnapshotBringsUpJoiner(t *testing.T) {
 	require.Contains(t, log2.String(), fmt.Sprintf("%d bytes received", d2.SnapshotBytesReceived))
 	require.Contains(t, log1.String(), fmt.Sprintf("%d bytes sent in %d chunks", d1.SnapshotBytesSent, (d1.SnapshotBytesSent+testChunk-1)/testChunk))
 
-	// The joiner goes on with the writes after the snapshot.
+	// The counters alone come without the loop: with node 2's loop held,
+	// a counts-only request still answers, the same counts and no digest.
+	release := make(chan struct{})
+	held := make(chan struct{})
+	n2.inspectc <- func(*Core) { close(held); <-release }
+	<-held
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	c, err := server{n: n2}.Digest(ctx, &pb.DigestRequest{CountsOnly: true})
+	cancel()
+	close(release)
+	require.NoError(t, err)
+	require.Empty(t, c.Digest)
+	require.Equal(t, d2.SnapshotBytesReceived, c.SnapshotBytesReceived)
+	require.Equal(t, d2.SnapshotsReceived, c.SnapshotsReceived)
+
+	// The joiner goes on with the writes after the snapshot.
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	r := n1.do(ctx, request{write: true, chain: 0, epoch: 2, update: &pb.Update{Client: 7, ClientSeq: 100, Op: pb.Op_OP_PUT, Key: "after", Value: "x"}})
 	require.Equal(t, pb.Status_STATUS_OK, r.Status, r.Err)

@@ -298,7 +298,7 @@ func (c *Cluster) PeerMessagesSent(ctx context.Context) map[uint64]uint64 {
 			continue
 		}
 		dctx, cancel := context.WithTimeout(ctx, messageReadTimeout)
-		d, err := c.conns.Digest(dctx, c.pc.ClientListen(id), 0)
+		d, err := c.conns.Counts(dctx, c.pc.ClientListen(id))
 		cancel()
 		if err != nil {
 			continue

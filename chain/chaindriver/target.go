@@ -156,7 +156,7 @@ func (t *Target) AddMember(ctx context.Context, node int) error {
 	took := time.Since(began).Round(time.Millisecond)
 	dctx, cancel := context.WithTimeout(ctx, messageReadTimeout)
 	defer cancel()
-	d, err := t.c.conns.Digest(dctx, t.c.pc.ClientListen(node), 0)
+	d, err := t.c.conns.Counts(dctx, t.c.pc.ClientListen(node))
 	if err != nil {
 		fmt.Fprintf(t.c.env.Log, "chain: node %d back in every chain %v after its restart (snapshot bytes unknown: %v)\n", node, took, err)
 		return nil

@@ -1046,8 +1046,14 @@ func (x *ReadResponse) GetEpoch() uint64 {
 }
 
 type DigestRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Chain         uint32                 `protobuf:"varint,1,opt,name=chain,proto3" json:"chain,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Chain uint32                 `protobuf:"varint,1,opt,name=chain,proto3" json:"chain,omitempty"`
+	// counts_only asks for the transport's counters alone: the node answers
+	// without its loop and leaves the chain's fields empty. Hashing a chain
+	// of hundreds of megabytes holds the loop for a second or more, which
+	// the data-path detector takes for a failure, and the harness reads the
+	// counters at the workload's start and at every heal.
+	CountsOnly    bool `protobuf:"varint,2,opt,name=counts_only,json=countsOnly,proto3" json:"counts_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1087,6 +1093,13 @@ func (x *DigestRequest) GetChain() uint32 {
 		return x.Chain
 	}
 	return 0
+}
+
+func (x *DigestRequest) GetCountsOnly() bool {
+	if x != nil {
+		return x.CountsOnly
+	}
+	return false
 }
 
 // DigestResponse describes one node's copy of a chain, for comparing replicas.
@@ -1293,9 +1306,11 @@ const file_chain_proto_rawDesc = "" +
 	"\x05found\x18\x02 \x01(\bR\x05found\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\tR\x05value\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x14\n" +
-	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\"%\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\"F\n" +
 	"\rDigestRequest\x12\x14\n" +
-	"\x05chain\x18\x01 \x01(\rR\x05chain\"\x8f\x03\n" +
+	"\x05chain\x18\x01 \x01(\rR\x05chain\x12\x1f\n" +
+	"\vcounts_only\x18\x02 \x01(\bR\n" +
+	"countsOnly\"\x8f\x03\n" +
 	"\x0eDigestResponse\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06member\x18\x02 \x01(\bR\x06member\x12\x19\n" +

@@ -32,8 +32,10 @@ type CoreConfig struct {
 	// instead of a heartbeat round per batch (ReadOnlySafe, the default).
 	Lease bool
 	// SnapshotEvery is the number of applied entries between snapshots
-	// (default 10,000); SnapshotKeep the entries kept behind a snapshot for
-	// followers that lag a little (default SnapshotEvery/2).
+	// (default 10,000), once they carry as many bytes as the state, or
+	// once there are snapshotEntriesCap times as many (see StartSnapshot);
+	// SnapshotKeep the entries kept behind a snapshot for followers that
+	// lag a little (default SnapshotEvery/2).
 	SnapshotEvery, SnapshotKeep uint64
 	// SnapshotBytes also starts a snapshot once the entries applied since
 	// the last one carry this many bytes (default 256 MiB), and an eighth
@@ -872,7 +874,7 @@ func (c *Core) StartSnapshot() *SnapshotJob {
 	// raft ignores the snapshot ("not in the ConfState") and the new node
 	// never catches up; the latest snapshot is the one the leader sends
 	// (and coreStorage holds it back until one covers the change).
-	if c.applied-c.snapIndex < c.cfg.SnapshotEvery && c.sinceSnapBytes < c.cfg.SnapshotBytes && !c.confSinceSnap {
+	if !c.snapshotDue() {
 		return nil
 	}
 	term, err := c.ms.Term(c.applied)
@@ -887,6 +889,30 @@ func (c *Core) StartSnapshot() *SnapshotJob {
 		state: c.fsm.clone(),
 	}
 	return c.snapJob
+}
+
+// snapshotEntriesCap bounds the entries between snapshots whatever their
+// bytes, as a multiple of SnapshotEvery: raft's MemoryStorage holds every
+// entry since the last snapshot, each with tens of bytes of its own.
+const snapshotEntriesCap = 32
+
+// snapshotDue reports whether a snapshot is due. A count of entries alone
+// is not enough: a snapshot writes the whole state, and at the harness's
+// 1 GB preload every 10,000 small workload writes had each node build and
+// write a gigabyte. So the count also waits for the entries to carry as
+// many bytes as the state (a state of S bytes is written at most once per
+// S bytes of log, the chain's rule too), up to snapshotEntriesCap times the
+// count; SnapshotBytes of entries and a conf change force one.
+func (c *Core) snapshotDue() bool {
+	n := c.applied - c.snapIndex
+	switch {
+	case c.confSinceSnap, c.sinceSnapBytes >= c.cfg.SnapshotBytes:
+		return true
+	case n < c.cfg.SnapshotEvery:
+		return false
+	default:
+		return c.sinceSnapBytes >= c.fsm.bytes || n >= snapshotEntriesCap*c.cfg.SnapshotEvery
+	}
 }
 
 // LogAfter is what a log started at j's index holds (Storage.Rotate): the

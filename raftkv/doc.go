@@ -94,8 +94,9 @@
 // snapshot's rename and the log rewrite leaves the old log behind the new
 // snapshot; OpenStorage keeps its entries above the snapshot only if they
 // continue it (logMatchesSnapshot) and otherwise rewrites the log empty.
-// Every SnapshotEvery applied entries, or SnapshotBytes of them, the node
-// snapshots the state machine and rewrites the log to the entries after
+// Every SnapshotEvery applied entries that carry as many bytes as the
+// state (Core.snapshotDue: a big state is not rewritten for a few small
+// writes), or SnapshotBytes of them, the node snapshots the state machine and rewrites the log to the entries after
 // the compaction point (at most SnapshotKeep entries and SnapshotBytes/8
 // bytes stay for followers that lag a little; further behind, they get the
 // snapshot). The applied index is the snapshot's index: the state machine

@@ -24,6 +24,9 @@ type fsm struct {
 	sessions map[uint64]*pb.Session // client id -> last applied request
 	members  map[uint64]string      // voter id -> address
 	removed  map[uint64]bool        // ids removed once, never to be reused
+	// bytes is the data's size, keys and values: about what a snapshot
+	// writes, so that StartSnapshot can weigh it against the log.
+	bytes uint64
 }
 
 func newFSM() *fsm {
@@ -54,6 +57,7 @@ func (f *fsm) apply(cmd *pb.Command, noDedup bool) (*pb.Result, error) {
 	}
 	res := &pb.Result{}
 	key := cmd.GetKey()
+	prev, had := f.data[key]
 	switch cmd.GetOp() {
 	case pb.Op_OP_PUT:
 		f.data[key] = cmd.GetValue()
@@ -68,6 +72,12 @@ func (f *fsm) apply(cmd *pb.Command, noDedup bool) (*pb.Result, error) {
 		// Validated before proposing; a log holding anything else was
 		// written by a different program.
 		panic(fmt.Sprintf("raftkv: committed command with op %v (client %x seq %d)", cmd.GetOp(), cmd.GetClient(), cmd.GetSeq()))
+	}
+	if v, ok := f.data[key]; ok {
+		f.bytes += uint64(len(v)) - uint64(len(prev))
+		if !had {
+			f.bytes += uint64(len(key))
+		}
 	}
 	f.sessions[cmd.GetClient()] = &pb.Session{Client: cmd.GetClient(), Seq: cmd.GetSeq(), Result: res}
 	return res, nil
@@ -106,7 +116,7 @@ func (f *fsm) digest() string {
 // copied, not their values: strings are immutable and a session is
 // replaced, never changed, when its client's next write applies.
 func (f *fsm) clone() *fsm {
-	return &fsm{data: maps.Clone(f.data), sessions: maps.Clone(f.sessions), members: maps.Clone(f.members), removed: maps.Clone(f.removed)}
+	return &fsm{data: maps.Clone(f.data), sessions: maps.Clone(f.sessions), members: maps.Clone(f.members), removed: maps.Clone(f.removed), bytes: f.bytes}
 }
 
 func (f *fsm) marshal() []byte {
@@ -208,6 +218,7 @@ func (f *fsm) restore(b []byte) error {
 	nf := newFSM()
 	for k, v := range s.GetData() {
 		nf.data[k] = v
+		nf.bytes += uint64(len(k) + len(v))
 	}
 	for _, se := range s.GetSessions() {
 		nf.sessions[se.GetClient()] = se

@@ -419,3 +419,56 @@ func TestStorageSnapshotReadInPieces(t *testing.T) {
 	require.True(t, proto.Equal(meta, src.Metadata()))
 	require.NoError(t, src.Close())
 }
+
+// The state machine knows its size, keys and values, through every kind of
+// write and a restore: StartSnapshot weighs the log against it.
+func TestFSMCountsItsBytes(t *testing.T) {
+	f := newFSM()
+	seq := uint64(0)
+	apply := func(op pb.Op, key, value, expect string) {
+		seq++
+		_, err := f.apply(&pb.Command{Client: 1, Seq: seq, Op: op, Key: key, Value: value, Expect: expect}, false)
+		require.NoError(t, err)
+	}
+	apply(pb.Op_OP_PUT, "k", "12345", "")
+	require.Equal(t, uint64(1+5), f.bytes)
+	apply(pb.Op_OP_APPEND, "k", "678", "")
+	apply(pb.Op_OP_APPEND, "new", "ab", "")
+	require.Equal(t, uint64(1+8+3+2), f.bytes)
+	apply(pb.Op_OP_CAS, "k", "x", "wrong")
+	apply(pb.Op_OP_CAS, "absent", "x", "")
+	require.Equal(t, uint64(1+8+3+2), f.bytes, "a failed swap changes nothing")
+	apply(pb.Op_OP_CAS, "k", "x", "12345678")
+	require.Equal(t, uint64(1+1+3+2), f.bytes)
+	g := newFSM()
+	require.NoError(t, g.restore(f.marshal()))
+	require.Equal(t, f.bytes, g.bytes)
+	require.Equal(t, f.bytes, f.clone().bytes)
+}
+
+// A snapshot is due after SnapshotEvery entries only once they carry as
+// many bytes as the state (or after snapshotEntriesCap times as many), and
+// at once after SnapshotBytes of entries or a conf change.
+func TestSnapshotDueWeighsTheState(t *testing.T) {
+	c := &Core{cfg: CoreConfig{SnapshotEvery: 10, SnapshotBytes: 1 << 20}, fsm: newFSM()}
+	c.fsm.bytes = 64 << 10
+	c.applied, c.snapIndex = 110, 100
+	c.sinceSnapBytes = 1000
+	require.False(t, c.snapshotDue(), "10 small entries do not rewrite a big state")
+	c.sinceSnapBytes = 64 << 10
+	require.True(t, c.snapshotDue(), "entries as big as the state")
+	c.applied, c.sinceSnapBytes = 105, 1<<20
+	require.True(t, c.snapshotDue(), "SnapshotBytes of entries, whatever their count")
+	c.sinceSnapBytes = 1000
+	require.False(t, c.snapshotDue())
+	c.confSinceSnap = true
+	require.True(t, c.snapshotDue(), "a conf change")
+	c.confSinceSnap = false
+	c.applied = 100 + snapshotEntriesCap*10
+	require.True(t, c.snapshotDue(), "the cap on entries")
+	c.fsm.bytes = 10
+	c.applied = 109
+	require.False(t, c.snapshotDue(), "fewer than SnapshotEvery")
+	c.applied = 110
+	require.True(t, c.snapshotDue(), "a small state: the count alone, as before")
+}

@@ -94,16 +94,19 @@ func (f *fsm) get(key string) *pb.Result {
 // the harness compares it across replicas at the end of a run. The dedup
 // table and the membership are left out so that the same data gives the same
 // digest in both stores.
-func (f *fsm) digest() string {
-	keys := make([]string, 0, len(f.data))
-	for k := range f.data {
+func (f *fsm) digest() string { return digestOf(f.data) }
+
+// digestOf is fsm.digest over any copy of the data.
+func digestOf(data map[string]string) string {
+	keys := make([]string, 0, len(data))
+	for k := range data {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	h := sha256.New()
 	var n [8]byte
 	for _, k := range keys {
-		for _, s := range []string{k, f.data[k]} {
+		for _, s := range []string{k, data[k]} {
 			binary.BigEndian.PutUint64(n[:], uint64(len(s)))
 			h.Write(n[:])
 			h.Write([]byte(s))

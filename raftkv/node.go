@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"sync"
 	"time"
 
@@ -121,7 +122,16 @@ type proposal struct {
 
 type statusRequest struct {
 	digest bool
-	reply  chan Status
+	reply  chan statusView
+}
+
+// statusView is what the loop hands a status request: the Core's view and,
+// for a digest, a copy of the data's map (its strings are never changed in
+// place), hashed by the caller off the loop: hashing a gigabyte took the
+// loop long enough for a follower to call an election at the end of a run.
+type statusView struct {
+	st   Status
+	data map[string]string
 }
 
 type readRequest struct {
@@ -356,7 +366,7 @@ func (n *Node) wait(ctx context.Context, reply chan Reply, write bool) (*pb.Resu
 // Status returns the node's view of the cluster; its Digest only if
 // digest is set (see Core.status).
 func (n *Node) Status(ctx context.Context, digest bool) (Status, error) {
-	c := make(chan Status, 1)
+	c := make(chan statusView, 1)
 	select {
 	case n.statusc <- statusRequest{digest: digest, reply: c}:
 	case <-ctx.Done():
@@ -365,8 +375,11 @@ func (n *Node) Status(ctx context.Context, digest bool) (Status, error) {
 		return Status{}, ErrStopped
 	}
 	select {
-	case s := <-c:
-		return s, nil
+	case v := <-c:
+		if digest {
+			v.st.Digest = digestOf(v.data)
+		}
+		return v.st, nil
 	case <-ctx.Done():
 		return Status{}, ctx.Err()
 	}
@@ -410,7 +423,11 @@ func (n *Node) run() {
 		case r := <-n.reportc:
 			n.applyReport(r)
 		case r := <-n.statusc:
-			r.reply <- n.core.status(r.digest)
+			v := statusView{st: n.core.status(false)}
+			if r.digest {
+				v.data = maps.Clone(n.core.fsm.data)
+			}
+			r.reply <- v
 		case r := <-n.snapDone:
 			if err := n.finishSnapshot(r); err != nil {
 				n.err = err

@@ -153,6 +153,16 @@ func TestNodesOverGRPC(t *testing.T) {
 	swapped, err := cl.CAS(ctx, "k", v, "x")
 	require.NoError(t, err)
 	require.True(t, swapped)
+	// The digest, hashed off the loop, is there only when asked for, and
+	// covers the data.
+	plain, err := c.nodes[lead].Status(ctx, false)
+	require.NoError(t, err)
+	require.Empty(t, plain.Digest)
+	after, err := c.nodes[lead].Status(ctx, true)
+	require.NoError(t, err)
+	require.NotEmpty(t, ls.Digest)
+	require.NotEqual(t, ls.Digest, after.Digest, "the swap changed the data")
+	require.Equal(t, digestOf(map[string]string{"k": "x"}), after.Digest)
 }
 
 // TestClientClassifiesHonestly: a write proposed by a leader that then

@@ -1094,6 +1094,10 @@ func (c *Core) status(digest bool) Status {
 	return st
 }
 
+// dataCopy is a copy of the data's map for hashing off the loop (its
+// strings are shared: the state machine never changes one in place).
+func (c *Core) dataCopy() map[string]string { return maps.Clone(c.fsm.data) }
+
 // Members lists the voters with their addresses, by id.
 func (c *Core) Members() []Member {
 	out := make([]Member, 0, len(c.fsm.members))

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"maps"
 	"sync"
 	"time"
 
@@ -425,7 +424,7 @@ func (n *Node) run() {
 		case r := <-n.statusc:
 			v := statusView{st: n.core.status(false)}
 			if r.digest {
-				v.data = maps.Clone(n.core.fsm.data)
+				v.data = n.core.dataCopy()
 			}
 			r.reply <- v
 		case r := <-n.snapDone:

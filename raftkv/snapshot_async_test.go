@@ -188,6 +188,15 @@ func indexes(ents []*raftpb.Entry) []uint64 {
 	return out
 }
 
+// restarted closes s and recovers dir, as a node restarting would.
+func restarted(t *testing.T, s *Storage, dir string) *Recovered {
+	require.NoError(t, s.Close())
+	s2, rec, err := OpenStorage(dir, false)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s2.Close() })
+	return rec
+}
+
 func TestStorageRotationSurvivesCrashes(t *testing.T) {
 	all := indexes(testEntries(1, 12, 1))
 	snap6 := &raftpb.Snapshot{Data: []byte("s"), Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(6), Term: proto.Uint64(1)}}
@@ -200,19 +209,14 @@ func TestStorageRotationSurvivesCrashes(t *testing.T) {
 		require.Equal(t, all, indexes(rec.Entries), "the old log, then the new one")
 		require.Equal(t, uint64(12), rec.HardState.GetCommit())
 		require.NoFileExists(t, filepath.Join(dir, oldWalName), "made one log again")
-		require.NoError(t, s.Close())
-		_, rec, err = OpenStorage(dir, false)
-		require.NoError(t, err)
-		require.Equal(t, all, indexes(rec.Entries))
+		require.Equal(t, all, indexes(restarted(t, s, dir).Entries))
 	})
 	t.Run("snapshot in place, old log not yet dropped", func(t *testing.T) {
 		dir := t.TempDir()
 		s := rotated(t, dir)
 		require.NoError(t, s.PrepareSnapshot(snap6))
 		require.NoError(t, s.CommitSnapshot())
-		require.NoError(t, s.Close())
-		_, rec, err := OpenStorage(dir, false)
-		require.NoError(t, err)
+		rec := restarted(t, s, dir)
 		require.True(t, proto.Equal(snap6, rec.Snapshot))
 		require.Equal(t, all, indexes(rec.Entries), "the entries below the snapshot are the Core's to skip")
 	})
@@ -221,10 +225,7 @@ func TestStorageRotationSurvivesCrashes(t *testing.T) {
 		s := rotated(t, dir)
 		require.NoError(t, s.SaveSnapshot(snap6))
 		require.NoError(t, s.DropOldLog())
-		require.NoError(t, s.Close())
-		_, rec, err := OpenStorage(dir, false)
-		require.NoError(t, err)
-		require.Equal(t, indexes(testEntries(7, 12, 1)), indexes(rec.Entries))
+		require.Equal(t, indexes(testEntries(7, 12, 1)), indexes(restarted(t, s, dir).Entries))
 	})
 	t.Run("sealed, not yet renamed", func(t *testing.T) {
 		dir := t.TempDir()

@@ -1,14 +1,13 @@
 package chain
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
 
 	pb "github.com/chainraft/chainraft/chain/chainpb"
+	"github.com/chainraft/chainraft/kv"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -1291,25 +1290,11 @@ func (c *Core) Status() []Status {
 	return out
 }
 
-// Digest summarises this node's copy of a chain: DigestOf its state, and
+// Digest summarises this node's copy of a chain: kv.Digest of its state, and
 // how many keys it holds.
 func (c *Core) Digest(chain int) (Status, string, int) {
 	cs := c.chains[chain]
-	return c.Status()[chain], DigestOf(cs.data), len(cs.data)
-}
-
-// DigestOf is a SHA-256 over a chain state's sorted keys and values.
-func DigestOf(data map[string]string) string {
-	keys := make([]string, 0, len(data))
-	for k := range data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	h := sha256.New()
-	for _, k := range keys {
-		fmt.Fprintf(h, "%d:%s%d:%s", len(k), k, len(data[k]), data[k])
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return c.Status()[chain], kv.Digest(cs.data), len(cs.data)
 }
 
 // Data returns a copy of a chain's applied state at this node (tests).

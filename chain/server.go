@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/chainraft/chainraft/chain/chainpb"
+	"github.com/chainraft/chainraft/kv"
 )
 
 // Server is the node's gRPC face: client writes and reads, peer messages.
@@ -123,7 +124,7 @@ func (s server) Digest(ctx context.Context, r *pb.DigestRequest) (*pb.DigestResp
 	select {
 	case v := <-out:
 		resp.Epoch, resp.Member, resp.LastSeq, resp.Committed = v.st.Epoch, v.st.Member, v.st.LastSeq, v.st.Committed
-		resp.Digest, resp.Keys = DigestOf(v.data), int64(len(v.data))
+		resp.Digest, resp.Keys = kv.Digest(v.data), int64(len(v.data))
 		return resp, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()

@@ -76,3 +76,13 @@ func TestShardOfSpreads(t *testing.T) {
 	}
 	require.Equal(t, 0, ShardOf("anything", 0), "no shards: shard 0")
 }
+
+// The digest depends on the data only, and length prefixes keep a key's
+// end apart from its value's start.
+func TestDigest(t *testing.T) {
+	a := Digest(map[string]string{"k1": "v", "k2": "w"})
+	require.Equal(t, a, Digest(map[string]string{"k2": "w", "k1": "v"}))
+	require.NotEqual(t, a, Digest(map[string]string{"k1": "v", "k2": "x"}))
+	require.NotEqual(t, Digest(map[string]string{"ab": "c"}), Digest(map[string]string{"a": "bc"}))
+	require.Equal(t, Digest(nil), Digest(map[string]string{}))
+}

@@ -1,9 +1,6 @@
 package raftkv
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"maps"
@@ -12,6 +9,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/chainraft/chainraft/kv"
 	pb "github.com/chainraft/chainraft/raftkv/raftkvpb"
 )
 
@@ -90,30 +88,10 @@ func (f *fsm) get(key string) *pb.Result {
 	return &pb.Result{Found: ok, Value: v}
 }
 
-// digest hashes the data (keys and values, length-prefixed, in key order):
-// the harness compares it across replicas at the end of a run. The dedup
-// table and the membership are left out so that the same data gives the same
-// digest in both stores.
-func (f *fsm) digest() string { return digestOf(f.data) }
-
-// digestOf is fsm.digest over any copy of the data.
-func digestOf(data map[string]string) string {
-	keys := make([]string, 0, len(data))
-	for k := range data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	h := sha256.New()
-	var n [8]byte
-	for _, k := range keys {
-		for _, s := range []string{k, data[k]} {
-			binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-			h.Write(n[:])
-			h.Write([]byte(s))
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
+// digest hashes the data (kv.Digest): the harness compares it across
+// replicas at the end of a run. The dedup table and the membership are
+// left out so that the same data gives the same digest in both stores.
+func (f *fsm) digest() string { return kv.Digest(f.data) }
 
 // clone copies the state for a snapshot built off the loop. The maps are
 // copied, not their values: strings are immutable and a session is

@@ -376,7 +376,7 @@ func (n *Node) Status(ctx context.Context, digest bool) (Status, error) {
 	select {
 	case v := <-c:
 		if digest {
-			v.st.Digest = digestOf(v.data)
+			v.st.Digest = kv.Digest(v.data)
 		}
 		return v.st, nil
 	case <-ctx.Done():

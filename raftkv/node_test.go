@@ -162,7 +162,7 @@ func TestNodesOverGRPC(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, ls.Digest)
 	require.NotEqual(t, ls.Digest, after.Digest, "the swap changed the data")
-	require.Equal(t, digestOf(map[string]string{"k": "x"}), after.Digest)
+	require.Equal(t, kv.Digest(map[string]string{"k": "x"}), after.Digest)
 }
 
 // TestClientClassifiesHonestly: a write proposed by a leader that then

@@ -2,11 +2,8 @@ package zookeeper
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +11,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/chainraft/chainraft/internal/zkserver"
+	"github.com/chainraft/chainraft/kv"
 )
 
 // comparePoll is the pause between two rounds while servers catch up.
@@ -127,7 +125,7 @@ func (c *Cluster) compareOnce(ctx context.Context, conns []*zk.Conn, wg *sync.Wa
 }
 
 // digest hashes every key and value under Root as conn's server holds
-// them.
+// them (kv.Digest, as the other stores hash theirs).
 func digest(ctx context.Context, conn *zk.Conn, wg *sync.WaitGroup) (string, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*observeWait)
 	defer cancel()
@@ -138,8 +136,7 @@ func digest(ctx context.Context, conn *zk.Conn, wg *sync.WaitGroup) (string, int
 	if err != nil {
 		return "", 0, err
 	}
-	sort.Strings(kids)
-	h := sha256.New()
+	data := make(map[string]string, len(kids))
 	for _, k := range kids {
 		b, err := callCtx(ctx, wg, func() ([]byte, error) {
 			b, _, err := conn.Get(Root + "/" + k)
@@ -148,7 +145,7 @@ func digest(ctx context.Context, conn *zk.Conn, wg *sync.WaitGroup) (string, int
 		if err != nil {
 			return "", 0, err
 		}
-		fmt.Fprintf(h, "%d:%s%d:%s", len(k), k, len(b), b)
+		data[k] = string(b)
 	}
-	return hex.EncodeToString(h.Sum(nil)), len(kids), nil
+	return kv.Digest(data), len(kids), nil
 }
